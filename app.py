@@ -1,0 +1,61 @@
+"""Keksi's application factory: configuration, extensions, blueprints, CLI."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any, Mapping
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from keksi import cli, http, i18n, settings, store
+from keksi.views import api, site
+
+csrf = CSRFProtect()
+
+
+def _secret_key(app: Flask) -> str:
+    """A random key made once and kept in the instance folder, so every worker shares it."""
+    path = os.path.join(app.instance_path, "secret_key")
+    os.makedirs(app.instance_path, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path) as existing:
+            return existing.read().strip()
+    with os.fdopen(fd, "w") as new:
+        key = secrets.token_hex(32)
+        new.write(key)
+    return key
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the Keksi app; `test_config` overrides the settings read from the environment."""
+    app = Flask(__name__, static_folder="keksi/static", static_url_path="/static",
+                template_folder="templates")
+    config = settings.from_environ(os.environ)
+    if test_config:
+        config.update(test_config)
+    app.config.update(config)
+    app.config.setdefault("MAX_CONTENT_LENGTH", 64 * 1024)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _secret_key(app)
+    if app.config["DEFAULT_LANGUAGE"] not in app.config["LANGUAGES"]:
+        raise SystemExit("KEKSI_DEFAULT_LANGUAGE must be one of KEKSI_LANGUAGES")
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["HTTPS"],
+    )
+
+    app.config["BUILD_ID"] = http.build_id(app.root_path)
+    store.init_app(app)
+    i18n.init_app(app)
+    http.init_app(app)
+    csrf.init_app(app)
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(site.bp)
+    cli.init_app(app)
+    return app

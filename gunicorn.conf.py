@@ -1,0 +1,23 @@
+"""gunicorn settings for Keksi: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
+"""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+# SQLite takes one writer at a time; a few sync workers keep the writer busy
+# without queueing many processes on its lock.
+workers = int(os.environ.get("WEB_CONCURRENCY", min(multiprocessing.cpu_count() * 2 + 1, 5)))
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# gunicorn 27 opens a control socket in ~/.gunicorn that a second instance takes over.
+control_socket_disable = True
+# Request lines and headers are small in Keksi; refuse abuse early.
+limit_request_line = 4094
+limit_request_fields = 60
+accesslog = "-"
+# No client address in the access log: it is personal data we do not need there.
+access_log_format = '%(t)s "%(r)s" %(s)s %(b)s %(L)ss'

@@ -1,0 +1,120 @@
+"""HTTP concerns shared by every blueprint: security headers, caching, errors."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from . import __version__
+
+# No inline script or style anywhere, so no 'unsafe-inline'; nothing from other hosts.
+CSP = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+
+def security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if current_app.config["HTTPS"]:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
+def conditional(response: Response, etag: str, last_modified: datetime | None,
+                cache_control: str = "public, no-cache") -> Response:
+    """Attach validators and answer 304 when the client's copy is still good."""
+    response.set_etag(etag)
+    if last_modified is not None:
+        response.last_modified = last_modified
+    response.headers["Cache-Control"] = cache_control
+    response.headers["Vary"] = "Accept-Encoding"
+    return response.make_conditional(request)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_message(code: int) -> str:
+    messages = {
+        400: _("The request could not be understood."),
+        403: _("You do not have access to this page."),
+        404: _("There is no page at this address. Check the link, or start from the list of notices."),
+        405: _("This address does not accept that kind of request."),
+        413: _("The request is too large."),
+        429: _("Too many requests. Wait a moment and try again."),
+    }
+    return messages.get(code, _("Something went wrong on our side. Try again in a moment."))
+
+
+def handle_http_error(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    # A specific description given with abort(code, message) wins over the generic one.
+    specific = exc.description != type(exc).description
+    description = exc.description if specific else error_message(code)
+    if wants_json():
+        return jsonify(error=exc.name, message=description, status=code), code
+    return render_template("site/error.html", code=code, title=exc.name,
+                           message=description), code
+
+
+def handle_unexpected(exc: Exception) -> Any:
+    current_app.logger.exception("unhandled error on %s", request.path)
+    if wants_json():
+        return jsonify(error="Internal Server Error", message=error_message(500), status=500), 500
+    return render_template("site/error.html", code=500, title="Internal Server Error",
+                           message=error_message(500)), 500
+
+
+class LangConverter(BaseConverter):
+    regex = r"[a-z]{2,3}"
+
+
+class DateConverter(BaseConverter):
+    regex = r"\d{4}-\d{2}-\d{2}"
+
+
+class SlugConverter(BaseConverter):
+    regex = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+def init_app(app: Flask) -> None:
+    app.url_map.converters.update(lang=LangConverter, date=DateConverter, slug=SlugConverter)
+    app.after_request(security_headers)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)
+
+
+def build_id(root: str) -> str:
+    """A hash of everything that shapes a rendered page but not the data: templates, catalogs, CSS.
+
+    Part of every ETag, so a deployment with new templates or translations never
+    answers 304 with a stale page.
+    """
+    digest = hashlib.sha256(__version__.encode())
+    base = Path(root)
+    for pattern in ("templates/**/*.html", "translations/*/LC_MESSAGES/*.po", "keksi/static/**/*"):
+        for path in sorted(base.glob(pattern)):
+            if path.is_file():
+                digest.update(path.relative_to(base).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

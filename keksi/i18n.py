@@ -1,0 +1,103 @@
+"""Languages: which one a request gets, catalogs, and dates formatted per language.
+
+Locale precedence, in one place:
+1. the language in the URL prefix (`/fi/...`), or the `lang` query argument of API
+   calls, when it is one of the configured LANGUAGES;
+2. otherwise the best match for the browser's Accept-Language among LANGUAGES
+   (used when redirecting `/` and for 404 pages under unknown prefixes);
+3. otherwise DEFAULT_LANGUAGE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+from babel.dates import format_date as babel_format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, current_app, g, request
+from flask_babel import Babel
+
+babel = Babel()
+
+# Each language's name in that language, for the language switcher.
+LANGUAGE_NAMES = {"fi": "Suomi", "sv": "Svenska", "en": "English"}
+
+
+def best_language() -> str:
+    """Accept-Language's best match among the configured languages, else the default."""
+    languages = current_app.config["LANGUAGES"]
+    match = request.accept_languages.best_match(languages) if request else None
+    return match or current_app.config["DEFAULT_LANGUAGE"]
+
+
+def select_locale() -> str:
+    lang = g.get("lang")
+    if lang:
+        return lang
+    return best_language()
+
+
+def current_language() -> str:
+    return g.get("lang") or best_language()
+
+
+def format_date(value: date | str, lang: str | None = None) -> str:
+    """A date as the language writes it: 9.4.2026 in Finnish, 9 April 2026 in English."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
+    lang = lang or current_language()
+    pattern = current_app.config["DATE_FORMATS"].get(lang, "long")
+    return babel_format_date(value, pattern, locale=lang)
+
+
+def language_name(lang: str) -> str:
+    return LANGUAGE_NAMES.get(lang, lang)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path / ".compile-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def compile_catalogs(translations: Path) -> list[str]:
+    """Compile each .po whose .mo is missing or older; return the languages compiled.
+
+    Compiled catalogs are build output, not committed; compiling at start-up keeps
+    `gunicorn wsgi:app` a complete deployment with no separate build step.
+    """
+    compiled = []
+    with _lock(translations):
+        for po_path in sorted(translations.glob("*/LC_MESSAGES/messages.po")):
+            mo_path = po_path.with_suffix(".mo")
+            if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+                continue
+            with open(po_path, "rb") as po_file:
+                catalog = read_po(po_file, locale=po_path.parent.parent.name)
+            tmp = mo_path.with_suffix(f".mo.{os.getpid()}")
+            with open(tmp, "wb") as mo_file:
+                write_mo(mo_file, catalog)
+            os.replace(tmp, mo_path)
+            compiled.append(po_path.parent.parent.name)
+    return compiled
+
+
+def init_app(app: Flask) -> None:
+    translations = Path(app.root_path) / "translations"
+    try:
+        compile_catalogs(translations)
+    except OSError as exc:  # a read-only deployment with catalogs compiled at build time
+        app.logger.warning("could not compile the translation catalogs: %s", exc)
+    babel.init_app(app, locale_selector=select_locale,
+                   default_translation_directories=str(translations),
+                   default_timezone=app.config["TIMEZONE"])
+    app.jinja_env.globals.update(format_date=format_date, language_name=language_name)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True

@@ -1,0 +1,97 @@
+"""Every setting Keksi reads: its default, its type and a help line.
+
+Settings are data so that the README table, the environment parser and a test
+that checks the documentation all come from one list. Each setting `NAME` is read
+from the environment variable `KEKSI_NAME` when the app is created, never at
+import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+
+def _languages(value: str) -> list[str]:
+    langs = [part.strip() for part in value.split(",") if part.strip()]
+    if not langs:
+        raise ValueError("needs at least one language code")
+    return langs
+
+
+def _mapping(value: str) -> dict[str, str]:
+    """Parse `fi:d.M.y,sv:d.M.y` into a dict."""
+    result = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, val = part.partition(":")
+        if not sep:
+            raise ValueError(f"expected LANG:PATTERN, got {part!r}")
+        result[key.strip()] = val.strip()
+    return result
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env(self) -> str:
+        return f"KEKSI_{self.name}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE", "instance/keksi.db",
+            "SQLite file of the store; a relative path is taken from the project folder."),
+    Setting("SECRET_KEY", None,
+            "Key that signs sessions and CSRF tokens. Unset: a random key is made once and "
+            "kept in instance/secret_key, shared by all workers."),
+    Setting("LANGUAGES", ["fi", "sv", "en"],
+            "Comma-separated languages served; every notice version needs all of them.",
+            _languages),
+    Setting("DEFAULT_LANGUAGE", "fi",
+            "Language used when the visitor's browser asks for none of LANGUAGES."),
+    Setting("TIMEZONE", "Europe/Helsinki",
+            "Time zone in which a notice version's effective date begins."),
+    Setting("NOTICES_DIR", "notices",
+            "Folder of notice sources, notices/<slug>/<YYYY-MM-DD>.<lang>.md; relative to the project folder."),
+    Setting("DATE_FORMATS", {"fi": "d.M.y", "sv": "d.M.y", "en": "d MMMM y"},
+            "Babel date pattern per language, as LANG:PATTERN pairs; other languages use Babel's long format.",
+            _mapping),
+    Setting("ORGANIZATION", "Tiimityö Oy",
+            "The controller's name, shown at the top of every public page."),
+    Setting("HTTPS", False,
+            "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
+            _boolean),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return every setting, taking `KEKSI_*` values from `environ` over the defaults."""
+    values = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None:
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise SystemExit(f"{setting.env}={raw!r} is not valid: {exc}") from None
+    return values
+

@@ -1,0 +1,114 @@
+"""Shared fixtures: an app on a fresh database with the sample notices, and live servers for the browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from keksi import notices
+from keksi.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_NOTICES = ROOT / "notices"
+CHROMIUM = os.environ.get("KEKSI_CHROMIUM", "/usr/lib/chromium/chromium")
+
+
+@pytest.fixture
+def notices_dir(tmp_path: Path) -> Path:
+    """A private copy of the sample notices that a test may change."""
+    target = tmp_path / "notices"
+    shutil.copytree(SAMPLE_NOTICES, target)
+    return target
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, notices_dir: Path) -> Callable[..., Any]:
+    """Build an app on a new database; `publish=True` publishes the sample notices first."""
+
+    def factory(publish: bool = True, **config: Any):
+        settings = {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "keksi.db"),
+            "NOTICES_DIR": str(notices_dir),
+            "SECRET_KEY": "test-secret",
+        }
+        settings.update(config)
+        app = create_app(settings)
+        if publish:
+            publish_all(app)
+        return app
+
+    return factory
+
+
+def publish_all(app: Any) -> list[notices.Source]:
+    store = open_store(app.config["DATABASE"])
+    try:
+        published, problems = notices.publish(
+            Path(app.config["NOTICES_DIR"]), app.config["LANGUAGES"], store, "tests")
+    finally:
+        store.close()
+    assert not problems, problems
+    return published
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# -- browser -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    if not Path(CHROMIUM).exists():
+        pytest.exit(f"Chromium is missing at {CHROMIUM}: run 'apt-get install -y chromium' "
+                    "(scripts/test does this when run as root).", returncode=3)
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }
+
+
+class LiveServer:
+    """A WSGI app served from a thread on a free loopback port."""
+
+    def __init__(self, wsgi_app: Any):
+        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server
