@@ -1,0 +1,390 @@
+"""Notice versions: find and validate the sources, publish them, render and diff them.
+
+A notice is a folder `notices/<slug>/`; a version is one Markdown file per language,
+`<YYYY-MM-DD>.<lang>.md`, whose date is the day the version takes effect and is its
+identifier. Published versions live in the store, immutable: pages are served from
+that copy, never from the files, because the copy is what visitors were shown.
+
+Nothing here touches a request: callers pass the store, languages and today's date.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable
+
+import frontmatter
+import markdown
+import nh3
+import yaml
+from markupsafe import Markup, escape
+
+from .store import Store
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+FILE_RE = re.compile(r"^(?P<version>\d{4}-\d{2}-\d{2})\.(?P<lang>[a-z]{2,3})\.md$")
+MAX_SOURCE_BYTES = 512 * 1024
+
+
+class NoticeError(Exception):
+    """A problem with notice sources; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One language of one version, as read from its file."""
+
+    path: str
+    slug: str
+    version: str
+    lang: str
+    title: str
+    summary: str
+    material: bool
+    body: str
+    source: str
+    sha256: str
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug, "version": self.version, "lang": self.lang, "title": self.title,
+            "summary": self.summary, "material": int(self.material), "body": self.body,
+            "source": self.source, "sha256": self.sha256,
+        }
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_source(path: Path, root: Path) -> Source | Problem:
+    """Parse one file, or say what is wrong with it."""
+    rel = str(path.relative_to(root.parent)) if root.parent in path.parents else str(path)
+    slug = path.parent.name
+    if not SLUG_RE.match(slug):
+        return Problem(rel, f"the folder name {slug!r} is not a valid notice slug "
+                            "(lower-case letters, digits and hyphens)")
+    match = FILE_RE.match(path.name)
+    if not match:
+        return Problem(rel, "the file name must be <YYYY-MM-DD>.<lang>.md, for example 2026-04-09.fi.md")
+    version, lang = match["version"], match["lang"]
+    try:
+        date.fromisoformat(version)
+    except ValueError:
+        return Problem(rel, f"{version} is not a real date (YYYY-MM-DD)")
+    raw = path.read_bytes()
+    if len(raw) > MAX_SOURCE_BYTES:
+        return Problem(rel, f"the file is larger than {MAX_SOURCE_BYTES // 1024} KB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Problem(rel, f"the file is not UTF-8 text (byte {exc.start})")
+    if not text.startswith("---"):
+        return Problem(rel, "front matter is missing: start the file with a '---' block "
+                            "holding title, summary and material")
+    try:
+        post = frontmatter.loads(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        return Problem(rel, f"the front matter is not valid YAML: {str(exc).splitlines()[0]}")
+    meta = post.metadata
+    errors = []
+    for key in ("title", "summary"):
+        value = meta.get(key)
+        if not isinstance(value, str) or not value.strip():
+            errors.append(f"front matter '{key}' must be non-empty text")
+    if not isinstance(meta.get("material"), bool):
+        errors.append("front matter 'material' must be true or false")
+    unknown = sorted(set(meta) - {"title", "summary", "material"})
+    if unknown:
+        errors.append(f"unknown front matter keys: {', '.join(unknown)}")
+    if not post.content.strip():
+        errors.append("the body is empty")
+    if errors:
+        return Problem(rel, "; ".join(errors))
+    return Source(
+        path=rel, slug=slug, version=version, lang=lang, title=meta["title"].strip(),
+        summary=" ".join(meta["summary"].split()), material=meta["material"],
+        body=post.content.strip() + "\n", source=text, sha256=sha256(text),
+    )
+
+
+@dataclass
+class CheckResult:
+    sources: list[Source]  # valid sources of complete versions, published or not
+    unpublished: list[Source]  # the subset not yet in the store
+    problems: list[Problem]
+
+
+def check(root: Path, languages: Iterable[str], store: Store) -> CheckResult:
+    """Validate every source under `root` against the languages and the published copies."""
+    languages = list(languages)
+    problems: list[Problem] = []
+    sources: list[Source] = []
+    broken: set[tuple[str, str]] = set()  # versions with a file that did not parse
+    if not root.is_dir():
+        return CheckResult([], [], [Problem(str(root), "the notices folder does not exist")])
+    for path in sorted(root.glob("*/*")):
+        if path.is_dir() or path.name.startswith("."):
+            continue
+        result = read_source(path, root)
+        if isinstance(result, Problem):
+            problems.append(result)
+            if match := FILE_RE.match(path.name):
+                broken.add((path.parent.name, match["version"]))
+        elif result.lang not in languages:
+            problems.append(Problem(result.path, f"language {result.lang!r} is not one of the "
+                                                 f"configured languages ({', '.join(languages)})"))
+        else:
+            sources.append(result)
+
+    published = {(v["slug"], v["version"], v["lang"]): v for v in store.notice_versions()}
+    by_version: dict[tuple[str, str], dict[str, Source]] = {}
+    for source in sources:
+        by_version.setdefault((source.slug, source.version), {})[source.lang] = source
+
+    complete: list[Source] = []
+    for (slug, version), langs in sorted(by_version.items()):
+        group_ok = (slug, version) not in broken
+        # A version published before a language was added to the settings stays as it was.
+        already_published = any((slug, version, lang) in published for lang in langs)
+        sample = next(iter(langs.values())).path
+        for lang in languages:
+            missing_path = Path(sample).with_name(f"{version}.{lang}.md")
+            if lang not in langs and not already_published and group_ok:
+                problems.append(Problem(
+                    str(missing_path),
+                    f"missing: version {version} of '{slug}' has no {lang} text; "
+                    "a version is published only when it exists in every configured language"))
+                group_ok = False
+        for source in langs.values():
+            stored = published.get((slug, version, source.lang))
+            if stored and stored["sha256"] != source.sha256:
+                problems.append(Problem(
+                    source.path,
+                    f"edited after it was published on {stored['published_at'][:10]}: published "
+                    "versions are immutable, so put the correction in a new version with a new date"))
+                group_ok = False
+        if len({s.material for s in langs.values()}) > 1:
+            problems.append(Problem(
+                sample, f"version {version} of '{slug}' is marked material in some languages and not others"))
+            group_ok = False
+        if group_ok:
+            complete.extend(langs[lang] for lang in languages if lang in langs)
+
+    unpublished = [s for s in complete if (s.slug, s.version, s.lang) not in published]
+    return CheckResult(complete, unpublished, problems)
+
+
+def publish(root: Path, languages: Iterable[str], store: Store, actor: str) -> tuple[list[Source], list[Problem]]:
+    """Publish every valid version not yet in the store; return what was published and the problems."""
+    result = check(root, languages, store)
+    if result.unpublished:
+        store.publish_notice_versions([s.row() for s in result.unpublished], actor)
+    return result.unpublished, result.problems
+
+
+# -- reading published versions ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Version:
+    slug: str
+    version: str
+    lang: str
+    title: str
+    summary: str
+    material: bool
+    sha256: str
+    published_at: str
+
+    @property
+    def effective(self) -> date:
+        return date.fromisoformat(self.version)
+
+
+@dataclass
+class Notice:
+    """Every published version of one notice in one language, oldest first."""
+
+    slug: str
+    lang: str
+    versions: list[Version]
+    today: date
+    languages: dict[str, list[str]] = field(default_factory=dict)  # version -> its languages
+
+    @property
+    def in_effect(self) -> list[Version]:
+        return [v for v in self.versions if v.effective <= self.today]
+
+    @property
+    def current(self) -> Version | None:
+        in_effect = self.in_effect
+        return in_effect[-1] if in_effect else None
+
+    @property
+    def upcoming(self) -> list[Version]:
+        return [v for v in self.versions if v.effective > self.today]
+
+    @property
+    def latest_material(self) -> Version | None:
+        material = [v for v in self.in_effect if v.material]
+        return material[-1] if material else None
+
+    def get(self, version: str) -> Version | None:
+        return next((v for v in self.versions if v.version == version), None)
+
+    def previous(self, version: Version) -> Version | None:
+        index = self.versions.index(version)
+        return self.versions[index - 1] if index > 0 else None
+
+
+def _version(row: dict[str, Any]) -> Version:
+    return Version(
+        slug=row["slug"], version=row["version"], lang=row["lang"], title=row["title"],
+        summary=row["summary"], material=bool(row["material"]), sha256=row["sha256"],
+        published_at=row["published_at"],
+    )
+
+
+def load_notice(store: Store, slug: str, lang: str, today: date) -> Notice | None:
+    """A notice's versions in one language, and which languages each version has."""
+    rows = store.notice_versions(slug=slug)
+    languages: dict[str, list[str]] = {}
+    for row in rows:
+        languages.setdefault(row["version"], []).append(row["lang"])
+    versions = [_version(r) for r in rows if r["lang"] == lang]
+    if not versions:
+        return None
+    return Notice(slug, lang, versions, today, languages)
+
+
+def load_notices(store: Store, lang: str, today: date) -> list[Notice]:
+    """Every notice that has a version in effect in `lang`."""
+    grouped: dict[str, list[Version]] = {}
+    for row in store.notice_versions(lang=lang):
+        grouped.setdefault(row["slug"], []).append(_version(row))
+    notices = [Notice(slug, lang, versions, today) for slug, versions in grouped.items()]
+    return [n for n in notices if n.current is not None]
+
+
+# -- rendering --------------------------------------------------------------
+
+# What a notice may contain once rendered: text structure, links, tables. No
+# scripts, styles, forms, frames, images or event handlers, whoever wrote the file.
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em", "h2", "h3",
+    "h4", "h5", "h6", "hr", "i", "ins", "li", "ol", "p", "pre", "strong", "sub", "sup",
+    "table", "tbody", "td", "th", "thead", "tr", "ul",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "td": {"align"},
+    "th": {"align"},
+    "h2": {"id"}, "h3": {"id"}, "h4": {"id"},
+}
+ALLOWED_SCHEMES = {"http", "https", "mailto", "tel"}
+
+
+# A link to another notice is written as its slug, relative: `[cookie notice](../cookies)`.
+NOTICE_LINK_RE = re.compile(r"^(?:\.\./|\./)*(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)/?(?P<fragment>#[\w-]*)?$")
+
+
+@functools.lru_cache(maxsize=512)
+def render(body: str, notices_root: str = "/") -> Markup:
+    """Markdown to sanitised HTML, notice links resolved under `notices_root` (e.g. `/fi/`).
+
+    Cached: published bodies never change.
+    """
+
+    def resolve_links(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "a" and attribute == "href" and (match := NOTICE_LINK_RE.match(value)):
+            return f"{notices_root}{match['slug']}{match['fragment'] or ''}"
+        return value
+
+    html = markdown.markdown(
+        body, extensions=["tables", "sane_lists", "toc"],
+        extension_configs={"toc": {"permalink": False}}, output_format="html",
+    )
+    # h1 is the page's own title: demote any the author wrote.
+    html = re.sub(r"<(/?)h1\b", r"<\1h2", html)
+    clean = nh3.clean(
+        html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer", attribute_filter=resolve_links,
+    )
+    return Markup(clean)
+
+
+# -- diffs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    kind: str  # same, added, removed (whole lines); before, after (a changed line, words marked)
+    html: Markup  # the line, escaped; in before/after lines the changed words are in <del>/<ins>
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\s+|[^\s]+", text)
+
+
+def _inline_diff(old: str, new: str) -> tuple[Markup, Markup]:
+    a, b = _words(old), _words(new)
+    old_out, new_out = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        left, right = escape("".join(a[i1:i2])), escape("".join(b[j1:j2]))
+        if op == "equal":
+            old_out.append(left)
+            new_out.append(right)
+        else:
+            if left:
+                old_out.append(Markup("<del>%s</del>") % left)
+            if right:
+                new_out.append(Markup("<ins>%s</ins>") % right)
+    return Markup("").join(old_out), Markup("").join(new_out)
+
+
+def diff(old_body: str, new_body: str) -> list[DiffLine]:
+    """Line-by-line diff of two Markdown bodies; changed lines get a word-level diff."""
+    old_lines = [line for line in old_body.splitlines() if line.strip()]
+    new_lines = [line for line in new_body.splitlines() if line.strip()]
+    result: list[DiffLine] = []
+    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            result.extend(DiffLine("same", escape(line)) for line in old_lines[i1:i2])
+        elif op == "delete":
+            result.extend(DiffLine("removed", escape(line)) for line in old_lines[i1:i2])
+        elif op == "insert":
+            result.extend(DiffLine("added", escape(line)) for line in new_lines[j1:j2])
+        else:
+            old_chunk, new_chunk = old_lines[i1:i2], new_lines[j1:j2]
+            for k in range(max(len(old_chunk), len(new_chunk))):
+                if k < len(old_chunk) and k < len(new_chunk):
+                    # Pair lines as one changed line only when most of their words agree.
+                    ratio = difflib.SequenceMatcher(None, old_chunk[k].split(), new_chunk[k].split()).ratio()
+                    if ratio >= 0.5:
+                        old_html, new_html = _inline_diff(old_chunk[k], new_chunk[k])
+                        result.append(DiffLine("before", old_html))
+                        result.append(DiffLine("after", new_html))
+                        continue
+                if k < len(old_chunk):
+                    result.append(DiffLine("removed", escape(old_chunk[k])))
+                if k < len(new_chunk):
+                    result.append(DiffLine("added", escape(new_chunk[k])))
+    return result
