@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keksi import cli, http, i18n, settings, store
 from keksi.views import api, site
@@ -50,11 +51,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     app.config["BUILD_ID"] = http.build_id(app.root_path)
+    if app.config["TRUSTED_PROXIES"]:
+        # Only the configured number of proxies may set the client address.
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     store.init_app(app)
     i18n.init_app(app)
     http.init_app(app)
     csrf.init_app(app)
 
+    csrf.exempt(api.record_consent)  # checked by Origin allow-list instead; it carries no cookie
     app.register_blueprint(api.bp)
     app.register_blueprint(site.bp)
     cli.init_app(app)

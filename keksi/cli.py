@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import getpass
+import json
+import sys
+import tomllib
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from . import consents as consents_mod
 from . import notices as notices_mod
-from .store import get_store
+from . import sites as sites_mod
+from .store import StoreError, get_store
 
 notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
 
@@ -63,5 +69,199 @@ def publish_command(actor: str | None) -> None:
         raise SystemExit(1)
 
 
+sites_cli = AppGroup("sites", help="Manage the sites that embed the consent widget.")
+
+
+def _read_definition(path: str) -> dict:
+    """A site definition from a JSON or TOML file."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        if path.endswith(".toml"):
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise click.ClickException(f"{path} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {exc}")
+
+
+def _validated(data: dict) -> dict:
+    store = get_store()
+    data = dict(data)
+    data.setdefault("consent_days", current_app.config["CONSENT_DAYS"])
+    slugs = {v["slug"] for v in store.notice_versions()}
+    try:
+        return sites_mod.validate(data, current_app.config["LANGUAGES"], slugs)
+    except sites_mod.InvalidSite as exc:
+        raise click.ClickException("the site definition has problems:\n" + "\n".join(
+            f"  {field}: {message}" for field, message in exc.errors.items()))
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@sites_cli.command("list")
+def sites_list() -> None:
+    """List the sites: id, name and origins.
+
+    Example: flask sites list
+    """
+    for site in get_store().sites():
+        click.echo(f"{site['id']}\t{site['name']}\t{' '.join(site['origins'])}")
+
+
+@sites_cli.command("show")
+@click.argument("site_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def sites_show(site_id: str, fmt: str) -> None:
+    """Show one site; --format json prints exactly what `sites add` and `sites edit` read.
+
+    Example: flask sites show demo --format json > demo.json
+    """
+    site = get_store().site(site_id)
+    if site is None:
+        raise click.ClickException(f"there is no site {site_id!r}")
+    if fmt == "json":
+        click.echo(json.dumps(site, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{site['name']} ({site['id']})")
+    click.echo(f"origins: {', '.join(site['origins'])}")
+    click.echo(f"default language: {site['default_language']}, consent lasts {site['consent_days']} days")
+    for category in site["categories"]:
+        cookies = [c["name"] for s in category["services"] for c in s["cookies"]]
+        click.echo(f"  {category['id']}: {', '.join(cookies) or '(no cookies)'}")
+
+
+@sites_cli.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def sites_add(file: str) -> None:
+    """Add a site from a JSON or TOML file.
+
+    Example: flask sites add sites/demo.json
+    """
+    site = _validated(_read_definition(file))
+    try:
+        get_store().save_site(site, _actor(), create=True)
+    except StoreError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"added site {site['id']}")
+
+
+@sites_cli.command("edit")
+@click.argument("site_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def sites_edit(site_id: str, file: str) -> None:
+    """Replace a site's definition with a JSON or TOML file; visitors see the new banner.
+
+    Example: flask sites edit demo demo.json
+    """
+    site = _validated(_read_definition(file))
+    if site["id"] != site_id:
+        raise click.ClickException(f"the file describes site {site['id']!r}, not {site_id!r}")
+    try:
+        get_store().save_site(site, _actor(), create=False)
+    except StoreError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"saved site {site_id}")
+
+
+@sites_cli.command("remove")
+@click.argument("site_id")
+def sites_remove(site_id: str) -> None:
+    """Remove a site that has recorded no consents.
+
+    Example: flask sites remove demo
+    """
+    try:
+        get_store().remove_site(site_id, _actor())
+    except StoreError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"removed site {site_id}")
+
+
+consents_cli = AppGroup("consents", help="Verify, export, erase and purge consent records.")
+
+
+@consents_cli.command("verify")
+def consents_verify() -> None:
+    """Check the hash chain of every consent record; exit 1 at the first broken link.
+
+    Example: flask consents verify
+    """
+    result = consents_mod.verify(get_store())
+    if not result.ok:
+        click.secho(f"broken at record {result.broken_at}: {result.problem} "
+                    f"({result.checked} records before it verified)", fg="red", err=True)
+        raise SystemExit(1)
+    click.echo(f"ok: {result.checked} records verified, {result.removed} of them erased or purged")
+
+
+def _day(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") \
+            if "T" in value else date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name)
+
+
+@consents_cli.command("export")
+@click.option("--site", required=True, help="The site whose records to export.")
+@click.option("--since", help="First day to include, YYYY-MM-DD (UTC).")
+@click.option("--until", help="Day to stop before, YYYY-MM-DD (UTC).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8", lazy=False), default="-",
+              help="File to write (default: standard output).")
+def consents_export(site: str, since: str | None, until: str | None, fmt: str, output) -> None:
+    """Stream a site's consent records as CSV or JSON Lines, in constant memory.
+
+    Example: flask consents export --site demo --since 2026-01-01 --format jsonl -o audit.jsonl
+    """
+    store = get_store()
+    if store.site(site) is None and not store.count_consents(site):
+        raise click.ClickException(f"there is no site {site!r}")
+    since, until = _day(since, "--since"), _day(until, "--until")
+    total = store.count_consents(site, since, until)
+    rows = store.iter_consents(site, since, until)
+    with click.progressbar(length=total, label="exporting", file=sys.stderr,
+                           show_pos=True) as bar:
+        step = 0
+        for step, _ in enumerate(consents_mod.export(rows, output, fmt), 1):
+            if step % 1000 == 0:
+                bar.update(1000)
+        bar.update(step % 1000)
+    output.flush()
+    click.echo(f"exported {total} records", err=True)
+
+
+@consents_cli.command("erase")
+@click.option("--subject", "subject_id", required=True, help="The subject id the visitor quoted.")
+def consents_erase(subject_id: str) -> None:
+    """Erase every record of one subject on request; the audit log keeps only the count.
+
+    Example: flask consents erase --subject 3f2a...
+    """
+    if not consents_mod.HEX32.match(subject_id):
+        raise click.BadParameter("a subject id is 32 hex digits", param_hint="--subject")
+    count = get_store().erase_subject(subject_id, _actor())
+    click.echo(f"erased {count} records")
+
+
+@consents_cli.command("purge")
+@click.option("--older-than", "days", type=click.IntRange(min=0), default=None,
+              help="Days after expiry (default: KEKSI_RETENTION_DAYS).")
+def consents_purge(days: int | None) -> None:
+    """Delete records that expired more than DAYS ago (retention).
+
+    Example: flask consents purge --older-than 730
+    """
+    days = current_app.config["RETENTION_DAYS"] if days is None else days
+    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    count = get_store().purge_expired(cutoff, _actor())
+    click.echo(f"purged {count} records that expired before {cutoff[:10]}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(notices_cli)
+    app.cli.add_command(sites_cli)
+    app.cli.add_command(consents_cli)

@@ -41,6 +41,14 @@ def _boolean(value: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+    return parse
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -73,6 +81,21 @@ SETTINGS: tuple[Setting, ...] = (
             _mapping),
     Setting("ORGANIZATION", "Tiimityö Oy",
             "The controller's name, shown at the top of every public page."),
+    Setting("CONSENT_DAYS", 365,
+            "How long a consent lasts when a site does not set its own consent_days.", int),
+    Setting("RETENTION_DAYS", 730,
+            "Days after a consent expires before `flask consents purge` deletes it.", int),
+    Setting("TRUSTED_PROXIES", 0,
+            "How many reverse proxies in front of Keksi to trust for X-Forwarded-For; 0 takes the "
+            "address from the socket.", int),
+    Setting("STORE_IP", "truncated",
+            "What a consent record keeps of the visitor's address: truncated (/24 or /48) or none.",
+            _choice("truncated", "none")),
+    Setting("STORE_USER_AGENT", "coarse",
+            "What a consent record keeps of the browser: coarse (family, major version, OS) or none.",
+            _choice("coarse", "none")),
+    Setting("RATE_LIMIT", 60,
+            "Consent posts allowed per minute from one address, per worker, before 429.", int),
     Setting("HTTPS", False,
             "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
             _boolean),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -68,12 +69,79 @@ def _notice_versions(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0003_sites_and_consents")
+def _sites_and_consents(db: sqlite_utils.Database) -> None:
+    db["sites"].create(
+        {"id": str, "name": str, "definition": str, "created_at": str, "updated_at": str},
+        pk="id", not_null={"name", "definition", "created_at", "updated_at"},
+    )
+    # Each distinct banner a visitor could see, stored once and in full (EDPB 05/2020 §108).
+    db["banner_versions"].create(
+        {"hash": str, "site": str, "lang": str, "content": str, "first_served_at": str},
+        pk="hash", not_null={"site", "lang", "content", "first_served_at"},
+    )
+    db.execute(
+        """CREATE TRIGGER banner_versions_immutable BEFORE UPDATE ON banner_versions
+        BEGIN SELECT RAISE(ABORT, 'banner versions are immutable'); END"""
+    )
+    # One row per choice, never updated. Its chain link lives in consent_chain, which
+    # keeps no personal data, so that erasure and purging leave the chain verifiable.
+    db["consents"].create(
+        {
+            "seq": int, "consent_id": str, "event_id": str, "subject_id": str, "site": str,
+            "action": str, "choices": str, "ui_surface": str, "lang": str, "page": str,
+            "notice_slug": str, "notice_version": str, "notice_sha256": str,
+            "banner_hash": str, "widget_version": str, "ip": str, "user_agent": str,
+            "gpc": int, "recorded_at": str, "valid_until": str, "content_hash": str,
+        },
+        pk="seq",
+        not_null={"consent_id", "event_id", "subject_id", "site", "action", "choices",
+                  "ui_surface", "lang", "notice_version", "notice_sha256", "banner_hash",
+                  "gpc", "recorded_at", "valid_until", "content_hash"},
+    )
+    db["consents"].create_index(["consent_id"], unique=True)
+    db["consents"].create_index(["event_id"], unique=True)
+    db["consents"].create_index(["site", "recorded_at"])
+    db["consents"].create_index(["subject_id"])
+    db["consents"].create_index(["valid_until"])
+    db["consent_chain"].create(
+        {"seq": int, "content_hash": str, "prev_hash": str, "row_hash": str},
+        pk="seq", not_null={"content_hash", "prev_hash", "row_hash"},
+    )
+    db["consent_removals"].create(
+        {"seq": int, "reason": str, "removed_at": str},
+        pk="seq", not_null={"reason", "removed_at"},
+    )
+    db.executescript(
+        """
+        CREATE TRIGGER consents_no_update BEFORE UPDATE ON consents
+        BEGIN SELECT RAISE(ABORT, 'consent records are never updated: record a new choice'); END;
+        CREATE TRIGGER consents_delete_only_when_removed BEFORE DELETE ON consents
+        WHEN NOT EXISTS (SELECT 1 FROM consent_removals WHERE seq = OLD.seq)
+        BEGIN SELECT RAISE(ABORT, 'consent records are removed only by erasure or purge'); END;
+        CREATE TRIGGER consent_chain_no_update BEFORE UPDATE ON consent_chain
+        BEGIN SELECT RAISE(ABORT, 'the consent chain is append-only'); END;
+        CREATE TRIGGER consent_chain_no_delete BEFORE DELETE ON consent_chain
+        BEGIN SELECT RAISE(ABORT, 'the consent chain is append-only'); END;
+        CREATE TRIGGER consent_removals_no_update BEFORE UPDATE ON consent_removals
+        BEGIN SELECT RAISE(ABORT, 'removal records are append-only'); END;
+        """
+    )
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 class StoreError(Exception):
     """A write the store refused; the message says why."""
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked longer than the busy timeout; try again shortly."""
+
+
+GENESIS_HASH = "0" * 64
 
 
 class Store:
@@ -132,7 +200,7 @@ class Store:
         """Store each language of new versions at once: all rows or none."""
         now = utcnow()
         try:
-            with self.db.atomic():
+            with self._write():
                 for row in rows:
                     record = dict(row, published_at=now, published_by=actor)
                     self.db["notice_versions"].insert(record)
@@ -141,6 +209,174 @@ class Store:
                                 {"sha256": row["sha256"], "material": bool(row["material"])})
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a version was already published: {exc}") from exc
+
+    # -- sites ------------------------------------------------------------
+
+    def sites(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT definition FROM sites ORDER BY id")
+        return [json.loads(row["definition"]) for row in rows]
+
+    def site(self, site_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT definition FROM sites WHERE id = ?", [site_id])
+        return json.loads(rows[0]["definition"]) if rows else None
+
+    def save_site(self, definition: dict[str, Any], actor: str, *, create: bool) -> None:
+        """Add a new site (`create=True`) or replace an existing one's definition."""
+        now = utcnow()
+        site_id = definition["id"]
+        with self._write():
+            exists = bool(self._query("SELECT 1 FROM sites WHERE id = ?", [site_id]))
+            if create and exists:
+                raise StoreError(f"a site with id {site_id!r} already exists")
+            if not create and not exists:
+                raise StoreError(f"there is no site with id {site_id!r}")
+            text = json.dumps(definition, ensure_ascii=False, sort_keys=True)
+            if create:
+                self.db["sites"].insert({"id": site_id, "name": definition["name"], "definition": text,
+                                         "created_at": now, "updated_at": now})
+            else:
+                self.db.execute("UPDATE sites SET name = ?, definition = ?, updated_at = ? WHERE id = ?",
+                                [definition["name"], text, now, site_id])
+            self._audit(now, actor, "site.add" if create else "site.edit", site_id,
+                        {"sha256": hashlib.sha256(text.encode()).hexdigest()})
+
+    def remove_site(self, site_id: str, actor: str) -> None:
+        with self._write():
+            if not self._query("SELECT 1 FROM sites WHERE id = ?", [site_id]):
+                raise StoreError(f"there is no site with id {site_id!r}")
+            if self._query("SELECT 1 FROM consents WHERE site = ? LIMIT 1", [site_id]):
+                raise StoreError(f"site {site_id!r} has recorded consents, which are proof that must be "
+                                 "kept; remove its origins instead to stop it collecting new ones")
+            self.db.execute("DELETE FROM sites WHERE id = ?", [site_id])
+            self._audit(utcnow(), actor, "site.remove", site_id, None)
+
+    # -- banner versions ----------------------------------------------------
+
+    def remember_banner(self, banner_hash: str, site: str, lang: str, content: str) -> None:
+        """Store a banner version the first time it is served."""
+        if self._query("SELECT 1 FROM banner_versions WHERE hash = ?", [banner_hash]):
+            return
+        with self._write():
+            self.db.execute(
+                "INSERT OR IGNORE INTO banner_versions (hash, site, lang, content, first_served_at) "
+                "VALUES (?, ?, ?, ?, ?)", [banner_hash, site, lang, content, utcnow()])
+
+    def banner_version(self, banner_hash: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM banner_versions WHERE hash = ?", [banner_hash])
+        return dict(rows[0]) if rows else None
+
+    # -- consents -----------------------------------------------------------
+
+    def consent_by_event(self, event_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM consents WHERE event_id = ?", [event_id])
+        return dict(rows[0]) if rows else None
+
+    def consent(self, consent_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM consents WHERE consent_id = ?", [consent_id])
+        return dict(rows[0]) if rows else None
+
+    def append_consent(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Append one choice and its chain link, committed before returning.
+
+        Returns (row, created). A record whose event_id is already stored is not
+        written again: the stored row comes back with created=False.
+        """
+        with self._write():
+            existing = self.consent_by_event(record["event_id"])
+            if existing:
+                return existing, False
+            last = self._query("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1")
+            prev_hash = last[0]["row_hash"] if last else GENESIS_HASH
+            seq = (last[0]["seq"] if last else 0) + 1
+            row = dict(record, seq=seq)
+            self.db["consents"].insert(row)
+            self.db["consent_chain"].insert({
+                "seq": seq, "content_hash": record["content_hash"], "prev_hash": prev_hash,
+                "row_hash": chain_hash(prev_hash, record["content_hash"]),
+            })
+        return row, True
+
+    def later_consent(self, site: str, subject_id: str, seq: int) -> dict[str, Any] | None:
+        """The subject's next choice on the site after `seq`, if any."""
+        rows = self._query(
+            "SELECT * FROM consents WHERE site = ? AND subject_id = ? AND seq > ? ORDER BY seq LIMIT 1",
+            [site, subject_id, seq])
+        return dict(rows[0]) if rows else None
+
+    def _consent_filter(self, site: str | None, since: str | None, until: str | None) -> tuple[str, list]:
+        where, params = [], []
+        if site is not None:
+            where.append("site = ?")
+            params.append(site)
+        if since is not None:
+            where.append("recorded_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("recorded_at < ?")
+            params.append(until)
+        return (" WHERE " + " AND ".join(where)) if where else "", params
+
+    def count_consents(self, site: str | None = None, since: str | None = None,
+                       until: str | None = None) -> int:
+        where, params = self._consent_filter(site, since, until)
+        return self._query(f"SELECT count(*) AS n FROM consents{where}", params)[0]["n"]
+
+    def iter_consents(self, site: str | None = None, since: str | None = None,
+                      until: str | None = None, batch: int = 2000) -> Iterator[dict[str, Any]]:
+        """Consents in recording order, read in batches so memory stays flat."""
+        where, params = self._consent_filter(site, since, until)
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        cursor.execute(f"SELECT * FROM consents{where} ORDER BY seq", params)
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                break
+            for row in rows:
+                yield dict(row)
+
+    def iter_chain(self, batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every chain link with its consent (None once removed) and removal record."""
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        cursor.execute(
+            "SELECT ch.seq, ch.content_hash AS chain_content_hash, ch.prev_hash, ch.row_hash, "
+            "r.reason AS removed, c.* FROM consent_chain ch "
+            "LEFT JOIN consents c ON c.seq = ch.seq LEFT JOIN consent_removals r ON r.seq = ch.seq "
+            "ORDER BY ch.seq")
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                break
+            for row in rows:
+                yield dict(row)
+
+    def orphan_consents(self) -> list[int]:
+        """Consent rows with no chain link: inserted around the store."""
+        rows = self._query("SELECT c.seq FROM consents c LEFT JOIN consent_chain ch ON ch.seq = c.seq "
+                           "WHERE ch.seq IS NULL ORDER BY c.seq LIMIT 10")
+        return [row["seq"] for row in rows]
+
+    def remove_consents(self, where: str, params: list[Any], reason: str, actor: str) -> int:
+        """Delete the content of matching consents, keeping their chain links; audit without personal data."""
+        now = utcnow()
+        with self._write():
+            seqs = [row["seq"] for row in self._query(f"SELECT seq FROM consents WHERE {where}", params)]
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start:start + 500]
+                self.db.conn.executemany(
+                    "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (?, ?, ?)",
+                    [(seq, reason, now) for seq in chunk])
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"DELETE FROM consents WHERE seq IN ({marks})", chunk)
+            self._audit(now, actor, f"consents.{reason}", f"{len(seqs)} records", {"rows": len(seqs)})
+        return len(seqs)
+
+    def erase_subject(self, subject_id: str, actor: str) -> int:
+        return self.remove_consents("subject_id = ?", [subject_id], "erase", actor)
+
+    def purge_expired(self, valid_before: str, actor: str) -> int:
+        return self.remove_consents("valid_until < ?", [valid_before], "purge", actor)
 
     # -- audit log --------------------------------------------------------
 
@@ -156,10 +392,43 @@ class Store:
 
     # -- helpers ----------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """A write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE).
+
+        Taking the lock up front means a read inside the transaction (the chain's
+        last hash, an existing event id) cannot go stale before the write.
+        """
+        if self.db.conn.in_transaction:
+            yield
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy("the database is busy; try again in a moment") from exc
+            raise
+        try:
+            yield
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self.db.conn.rollback()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy("the database is busy; try again in a moment") from exc
+            raise
+
     def _query(self, sql: str, params: list[Any] | tuple = ()) -> list[sqlite3.Row]:
         cursor = self.db.conn.cursor()
         cursor.row_factory = sqlite3.Row
         return cursor.execute(sql, params).fetchall()
+
+
+def chain_hash(prev_hash: str, content_hash: str) -> str:
+    return hashlib.sha256(f"{prev_hash}:{content_hash}".encode()).hexdigest()
 
 
 def database_path(app: Flask) -> str:

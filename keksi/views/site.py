@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+import json
+from datetime import datetime, time, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, abort, current_app, g, make_response, redirect, render_template,
                    url_for)
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from .. import notices
+from .. import consents, notices, sites
 from ..clock import today
 from ..http import conditional
-from ..i18n import best_language
+from ..i18n import best_language, current_language
 from ..store import get_store
 
 bp = Blueprint("site", __name__)
@@ -36,7 +39,7 @@ def _add_lang(endpoint: str, values: dict[str, Any]) -> None:
 
 @bp.app_context_processor
 def _page_context() -> dict[str, Any]:
-    lang = g.get("lang") or best_language()
+    lang = current_language()
     return {"lang": lang, "languages": current_app.config["LANGUAGES"],
             "organization": current_app.config["ORGANIZATION"]}
 
@@ -46,13 +49,33 @@ def _alternates(endpoint: str, available: list[str], **values: Any) -> list[dict
             for lang in current_app.config["LANGUAGES"] if lang in available]
 
 
-def _etag(*parts: Any) -> str:
-    build = current_app.config["BUILD_ID"]
-    return hashlib.sha256("|".join(map(str, (build, *parts))).encode()).hexdigest()[:32]
+# Settings that show on every page: a change to them must not be answered with 304.
+_PAGE_SETTINGS = ("LANGUAGES", "DEFAULT_LANGUAGE", "DATE_FORMATS", "ORGANIZATION", "TIMEZONE")
+
+
+def _etag(notice: notices.Notice, *parts: Any) -> str:
+    """A validator for a page about `notice`: the build, the settings shown on pages, every
+    version of the notice (a version published later can change a page's links and
+    summaries) and which one is current (which changes at midnight, with no publication)."""
+    config = current_app.config
+    state = [config["BUILD_ID"], *(repr(config[name]) for name in _PAGE_SETTINGS), notice.slug,
+             notice.lang, *(f"{v.version}:{v.sha256}" for v in notice.versions),
+             notice.current.version if notice.current else "", *parts]
+    return hashlib.sha256("|".join(map(str, state)).encode()).hexdigest()[:32]
 
 
 def _last_modified(notice: notices.Notice) -> datetime:
-    return max(datetime.fromisoformat(v.published_at) for v in notice.versions).astimezone(timezone.utc)
+    """When the notice's pages last changed: its latest publication, or the start of the day
+    (in KEKSI_TIMEZONE) when its current version took effect, whichever is later.
+
+    A version published in advance changes the pages again when it takes effect; without
+    the second term a client asking If-Modified-Since would keep the old version.
+    """
+    moments = [datetime.fromisoformat(v.published_at) for v in notice.versions]
+    if notice.current is not None:
+        zone = ZoneInfo(current_app.config["TIMEZONE"])
+        moments.append(datetime.combine(notice.current.effective, time(0), tzinfo=zone))
+    return max(moments).astimezone(timezone.utc)
 
 
 def _load(slug: str) -> notices.Notice:
@@ -84,8 +107,7 @@ def _version_page(notice: notices.Notice, shown: notices.Version, endpoint: str,
     if row is None:  # pragma: no cover - versions come from the same table
         abort(404)
     current = notice.current
-    etag = _etag("version", notice.slug, g.lang, shown.sha256, current.version if current else "",
-                 ",".join(v.version for v in notice.upcoming), endpoint)
+    etag = _etag(notice, endpoint, shown.version)
     response = make_response(render_template(
         "site/notice.html", notice=notice, version=shown, body=notices.render(row["body"], url_for("site.index")),
         current=current, is_current=current is not None and shown.version == current.version,
@@ -121,8 +143,7 @@ def notice_versions(slug: str):
     response = make_response(render_template(
         "site/versions.html", notice=notice, current=notice.current,
         alternates=_alternates("site.notice_versions", current_app.config["LANGUAGES"], slug=slug)))
-    etag = _etag("versions", slug, g.lang, *(v.sha256 for v in notice.versions),
-                 notice.current.version)
+    etag = _etag(notice, "versions")
     return conditional(response, etag, _last_modified(notice))
 
 
@@ -149,5 +170,43 @@ def notice_diff(slug: str, old: str, new: str):
         added=sum(1 for line in lines if line.kind in ("added", "after")),
         removed=sum(1 for line in lines if line.kind in ("removed", "before")),
     ))
-    etag = _etag("diff", slug, g.lang, old_v.sha256, new_v.sha256, notice.current.version)
+    etag = _etag(notice, "diff", old, new)
     return conditional(response, etag, _last_modified(notice), "public, max-age=3600")
+
+
+@bp.get("/<lang:lang>/receipt/<consent_id>")
+def receipt(consent_id: str):
+    """A visitor's receipt for one choice, and how to change or withdraw it."""
+    store = get_store()
+    row = store.consent(consent_id) if consents.HEX32.match(consent_id) else None
+    if row is None:
+        abort(404, _("There is no consent with this ID. Check that you copied the whole ID."))
+    site = store.site(row["site"]) or {"id": row["site"], "name": row["site"], "origins": [],
+                                        "categories": []}
+    later = store.later_consent(row["site"], row["subject_id"], row["seq"])
+    labels = {c["id"]: c.get("label") for c in site["categories"]}
+    with_labels = []
+    for category, allowed in json.loads(row["choices"]).items():
+        label = labels.get(category)
+        if isinstance(label, dict):
+            label = label.get(g.lang)
+        if not label:
+            label = sites.category_label(category) if category in sites.STANDARD_CATEGORIES else category
+        with_labels.append((label, allowed))
+    response = make_response(render_template(
+        "site/receipt.html", row=row, site=site, choices=with_labels, later=later,
+        recorded_at=_local(row["recorded_at"]), valid_until=_local(row["valid_until"]),
+        later_at=_local(later["recorded_at"]) if later else None,
+        expired=row["valid_until"] < datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        alternates=_alternates("site.receipt", current_app.config["LANGUAGES"], consent_id=consent_id),
+    ))
+    response.headers["Cache-Control"] = "private, no-store"
+    # The consent id in the URL is the visitor's key to this page: never leak it onwards.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _local(iso: str) -> str:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return format_datetime(moment, "short")

@@ -1,0 +1,361 @@
+"""Consent choices: parse and check a posted choice, build its proof record, verify the chain.
+
+Everything here takes plain arguments and the store; the API view turns
+`InvalidChoice` into a 4xx answer naming the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import ipaddress
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import IO, Any, Iterable, Iterator
+
+from . import sites as sites_mod
+from .store import GENESIS_HASH, Store, chain_hash
+
+ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
+SURFACES = ("banner", "panel", "reopened")
+FIELDS = {"site", "event_id", "subject_id", "action", "choices", "notice_version", "banner_hash",
+          "lang", "ui_surface", "page", "widget_version", "gpc"}
+REQUIRED = FIELDS - {"subject_id", "widget_version", "page", "gpc"}
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+WIDGET_VERSION = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+
+# The columns a record's content hash covers, in this order. Never reorder: old
+# rows must keep verifying.
+HASHED_COLUMNS = (
+    "consent_id", "event_id", "subject_id", "site", "action", "choices", "ui_surface", "lang",
+    "page", "notice_slug", "notice_version", "notice_sha256", "banner_hash", "widget_version",
+    "ip", "user_agent", "gpc", "recorded_at", "valid_until",
+)
+EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + ("content_hash",)
+
+
+class InvalidChoice(ValueError):
+    """A posted choice that cannot be recorded. `status` is the HTTP status to answer with."""
+
+    def __init__(self, field: str, message: str, status: int = 400):
+        self.field = field
+        self.message = f"{field} {message}"  # reads as a sentence: "choices.ads is not a category …"
+        self.status = status
+        super().__init__(self.message)
+
+
+def new_id() -> str:
+    """A random 128-bit identifier as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The posted JSON object, whatever the Content-Type (sendBeacon sends text/plain)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidChoice("body", "must be UTF-8 encoded JSON") from None
+    if not text.strip():
+        raise InvalidChoice("body", "is empty: send a JSON object describing the choice")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidChoice("body", f"is not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InvalidChoice("body", "must be a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A checked choice, ready to become a record."""
+
+    site: dict[str, Any]
+    event_id: str
+    subject_id: str | None
+    action: str
+    choices: dict[str, bool]
+    notice_slug: str
+    notice_version: str
+    notice_sha256: str
+    banner_hash: str
+    lang: str
+    ui_surface: str
+    page: str
+    widget_version: str
+    gpc: bool
+
+
+def _string(data: dict[str, Any], field: str, max_length: int = 200) -> str:
+    value = data.get(field)
+    if not isinstance(value, str):
+        raise InvalidChoice(field, "must be a string" if field in data else "is required")
+    if len(value) > max_length:
+        raise InvalidChoice(field, f"must be at most {max_length} characters")
+    return value
+
+
+def check_choice(data: dict[str, Any], store: Store, languages: list[str], today: date,
+                 origin: str | None, sec_gpc: bool = False) -> Choice:
+    """Validate a posted choice against the site, the notices and the banners actually served."""
+    for field in sorted(set(data) - FIELDS):
+        raise InvalidChoice(field, "is not a field of a consent")
+    for field in sorted(REQUIRED):
+        if field not in data:
+            raise InvalidChoice(field, "is required")
+
+    site_id = _string(data, "site", 64)
+    site = store.site(site_id)
+    if site is None:
+        raise InvalidChoice("site", f"{site_id!r} is not a site on this server", status=404)
+    if not sites_mod.origin_allowed(site, origin):
+        raise InvalidChoice("origin", f"{origin!r} may not record consents for site {site_id!r}; "
+                                      "add it to the site's origins", status=403)
+
+    try:
+        event_id = str(uuid.UUID(_string(data, "event_id", 64)))
+    except ValueError:
+        raise InvalidChoice("event_id", "must be a UUID made by the widget for this choice") from None
+
+    subject_id = data.get("subject_id")
+    if subject_id is not None and (not isinstance(subject_id, str) or not HEX32.match(subject_id)):
+        raise InvalidChoice("subject_id", "must be the 32 hex digits the server gave, or absent")
+
+    action = _string(data, "action", 20)
+    if action not in ACTIONS:
+        raise InvalidChoice("action", f"must be one of {', '.join(ACTIONS)}")
+
+    choices = data.get("choices")
+    if not isinstance(choices, dict):
+        raise InvalidChoice("choices", "must be an object of category id to true or false")
+    categories = [c["id"] for c in site["categories"]]
+    for key, value in choices.items():
+        if key not in categories:
+            raise InvalidChoice(f"choices.{key}", f"is not a category of site {site_id!r} "
+                                                  f"({', '.join(categories)})")
+        if not isinstance(value, bool):
+            raise InvalidChoice(f"choices.{key}", "must be true or false")
+    for key in categories:
+        if key not in choices:
+            raise InvalidChoice(f"choices.{key}", "is required: send every category of the site")
+    if choices.get("necessary") is not True:
+        raise InvalidChoice("choices.necessary", "must be true: necessary cookies cannot be refused")
+    optional = [choices[k] for k in categories if k != "necessary"]
+    if action == "accept_all" and not all(optional):
+        raise InvalidChoice("action", "accept_all needs every category true")
+    if action in ("reject_all", "withdraw") and any(optional):
+        raise InvalidChoice("action", f"{action} needs every optional category false")
+
+    lang = _string(data, "lang", 8)
+    if lang not in languages:
+        raise InvalidChoice("lang", f"must be one of {', '.join(languages)}")
+
+    notice_slug = site["notices"]["privacy"]
+    notice_version = _string(data, "notice_version", 10)
+    notice = store.notice_version(notice_slug, notice_version, lang)
+    if notice is None or date.fromisoformat(notice_version) > today:
+        raise InvalidChoice("notice_version", f"{notice_version!r} is not a version of the "
+                                              f"'{notice_slug}' notice that has been in effect")
+
+    banner_hash = _string(data, "banner_hash", 64)
+    banner = store.banner_version(banner_hash) if HEX64.match(banner_hash) else None
+    if banner is None or banner["site"] != site_id or banner["lang"] != lang:
+        raise InvalidChoice("banner_hash", "is not a banner this server showed for this site and language")
+
+    ui_surface = _string(data, "ui_surface", 20)
+    if ui_surface not in SURFACES:
+        raise InvalidChoice("ui_surface", f"must be one of {', '.join(SURFACES)}")
+
+    page = data.get("page", "")
+    if not isinstance(page, str) or len(page) > 1000:
+        raise InvalidChoice("page", "must be a path of at most 1000 characters")
+    page = page.split("?", 1)[0].split("#", 1)[0]  # never keep query strings: they carry personal data
+    if page and not page.startswith("/"):
+        raise InvalidChoice("page", "must be a path starting with /")
+
+    widget_version = data.get("widget_version", "")
+    if not isinstance(widget_version, str) or (widget_version and not WIDGET_VERSION.match(widget_version)):
+        raise InvalidChoice("widget_version", "must be letters, digits, '.', '_' or '-', at most 64")
+
+    gpc = data.get("gpc", False)
+    if not isinstance(gpc, bool):
+        raise InvalidChoice("gpc", "must be true or false")
+
+    return Choice(site=site, event_id=event_id, subject_id=subject_id, action=action,
+                  choices={k: choices[k] for k in categories}, notice_slug=notice_slug,
+                  notice_version=notice_version, notice_sha256=notice["sha256"],
+                  banner_hash=banner_hash, lang=lang, ui_surface=ui_surface, page=page[:512],
+                  widget_version=widget_version, gpc=gpc or sec_gpc)
+
+
+def truncate_ip(address: str | None, keep: bool = True) -> str | None:
+    """The address cut to its /24 (IPv4) or /48 (IPv6) network, or None."""
+    if not keep or not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("SamsungBrowser/", "Samsung"),
+             ("Chrome/", "Chrome"), ("Chromium/", "Chromium"), ("Version/", "Safari"))
+_SYSTEMS = (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iOS"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def coarse_user_agent(user_agent: str | None, keep: bool = True) -> str | None:
+    """Browser family, major version and OS family only: "Chrome 156 / Linux"."""
+    if not keep or not user_agent:
+        return None
+    browser = "Other"
+    for marker, name in _BROWSERS:
+        match = re.search(re.escape(marker) + r"(\d+)", user_agent)
+        if match:
+            browser = f"{name} {match.group(1)}"
+            break
+    system = next((name for marker, name in _SYSTEMS if marker in user_agent), "Other")
+    return f"{browser} / {system}"
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    payload = json.dumps([record.get(column) for column in HASHED_COLUMNS],
+                         ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str | None) -> dict[str, Any]:
+    """The row to store: everything compliance.md asks a consent record to hold."""
+    valid_until = now + timedelta(days=choice.site["consent_days"])
+    record = {
+        "consent_id": new_id(),
+        "event_id": choice.event_id,
+        "subject_id": choice.subject_id or new_id(),
+        "site": choice.site["id"],
+        "action": choice.action,
+        "choices": json.dumps(choice.choices, separators=(",", ":")),
+        "ui_surface": choice.ui_surface,
+        "lang": choice.lang,
+        "page": choice.page,
+        "notice_slug": choice.notice_slug,
+        "notice_version": choice.notice_version,
+        "notice_sha256": choice.notice_sha256,
+        "banner_hash": choice.banner_hash,
+        "widget_version": choice.widget_version,
+        "ip": ip,
+        "user_agent": user_agent,
+        "gpc": int(choice.gpc),
+        "recorded_at": _iso(now),
+        "valid_until": _iso(valid_until),
+    }
+    record["content_hash"] = content_hash(record)
+    return record
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record(store: Store, choice: Choice, ip: str | None, user_agent: str | None,
+           now: datetime | None = None) -> tuple[dict[str, Any], bool]:
+    """Store the choice (once per event_id) and return (row, created)."""
+    row = build_record(choice, now or datetime.now(timezone.utc), ip, user_agent)
+    stored, created = store.append_consent(row)
+    if not created and stored["site"] != choice.site["id"]:
+        raise InvalidChoice("event_id", "was already used for another site", status=409)
+    return stored, created
+
+
+# -- verifying the chain ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    checked: int
+    removed: int
+    broken_at: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def verify(store: Store) -> VerifyResult:
+    """Walk the chain from the start; report the first link that does not hold."""
+    prev = GENESIS_HASH
+    checked = removed = 0
+    for link in store.iter_chain():
+        seq = link["seq"]
+        if link["prev_hash"] != prev:
+            return VerifyResult(checked, removed, seq, "its link to the previous record does not match")
+        if chain_hash(link["prev_hash"], link["chain_content_hash"]) != link["row_hash"]:
+            return VerifyResult(checked, removed, seq, "its chain hash does not match its content hash")
+        if link["consent_id"] is None:
+            if not link["removed"]:
+                return VerifyResult(checked, removed, seq, "the record is missing and no erasure or "
+                                                           "purge removed it")
+            removed += 1
+        else:
+            if content_hash(link) != link["chain_content_hash"] or link["content_hash"] != link["chain_content_hash"]:
+                return VerifyResult(checked, removed, seq, "the record's content was changed after it "
+                                                           "was recorded")
+        prev = link["row_hash"]
+        checked += 1
+    orphans = store.orphan_consents()
+    if orphans:
+        return VerifyResult(checked, removed, orphans[0], "a record was added outside the chain")
+    return VerifyResult(checked, removed, None, None)
+
+
+# -- export -------------------------------------------------------------------------
+
+
+def export(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> Iterator[int]:
+    """Write rows as CSV or JSON Lines, yielding after each so a caller can show progress."""
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for row in rows:
+            writer.writerow([row.get(column) for column in EXPORT_COLUMNS])
+            yield 1
+    elif fmt == "jsonl":
+        for row in rows:
+            item = {column: row.get(column) for column in EXPORT_COLUMNS}
+            item["choices"] = json.loads(item["choices"])
+            item["gpc"] = bool(item["gpc"])
+            out.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
+            yield 1
+    else:
+        raise ValueError(f"unknown format {fmt!r}: use csv or jsonl")
+
+
+def receipt(row: dict[str, Any]) -> dict[str, Any]:
+    """What a visitor may see of their own record: no subject id, address or browser."""
+    return {
+        "consent_id": row["consent_id"],
+        "site": row["site"],
+        "action": row["action"],
+        "choices": json.loads(row["choices"]),
+        "recorded_at": row["recorded_at"],
+        "valid_until": row["valid_until"],
+        "lang": row["lang"],
+        "ui_surface": row["ui_surface"],
+        "notice": {"slug": row["notice_slug"], "version": row["notice_version"],
+                   "sha256": row["notice_sha256"]},
+        "banner_hash": row["banner_hash"],
+        "gpc": bool(row["gpc"]),
+    }

@@ -1,0 +1,68 @@
+"""Helpers for the ledger tests: the demo site, a valid choice, and posting it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from keksi import sites
+from keksi.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = json.loads((ROOT / "sites" / "demo.json").read_text(encoding="utf-8"))
+ORIGIN = "http://localhost:8000"
+
+
+def add_site(app: Any, definition: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    """Store a site (the demo one by default) directly."""
+    site = sites.validate(dict(definition or DEMO_SITE, **changes), app.config["LANGUAGES"])
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.save_site(site, "tests", create=True)
+    finally:
+        store.close()
+    return site
+
+
+def config(client: Any, site: str = "demo", lang: str = "fi") -> dict[str, Any]:
+    response = client.get(f"/api/v1/sites/{site}/config?lang={lang}", headers={"Origin": ORIGIN})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def choice(cfg: dict[str, Any], action: str = "accept_all", **changes: Any) -> dict[str, Any]:
+    """A valid body for POST /api/v1/consents from a config response."""
+    optional = action == "accept_all"
+    body = {
+        "site": cfg["site"],
+        "event_id": str(uuid.uuid4()),
+        "action": action,
+        "choices": {c["id"]: (True if c["required"] else optional) for c in cfg["categories"]},
+        "notice_version": cfg["notices"]["privacy"]["version"],
+        "banner_hash": cfg["banner_hash"],
+        "lang": cfg["lang"],
+        "ui_surface": "banner",
+        "page": "/pricing",
+        "widget_version": "test",
+        "gpc": False,
+    }
+    body.update(changes)
+    return body
+
+
+def post(client: Any, body: Any, origin: str | None = ORIGIN, content_type: str = "application/json",
+         **headers: str):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    if origin is not None:
+        headers["Origin"] = origin
+    return client.post("/api/v1/consents", data=data, content_type=content_type, headers=headers)
+
+
+def count_rows(app: Any, table: str = "consents") -> int:
+    store = open_store(app.config["DATABASE"])
+    try:
+        return store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        store.close()

@@ -1,0 +1,363 @@
+"""The consent API: recording choices, refusing every kind of bad input, receipts and CORS."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import jsonschema
+import pytest
+
+from keksi import consents
+from keksi.openapi import OPENAPI
+from keksi.store import open_store
+
+from .ledger import ORIGIN, add_site, choice, config, count_rows, post
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    add_site(app)
+    return app
+
+
+def schema(name: str) -> dict:
+    """An OpenAPI component schema, resolvable on its own."""
+    return {"$ref": f"#/components/schemas/{name}", "components": OPENAPI["components"]}
+
+
+def test_config_has_what_the_widget_needs(client):
+    response = client.get("/api/v1/sites/demo/config?lang=sv", headers={"Origin": ORIGIN})
+    body = response.get_json()
+    jsonschema.validate(body, schema("SiteConfig"))
+    assert body["lang"] == "sv" and body["site"] == "demo"
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert response.headers["ETag"] and "max-age" in response.headers["Cache-Control"]
+    assert [c["id"] for c in body["categories"]] == ["necessary", "preferences", "analytics", "marketing"]
+    assert body["categories"][0]["required"] is True
+    assert not any(c["required"] for c in body["categories"][1:])
+    analytics = body["categories"][2]["services"][0]["cookies"][1]
+    assert analytics == {"name": "_pk_ses.*", "provider": "Tiimityö Oy (Matomo)",
+                         "purpose": "Knyter ihop sidvisningarna under samma besök.", "duration": "30 minuter"}
+    assert body["notices"]["privacy"]["version"] == "2026-04-09"
+    assert body["notices"]["privacy"]["last_updated"] == "9.4.2026"
+    assert body["notices"]["privacy"]["url"].endswith("/sv/privacy/2026-04-09")
+    assert body["notices"]["cookies"]["latest_material_version"] is None
+    assert body["cookies"]["analytics"] == ["_pk_id.*", "_pk_ses.*"]
+    assert response.status_code == 200
+    again = client.get("/api/v1/sites/demo/config?lang=sv",
+                       headers={"Origin": ORIGIN, "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_config_texts_come_from_the_catalogs(client):
+    fi, sv, en = (config(client, lang=lang) for lang in ("fi", "sv", "en"))
+    assert en["texts"]["reject_all"] == "Reject all"
+    assert fi["texts"]["reject_all"] != en["texts"]["reject_all"]
+    assert sv["texts"]["reject_all"] != en["texts"]["reject_all"]
+    assert len({fi["banner_hash"], sv["banner_hash"], en["banner_hash"]}) == 3
+
+
+def test_config_refuses_foreign_origin_cors_and_unknown_things(client):
+    response = client.get("/api/v1/sites/demo/config", headers={"Origin": "https://evil.example"})
+    assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
+    assert response.get_json()["lang"] == "fi"  # the site's default language
+    missing = client.get("/api/v1/sites/nope/config")
+    assert missing.status_code == 404 and missing.get_json()["field"] == "site"
+    bad_lang = client.get("/api/v1/sites/demo/config?lang=de")
+    assert bad_lang.status_code == 400 and "lang" in bad_lang.get_json()["message"]
+
+
+def test_each_banner_version_is_stored_once_in_full(app, client):
+    cfg = config(client)
+    config(client)
+    store = open_store(app.config["DATABASE"])
+    try:
+        rows = store.db.execute("SELECT hash, content FROM banner_versions").fetchall()
+    finally:
+        store.close()
+    assert [r[0] for r in rows] == [cfg["banner_hash"]]
+    content = json.loads(rows[0][1])
+    assert content["texts"] == cfg["texts"] and content["categories"] == cfg["categories"]
+
+
+def test_a_choice_is_recorded_with_everything_the_proof_needs(app, client):
+    cfg = config(client, lang="sv")
+    body = choice(cfg, "custom", choices={"necessary": True, "preferences": True, "analytics": False,
+                                          "marketing": False}, page="/pricing?email=a@b.fi#x")
+    response = post(client, body, content_type="text/plain;charset=UTF-8",
+                    **{"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                     "Chrome/156.0.0.0 Safari/537.36", "Sec-GPC": "1"})
+    assert response.status_code == 201, response.get_json()
+    answer = response.get_json()
+    jsonschema.validate(answer, schema("ConsentAnswer"))
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    store = open_store(app.config["DATABASE"])
+    try:
+        row = store.consent(answer["consent_id"])
+        privacy = store.notice_version("privacy", "2026-04-09", "sv")
+    finally:
+        store.close()
+    assert row["subject_id"] == answer["subject_id"] and len(row["subject_id"]) == 32
+    assert row["event_id"] == body["event_id"]
+    assert json.loads(row["choices"]) == body["choices"]
+    assert row["action"] == "custom" and row["ui_surface"] == "banner" and row["lang"] == "sv"
+    assert row["notice_version"] == "2026-04-09" and row["notice_sha256"] == privacy["sha256"]
+    assert row["banner_hash"] == cfg["banner_hash"] and row["widget_version"] == "test"
+    assert row["page"] == "/pricing", "query strings and fragments are never stored"
+    assert row["ip"] == "127.0.0.0", "the address is truncated to its /24"
+    assert row["user_agent"] == "Chrome 156 / Linux"
+    assert row["gpc"] == 1, "Sec-GPC: 1 is recorded"
+    assert row["recorded_at"].endswith("Z") and row["valid_until"] > row["recorded_at"]
+    assert row["valid_until"][:4] == str(int(row["recorded_at"][:4]) + 1)
+    assert row["content_hash"] == consents.content_hash(row)
+
+
+def test_the_subject_id_links_later_choices(client):
+    cfg = config(client)
+    first = post(client, choice(cfg)).get_json()
+    second = post(client, choice(cfg, "withdraw", subject_id=first["subject_id"], ui_surface="reopened"))
+    assert second.status_code == 201
+    assert second.get_json()["subject_id"] == first["subject_id"]
+    assert second.get_json()["consent_id"] != first["consent_id"]
+
+
+def test_a_retried_event_is_recorded_once_and_answered_the_same(app, client):
+    body = choice(config(client))
+    first = post(client, body)
+    again = post(client, body)
+    assert first.status_code == again.status_code == 201
+    assert first.get_json() == again.get_json()
+    assert count_rows(app) == 1
+
+
+def test_refusals_are_recorded_too(app, client):
+    response = post(client, choice(config(client), "reject_all"))
+    assert response.status_code == 201
+    assert count_rows(app) == 1
+
+
+BAD = [
+    # (change to a valid body, status, field)
+    (lambda b: b.update(site="nope"), 404, "site"),
+    (lambda b: b.update(site=5), 400, "site"),
+    (lambda b: b.pop("site"), 400, "site"),
+    (lambda b: b.update(event_id="not-a-uuid"), 400, "event_id"),
+    (lambda b: b.update(event_id=None), 400, "event_id"),
+    (lambda b: b.update(subject_id="1.2.3.4"), 400, "subject_id"),
+    (lambda b: b.update(subject_id=123), 400, "subject_id"),
+    (lambda b: b.update(action="maybe"), 400, "action"),
+    (lambda b: b.update(action=["accept_all"]), 400, "action"),
+    (lambda b: b.update(choices=[True]), 400, "choices"),
+    (lambda b: b.update(choices="all"), 400, "choices"),
+    (lambda b: b["choices"].update(ads=True), 400, "choices.ads"),
+    (lambda b: b["choices"].update(analytics="yes"), 400, "choices.analytics"),
+    (lambda b: b["choices"].update(analytics=1), 400, "choices.analytics"),
+    (lambda b: b["choices"].pop("marketing"), 400, "choices.marketing"),
+    (lambda b: b["choices"].update(necessary=False), 400, "choices.necessary"),
+    (lambda b: b["choices"].update(marketing=False), 400, "action"),  # accept_all with one off
+    (lambda b: b.update(notice_version="2020-01-01"), 400, "notice_version"),
+    (lambda b: b.update(notice_version="2026-13-01"), 400, "notice_version"),
+    (lambda b: b.update(notice_version=20260409), 400, "notice_version"),
+    (lambda b: b.update(banner_hash="0" * 64), 400, "banner_hash"),
+    (lambda b: b.update(banner_hash="../../etc"), 400, "banner_hash"),
+    (lambda b: b.update(lang="de"), 400, "lang"),
+    (lambda b: b.update(ui_surface="popup"), 400, "ui_surface"),
+    (lambda b: b.update(page="https://other.example/x"), 400, "page"),
+    (lambda b: b.update(page=["/"]), 400, "page"),
+    (lambda b: b.update(widget_version="<script>"), 400, "widget_version"),
+    (lambda b: b.update(gpc="true"), 400, "gpc"),
+    (lambda b: b.update(extra=1), 400, "extra"),
+]
+
+
+@pytest.mark.parametrize("change, status, field", BAD, ids=[f"{f}-{i}" for i, (_, _, f) in enumerate(BAD)])
+def test_bad_fields_are_refused_by_name_and_nothing_is_written(app, client, change, status, field):
+    body = choice(config(client))
+    change(body)
+    response = post(client, body)
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()
+    jsonschema.validate(error, schema("Error"))
+    assert error["field"] == field
+    assert error["message"].startswith(field)
+    assert count_rows(app) == 0
+
+
+def test_reject_all_with_a_category_on_is_refused(app, client):
+    body = choice(config(client), "reject_all")
+    body["choices"]["analytics"] = True
+    response = post(client, body)
+    assert response.status_code == 400 and response.get_json()["field"] == "action"
+
+
+def test_banner_of_another_language_is_refused(app, client):
+    body = choice(config(client, lang="fi"), banner_hash=config(client, lang="en")["banner_hash"])
+    assert post(client, body).get_json()["field"] == "banner_hash"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{not json", "not valid JSON"),
+    ("", "empty"),
+    ("[1, 2]", "JSON object"),
+    ('"text"', "JSON object"),
+    ("null", "JSON object"),
+    ('{"a": NaN}', "not valid JSON"),
+    ("[" * 100_000, None),  # over the size cap
+    (b"\xff\xfe", "UTF-8"),
+])
+def test_malformed_bodies_get_400_or_413(app, client, raw, message):
+    response = post(client, raw)
+    if message is None:
+        assert response.status_code == 413
+    else:
+        assert response.status_code == 400
+        assert message in response.get_json()["message"]
+    assert count_rows(app) == 0
+
+
+def test_deeply_nested_json_under_the_cap_is_a_clean_400(app, client):
+    response = post(client, "[" * 4000)
+    assert response.status_code == 400
+    assert count_rows(app) == 0
+
+
+def test_a_body_over_4_kb_gets_413(app, client):
+    body = choice(config(client), page="/" + "a" * 5000)
+    response = post(client, body)
+    assert response.status_code == 413
+    assert "4096" in response.get_json()["message"]
+    assert count_rows(app) == 0
+
+
+def test_foreign_or_missing_origin_is_403_without_cors(app, client):
+    body = choice(config(client))
+    foreign = post(client, body, origin="https://evil.example")
+    assert foreign.status_code == 403 and foreign.get_json()["field"] == "origin"
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+    assert post(client, body, origin=None).status_code == 403
+    assert post(client, body, origin="null").status_code == 403
+    assert count_rows(app) == 0
+
+
+def test_preflight_only_for_allowed_origins(client):
+    allowed = client.options("/api/v1/consents", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+    assert allowed.headers["Access-Control-Allow-Origin"] != "*"
+    refused = client.options("/api/v1/consents", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_a_flood_from_one_address_gets_429_and_others_are_unaffected(make_app):
+    app = make_app(RATE_LIMIT=6)
+    add_site(app)
+    client = app.test_client()
+    cfg = config(client)
+    statuses = [post(client, choice(cfg)).status_code for _ in range(10)]
+    assert statuses.count(201) == 2 and statuses.count(429) == 8  # burst of 6 // 3
+    limited = post(client, choice(cfg))
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    other = client.post("/api/v1/consents", data=json.dumps(choice(cfg)),
+                        headers={"Origin": ORIGIN}, environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 201
+    assert count_rows(app) == 3
+
+
+def test_ip_is_taken_from_trusted_proxies_only(make_app):
+    plain = make_app()
+    add_site(plain)
+    client = plain.test_client()
+    post(client, choice(config(client)), **{"X-Forwarded-For": "203.0.113.77"})
+    proxied = make_app(TRUSTED_PROXIES=1, DATABASE=plain.config["DATABASE"] + "2")
+    add_site(proxied)
+    client2 = proxied.test_client()
+    post(client2, choice(config(client2)), **{"X-Forwarded-For": "198.51.100.1, 203.0.113.77"})
+    post(client2, choice(config(client2)), **{"X-Forwarded-For": "2001:db8:abcd:12::1"})
+    ips = []
+    for app in (plain, proxied):
+        store = open_store(app.config["DATABASE"])
+        ips.append([r[0] for r in store.db.execute("SELECT ip FROM consents ORDER BY seq")])
+        store.close()
+    assert ips[0] == ["127.0.0.0"], "a raw X-Forwarded-For is ignored"
+    assert ips[1] == ["203.0.113.0", "2001:db8:abcd::"]
+
+
+def test_ip_and_user_agent_can_be_left_out(make_app):
+    app = make_app(STORE_IP="none", STORE_USER_AGENT="none")
+    add_site(app)
+    client = app.test_client()
+    answer = post(client, choice(config(client)), **{"User-Agent": "Firefox/130"}).get_json()
+    store = open_store(app.config["DATABASE"])
+    row = store.consent(answer["consent_id"])
+    store.close()
+    assert row["ip"] is None and row["user_agent"] is None
+
+
+def test_rows_are_never_updated(app, client):
+    post(client, choice(config(client)))
+    store = open_store(app.config["DATABASE"])
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="never updated"):
+            store.db.execute("UPDATE consents SET action = 'reject_all'")
+        with pytest.raises(sqlite3.IntegrityError, match="erasure or purge"):
+            store.db.execute("DELETE FROM consents")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.db.execute("DELETE FROM consent_chain")
+    finally:
+        store.close()
+
+
+def test_receipts_json_and_page(app, client):
+    answer = post(client, choice(config(client, lang="en"), "custom", choices={
+        "necessary": True, "preferences": False, "analytics": True, "marketing": False})).get_json()
+    receipt = client.get(f"/api/v1/consents/{answer['consent_id']}")
+    assert receipt.status_code == 200
+    body = receipt.get_json()
+    jsonschema.validate(body, schema("Receipt"))
+    assert body["choices"]["analytics"] is True and body["notice"]["version"] == "2026-04-09"
+    assert "subject_id" not in body and "ip" not in body and "user_agent" not in body
+    page = client.get(f"/en/receipt/{answer['consent_id']}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert answer["consent_id"] in html
+    assert 'href="/en/privacy/2026-04-09"' in html
+    assert "Cookie settings" in html and "Withdraw" in html
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert "no-store" in page.headers["Cache-Control"]
+
+
+def test_receipt_says_when_a_later_choice_replaced_it(client):
+    cfg = config(client, lang="en")
+    first = post(client, choice(cfg)).get_json()
+    post(client, choice(cfg, "withdraw", subject_id=first["subject_id"], ui_surface="reopened"))
+    html = client.get(f"/en/receipt/{first['consent_id']}").get_data(as_text=True)
+    assert "A later choice" in html
+
+
+@pytest.mark.parametrize("consent_id", ["0" * 32, "nothex", "A" * 32, "x" * 500])
+def test_unknown_consent_ids_are_404s_that_reveal_nothing(client, consent_id):
+    api = client.get(f"/api/v1/consents/{consent_id}")
+    assert api.status_code == 404
+    assert api.get_json()["message"] == "There is no consent with this ID."
+    page = client.get(f"/en/receipt/{consent_id}")
+    assert page.status_code == 404
+
+
+def test_openapi_document_describes_the_api(client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {"/notices/{slug}", "/sites/{site}/config", "/consents",
+                                 "/consents/{consent_id}"}
+    jsonschema.validate(client.get("/api/v1/notices/privacy?lang=fi").get_json(), schema("Notice"))
+    cfg = config(client)
+    body = choice(cfg)
+    jsonschema.validate(body, schema("ConsentRequest"))
+    # the schema rejects what the server rejects
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(dict(body, action="maybe"), schema("ConsentRequest"))

@@ -1,0 +1,199 @@
+"""The ledger's commands: sites, the hash chain, export, erasure and retention."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from keksi import consents
+from keksi.store import open_store
+
+from .ledger import DEMO_SITE, ROOT, add_site, choice, config, count_rows, post
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    add_site(app)
+    return app
+
+
+def record_some(client, n: int = 3, lang: str = "en") -> list[dict]:
+    cfg = config(client, lang=lang)
+    return [post(client, choice(cfg, "accept_all" if i % 2 == 0 else "reject_all")).get_json()
+            for i in range(n)]
+
+
+def test_sites_round_trip_through_show_edit_and_add(make_app, tmp_path):
+    app = make_app()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["sites", "add", str(ROOT / "sites" / "demo.json")])
+    assert result.exit_code == 0, result.output
+    shown = runner.invoke(args=["sites", "show", "demo", "--format", "json"])
+    assert json.loads(shown.output) == DEMO_SITE
+    changed = dict(DEMO_SITE, name="Renamed", origins=["https://www.example.fi"])
+    (tmp_path / "demo.json").write_text(json.dumps(changed), encoding="utf-8")
+    assert runner.invoke(args=["sites", "edit", "demo", str(tmp_path / "demo.json")]).exit_code == 0
+    assert json.loads(runner.invoke(args=["sites", "show", "demo", "--format", "json"]).output) == changed
+    (tmp_path / "other.toml").write_text(
+        'id = "other"\nname = "Other"\norigins = ["https://other.example"]\n'
+        '[[categories]]\nid = "necessary"\n', encoding="utf-8")
+    assert runner.invoke(args=["sites", "add", str(tmp_path / "other.toml")]).exit_code == 0
+    listing = runner.invoke(args=["sites", "list"]).output
+    assert "demo\tRenamed" in listing and "other\tOther" in listing
+    text = runner.invoke(args=["sites", "show", "demo"]).output
+    assert "analytics: _pk_id.*, _pk_ses.*" in text
+    assert runner.invoke(args=["sites", "remove", "other"]).exit_code == 0
+    assert "other" not in runner.invoke(args=["sites", "list"]).output
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"origins": ["javascript:alert(1)"]}, "origins[0]"),
+    ({"origins": ["*"]}, "origins[0]"),
+    ({"origins": ["https://*.example.fi"]}, "origins[0]"),
+    ({"origins": ["https://example.fi/path"]}, "origins[0]"),
+    ({"origins": ["https://a.fi", "https://A.fi:443"]}, "listed twice"),
+    ({"origins": []}, "origins"),
+    ({"id": "Bad Id"}, "id:"),
+    ({"consent_days": 0}, "consent_days"),
+    ({"default_language": "de"}, "default_language"),
+    ({"notices": {"privacy": "nope", "cookies": "cookies"}}, "notices.privacy"),
+    ({"categories": [{"id": "analytics"}]}, "'necessary'"),
+    ({"categories": [{"id": "necessary"}, {"id": "necessary"}]}, "listed twice"),
+    ({"categories": [{"id": "necessary"}, {"id": "social"}]}, "categories[1].label"),
+    ({"categories": [{"id": "necessary", "services": [{"name": "X", "provider": "Y", "cookies": [
+        {"name": "a b", "provider": "Y", "purpose": "p", "duration": "forever"}]}]}]},
+     "cookies[0].duration"),
+    ({"categories": [{"id": "necessary", "services": [{"name": "X", "provider": "Y", "cookies": [
+        {"name": "a", "provider": "Y", "purpose": {"fi": "p"}, "duration": "P1D"}]}]}]},
+     "missing: sv, en"),
+    ({"colour": "red"}, "colour: is not a site field"),
+])
+def test_invalid_site_definitions_are_refused_naming_the_field(make_app, tmp_path, change, message):
+    app = make_app()
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps(dict(DEMO_SITE, **change)), encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["sites", "add", str(path)])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert app.test_cli_runner().invoke(args=["sites", "list"]).output == ""
+
+
+def test_duplicate_site_and_broken_file_are_refused(app, tmp_path):
+    runner = app.test_cli_runner()
+    duplicate = runner.invoke(args=["sites", "add", str(ROOT / "sites" / "demo.json")])
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.output
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    broken = runner.invoke(args=["sites", "add", str(tmp_path / "broken.json")])
+    assert broken.exit_code == 1 and "not valid JSON" in broken.output
+
+
+def test_a_site_with_consents_cannot_be_removed(app, client):
+    record_some(client, 1)
+    result = app.test_cli_runner().invoke(args=["sites", "remove", "demo"])
+    assert result.exit_code == 1 and "recorded consents" in result.output
+
+
+def test_verify_passes_on_an_honest_ledger(app, client):
+    record_some(client, 5)
+    result = app.test_cli_runner().invoke(args=["consents", "verify"])
+    assert result.exit_code == 0 and "5 records verified" in result.output
+
+
+def _tamper(app, sql: str, trigger: str) -> None:
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.db.execute(f"DROP TRIGGER {trigger}")
+        store.db.execute(sql)
+        store.db.conn.commit()
+    finally:
+        store.close()
+
+
+def test_verify_finds_an_edited_row(app, client):
+    record_some(client, 5)
+    _tamper(app, "UPDATE consents SET action = 'accept_all', choices = '{}' WHERE seq = 3",
+            "consents_no_update")
+    result = app.test_cli_runner().invoke(args=["consents", "verify"])
+    assert result.exit_code == 1
+    assert "broken at record 3" in result.output and "content was changed" in result.output
+
+
+def test_verify_finds_a_deleted_row_and_a_rewritten_chain(app, client):
+    record_some(client, 4)
+    _tamper(app, "DELETE FROM consent_chain WHERE seq = 2", "consent_chain_no_delete")
+    result = app.test_cli_runner().invoke(args=["consents", "verify"])
+    assert result.exit_code == 1 and "broken at record 3" in result.output
+
+
+def test_erasure_removes_a_subject_and_keeps_the_chain_verifiable(app, client):
+    cfg = config(client)
+    mine = post(client, choice(cfg)).get_json()
+    post(client, choice(cfg, "withdraw", subject_id=mine["subject_id"]))
+    other = post(client, choice(cfg)).get_json()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["consents", "erase", "--subject", mine["subject_id"]])
+    assert result.exit_code == 0 and "erased 2 records" in result.output
+    assert count_rows(app) == 1
+    assert client.get(f"/api/v1/consents/{mine['consent_id']}").status_code == 404
+    assert client.get(f"/api/v1/consents/{other['consent_id']}").status_code == 200
+    verify = runner.invoke(args=["consents", "verify"])
+    assert verify.exit_code == 0 and "2 of them erased" in verify.output
+    store = open_store(app.config["DATABASE"])
+    log = store.audit_log()
+    store.close()
+    assert log[0]["action"] == "consents.erase"
+    assert mine["subject_id"] not in json.dumps(log), "the audit entry holds no personal data"
+    bad = runner.invoke(args=["consents", "erase", "--subject", "not-an-id"])
+    assert bad.exit_code == 2
+
+
+def test_purge_deletes_only_records_expired_long_enough(app, client):
+    store = open_store(app.config["DATABASE"])
+    cfg = config(client)
+    site = store.site("demo")
+    long_ago = datetime.now(timezone.utc) - timedelta(days=365 + 800)
+    recently = datetime.now(timezone.utc) - timedelta(days=365 + 100)
+    for moment in (long_ago, recently, None):
+        body = choice(cfg)
+        checked = consents.check_choice(body, store, ["fi", "sv", "en"],
+                                        datetime.now().date(), "http://localhost:8000")
+        consents.record(store, checked, None, None, now=moment)
+    store.close()
+    assert site["consent_days"] == 365
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["consents", "purge"])  # default: 730 days after expiry
+    assert result.exit_code == 0 and "purged 1 records" in result.output
+    assert count_rows(app) == 2
+    result = runner.invoke(args=["consents", "purge", "--older-than", "30"])
+    assert "purged 1 records" in result.output
+    assert runner.invoke(args=["consents", "verify"]).exit_code == 0
+
+
+def test_export_csv_and_jsonl(app, client, tmp_path):
+    answers = record_some(client, 3)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["consents", "export", "--site", "demo", "--format", "csv"])
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["consent_id"] for r in rows] == [a["consent_id"] for a in answers]
+    assert rows[0]["notice_sha256"] and rows[0]["content_hash"] and rows[0]["banner_hash"]
+    out = tmp_path / "audit.jsonl"
+    result = runner.invoke(args=["consents", "export", "--site", "demo", "--format", "jsonl", "-o", str(out)])
+    assert result.exit_code == 0 and "exported 3 records" in result.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["action"] for line in lines] == ["accept_all", "reject_all", "accept_all"]
+    assert lines[0]["choices"]["marketing"] is True and lines[1]["choices"]["marketing"] is False
+    future = runner.invoke(args=["consents", "export", "--site", "demo", "--since", "2999-01-01"])
+    assert future.exit_code == 0 and future.stdout.strip() == ",".join(consents.EXPORT_COLUMNS)
+    past = runner.invoke(args=["consents", "export", "--site", "demo", "--until", "2000-01-01",
+                               "--format", "jsonl"])
+    assert past.stdout == ""
+    bad = runner.invoke(args=["consents", "export", "--site", "demo", "--since", "yesterday"])
+    assert bad.exit_code == 2 and "not a date" in bad.output
+    unknown = runner.invoke(args=["consents", "export", "--site", "nope"])
+    assert unknown.exit_code == 1 and "no site" in unknown.output

@@ -1,0 +1,112 @@
+"""Under gunicorn with 4 workers, thousands of concurrent choices: one row per acknowledgement."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from keksi import consents
+from keksi.store import open_store
+
+from .ledger import ORIGIN, ROOT
+
+POSTS = 3000
+THREADS = 24
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    port = free_port()
+    env = dict(os.environ, KEKSI_DATABASE=str(tmp_path / "keksi.db"), KEKSI_SECRET_KEY="x",
+               KEKSI_RATE_LIMIT="1000000", FLASK_APP="app.py", PORT=str(port), HOST="127.0.0.1")
+    for args in (["notices", "publish"], ["sites", "add", "sites/demo.json"]):
+        subprocess.run([str(BIN / "flask"), *args], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "4", "--access-logfile", "/dev/null",
+         "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/v1/notices/privacy?lang=en")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.1)
+    yield port, env["KEKSI_DATABASE"]
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_concurrent_posts_each_have_exactly_one_row(gunicorn):
+    port, database = gunicorn
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", "/api/v1/sites/demo/config?lang=fi", headers={"Origin": ORIGIN})
+    cfg = json.loads(conn.getresponse().read())
+    acknowledged: list[str] = []
+    failures: list[int] = []
+    lock = threading.Lock()
+
+    def worker(count: int) -> None:
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for i in range(count):
+            event = str(uuid.uuid4())
+            body = json.dumps({
+                "site": "demo", "event_id": event, "action": "custom",
+                "choices": {"necessary": True, "preferences": i % 2 == 0, "analytics": i % 3 == 0,
+                            "marketing": False},
+                "notice_version": cfg["notices"]["privacy"]["version"], "banner_hash": cfg["banner_hash"],
+                "lang": "fi", "ui_surface": "panel", "page": "/", "gpc": False,
+            })
+            # Every fourth post is sent twice, as a widget retry would: still one row.
+            for _attempt in range(2 if i % 4 == 0 else 1):
+                client.request("POST", "/api/v1/consents", body=body,
+                               headers={"Origin": ORIGIN, "Content-Type": "text/plain;charset=UTF-8"})
+                response = client.getresponse()
+                payload = response.read()
+                with lock:
+                    if response.status == 201:
+                        acknowledged.append(json.loads(payload)["consent_id"])
+                    else:
+                        failures.append(response.status)
+
+    threads = [threading.Thread(target=worker, args=(POSTS // THREADS,)) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    unique = set(acknowledged)
+    assert len(unique) == POSTS // THREADS * THREADS
+    store = open_store(database)
+    try:
+        stored = [row[0] for row in store.db.execute("SELECT consent_id FROM consents")]
+        assert sorted(stored) == sorted(unique), "exactly one row per acknowledged choice"
+        result = consents.verify(store)
+        assert result.ok, result
+        assert result.checked == len(unique)
+    finally:
+        store.close()
