@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Iterable, Iterator
 
 from . import sites as sites_mod
@@ -237,8 +237,13 @@ def content_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str | None) -> dict[str, Any]:
-    """The row to store: everything compliance.md asks a consent record to hold."""
+def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str | None,
+                 zone: tzinfo = timezone.utc) -> dict[str, Any]:
+    """The row to store: everything compliance.md asks a consent record to hold.
+
+    `day` (the local date in `zone`) is for the daily figures only; it is not stored
+    in the record itself nor covered by its hash.
+    """
     valid_until = now + timedelta(days=choice.site["consent_days"])
     record = {
         "consent_id": new_id(),
@@ -262,6 +267,7 @@ def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str 
         "valid_until": _iso(valid_until),
     }
     record["content_hash"] = content_hash(record)
+    record["day"] = now.astimezone(zone).date().isoformat()
     return record
 
 
@@ -270,9 +276,9 @@ def _iso(moment: datetime) -> str:
 
 
 def record(store: Store, choice: Choice, ip: str | None, user_agent: str | None,
-           now: datetime | None = None) -> tuple[dict[str, Any], bool]:
+           now: datetime | None = None, zone: tzinfo = timezone.utc) -> tuple[dict[str, Any], bool]:
     """Store the choice (once per event_id) and return (row, created)."""
-    row = build_record(choice, now or datetime.now(timezone.utc), ip, user_agent)
+    row = build_record(choice, now or datetime.now(timezone.utc), ip, user_agent, zone)
     stored, created = store.append_consent(row)
     if not created and stored["site"] != choice.site["id"]:
         raise InvalidChoice("event_id", "was already used for another site", status=409)

@@ -129,6 +129,37 @@ def _sites_and_consents(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0004_admin")
+def _admin(db: sqlite_utils.Database) -> None:
+    db["users"].create(
+        {"id": int, "email": str, "password_hash": str, "roles": str, "created_at": str,
+         "created_by": str, "disabled": int},
+        pk="id", not_null={"email", "roles", "created_at", "disabled"}, defaults={"disabled": 0},
+    )
+    db["users"].create_index(["email"], unique=True)
+    # One-time links to set a password; only a hash of the token is kept.
+    db["password_tokens"].create(
+        {"token_hash": str, "user_id": int, "expires_at": str, "used_at": str},
+        pk="token_hash", not_null={"user_id", "expires_at"}, foreign_keys=[("user_id", "users", "id")],
+    )
+    db["login_failures"].create({"key": str, "at": str}, not_null={"key", "at"})
+    db["login_failures"].create_index(["key", "at"])
+    # Daily figures, kept up to date in the same transaction as each consent, so the
+    # admin's charts read a few hundred rows instead of scanning millions.
+    db["consent_daily"].create(
+        {"site": str, "day": str, "action": str, "n": int}, pk=("site", "day", "action"))
+    db["consent_daily_categories"].create(
+        {"site": str, "day": str, "category": str, "granted": int, "total": int},
+        pk=("site", "day", "category"))
+    db.execute(
+        "INSERT INTO consent_daily (site, day, action, n) "
+        "SELECT site, substr(recorded_at, 1, 10), action, count(*) FROM consents GROUP BY 1, 2, 3")
+    db.execute(
+        "INSERT INTO consent_daily_categories (site, day, category, granted, total) "
+        "SELECT c.site, substr(c.recorded_at, 1, 10), j.key, sum(j.value = 1), count(*) "
+        "FROM consents c, json_each(c.choices) j GROUP BY 1, 2, 3")
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -289,12 +320,36 @@ class Store:
             prev_hash = last[0]["row_hash"] if last else GENESIS_HASH
             seq = (last[0]["seq"] if last else 0) + 1
             row = dict(record, seq=seq)
+            day = row.pop("day")
             self.db["consents"].insert(row)
+            self._count(row["site"], day, row["action"], json.loads(row["choices"]))
             self.db["consent_chain"].insert({
                 "seq": seq, "content_hash": record["content_hash"], "prev_hash": prev_hash,
                 "row_hash": chain_hash(prev_hash, record["content_hash"]),
             })
         return row, True
+
+    def _count(self, site: str, day: str, action: str, choices: dict[str, bool]) -> None:
+        self.db.execute(
+            "INSERT INTO consent_daily (site, day, action, n) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (site, day, action) DO UPDATE SET n = n + 1", [site, day, action])
+        self.db.conn.executemany(
+            "INSERT INTO consent_daily_categories (site, day, category, granted, total) "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (site, day, category) "
+            "DO UPDATE SET granted = granted + excluded.granted, total = total + 1",
+            [(site, day, category, int(granted)) for category, granted in choices.items()])
+
+    def daily_actions(self, site: str, first_day: str, last_day: str) -> list[dict[str, Any]]:
+        """Choices per day and action, days in KEKSI_TIMEZONE, both ends included."""
+        return [dict(r) for r in self._query(
+            "SELECT day, action, n FROM consent_daily WHERE site = ? AND day BETWEEN ? AND ? "
+            "ORDER BY day, action", [site, first_day, last_day])]
+
+    def daily_categories(self, site: str, first_day: str, last_day: str) -> list[dict[str, Any]]:
+        """Per day and category: how many choices granted it, out of how many."""
+        return [dict(r) for r in self._query(
+            "SELECT day, category, granted, total FROM consent_daily_categories "
+            "WHERE site = ? AND day BETWEEN ? AND ? ORDER BY day, category", [site, first_day, last_day])]
 
     def later_consent(self, site: str, subject_id: str, seq: int) -> dict[str, Any] | None:
         """The subject's next choice on the site after `seq`, if any."""
@@ -378,7 +433,98 @@ class Store:
     def purge_expired(self, valid_before: str, actor: str) -> int:
         return self.remove_consents("valid_until < ?", [valid_before], "purge", actor)
 
+    # -- notices: withdrawing an upcoming version --------------------------
+
+    def withdraw_notice_version(self, slug: str, version: str, actor: str, today: str) -> int:
+        """Delete every language of a version that has not taken effect; audit it."""
+        if version <= today:
+            raise StoreError("a version that has taken effect can never be withdrawn")
+        now = utcnow()
+        with self._write():
+            rows = self._query("SELECT lang, sha256 FROM notice_versions WHERE slug = ? AND version = ?",
+                               [slug, version])
+            if not rows:
+                raise StoreError(f"there is no published version {version} of {slug!r}")
+            self.db.execute("DELETE FROM notice_versions WHERE slug = ? AND version = ?", [slug, version])
+            self._audit(now, actor, "notice.withdraw", f"{slug}/{version}",
+                        {row["lang"]: row["sha256"] for row in rows})
+        return len(rows)
+
+    # -- users ----------------------------------------------------------------
+
+    def users(self) -> list[dict[str, Any]]:
+        return [self._user(r) for r in self._query("SELECT * FROM users ORDER BY email")]
+
+    def user(self, user_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM users WHERE id = ?", [user_id])
+        return self._user(rows[0]) if rows else None
+
+    def user_by_email(self, email: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
+        return self._user(rows[0]) if rows else None
+
+    @staticmethod
+    def _user(row: sqlite3.Row) -> dict[str, Any]:
+        user = dict(row)
+        user["roles"] = [r for r in user["roles"].split(",") if r]
+        return user
+
+    def add_user(self, email: str, roles: list[str], password_hash: str | None, actor: str) -> int:
+        now = utcnow()
+        with self._write():
+            if self._query("SELECT 1 FROM users WHERE email = ?", [email]):
+                raise StoreError(f"a user with the email {email} already exists")
+            user_id = self.db["users"].insert({
+                "email": email, "password_hash": password_hash, "roles": ",".join(sorted(roles)),
+                "created_at": now, "created_by": actor, "disabled": 0}).last_pk
+            self._audit(now, actor, "user.add", email, {"roles": sorted(roles)})
+        return user_id
+
+    def set_password(self, user_id: int, password_hash: str, actor: str) -> None:
+        with self._write():
+            self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id])
+            self._audit(utcnow(), actor, "user.password", str(user_id), None)
+
+    def add_password_token(self, token_hash: str, user_id: int, expires_at: str) -> None:
+        with self._write():
+            self.db["password_tokens"].insert({"token_hash": token_hash, "user_id": user_id,
+                                               "expires_at": expires_at, "used_at": None})
+
+    def use_password_token(self, token_hash: str, now: str) -> int | None:
+        """Mark a valid token used and return its user id; None if unknown, used or expired."""
+        with self._write():
+            rows = self._query("SELECT user_id FROM password_tokens WHERE token_hash = ? "
+                               "AND used_at IS NULL AND expires_at > ?", [token_hash, now])
+            if not rows:
+                return None
+            self.db.execute("UPDATE password_tokens SET used_at = ? WHERE token_hash = ?", [now, token_hash])
+            return rows[0]["user_id"]
+
+    def password_token_user(self, token_hash: str, now: str) -> int | None:
+        rows = self._query("SELECT user_id FROM password_tokens WHERE token_hash = ? "
+                           "AND used_at IS NULL AND expires_at > ?", [token_hash, now])
+        return rows[0]["user_id"] if rows else None
+
+    def record_login_failure(self, keys: list[str], now: str, forget_before: str) -> None:
+        with self._write():
+            self.db.conn.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)",
+                                     [(key, now) for key in keys])
+            self.db.execute("DELETE FROM login_failures WHERE at < ?", [forget_before])
+
+    def login_failures(self, key: str, since: str) -> list[str]:
+        """Times of the key's failed logins since `since`, oldest first."""
+        return [r["at"] for r in self._query(
+            "SELECT at FROM login_failures WHERE key = ? AND at >= ? ORDER BY at", [key, since])]
+
+    def clear_login_failures(self, keys: list[str]) -> None:
+        with self._write():
+            self.db.conn.executemany("DELETE FROM login_failures WHERE key = ?", [(k,) for k in keys])
+
     # -- audit log --------------------------------------------------------
+
+    def audit(self, actor: str, action: str, subject: str, detail: Any = None) -> None:
+        with self._write():
+            self._audit(utcnow(), actor, action, subject, detail)
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", [limit])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 from flask_babel import force_locale
@@ -178,7 +179,8 @@ def record_consent():
             store, choice,
             ip=consents.truncate_ip(request.remote_addr, config["STORE_IP"] == "truncated"),
             user_agent=consents.coarse_user_agent(request.user_agent.string,
-                                                  config["STORE_USER_AGENT"] == "coarse"))
+                                                  config["STORE_USER_AGENT"] == "coarse"),
+            zone=ZoneInfo(config["TIMEZONE"]))
     except consents.InvalidChoice as exc:
         # Let an allowed page read why its post failed; tell a foreign one nothing.
         return _cors(error(exc.status, exc.field, exc.message),
