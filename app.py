@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keksi import cli, http, i18n, settings, store
-from keksi.views import api, site
+from keksi.views import admin, api, site
 
 csrf = CSRFProtect()
 
@@ -63,5 +63,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(api.record_consent)  # checked by Origin allow-list instead; it carries no cookie
     app.register_blueprint(api.bp)
     app.register_blueprint(site.bp)
+    app.register_blueprint(admin.bp)
     cli.init_app(app)
     return app

@@ -13,6 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from . import auth
 from . import consents as consents_mod
 from . import notices as notices_mod
 from . import sites as sites_mod
@@ -261,7 +262,50 @@ def consents_purge(days: int | None) -> None:
     click.echo(f"purged {count} records that expired before {cutoff[:10]}")
 
 
+users_cli = AppGroup("users", help="Manage the people who use the admin.")
+
+
+@users_cli.command("add")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(auth.ROLES),
+              help="legal, marketing or admin; repeat for several.")
+@click.option("--link", is_flag=True, help="Print a one-time link to set the password instead of asking.")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
+              help="Where the admin is served, for the link.")
+def users_add(email: str, roles: tuple[str, ...], link: bool, base_url: str) -> None:
+    """Add a user; asks for the password, or prints a one-time link with --link.
+
+    Example: flask users add aino@example.fi --role legal --link
+    """
+    store = get_store()
+    try:
+        email = auth.check_new_user(email, list(roles))
+        password_hash = None
+        if not link:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+            password_hash = auth.hash_password(password)
+        user_id = store.add_user(email, list(roles), password_hash, _actor())
+    except (auth.AuthError, StoreError) as exc:
+        raise click.ClickException(str(exc))
+    if link:
+        token = auth.make_password_token(store, user_id)
+        click.echo(f"{base_url.rstrip('/')}/admin/set-password/{token}")
+    click.echo(f"added {email} ({', '.join(sorted(roles))})", err=link)
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """List the users and their roles.
+
+    Example: flask users list
+    """
+    for user in get_store().users():
+        click.echo(f"{user['email']}\t{','.join(user['roles'])}\t"
+                   f"{'password set' if user['password_hash'] else 'no password yet'}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(users_cli)
     app.cli.add_command(notices_cli)
     app.cli.add_command(sites_cli)
     app.cli.add_command(consents_cli)

@@ -2,7 +2,9 @@
 
 Locale precedence, in one place:
 1. the language in the URL prefix (`/fi/...`), or the `lang` query argument of API
-   calls, when it is one of the configured LANGUAGES;
+   calls, when it is one of the configured LANGUAGES; the prefix counts even when the
+   rest of the path matches no page, so `/sv/no/such/page` gets a Swedish 404;
+   In the admin (no prefix), the language picked with `?lang=`, kept in the session;
 2. otherwise the best match for the browser's Accept-Language among LANGUAGES
    (used when redirecting `/` and for 404 pages under unknown prefixes);
 3. otherwise DEFAULT_LANGUAGE.
@@ -20,7 +22,7 @@ from typing import Iterator
 from babel.dates import format_date as babel_format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 from flask_babel import Babel
 
 babel = Babel()
@@ -36,15 +38,29 @@ def best_language() -> str:
     return match or current_app.config["DEFAULT_LANGUAGE"]
 
 
-def select_locale() -> str:
-    lang = g.get("lang")
-    if lang:
-        return lang
-    return best_language()
+def url_language() -> str | None:
+    """The language of the URL prefix (`/sv/...`) when it is a configured one, else None."""
+    if not request:
+        return None
+    prefix = request.path.lstrip("/").split("/", 1)[0]
+    return prefix if prefix in current_app.config["LANGUAGES"] else None
 
 
 def current_language() -> str:
-    return g.get("lang") or best_language()
+    """The request's language, by the precedence in this module's docstring."""
+    return g.get("lang") or url_language() or admin_language() or best_language()
+
+
+def admin_language() -> str | None:
+    """The language chosen in the admin (kept in the session), on admin pages only."""
+    if not request or not request.path.startswith("/admin"):
+        return None
+    lang = session.get("admin_lang")
+    return lang if lang in current_app.config["LANGUAGES"] else None
+
+
+def select_locale() -> str:
+    return current_language()
 
 
 def format_date(value: date | str, lang: str | None = None) -> str:

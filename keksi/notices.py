@@ -94,6 +94,11 @@ def read_source(path: Path, root: Path) -> Source | Problem:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Problem(rel, f"the file is not UTF-8 text (byte {exc.start})")
+    return parse_source(rel, slug, version, lang, text)
+
+
+def parse_source(rel: str, slug: str, version: str, lang: str, text: str) -> Source | Problem:
+    """Parse the text of one version's file (front matter, then Markdown)."""
     if not text.startswith("---"):
         return Problem(rel, "front matter is missing: start the file with a '---' block "
                             "holding title, summary and material")
@@ -121,6 +126,15 @@ def read_source(path: Path, root: Path) -> Source | Problem:
         summary=" ".join(meta["summary"].split()), material=meta["material"],
         body=post.content.strip() + "\n", source=text, sha256=sha256(text),
     )
+
+
+def compose_source(slug: str, version: str, lang: str, title: str, summary: str, material: bool,
+                   body: str) -> Source | Problem:
+    """A version written in the admin, as the same file text `flask notices publish` reads."""
+    post = frontmatter.Post(body.replace("\r\n", "\n").strip() + "\n",
+                            title=title.strip(), summary=" ".join(summary.split()), material=material)
+    text = frontmatter.dumps(post, sort_keys=False) + "\n"
+    return parse_source(f"{slug}/{version}.{lang}.md", slug, version, lang, text)
 
 
 @dataclass

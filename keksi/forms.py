@@ -1,0 +1,71 @@
+"""The admin's forms (flask-wtf: every one carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, DateField, EmailField, PasswordField, SelectMultipleField,
+                     StringField, TextAreaField)
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from .auth import MIN_PASSWORD, ROLES
+from .notices import MAX_SOURCE_BYTES
+
+
+class LoginForm(FlaskForm):
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)],
+                       render_kw={"autocomplete": "username"})
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField(
+        _l("New password"), validators=[DataRequired(), Length(min=MIN_PASSWORD, max=1024)],
+        description=_l("At least %(n)s characters.", n=MIN_PASSWORD),
+        render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(
+        _l("Repeat the new password"),
+        validators=[DataRequired(), EqualTo("password", message=_l("The passwords do not match."))],
+        render_kw={"autocomplete": "new-password"})
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class UserForm(FlaskForm):
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
+    roles = MultiCheckboxField(_l("Roles"), choices=[(r, r) for r in ROLES],
+                               validators=[InputRequired(message=_l("Choose at least one role."))])
+
+
+class ActionForm(FlaskForm):
+    """A form with nothing but its CSRF token: logout, withdraw."""
+
+
+def notice_version_form(languages: list[str], language_names: dict[str, str]) -> type[FlaskForm]:
+    """A form for a new version: its date and materiality, and a title, summary and text per language."""
+
+    class NoticeVersionForm(FlaskForm):
+        effective_date = DateField(_l("Effective date"), validators=[DataRequired()],
+                                   description=_l("The day this version takes effect. It can be "
+                                                  "published before that day."))
+        material = BooleanField(
+            _l("Material change"),
+            description=_l("New purposes, data categories, recipients or controller: visitors "
+                           "who consented under an earlier version are asked again."))
+
+    for lang in languages:
+        name = language_names.get(lang, lang)
+        setattr(NoticeVersionForm, f"title_{lang}", StringField(
+            _l("Title (%(language)s)", language=name), validators=[DataRequired(), Length(max=200)]))
+        setattr(NoticeVersionForm, f"summary_{lang}", TextAreaField(
+            _l("Change summary (%(language)s)", language=name),
+            validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 3}))
+        setattr(NoticeVersionForm, f"body_{lang}", TextAreaField(
+            _l("Text in Markdown (%(language)s)", language=name),
+            validators=[DataRequired(), Length(max=MAX_SOURCE_BYTES)], render_kw={"rows": 18}))
+    return NoticeVersionForm

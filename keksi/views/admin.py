@@ -1,0 +1,293 @@
+"""The admin under /admin: sign-in, legal's notice publishing and audit log, users.
+
+Every page needs a signed-in user with the right role; a wrong role gets a 403
+page before anything is rendered. Marketing's pages live in admin_sites.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from datetime import date
+from typing import Any, Callable
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
+from flask_babel import gettext as _
+
+from .. import auth, notices
+from ..clock import today
+from ..forms import ActionForm, LoginForm, SetPasswordForm, UserForm, notice_version_form
+from ..i18n import LANGUAGE_NAMES
+from ..store import StoreError, get_store
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _load_user() -> None:
+    lang = request.args.get("lang")
+    if lang in current_app.config["LANGUAGES"]:
+        session["admin_lang"] = lang
+    user_id = session.get("user_id")
+    user = get_store().user(user_id) if user_id else None
+    if user and (user["disabled"] or session.get("auth") != _password_marker(user)):
+        session.clear()  # disabled, or the password changed since this session began
+        user = None
+    g.user = user
+
+
+def _password_marker(user: dict[str, Any]) -> str:
+    """Changes when the password does, ending every session signed in with the old one."""
+    return hashlib.sha256((user["password_hash"] or "").encode()).hexdigest()[:16]
+
+
+@bp.after_request
+def _no_cache(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.app_context_processor
+def _admin_context() -> dict[str, Any]:
+    return {"user": g.get("user"), "has_role": auth.has_role,
+            "url_endpoints": current_app.view_functions}
+
+
+def role_required(*roles: str) -> Callable:
+    """Sign-in required; and one of `roles` (admins pass every check), else 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(**kwargs: Any):
+            if g.get("user") is None:
+                return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+            if roles and not auth.has_role(g.user, *roles):
+                abort(403, _("Your account does not have the role this page needs."))
+            return view(**kwargs)
+        return wrapped
+
+    return decorator
+
+
+def _actor() -> str:
+    return g.user["email"]
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return url_for("admin.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with email and password; repeated failures are slowed down."""
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        store = get_store()
+        wait = auth.login_wait(store, form.email.data, request.remote_addr)
+        if wait:
+            form.password.errors.append(
+                _("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
+            status = 429
+        else:
+            user = auth.authenticate(store, form.email.data, form.password.data, request.remote_addr)
+            if user:
+                lang = session.get("admin_lang")
+                session.clear()
+                session.permanent = True
+                session.update(user_id=user["id"], auth=_password_marker(user))
+                if lang:
+                    session["admin_lang"] = lang
+                return redirect(_safe_next(request.args.get("next")))
+            form.password.errors.append(_("The email or password is wrong."))
+            status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out."""
+    form = ActionForm()
+    if form.validate_on_submit():
+        lang = session.get("admin_lang")
+        session.clear()
+        if lang:
+            session["admin_lang"] = lang
+    return redirect(url_for("admin.login"))
+
+
+@bp.route("/set-password/<token>", methods=["GET", "POST"])
+def set_password(token: str):
+    """Set a password from a one-time link."""
+    store = get_store()
+    user = auth.token_user(store, token)
+    if user is None:
+        abort(404, _("This link has expired or was already used. Ask an admin for a new one."))
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            auth.set_password_with_token(store, token, form.password.data)
+        except auth.AuthError as exc:
+            form.password.errors.append(str(exc))
+        else:
+            flash(_("Your password is set. Sign in with it."))
+            return redirect(url_for("admin.login"))
+    return render_template("admin/set_password.html", form=form, account=user)
+
+
+@bp.get("/")
+@role_required()
+def dashboard():
+    """What the signed-in user can do."""
+    return render_template("admin/dashboard.html")
+
+
+# -- legal ---------------------------------------------------------------------
+
+
+@bp.get("/notices")
+@role_required("legal")
+def notice_list():
+    """Every notice: its current and upcoming versions."""
+    store = get_store()
+    lang = current_app.config["DEFAULT_LANGUAGE"]
+    slugs = sorted({v["slug"] for v in store.notice_versions()})
+    items = [notices.load_notice(store, slug, lang, today()) for slug in slugs]
+    return render_template("admin/notices.html", notices=[n for n in items if n],
+                           withdraw_form=ActionForm())
+
+
+def _form_defaults(notice: notices.Notice | None, slug: str) -> dict[str, Any]:
+    store = get_store()
+    data: dict[str, Any] = {}
+    if notice and notice.current:
+        for lang in current_app.config["LANGUAGES"]:
+            row = store.notice_version(slug, notice.current.version, lang)
+            if row:
+                data[f"title_{lang}"] = row["title"]
+                data[f"body_{lang}"] = row["body"]
+    return data
+
+
+@bp.route("/notices/<slug:slug>/new", methods=["GET", "POST"])
+@role_required("legal")
+def notice_new(slug: str):
+    """Write a new version in every language, preview it and its diff, then publish."""
+    store = get_store()
+    languages = current_app.config["LANGUAGES"]
+    notice = notices.load_notice(store, slug, current_app.config["DEFAULT_LANGUAGE"], today())
+    form_class = notice_version_form(languages, LANGUAGE_NAMES)
+    form = form_class(data=_form_defaults(notice, slug) if request.method == "GET" else None)
+    previews: list[dict[str, Any]] = []
+    status = 200
+    if request.method == "POST":
+        sources = _validate_version(form, slug, notice)
+        if sources is None:
+            status = 400
+        elif request.form.get("step") == "publish":
+            try:
+                store.publish_notice_versions([s.row() for s in sources], _actor())
+            except StoreError as exc:
+                form.effective_date.errors.append(str(exc))
+                status = 409
+            else:
+                flash(_("Version %(date)s of “%(slug)s” is published.", date=sources[0].version, slug=slug))
+                return redirect(url_for("admin.notice_list"))
+        else:
+            previews = [_preview(source, notice) for source in sources]
+    return render_template("admin/notice_form.html", form=form, slug=slug, notice=notice,
+                           languages=languages, previews=previews), status
+
+
+def _validate_version(form: Any, slug: str, notice: notices.Notice | None) -> list[notices.Source] | None:
+    if not notices.SLUG_RE.match(slug):
+        abort(404)
+    if not form.validate():
+        return None
+    effective: date = form.effective_date.data
+    if effective < today():
+        form.effective_date.errors.append(_("The date is in the past. A new version takes effect "
+                                            "today or later."))
+        return None
+    version = effective.isoformat()
+    if notice and notice.get(version):
+        form.effective_date.errors.append(_("A version with this date exists already. Choose "
+                                            "another date."))
+        return None
+    sources = []
+    for lang in current_app.config["LANGUAGES"]:
+        result = notices.compose_source(
+            slug, version, lang, form[f"title_{lang}"].data, form[f"summary_{lang}"].data,
+            bool(form.material.data), form[f"body_{lang}"].data)
+        if isinstance(result, notices.Problem):
+            form[f"body_{lang}"].errors.append(result.message)
+            return None
+        sources.append(result)
+    return sources
+
+
+def _preview(source: notices.Source, notice: notices.Notice | None) -> dict[str, Any]:
+    store = get_store()
+    current = notice.current if notice else None
+    old = store.notice_version(source.slug, current.version, source.lang) if current else None
+    return {
+        "lang": source.lang,
+        "title": source.title,
+        "html": notices.render(source.body, url_for("site.index", lang=source.lang)),
+        "diff": notices.diff(old["body"], source.body) if old else [],
+        "against": current.version if current else None,
+    }
+
+
+@bp.post("/notices/<slug:slug>/<date:version>/withdraw")
+@role_required("legal")
+def notice_withdraw(slug: str, version: str):
+    """Withdraw a published version that has not taken effect."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400, _("The form expired. Reload the page and try again."))
+    try:
+        get_store().withdraw_notice_version(slug, version, _actor(), today().isoformat())
+    except StoreError as exc:
+        abort(409, str(exc))
+    flash(_("Version %(date)s of “%(slug)s” was withdrawn.", date=version, slug=slug))
+    return redirect(url_for("admin.notice_list"))
+
+
+@bp.get("/audit")
+@role_required("legal")
+def audit():
+    """Who published or withdrew what, and when, with each version's SHA-256."""
+    return render_template("admin/audit.html", entries=get_store().audit_log(limit=500))
+
+
+# -- users -----------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@role_required("admin")
+def users():
+    """Add users; each gets a one-time link to set a password."""
+    store = get_store()
+    form = UserForm()
+    link = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            email = auth.check_new_user(form.email.data, form.roles.data)
+            user_id = store.add_user(email, form.roles.data, None, _actor())
+        except (auth.AuthError, StoreError) as exc:
+            form.email.errors.append(str(exc))
+            status = 400
+        else:
+            token = auth.make_password_token(store, user_id)
+            link = url_for("admin.set_password", token=token, _external=True)
+            form = UserForm(formdata=None)
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/users.html", form=form, users=store.users(), link=link), status
