@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, PasswordField, SelectMultipleField,
                      StringField, TextAreaField)
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .auth import MIN_PASSWORD, ROLES
@@ -38,7 +39,7 @@ class MultiCheckboxField(SelectMultipleField):
 
 class UserForm(FlaskForm):
     email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
-    roles = MultiCheckboxField(_l("Roles"), choices=[(r, r) for r in ROLES],
+    roles = MultiCheckboxField(_l("Roles"), choices=[SelectChoice(r) for r in ROLES],
                                validators=[InputRequired(message=_l("Choose at least one role."))])
 
 
@@ -50,7 +51,7 @@ def notice_version_form(languages: list[str], language_names: dict[str, str]) ->
     """A form for a new version: its date and materiality, and a title, summary and text per language."""
 
     class NoticeVersionForm(FlaskForm):
-        effective_date = DateField(_l("Effective date"), validators=[DataRequired()],
+        effective_date = DateField(_l("Effective date"), validators=[InputRequired()],
                                    description=_l("The day this version takes effect. It can be "
                                                   "published before that day."))
         material = BooleanField(

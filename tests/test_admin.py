@@ -1,0 +1,292 @@
+"""The admin's accounts and legal's publishing, through the test client."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from keksi import auth
+from keksi.store import open_store
+
+PASSWORD = "correct horse battery"
+PASSWORD_HASH = auth.hash_password(PASSWORD)  # scrypt is slow on purpose: hash once per run
+
+
+def add_user(app, email: str, *roles: str, password: str | None = PASSWORD) -> int:
+    store = open_store(app.config["DATABASE"])
+    try:
+        password_hash = PASSWORD_HASH if password == PASSWORD else (
+            auth.hash_password(password) if password else None)
+        return store.add_user(email, list(roles), password_hash, "tests")
+    finally:
+        store.close()
+
+
+def csrf(client, url: str) -> str:
+    html = client.get(url).get_data(as_text=True)
+    match = (re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+             or re.search(r'type="hidden" name="csrf_token" value="([^"]+)"', html))
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def sign_in(client, email: str, password: str = PASSWORD):
+    client.get("/admin/login?lang=en")  # the admin's language is kept in the session
+    return client.post("/admin/login", data={"csrf_token": csrf(client, "/admin/login"),
+                                             "email": email, "password": password})
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(FIXED_TODAY="2026-11-22")
+    add_user(app, "legal@example.fi", "legal")
+    add_user(app, "marketing@example.fi", "marketing")
+    add_user(app, "admin@example.fi", "admin")
+    return app
+
+
+def version_form(token: str, date: str = "2027-01-15", step: str = "preview", material: bool = True,
+                 body: str = "New text.\n\n## Part\n", langs=("fi", "sv", "en")) -> dict:
+    data = {"csrf_token": token, "effective_date": date, "step": step}
+    if material:
+        data["material"] = "y"
+    for lang in langs:
+        data[f"title_{lang}"] = f"Title {lang}"
+        data[f"summary_{lang}"] = f"Summary {lang}"
+        data[f"body_{lang}"] = body
+    return data
+
+
+def test_every_admin_page_needs_sign_in(client):
+    for url in ("/admin/", "/admin/notices", "/admin/notices/privacy/new", "/admin/audit", "/admin/users"):
+        response = client.get(url)
+        assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
+
+
+def test_sign_in_and_out(client):
+    assert sign_in(client, "legal@example.fi").headers["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    client.post("/admin/logout", data={"csrf_token": csrf(client, "/admin/")})
+    assert client.get("/admin/").status_code == 302
+
+
+def test_wrong_password_and_unknown_email_look_the_same(client):
+    wrong = sign_in(client, "legal@example.fi", "wrong password!")
+    unknown = sign_in(client, "nobody@example.fi", "wrong password!")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "The email or password is wrong." in wrong.get_data(as_text=True)
+    assert "The email or password is wrong." in unknown.get_data(as_text=True)
+
+
+def test_session_cookie_is_httponly_and_samesite(client):
+    response = sign_in(client, "legal@example.fi")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_behind_https(make_app):
+    app = make_app(HTTPS=True)
+    add_user(app, "legal@example.fi", "legal")
+    client = app.test_client()
+    response = sign_in(client, "legal@example.fi")
+    assert "Secure" in response.headers["Set-Cookie"]
+    assert "max-age" in response.headers["Strict-Transport-Security"]
+
+
+def test_repeated_failures_are_slowed_down_per_account(app, client):
+    for _ in range(auth.FREE_FAILURES):
+        assert sign_in(client, "legal@example.fi", "wrong password!").status_code == 401
+    slowed = sign_in(client, "legal@example.fi", PASSWORD)
+    assert slowed.status_code == 429
+    assert "Too many failed sign-ins" in slowed.get_data(as_text=True)
+    # another account from another address is unaffected
+    other = app.test_client()
+    response = other.post("/admin/login", environ_base={"REMOTE_ADDR": "192.0.2.9"}, data={
+        "csrf_token": csrf(other, "/admin/login"), "email": "marketing@example.fi", "password": PASSWORD})
+    assert response.status_code == 302
+
+
+def test_login_wait_grows_and_expires(app):
+    store = open_store(app.config["DATABASE"])
+    try:
+        start = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+        for i in range(auth.FREE_FAILURES + 2):
+            auth.authenticate(store, "legal@example.fi", "nope", "192.0.2.1", now=start + timedelta(seconds=i))
+        last = start + timedelta(seconds=auth.FREE_FAILURES + 1)
+        assert auth.login_wait(store, "legal@example.fi", "192.0.2.1", now=last) == 8
+        assert auth.login_wait(store, "legal@example.fi", "192.0.2.1", now=last + timedelta(seconds=9)) == 0
+        assert auth.login_wait(store, "legal@example.fi", "192.0.2.1", now=last + timedelta(minutes=20)) == 0
+    finally:
+        store.close()
+
+
+def test_wrong_role_gets_403(client):
+    sign_in(client, "marketing@example.fi")
+    for url in ("/admin/notices", "/admin/notices/privacy/new", "/admin/audit", "/admin/users"):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "does not have the role" in response.get_data(as_text=True)
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(app, client):
+    sign_in(client, "legal@example.fi")
+    data = version_form("", step="publish")
+    del data["csrf_token"]
+    response = client.post("/admin/notices/privacy/new", data=data)
+    assert response.status_code == 400
+    store = open_store(app.config["DATABASE"])
+    assert store.notice_version("privacy", "2027-01-15", "fi") is None
+    store.close()
+    assert client.post("/admin/login", data={"email": "legal@example.fi", "password": PASSWORD}).status_code == 400
+
+
+def test_legal_publishes_a_version_in_every_language_with_preview_and_diff(app, client):
+    sign_in(client, "legal@example.fi")
+    form = client.get("/admin/notices/privacy/new").get_data(as_text=True)
+    assert "## 1. Rekisterinpitäjä" in form or "Rekisterinpitäjä" in form, "starts from the current text"
+    token = csrf(client, "/admin/notices/privacy/new")
+    preview = client.post("/admin/notices/privacy/new", data=version_form(token))
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200
+    assert 'id="preview-heading"' in html and 'class="diff"' in html
+    assert 'value="publish"' in html
+    store = open_store(app.config["DATABASE"])
+    assert store.notice_version("privacy", "2027-01-15", "fi") is None, "a preview publishes nothing"
+    published = client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    assert published.status_code == 302
+    rows = [store.notice_version("privacy", "2027-01-15", lang) for lang in ("fi", "sv", "en")]
+    log = store.audit_log()
+    store.close()
+    assert all(rows) and rows[0]["published_by"] == "legal@example.fi" and rows[0]["material"] == 1
+    assert rows[0]["source"].startswith("---\ntitle: Title fi\nsummary: Summary fi\nmaterial: true\n---\n")
+    assert [e["subject"] for e in log[:3]] == ["privacy/2027-01-15.en", "privacy/2027-01-15.sv",
+                                               "privacy/2027-01-15.fi"]
+    audit = client.get("/admin/audit").get_data(as_text=True)
+    assert rows[0]["sha256"] in audit and "legal@example.fi" in audit
+    # live on its date, not before
+    page = client.get("/en/privacy").get_data(as_text=True)
+    assert "A new version takes effect on 15 January 2027" in page
+    app.config["FIXED_TODAY"] = "2027-01-15"
+    assert "<h1>Title en</h1>" in client.get("/en/privacy").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"effective_date": "2020-01-01"}, "in the past"),
+    ({"effective_date": "2026-04-09"}, "in the past"),
+    ({"effective_date": "not a date"}, "Not a valid date value"),
+    ({"title_sv": ""}, "This field is required"),
+    ({"summary_en": "   "}, "This field is required"),
+    ({"body_fi": ""}, "This field is required"),
+    ({"title_fi": "x" * 201}, "200"),
+])
+def test_bad_versions_are_refused_beside_the_field(app, client, change, message):
+    sign_in(client, "legal@example.fi")
+    data = version_form(csrf(client, "/admin/notices/privacy/new"), step="publish")
+    data.update(change)
+    response = client.post("/admin/notices/privacy/new", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert message in html and 'class="error"' in html and 'aria-invalid="true"' in html
+    store = open_store(app.config["DATABASE"])
+    assert len(store.notice_versions(slug="privacy")) == 6, "nothing saved"
+    store.close()
+
+
+def test_hostile_markdown_and_titles_are_harmless_in_preview(client):
+    sign_in(client, "legal@example.fi")
+    data = version_form(csrf(client, "/admin/notices/privacy/new"),
+                        body='<script>alert(1)</script><img src=x onerror=alert(1)>[x](javascript:alert(1))\n')
+    data["title_en"] = "<script>alert(2)</script>"
+    html = client.post("/admin/notices/privacy/new", data=data).get_data(as_text=True)
+    preview = html.split('id="preview-heading"')[1].split("<form")[0]
+    assert "<script" not in preview and "<img" not in preview and 'href="javascript:' not in preview
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+
+
+def test_a_second_version_on_the_same_date_is_refused(app, client):
+    sign_in(client, "legal@example.fi")
+    token = csrf(client, "/admin/notices/privacy/new")
+    assert client.post("/admin/notices/privacy/new", data=version_form(token, step="publish")).status_code == 302
+    again = client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    assert again.status_code == 400 and "exists already" in again.get_data(as_text=True)
+
+
+def test_upcoming_versions_can_be_withdrawn_but_versions_in_effect_never(app, client):
+    sign_in(client, "legal@example.fi")
+    token = csrf(client, "/admin/notices/privacy/new")
+    client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    listing = client.get("/admin/notices").get_data(as_text=True)
+    assert "Withdraw the version of 15 January 2027" in listing or "2027" in listing
+    token = csrf(client, "/admin/notices")
+    withdrawn = client.post("/admin/notices/privacy/2027-01-15/withdraw", data={"csrf_token": token})
+    assert withdrawn.status_code == 302
+    store = open_store(app.config["DATABASE"])
+    assert store.notice_version("privacy", "2027-01-15", "en") is None
+    assert store.audit_log()[0]["action"] == "notice.withdraw"
+    store.close()
+    refused = client.post("/admin/notices/privacy/2026-04-09/withdraw", data={"csrf_token": token})
+    assert refused.status_code == 409 and "never be withdrawn" in refused.get_data(as_text=True)
+    assert client.post("/admin/notices/privacy/2027-02-01/withdraw", data={}).status_code == 400
+
+
+def test_admin_adds_a_user_who_sets_a_password_from_the_link(app, client):
+    sign_in(client, "admin@example.fi")
+    token = csrf(client, "/admin/users")
+    response = client.post("/admin/users", data={"csrf_token": token, "email": "New@Example.fi",
+                                                 "roles": ["legal", "marketing"]})
+    html = response.get_data(as_text=True)
+    link = re.search(r"http://localhost(/admin/set-password/[\w-]+)", html).group(1)
+    other = app.test_client()
+    form = other.get(link)
+    assert form.status_code == 200 and "new@example.fi" in form.get_data(as_text=True)
+    token2 = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form.get_data(as_text=True)).group(1)
+    short = other.post(link, data={"csrf_token": token2, "password": "short", "confirm": "short"})
+    assert short.status_code == 200 and "12" in short.get_data(as_text=True)
+    done = other.post(link, data={"csrf_token": token2, "password": PASSWORD, "confirm": PASSWORD})
+    assert done.status_code == 302
+    assert other.get(link).status_code == 404, "the link works once"
+    assert sign_in(other, "new@example.fi").status_code == 302
+
+
+@pytest.mark.parametrize("email, roles, message", [
+    ("not an email", ["legal"], "Enter an email address"),
+    ("<script>@x.fi", ["legal"], "Enter an email address"),
+    ("legal@example.fi", ["legal"], "already exists"),
+    ("ok@example.fi", [], "Choose at least one role"),
+    ("ok@example.fi", ["root"], "not a valid choice"),
+])
+def test_bad_users_are_refused(app, client, email, roles, message):
+    sign_in(client, "admin@example.fi")
+    response = client.post("/admin/users", data={"csrf_token": csrf(client, "/admin/users"),
+                                                 "email": email, "roles": roles})
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
+    store = open_store(app.config["DATABASE"])
+    assert len(store.users()) == 3
+    store.close()
+
+
+def test_changing_the_password_ends_other_sessions(app, client):
+    sign_in(client, "legal@example.fi")
+    store = open_store(app.config["DATABASE"])
+    user = store.user_by_email("legal@example.fi")
+    store.set_password(user["id"], auth.hash_password("another long password"), "tests")
+    store.close()
+    assert client.get("/admin/").status_code == 302
+
+
+def test_users_cli(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "add", "cli@example.fi", "--role", "legal", "--link"])
+    assert result.exit_code == 0 and "/admin/set-password/" in result.output
+    result = runner.invoke(args=["users", "add", "pw@example.fi", "--role", "marketing"],
+                           input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0
+    listing = runner.invoke(args=["users", "list"]).output
+    assert "cli@example.fi\tlegal\tno password yet" in listing
+    assert "pw@example.fi\tmarketing\tpassword set" in listing
+    bad = runner.invoke(args=["users", "add", "x@example.fi", "--role", "legal"], input="short\nshort\n")
+    assert bad.exit_code == 1 and "at least 12" in bad.output
+    dup = runner.invoke(args=["users", "add", "cli@example.fi", "--role", "legal", "--link"])
+    assert dup.exit_code == 1 and "already exists" in dup.output
