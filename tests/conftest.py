@@ -28,6 +28,27 @@ def notices_dir(tmp_path: Path) -> Path:
     return target
 
 
+# The day the tests live on, so that which version is current never depends on the
+# machine's clock; pass FIXED_TODAY=None to make_app to use the real clock.
+TODAY = "2026-11-22"
+LANGS = ("fi", "sv", "en")
+
+
+def write_version(root: Path, slug: str, version: str, *, material: bool = False,
+                  body: str = "Some text.\n", langs=LANGS, title: str = "Title",
+                  summary: str = "Changed things.") -> list[Path]:
+    """Write one version of a notice in `langs`; return the files written."""
+    folder = root / slug
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for lang in langs:
+        path = folder / f"{version}.{lang}.md"
+        path.write_text(f"---\ntitle: {title} {lang}\nsummary: {summary} ({lang})\n"
+                        f"material: {str(material).lower()}\n---\n\n{body}", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 @pytest.fixture
 def make_app(tmp_path: Path, notices_dir: Path) -> Callable[..., Any]:
     """Build an app on a new database; `publish=True` publishes the sample notices first."""
@@ -38,6 +59,7 @@ def make_app(tmp_path: Path, notices_dir: Path) -> Callable[..., Any]:
             "DATABASE": str(tmp_path / "keksi.db"),
             "NOTICES_DIR": str(notices_dir),
             "SECRET_KEY": "test-secret",
+            "FIXED_TODAY": TODAY,
         }
         settings.update(config)
         app = create_app(settings)
@@ -110,5 +132,18 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(app) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server with the sample notices published, shared by tests that only read pages."""
+    folder = tmp_path_factory.mktemp("sample-site")
+    shutil.copytree(SAMPLE_NOTICES, folder / "notices")
+    app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"),
+                      "NOTICES_DIR": str(folder / "notices"), "SECRET_KEY": "test-secret",
+                      "FIXED_TODAY": TODAY})
+    publish_all(app)
     with LiveServer(app) as server:
         yield server
