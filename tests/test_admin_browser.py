@@ -1,0 +1,115 @@
+"""The admin in a real browser: legal signs in, publishes a version with preview and diff; axe on every page."""
+
+from __future__ import annotations
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from .test_admin import PASSWORD, add_user
+
+pytestmark = pytest.mark.browser
+
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}}
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(FIXED_TODAY="2026-11-22")
+    add_user(app, "legal@example.fi", "legal")
+    add_user(app, "admin@example.fi", "admin")
+    return app
+
+
+def assert_accessible(page, label: str) -> None:
+    results = Axe().run(page, options=WCAG)
+    assert results.violations_count == 0, f"{label}:\n{results.generate_report()}"
+
+
+def sign_in(page, base: str, email: str, lang: str = "en") -> None:
+    page.goto(f"{base}/admin/login?lang={lang}")
+    page.locator("#email").fill(email)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form.admin-form button[type=submit]").click()
+    page.wait_for_url(f"{base}/admin/")
+
+
+def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_server, app):
+    base = live_server.url
+    page.goto(f"{base}/admin/login?lang=en")
+    assert_accessible(page, "login")
+    sign_in(page, base, "legal@example.fi")
+    assert_accessible(page, "dashboard")
+    page.get_by_role("link", name="Notices", exact=True).first.click()
+    assert_accessible(page, "notices")
+    page.get_by_role("link", name="New version of Tietosuojaseloste").click()
+    page.get_by_label("Effective date").fill("2027-01-15")
+    page.get_by_label("Material change").check()
+    for lang, name in (("fi", "Suomi"), ("sv", "Svenska"), ("en", "English")):
+        page.get_by_label(f"Change summary ({name})").fill(f"We now use a new processor ({lang}).")
+        body = page.get_by_label(f"Text in Markdown ({name})")
+        body.fill(body.input_value() + f"\n\nA new paragraph in {lang}.\n")
+    page.get_by_role("button", name="Preview").click()
+    assert page.get_by_role("heading", name="Preview").is_visible()
+    assert page.locator("ol.diff ins", has_text="A new paragraph in en").count() == 1
+    assert_accessible(page, "preview")
+    page.get_by_role("button", name="Publish").click()
+    assert "is published" in page.locator(".flash").inner_text()
+    assert_accessible(page, "notices with an upcoming version")
+    page.get_by_role("link", name="Audit log").first.click()
+    assert page.locator("table.data tbody tr").count() >= 3
+    assert_accessible(page, "audit log")
+
+    page.goto(f"{base}/en/privacy")
+    assert "A new version takes effect on 15 January 2027" in page.inner_text("main")
+    app.config["FIXED_TODAY"] = "2027-01-15"
+    page.goto(f"{base}/en/privacy")
+    assert "Last updated 15 January 2027" in page.inner_text("main")
+    assert "A new paragraph in en." in page.inner_text("main")
+
+
+def test_errors_are_announced_beside_the_field_and_pages_are_accessible_in_finnish(page, live_server):
+    base = live_server.url
+    sign_in(page, base, "legal@example.fi", lang="fi")
+    page.goto(f"{base}/admin/notices/privacy/new")
+    page.locator("#effective_date").fill("2020-01-01")
+    for lang in ("fi", "sv", "en"):
+        page.locator(f"#summary_{lang}").fill("Summary")
+    page.locator("button[value=preview]").click()
+    date_input = page.locator("#effective_date")
+    assert date_input.get_attribute("aria-invalid") == "true"
+    described = date_input.get_attribute("aria-describedby")
+    assert "effective_date-error" in described
+    assert page.locator("#effective_date-error").is_visible()
+    assert page.locator(".error-summary").get_attribute("role") == "alert"
+    assert_accessible(page, "form with errors (fi)")
+    page.goto(f"{base}/admin/audit")
+    assert_accessible(page, "audit (fi)")
+
+
+def test_admin_pages_are_accessible_and_403_is_a_whole_page(page, live_server):
+    base = live_server.url
+    sign_in(page, base, "admin@example.fi")
+    page.goto(f"{base}/admin/users")
+    assert_accessible(page, "users")
+    page.get_by_label("Email").fill("new@example.fi")
+    page.get_by_label("marketing").check()
+    page.get_by_role("button", name="Add user").click()
+    link = page.locator("code.copyable").inner_text()
+    assert "/admin/set-password/" in link
+    assert_accessible(page, "users with link")
+    context = page.context.browser.new_context()
+    other = context.new_page()
+    other.goto(link)
+    assert_accessible(other, "set password")
+    other.get_by_label("New password", exact=True).fill(PASSWORD)
+    other.get_by_label("Repeat the new password").fill(PASSWORD)
+    other.get_by_role("button", name="Set password").click()
+    other.wait_for_url(f"{base}/admin/login")
+    other.get_by_label("Email").fill("new@example.fi")
+    other.get_by_label("Password").fill(PASSWORD)
+    other.get_by_role("button", name="Sign in").click()
+    response = other.goto(f"{base}/admin/notices")
+    assert response.status == 403
+    assert "does not have the role" in other.inner_text("main")
+    assert_accessible(other, "403 page")
+    context.close()
