@@ -11,7 +11,8 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keksi import cli, http, i18n, settings, store
-from keksi.views import admin, api, site
+from keksi.views import admin, api, health, site
+from keksi.views import widget as widget_views
 
 csrf = CSRFProtect()
 
@@ -63,6 +64,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(api.record_consent)  # checked by Origin allow-list instead; it carries no cookie
     app.register_blueprint(api.bp)
     app.register_blueprint(site.bp)
+    app.register_blueprint(widget_views.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(health.bp)
     cli.init_app(app)
     return app

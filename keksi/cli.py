@@ -17,7 +17,7 @@ from . import auth
 from . import consents as consents_mod
 from . import notices as notices_mod
 from . import sites as sites_mod
-from .store import StoreError, get_store
+from .store import StoreError, get_store, open_store
 
 notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
 
@@ -304,7 +304,31 @@ def users_list() -> None:
                    f"{'password set' if user['password_hash'] else 'no password yet'}")
 
 
+@click.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False, writable=True))
+def backup_command(destination: str) -> None:
+    """Copy the database while the site runs (SQLite online backup), then check the copy.
+
+    Restore by stopping Keksi and putting the copy at KEKSI_DATABASE.
+
+    Example: flask backup /var/backups/keksi-$(date +%F).db
+    """
+    if Path(destination).exists():
+        raise click.ClickException(f"{destination} exists; choose a new file name")
+    get_store().backup(destination)
+    copy = open_store(destination)
+    try:
+        result = copy.integrity_check()
+        chain = consents_mod.verify(copy)
+    finally:
+        copy.close()
+    if result != "ok" or not chain.ok:
+        raise click.ClickException(f"the copy failed its checks: integrity {result}, chain {chain}")
+    click.echo(f"backed up to {destination}: integrity ok, {chain.checked} consent records verified")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(backup_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(notices_cli)
     app.cli.add_command(sites_cli)

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from . import __version__
+from .store import StoreUnavailable
 
 # No inline script or style anywhere, so no 'unsafe-inline'; nothing from other hosts.
 CSP = "; ".join([
@@ -97,7 +98,22 @@ class SlugConverter(BaseConverter):
     regex = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 
 
+def handle_store_unavailable(exc: StoreUnavailable) -> Any:
+    """Writes failed (locked past the timeout, disk full, read-only): 503, try again later."""
+    current_app.logger.warning("store unavailable on %s: %s", request.path, exc)
+    message = _("Saving is not possible right now. Nothing was saved. Try again in a moment.")
+    if wants_json():
+        response = jsonify(error="Service Unavailable", field="store", message=str(exc), status=503)
+    else:
+        response = current_app.make_response(
+            (render_template("site/error.html", code=503, title="Service Unavailable", message=message), 503))
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 def init_app(app: Flask) -> None:
+    app.register_error_handler(StoreUnavailable, handle_store_unavailable)
     app.url_map.converters.update(lang=LangConverter, date=DateConverter, slug=SlugConverter)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, handle_http_error)

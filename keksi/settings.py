@@ -64,6 +64,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE", "instance/keksi.db",
             "SQLite file of the store; a relative path is taken from the project folder."),
+    Setting("BUSY_TIMEOUT_MS", 5000,
+            "How long a write waits for SQLite's lock before the API answers 503 with Retry-After.",
+            int),
     Setting("SECRET_KEY", None,
             "Key that signs sessions and CSRF tokens. Unset: a random key is made once and "
             "kept in instance/secret_key, shared by all workers."),

@@ -24,7 +24,7 @@ import sqlite_utils
 from flask import Flask, current_app, g
 from sqlite_utils.migrations import Migrations
 
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
 
 migrations = Migrations("keksi")
 
@@ -168,8 +168,22 @@ class StoreError(Exception):
     """A write the store refused; the message says why."""
 
 
-class StoreBusy(StoreError):
+class StoreUnavailable(StoreError):
+    """The database cannot take writes right now (disk full, read-only); nothing was written."""
+
+
+class StoreBusy(StoreUnavailable):
     """The database stayed locked longer than the busy timeout; try again shortly."""
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> StoreError | None:
+    """The store error an SQLite failure means for the caller, or None if it is a bug."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return StoreBusy("the database is busy; try again in a moment")
+    if any(word in text for word in ("full", "readonly", "read-only", "disk i/o", "unable to open")):
+        return StoreUnavailable(f"the database cannot be written ({exc}); nothing was saved")
+    return None
 
 
 GENESIS_HASH = "0" * 64
@@ -178,12 +192,38 @@ GENESIS_HASH = "0" * 64
 class Store:
     """The SQLite store. One instance per connection; not thread-safe."""
 
-    def __init__(self, path: str):
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
+    def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        try:
+            self.db = self._connect(path, busy_timeout_ms, read_only=False)
+        except sqlite3.OperationalError as read_write_error:
+            # A read-only disk: keep serving reads (notices) and answer writes with 503.
+            for mode in ("ro", "immutable"):
+                try:
+                    self.db = self._connect(path, busy_timeout_ms, read_only=mode)
+                    break
+                except sqlite3.OperationalError:
+                    continue
+            else:
+                raise StoreUnavailable(f"the database cannot be opened ({read_write_error})") from None
+
+    @staticmethod
+    def _connect(path: str, busy_timeout_ms: int, read_only: str | bool) -> sqlite_utils.Database:
+        if read_only:
+            # "immutable" is the last resort when even the WAL index cannot be created: the
+            # filesystem is read-only, so nobody can be changing the file under us.
+            query = "mode=ro" if read_only == "ro" else "mode=ro&immutable=1"
+            conn = sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=busy_timeout_ms / 1000)
+        else:
+            conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
+        try:
+            db = sqlite_utils.Database(conn)
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -199,6 +239,20 @@ class Store:
 
     def applied_migrations(self) -> list[str]:
         return [m.name for m in migrations.applied(self.db)]
+
+    def pending_migrations(self) -> list[str]:
+        return [m.name for m in migrations.pending(self.db)]
+
+    def backup(self, destination: str) -> None:
+        """Copy the live database with SQLite's online backup: consistent while writes go on."""
+        target = sqlite3.connect(destination)
+        try:
+            self.db.conn.backup(target, pages=1024)
+        finally:
+            target.close()
+
+    def integrity_check(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
     # -- notices ----------------------------------------------------------
 
@@ -550,22 +604,19 @@ class Store:
             return
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy("the database is busy; try again in a moment") from exc
-            raise
-        try:
-            yield
-        except BaseException:
-            self.db.conn.rollback()
-            raise
-        try:
+            try:
+                yield
+            except BaseException:
+                self.db.conn.rollback()
+                raise
             self.db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            self.db.conn.rollback()
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy("the database is busy; try again in a moment") from exc
-            raise
+            if self.db.conn.in_transaction:
+                self.db.conn.rollback()
+            mapped = _unavailable(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def _query(self, sql: str, params: list[Any] | tuple = ()) -> list[sqlite3.Row]:
         cursor = self.db.conn.cursor()
@@ -593,8 +644,8 @@ def _migration_lock(path: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def open_store(path: str) -> Store:
-    return Store(path)
+def open_store(path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Store:
+    return Store(path, busy_timeout_ms)
 
 
 def migrate(app: Flask) -> list[str]:
@@ -612,7 +663,7 @@ def migrate(app: Flask) -> list[str]:
 def get_store() -> Store:
     """The request's (or CLI command's) store, opened on first use."""
     if "store" not in g:
-        g.store = open_store(database_path(current_app))
+        g.store = open_store(database_path(current_app), current_app.config["BUSY_TIMEOUT_MS"])
     return g.store
 
 

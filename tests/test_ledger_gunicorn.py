@@ -31,31 +31,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def gunicorn(tmp_path):
-    port = free_port()
+def prepare(tmp_path: Path) -> dict[str, str]:
+    """A database with the sample notices and the demo site, and the environment to serve it."""
     env = dict(os.environ, KEKSI_DATABASE=str(tmp_path / "keksi.db"), KEKSI_SECRET_KEY="x",
-               KEKSI_RATE_LIMIT="1000000", FLASK_APP="app.py", PORT=str(port), HOST="127.0.0.1")
+               KEKSI_RATE_LIMIT="1000000", FLASK_APP="app.py", PORT=str(free_port()), HOST="127.0.0.1")
     for args in (["notices", "publish"], ["sites", "add", "sites/demo.json"]):
-        subprocess.run([str(BIN / "flask"), *args], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
+        subprocess.run([str(BIN / "flask"), *args], cwd=ROOT, env=env, check=True, capture_output=True)
+    return env
+
+
+def start(env: dict[str, str], workers: int = 4) -> subprocess.Popen:
+    """Start gunicorn with the production config and wait until it answers."""
+    port = int(env["PORT"])
     process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", "4", "--access-logfile", "/dev/null",
-         "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", str(workers),
+         "--access-logfile", "/dev/null", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while True:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/notices/privacy?lang=en")
+            conn.request("GET", "/healthz")
             if conn.getresponse().status == 200:
-                break
+                return process
         except OSError:
             pass
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
             pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
         time.sleep(0.1)
-    yield port, env["KEKSI_DATABASE"]
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    env = prepare(tmp_path)
+    process = start(env)
+    yield int(env["PORT"]), env["KEKSI_DATABASE"]
     process.terminate()
     process.wait(timeout=20)
 

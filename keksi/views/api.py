@@ -20,7 +20,7 @@ from ..http import conditional
 from ..i18n import best_language, format_date
 from ..openapi import OPENAPI
 from ..ratelimit import RateLimiter
-from ..store import StoreBusy, get_store
+from ..store import StoreUnavailable, get_store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -185,8 +185,8 @@ def record_consent():
         # Let an allowed page read why its post failed; tell a foreign one nothing.
         return _cors(error(exc.status, exc.field, exc.message),
                      origin if _allowed_anywhere(origin) else None)
-    except StoreBusy:
-        return error(503, "store", "The consent store is busy; the choice was not recorded. Retry shortly.",
+    except StoreUnavailable as exc:
+        return error(503, "store", f"The choice was not recorded: {exc}. Retry shortly.",
                      **{"Retry-After": "2"})
     body = _consent_answer(row)
     response = jsonify(body)

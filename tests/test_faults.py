@@ -1,0 +1,221 @@
+"""Faults: a locked database, a full or read-only disk, killed processes. Nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from keksi import consents
+from keksi.store import open_store
+
+from .ledger import ORIGIN, add_site, choice, config, count_rows, post
+from .test_ledger_gunicorn import prepare, start
+
+
+def test_a_database_locked_past_the_timeout_gets_503_and_a_retry_succeeds(make_app):
+    app = make_app(BUSY_TIMEOUT_MS=100)
+    add_site(app)
+    client = app.test_client()
+    body = choice(config(client))
+    blocker = sqlite3.connect(app.config["DATABASE"])
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        response = post(client, body)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "2"
+        assert response.get_json()["field"] == "store"
+        assert "not recorded" in response.get_json()["message"]
+        assert client.get("/en/privacy").status_code == 200, "WAL readers are not blocked by the writer"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert count_rows(app) == 0
+    retry = post(client, body)
+    assert retry.status_code == 201
+    assert post(client, body).get_json() == retry.get_json()
+    assert count_rows(app) == 1
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB filesystem the test can fill, where the machine allows mounting one."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here (needs root): {result.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def test_a_full_disk_gives_clear_errors_and_notices_keep_being_served(make_app, tiny_disk):
+    app = make_app(DATABASE=str(tiny_disk / "keksi.db"), RATE_LIMIT=100_000)
+    add_site(app)
+    client = app.test_client()
+    cfg = config(client)
+    acknowledged = [post(client, choice(cfg)).get_json()["consent_id"] for _ in range(3)]
+    filler = _fill(tiny_disk)
+    statuses = []
+    for _ in range(40):  # enough to need new pages
+        response = post(client, choice(cfg, page="/" + "x" * 900))
+        statuses.append(response.status_code)
+        if response.status_code == 201:
+            acknowledged.append(response.get_json()["consent_id"])
+        else:
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert "Retry-After" in response.headers
+    assert 503 in statuses, "the disk never filled up"
+    assert client.get("/en/privacy").status_code == 200
+    assert client.get("/api/v1/notices/privacy?lang=fi").status_code == 200
+    filler.unlink()
+    late = post(client, choice(cfg))
+    assert late.status_code == 201
+    acknowledged.append(late.get_json()["consent_id"])
+    store = open_store(app.config["DATABASE"])
+    try:
+        stored = {row[0] for row in store.db.execute("SELECT consent_id FROM consents")}
+        assert set(acknowledged) <= stored
+        assert store.integrity_check() == "ok"
+        assert consents.verify(store).ok
+    finally:
+        store.close()
+
+
+def test_a_read_only_database_answers_503_and_pages_still_work(make_app, tiny_disk):
+    app = make_app(DATABASE=str(tiny_disk / "keksi.db"))
+    add_site(app)
+    client = app.test_client()
+    cfg = config(client)
+    assert post(client, choice(cfg)).status_code == 201
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    try:
+        response = post(client, choice(cfg))
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert client.get("/fi/privacy").status_code == 200
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
+    assert count_rows(app) == 1
+
+
+def _worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def test_killing_a_worker_and_then_the_master_loses_nothing_acknowledged(tmp_path):
+    env = prepare(tmp_path)
+    port = int(env["PORT"])
+    process = start(env, workers=3)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/v1/sites/demo/config?lang=fi", headers={"Origin": ORIGIN})
+    cfg = json.loads(conn.getresponse().read())
+    acknowledged: dict[str, str] = {}  # event_id -> consent_id
+    unacknowledged: set[str] = set()
+    bodies: dict[str, str] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    statuses: list[object] = []
+
+    def send(event: str) -> None:
+        try:
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            client.request("POST", "/api/v1/consents", body=bodies[event],
+                           headers={"Origin": ORIGIN, "Content-Type": "text/plain;charset=UTF-8"})
+            response = client.getresponse()
+            payload = response.read()
+            with lock:
+                if response.status == 201:
+                    acknowledged[event] = json.loads(payload)["consent_id"]
+                    unacknowledged.discard(event)
+                else:
+                    unacknowledged.add(event)
+                    statuses.append((response.status, payload[:200]))
+        except OSError as exc:
+            with lock:
+                unacknowledged.add(event)
+                statuses.append(repr(exc))
+
+    def load() -> None:
+        sent = 0
+        while not stop.is_set() and sent < 3000:
+            event = str(uuid.uuid4())
+            bodies[event] = json.dumps(choice(cfg, event_id=event))
+            send(event)
+            sent += 1
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _worker_pids(process.pid)
+    assert workers, "no gunicorn workers found"
+    os.kill(workers[0], signal.SIGKILL)
+    while len(acknowledged) < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _worker_pids(process.pid)  # including the one that replaced the killed worker
+    os.kill(process.pid, signal.SIGKILL)
+    for pid in workers:  # orphaned workers would exit on their own; do not wait for them
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    process.wait(timeout=10)
+    assert len(acknowledged) >= 400
+
+    # Restart on the same database; the widget would retry what was not acknowledged.
+    process = start(env, workers=2)
+    try:
+        for _round in range(5):  # as the widget does on later page loads
+            statuses.clear()
+            for event in sorted(unacknowledged):
+                send(event)
+            if not unacknowledged:
+                break
+        assert not unacknowledged, statuses
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+    store = open_store(env["KEKSI_DATABASE"])
+    try:
+        rows = dict(store.db.execute("SELECT event_id, consent_id FROM consents").fetchall())
+        for event, consent_id in acknowledged.items():
+            assert rows.get(event) == consent_id, "an acknowledged consent is missing or changed"
+        assert len(rows) == len(set(rows.values())) == len(acknowledged), "one row per choice"
+        assert store.integrity_check() == "ok"
+        result = consents.verify(store)
+        assert result.ok, result
+    finally:
+        store.close()
