@@ -17,6 +17,7 @@ from . import auth
 from . import consents as consents_mod
 from . import notices as notices_mod
 from . import sites as sites_mod
+from .clock import today
 from .store import StoreError, get_store, open_store
 
 notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
@@ -38,7 +39,7 @@ def check_command() -> None:
 
     Example: flask notices check
     """
-    result = notices_mod.check(_notices_dir(), current_app.config["LANGUAGES"], get_store())
+    result = notices_mod.check(_notices_dir(), current_app.config["LANGUAGES"], get_store(), today())
     _report(result.problems)
     versions = {(s.slug, s.version) for s in result.sources}
     pending = {(s.slug, s.version) for s in result.unpublished}
@@ -60,7 +61,7 @@ def publish_command(actor: str | None) -> None:
     """
     actor = actor or f"cli:{getpass.getuser()}"
     published, problems = notices_mod.publish(
-        _notices_dir(), current_app.config["LANGUAGES"], get_store(), actor)
+        _notices_dir(), current_app.config["LANGUAGES"], get_store(), actor, today())
     _report(problems)
     versions = sorted({(s.slug, s.version) for s in published})
     for slug, version in versions:

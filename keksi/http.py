@@ -47,7 +47,7 @@ def conditional(response: Response, etag: str, last_modified: datetime | None,
     if last_modified is not None:
         response.last_modified = last_modified
     response.headers["Cache-Control"] = cache_control
-    response.headers["Vary"] = "Accept-Encoding"
+    response.vary.add("Accept-Encoding")
     return response.make_conditional(request)
 
 

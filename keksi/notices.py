@@ -144,8 +144,12 @@ class CheckResult:
     problems: list[Problem]
 
 
-def check(root: Path, languages: Iterable[str], store: Store) -> CheckResult:
-    """Validate every source under `root` against the languages and the published copies."""
+def check(root: Path, languages: Iterable[str], store: Store, today: date | None = None) -> CheckResult:
+    """Validate every source under `root` against the languages and the published copies.
+
+    With `today`, a new version dated before the version in effect is refused: history
+    cannot gain a version that visitors were never shown.
+    """
     languages = list(languages)
     problems: list[Problem] = []
     sources: list[Source] = []
@@ -193,6 +197,13 @@ def check(root: Path, languages: Iterable[str], store: Store) -> CheckResult:
                     f"edited after it was published on {stored['published_at'][:10]}: published "
                     "versions are immutable, so put the correction in a new version with a new date"))
                 group_ok = False
+        if today is not None and not already_published:
+            in_effect = [v for (pslug, v, _lang) in published if pslug == slug and v <= today.isoformat()]
+            if in_effect and version < max(in_effect):
+                problems.append(Problem(
+                    sample, f"version {version} is dated before {max(in_effect)}, the version in effect: "
+                            "a new version takes effect today or later"))
+                group_ok = False
         if len({s.material for s in langs.values()}) > 1:
             problems.append(Problem(
                 sample, f"version {version} of '{slug}' is marked material in some languages and not others"))
@@ -204,9 +215,10 @@ def check(root: Path, languages: Iterable[str], store: Store) -> CheckResult:
     return CheckResult(complete, unpublished, problems)
 
 
-def publish(root: Path, languages: Iterable[str], store: Store, actor: str) -> tuple[list[Source], list[Problem]]:
+def publish(root: Path, languages: Iterable[str], store: Store, actor: str,
+            today: date | None = None) -> tuple[list[Source], list[Problem]]:
     """Publish every valid version not yet in the store; return what was published and the problems."""
-    result = check(root, languages, store)
+    result = check(root, languages, store, today)
     if result.unpublished:
         store.publish_notice_versions([s.row() for s in result.unpublished], actor)
     return result.unpublished, result.problems

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def _languages(value: str) -> list[str]:
@@ -30,6 +31,14 @@ def _mapping(value: str) -> dict[str, str]:
             raise ValueError(f"expected LANG:PATTERN, got {part!r}")
         result[key.strip()] = val.strip()
     return result
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as Europe/Helsinki") from None
+    return value
 
 
 def _boolean(value: str) -> bool:
@@ -76,7 +85,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_LANGUAGE", "fi",
             "Language used when the visitor's browser asks for none of LANGUAGES."),
     Setting("TIMEZONE", "Europe/Helsinki",
-            "Time zone in which a notice version's effective date begins."),
+            "Time zone in which a notice version's effective date begins.", _timezone),
     Setting("NOTICES_DIR", "notices",
             "Folder of notice sources, notices/<slug>/<YYYY-MM-DD>.<lang>.md; relative to the project folder."),
     Setting("DATE_FORMATS", {"fi": "d.M.y", "sv": "d.M.y", "en": "d MMMM y"},

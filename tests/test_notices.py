@@ -194,3 +194,15 @@ def test_diff_marks_additions_removals_and_changed_words():
 def test_diff_escapes_markup():
     lines = notices.diff("a\n", "<script>alert(1)</script>\n")
     assert all("<script>" not in line.html for line in lines)
+
+
+def test_a_new_version_dated_before_the_one_in_effect_is_refused(store, notices_dir):
+    from datetime import date
+    notices.publish(notices_dir, LANGS, store, "aino")
+    write_version(notices_dir, "privacy", "2026-01-01")
+    problems = notices.check(notices_dir, LANGS, store, today=date(2026, 11, 22)).problems
+    assert len(problems) == 1 and "dated before 2026-04-09, the version in effect" in problems[0].message
+    published, _ = notices.publish(notices_dir, LANGS, store, "aino", today=date(2026, 11, 22))
+    assert published == []
+    # a fresh database may still take the whole history at once
+    assert notices.check(SAMPLE_NOTICES, LANGS, store, today=date(2026, 11, 22)).problems == []

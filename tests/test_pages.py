@@ -582,3 +582,22 @@ def test_hostile_markdown_is_inert_on_every_page_that_shows_it(make_app, notices
     assert doc.find("h1").text() == "<script>alert(1)</script> en", "the title is shown as text"
     for url in ("/en/privacy", "/en/privacy/versions", "/en/privacy/diff/2026-04-09/2026-06-01", "/en/"):
         _assert_inert(get_page(client, url))
+
+
+def test_a_notice_with_only_an_upcoming_version_is_reachable(make_app, notices_dir):
+    from .test_notices import write_version
+    write_version(notices_dir, "terms", "2027-03-01", title="Terms")
+    app = make_app()
+    client = app.test_client()
+    current = client.get("/en/terms")
+    assert current.status_code == 302 and current.headers["Location"].endswith("/en/terms/2027-03-01")
+    page = client.get("/en/terms/2027-03-01")
+    assert page.status_code == 200 and "Takes effect on 1 March 2027" in page.get_data(as_text=True)
+    assert client.get("/en/terms/versions").status_code == 200
+
+
+def test_answers_that_depend_on_the_browser_language_vary_on_it(client):
+    response = client.get("/api/v1/notices/privacy", headers={"Accept-Language": "sv"})
+    assert response.get_json()["lang"] == "sv"
+    assert "Accept-Language" in response.headers["Vary"] and "Accept-Encoding" in response.headers["Vary"]
+    assert "Accept-Language" not in client.get("/api/v1/notices/privacy?lang=sv").headers["Vary"]

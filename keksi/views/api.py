@@ -88,11 +88,14 @@ def notice(slug: str):
                                         _external=True)}
                         for v in found.upcoming]
     etag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
-    return conditional(jsonify(body), etag, None)
+    response = conditional(jsonify(body), etag, None)
+    if "lang" not in request.args:  # the answer then depends on the browser's language
+        response.vary.add("Accept-Language")
+    return response
 
 
 def _cors(response: Response, origin: str | None) -> Response:
-    response.headers["Vary"] = "Origin"
+    response.vary.add("Origin")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
     return response
@@ -126,6 +129,8 @@ def site_config(site_id: str):
     origin = request.headers.get("Origin")
     etag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
     response = conditional(jsonify(body), etag, None, "public, max-age=300")
+    if "lang" not in request.args:
+        response.vary.add("Accept-Language")
     return _cors(response, origin if sites.origin_allowed(site, origin) else None)
 
 

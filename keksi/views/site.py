@@ -79,8 +79,9 @@ def _last_modified(notice: notices.Notice) -> datetime:
 
 
 def _load(slug: str) -> notices.Notice:
+    """A notice with at least one published version (maybe only an upcoming one), else 404."""
     notice = notices.load_notice(get_store(), slug, g.lang, today())
-    if notice is None or notice.current is None:
+    if notice is None:
         abort(404, _("There is no notice called “%(slug)s” in this language.", slug=slug))
     return notice
 
@@ -122,6 +123,8 @@ def _version_page(notice: notices.Notice, shown: notices.Version, endpoint: str,
 def notice_current(slug: str):
     """The version of a notice in effect today."""
     notice = _load(slug)
+    if notice.current is None:  # a new notice published ahead of its first effective date
+        return redirect(url_for("site.notice_version", slug=slug, version=notice.upcoming[0].version))
     return _version_page(notice, notice.current, "site.notice_current")
 
 
@@ -141,7 +144,7 @@ def notice_versions(slug: str):
     """Every published version with its date, summary and whether the change was material."""
     notice = _load(slug)
     response = make_response(render_template(
-        "site/versions.html", notice=notice, current=notice.current,
+        "site/versions.html", notice=notice, current=notice.current or notice.versions[-1],
         alternates=_alternates("site.notice_versions", current_app.config["LANGUAGES"], slug=slug)))
     etag = _etag(notice, "versions")
     return conditional(response, etag, _last_modified(notice))
