@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import auth
 from . import consents as consents_mod
@@ -306,6 +306,7 @@ def users_list() -> None:
 
 
 @click.command("backup")
+@with_appcontext
 @click.argument("destination", type=click.Path(dir_okay=False, writable=True))
 def backup_command(destination: str) -> None:
     """Copy the database while the site runs (SQLite online backup), then check the copy.

@@ -1,0 +1,109 @@
+"""Production hardening: headers on every route, backups that restore, hostile content proved harmless."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from keksi import consents
+from keksi.store import open_store
+
+from .ledger import add_site, choice, config, post
+from .test_notices import HOSTILE, write_version
+
+SAMPLE_ARGS = {"lang": "en", "slug": "privacy", "version": "2026-04-09", "old": "2025-03-01",
+               "new": "2026-04-09", "site_id": "demo", "consent_id": "0" * 32, "token": "x" * 43,
+               "filename": "site.css", "site": "demo"}
+
+
+def every_get_url(app) -> list[str]:
+    urls = []
+    with app.test_request_context():
+        for rule in app.url_map.iter_rules():
+            if "GET" not in rule.methods:
+                continue
+            values = {arg: SAMPLE_ARGS.get(arg, "x") for arg in rule.arguments}
+            urls.append(rule.build(values, append_unknown=False)[1])
+    return sorted(set(urls))
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(HTTPS=True)
+    add_site(app)
+    return app
+
+
+def test_every_route_sends_the_security_headers(app, client):
+    urls = every_get_url(app)
+    assert len(urls) >= 15
+    for url in urls:
+        response = client.get(url, headers={"Origin": "http://localhost:8000"})
+        assert response.status_code < 500, url
+        headers = response.headers
+        csp = headers.get("Content-Security-Policy", "")
+        assert csp, url
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, url
+        assert "frame-ancestors" in csp, url
+        assert headers["X-Content-Type-Options"] == "nosniff", url
+        assert headers.get("Referrer-Policy"), url
+        assert "max-age=" in headers["Strict-Transport-Security"], url
+        assert "Server" not in headers or not re.search(r"\d", headers["Server"]), url
+        for cookie in headers.getlist("Set-Cookie"):
+            assert "Secure" in cookie and "HttpOnly" in cookie, (url, cookie)
+
+
+def test_backup_while_running_restores_to_a_working_site(app, client, tmp_path, make_app):
+    cfg = config(client)
+    answers = [post(client, choice(cfg)).get_json() for _ in range(5)]
+    destination = tmp_path / "backup.db"
+    result = app.test_cli_runner().invoke(args=["backup", str(destination)])
+    assert result.exit_code == 0 and "5 consent records verified" in result.output
+    again = app.test_cli_runner().invoke(args=["backup", str(destination)])
+    assert again.exit_code == 1 and "exists" in again.output
+    restored = make_app(publish=False, DATABASE=str(destination))
+    restored_client = restored.test_client()
+    assert restored_client.get("/en/privacy").status_code == 200
+    for answer in answers:
+        assert restored_client.get(f"/api/v1/consents/{answer['consent_id']}").status_code == 200
+    store = open_store(str(destination))
+    try:
+        assert store.integrity_check() == "ok" and consents.verify(store).ok
+    finally:
+        store.close()
+
+
+def test_health_check(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok", "database": "ok"}
+
+
+@pytest.mark.browser
+def test_hostile_notice_content_never_runs_in_a_browser(page, make_app, notices_dir):
+    from .conftest import LiveServer
+    # Each payload would set window.__xss or open a dialog if it ever ran.
+    payloads = [p.replace("alert(1)", "window.__xss=1") for p in HOSTILE] + [
+        '<img src="x" onerror="window.__xss=1">',
+        '<a href="javascript:window.__xss=1" id="js-link">click me</a>',
+        "[click me](javascript:window.__xss=1)",
+        "<details open ontoggle=window.__xss=1>x</details>",
+        "<svg><animate onbegin=window.__xss=1 attributeName=x dur=1s>",
+        "<iframe srcdoc='<script>parent.__xss=1</script>'></iframe>",
+        '<a href="data:text/html,<script>alert(1)</script>">data link</a>',
+    ]
+    write_version(notices_dir, "privacy", "2026-11-01", body="\n\n".join(payloads) + "\n\nEnd.\n")
+    app = make_app()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    with LiveServer(app) as server:
+        for path in ("/en/privacy", "/en/privacy/2026-11-01", "/en/privacy/diff/2026-04-09/2026-11-01",
+                     "/en/privacy/versions"):
+            page.goto(server.url + path)
+            for link in page.locator("main a").all():
+                href = link.get_attribute("href") or ""
+                assert not href.lower().startswith(("javascript:", "data:", "vbscript:")), href
+            page.mouse.move(10, 10)
+            page.wait_for_timeout(50)
+            assert page.evaluate("window.__xss") is None, path
+    assert dialogs == []
