@@ -19,5 +19,5 @@ control_socket_disable = True
 limit_request_line = 4094
 limit_request_fields = 60
 accesslog = "-"
-# No client address in the access log: it is personal data we do not need there.
-access_log_format = '%(t)s "%(r)s" %(s)s %(b)s %(L)ss'
+# JSON lines with no client address and no query string: personal data we do not need there.
+logger_class = "keksi.accesslog.JsonAccessLogger"

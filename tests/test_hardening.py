@@ -74,6 +74,31 @@ def test_backup_while_running_restores_to_a_working_site(app, client, tmp_path, 
         store.close()
 
 
+def test_gunicorn_access_log_is_json_without_addresses_or_query_strings(tmp_path):
+    import http.client
+    import json as jsonlib
+
+    from .test_ledger_gunicorn import prepare, start
+    env = prepare(tmp_path)
+    log = tmp_path / "access.log"
+    process = start(env, workers=1, access_log=str(log))
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]))
+        conn.request("GET", "/en/privacy?email=someone@example.fi",
+                     headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"})
+        response = conn.getresponse()
+        response.read()
+        assert response.getheader("Server") == "gunicorn", "no version in the banner"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    lines = [jsonlib.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    entry = next(e for e in lines if e["path"] == "/en/privacy")
+    assert entry["status"] == 200 and entry["method"] == "GET" and entry["browser"] == "Firefox 140 / Linux"
+    text = log.read_text()
+    assert "127.0.0.1" not in text and "someone@example.fi" not in text
+
+
 def test_health_check(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "ok", "database": "ok"}

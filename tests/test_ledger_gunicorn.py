@@ -40,12 +40,12 @@ def prepare(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def start(env: dict[str, str], workers: int = 4) -> subprocess.Popen:
+def start(env: dict[str, str], workers: int = 4, access_log: str = "/dev/null") -> subprocess.Popen:
     """Start gunicorn with the production config and wait until it answers."""
     port = int(env["PORT"])
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", str(workers),
-         "--access-logfile", "/dev/null", "wsgi:app"],
+         "--access-logfile", access_log, "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while True:
