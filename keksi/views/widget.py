@@ -1,0 +1,39 @@
+"""The embeddable consent widget: GET /widget/v1/consent.js, minified and precompressed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, request
+
+from .. import widget
+
+bp = Blueprint("widget", __name__, url_prefix="/widget/v1")
+
+
+def _encoding() -> str:
+    """The best encoding the client accepts: brotli, then gzip, else none."""
+    accepted = request.accept_encodings
+    for encoding in ("br", "gzip"):
+        if accepted[encoding]:  # the quality it gives, 0 when refused or absent
+            return encoding
+    return "identity"
+
+
+@bp.get("/consent.js")
+def script():
+    """The widget script for `<script src=… data-site=…>`; cacheable by any site."""
+    build = widget.current(Path(current_app.root_path) / "widget")
+    encoding = _encoding()
+    response = Response(build.body(encoding), mimetype="text/javascript")
+    response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+    if encoding != "identity":
+        response.headers["Content-Encoding"] = encoding
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    response.headers["X-Widget-Version"] = build.version
+    # One validator per encoding: the bytes differ, and a cache may hold each.
+    response.set_etag(f"{build.version}-{encoding}")
+    return response.make_conditional(request)

@@ -1,0 +1,103 @@
+"""The embeddable consent widget: build widget/consent.js into one minified, precompressed script.
+
+The build minifies the script (rjsmin) and the stylesheet (rcssmin), puts the stylesheet into
+the script as a string (the widget adopts it as a constructed stylesheet, which a strict host
+page CSP allows), stamps the build hash in as the widget version, and compresses the result
+with gzip and brotli once. It is cached per process and redone only when the sources change.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import brotli
+import rcssmin
+import rjsmin
+
+CSS_MARK = '"__KEKSI_CSS__"'
+VERSION_MARK = "__KEKSI_VERSION__"
+PLACEHOLDER_VERSION = "0" * 12
+SOURCES = ("consent.js", "consent.css")
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build of the widget: the script in each encoding, its version and ETag."""
+
+    version: str  # first 12 hex of the SHA-256 of the script built with a zero version
+    source_hash: str  # SHA-256 of the source files, what the cache is keyed by
+    identity: bytes
+    gzip: bytes
+    br: bytes
+
+    @property
+    def etag(self) -> str:
+        return self.version
+
+    def body(self, encoding: str) -> bytes:
+        return {"br": self.br, "gzip": self.gzip}.get(encoding, self.identity)
+
+
+class BuildError(ValueError):
+    """The widget sources cannot be built (a marker is missing)."""
+
+
+def minify(script: str, css: str) -> tuple[str, str]:
+    """The built script, and its version: the hash of the build before the version is stamped in."""
+    if CSS_MARK not in script or VERSION_MARK not in script:
+        raise BuildError(f"consent.js must contain {CSS_MARK} and \"{VERSION_MARK}\"")
+    css_min = rcssmin.cssmin(css)
+    js_min = rjsmin.jsmin(script, keep_bang_comments=False)
+    # json.dumps gives a valid JavaScript string literal; no "</script>" can occur in CSS we wrote.
+    built = js_min.replace(CSS_MARK, json.dumps(css_min, ensure_ascii=False))
+    version = hashlib.sha256(built.replace(VERSION_MARK, PLACEHOLDER_VERSION).encode("utf-8")).hexdigest()[:12]
+    return built.replace(VERSION_MARK, version), version
+
+
+def _sources(folder: Path) -> tuple[list[str], str]:
+    texts = [(folder / name).read_text(encoding="utf-8") for name in SOURCES]
+    return texts, hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+
+
+def build(folder: Path) -> Build:
+    """Build the widget from the sources in `folder`."""
+    texts, source_hash = _sources(folder)
+    return _build(texts, source_hash)
+
+
+def _build(texts: list[str], source_hash: str) -> Build:
+    script, version = minify(*texts)
+    data = script.encode("utf-8")
+    return Build(version=version, source_hash=source_hash, identity=data,
+                 gzip=gzip.compress(data, compresslevel=9, mtime=0),
+                 br=brotli.compress(data, quality=11, mode=brotli.MODE_TEXT))
+
+
+_lock = threading.Lock()
+_seen: dict[str, tuple] = {}  # folder -> the files' (name, mtime, size) when last read
+_builds: dict[str, Build] = {}  # folder -> its build, which knows the sources' hash
+
+
+def current(folder: Path) -> Build:
+    """The build of the sources as they are now, made once per process.
+
+    A build is keyed by the sources' contents. To keep a request to two stat calls, the
+    files are read again only when their size or modification time changes, and rebuilt
+    only when their contents did.
+    """
+    stamp = tuple((name, (st := (folder / name).stat()).st_mtime_ns, st.st_size) for name in SOURCES)
+    where = str(folder)
+    if _seen.get(where) != stamp or where not in _builds:
+        with _lock:
+            if _seen.get(where) != stamp or where not in _builds:
+                texts, source_hash = _sources(folder)
+                old = _builds.get(where)
+                if old is None or old.source_hash != source_hash:
+                    _builds[where] = _build(texts, source_hash)
+                _seen[where] = stamp
+    return _builds[where]

@@ -1,0 +1,335 @@
+/* Keksi consent widget. Embedding: widget/README.md. Built (minified, CSS inlined) by keksi/widget.py.
+ *
+ * Strict-CSP safe: the DOM is built with createElement and text nodes, styles come from a
+ * constructed stylesheet adopted by a shadow root, and nothing is evaluated from strings. */
+(() => {
+  "use strict";
+  const W = window, D = document, P = performance, me = D.currentScript;
+  if (!me || W.keksi) return;
+  P.mark("keksi:start");
+  const CSS = "__KEKSI_CSS__", VERSION = "__KEKSI_VERSION__";
+  const NAME = "keksi_consent", QUEUE = "keksi_queue";
+  const base = new URL(me.src).origin, site = me.dataset.site;
+  // Ask for the site's configuration first; everything else is set up while it travels. A
+  // language the server does not serve is refused (without CORS headers): then the site's default.
+  const url = base + "/api/v1/sites/" + encodeURIComponent(site) + "/config";
+  const load = (u) => fetch(u); // no cookies cross-origin; matches <link rel=preload crossorigin>
+  const lang = me.dataset.lang || D.documentElement.lang.toLowerCase().split("-")[0];
+  const config = (lang ? load(url + "?lang=" + encodeURIComponent(lang)) : Promise.reject())
+    .then((r) => r.ok ? r : Promise.reject())
+    .catch(() => load(url))
+    .then((r) => r.ok ? r.json() : Promise.reject(Error("config: HTTP " + r.status)))
+    .then((c) => (P.mark("keksi:config"), c));
+  const gpc = navigator.globalPrivacyControl === true;
+  const listeners = [];
+  let state, cfg, T, sheet, root, status, banner, back, dialog, opener, surface, boxes, busy;
+
+  const now = () => Math.floor(Date.now() / 1000);
+  const get = (id) => id == "necessary" || !!(state && state.c[id]);
+  const allowed = (el) => el.dataset.consent.split(" ").every(get);
+  const ready = (fn) => D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", fn) : fn();
+  const optional = () => cfg.categories.filter((c) => !c.required).map((c) => c.id);
+  const all = (on) => Object.fromEntries(cfg.categories.map((c) => [c.id, c.required || on]));
+  const fill = (text, key, value) => text.replace("%(" + key + ")s", value);
+  state = readCookie();
+  const uuid = () => crypto.randomUUID ? crypto.randomUUID() :
+    "10000000-1000-4000-8000-100000000000".replace(/[018]/g,
+      (c) => (c ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> c / 4).toString(16));
+
+  // Google Consent Mode v2: everything denied by default, before the Google tag runs (when our tag
+  // comes first), then updated from the stored choice and after each choice.
+  const mode = (on) => {
+    const v = (id) => on(id) ? "granted" : "denied";
+    return {ad_storage: v("marketing"), ad_user_data: v("marketing"), ad_personalization: v("marketing"),
+      analytics_storage: v("analytics"), functionality_storage: v("preferences"),
+      personalization_storage: v("preferences"), security_storage: "granted"};
+  };
+  function consentMode(command, params) {
+    if (W.gtag) W.gtag("consent", command, params);
+    else if (W.dataLayer) (function () { W.dataLayer.push(arguments); })("consent", command, params);
+  }
+  consentMode("default", Object.assign(mode(() => 0), {wait_for_update: 500}));
+  if (state) consentMode("update", mode(get));
+
+  function h(tag, attrs, ...kids) {
+    const el = D.createElement(tag);
+    for (const k in attrs) {
+      const v = attrs[k];
+      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (v != null && v !== false) el.setAttribute(k, v === true ? "" : v);
+    }
+    el.append(...kids.flat().filter((k) => k != null && k !== false));
+    return el;
+  }
+  const button = (text, fn, cls) => h("button", {type: "button", class: cls, onclick: fn}, text);
+
+  function shadow(host) {
+    const r = host.attachShadow({mode: "open"});
+    try {
+      if (!sheet) (sheet = new CSSStyleSheet()).replaceSync(CSS);
+      r.adoptedStyleSheets = [sheet];
+    } catch (e) { // browsers without constructed stylesheets (no strict CSP support there)
+      r.append(h("style", {}, CSS));
+    }
+    return r;
+  }
+
+  // -- the stored choice: a first-party cookie -----------------------------------------------
+
+  function readCookie() {
+    const m = D.cookie.match(/(?:^|; )keksi_consent=([^;]*)/);
+    try {
+      const s = m && JSON.parse(decodeURIComponent(m[1]));
+      return s && s.x > now() && s.c ? s : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function writeCookie() {
+    const d = cfg.cookie_domain && cfg.cookie_domain.replace(/^\./, "");
+    D.cookie = NAME + "=" + encodeURIComponent(JSON.stringify(state)) + "; path=/; max-age=" +
+      (state.x - now()) + "; SameSite=Lax" + (location.protocol == "https:" ? "; Secure" : "") +
+      (d && ("." + location.hostname).endsWith("." + d) ? "; domain=" + d : "");
+  }
+
+  // -- posting choices: a queue in localStorage until the server acknowledges each -------------
+
+  function queue(items) {
+    try {
+      if (!items) return JSON.parse(localStorage.getItem(QUEUE)) || [];
+      items.length ? localStorage.setItem(QUEUE, JSON.stringify(items)) : localStorage.removeItem(QUEUE);
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function flush(fresh) {
+    const body = queue()[0];
+    if (busy || !body) return;
+    busy = 1;
+    fetch(cfg.endpoint, {method: "POST", keepalive: true, credentials: "omit", body: JSON.stringify(body),
+      headers: {"Content-Type": "text/plain;charset=UTF-8"}})
+      .then((r) => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
+      .then((answer) => { // acknowledged, or refused for good (a 4xx other than 429)
+        const rest = queue().filter((b) => b.event_id != body.event_id);
+        if (answer) {
+          rest.forEach((b) => b.subject_id = b.subject_id || answer.subject_id);
+          if (state && !rest.length) {
+            Object.assign(state, {s: answer.subject_id, i: answer.consent_id,
+              x: Math.floor(Date.parse(answer.valid_until) / 1000) || state.x});
+            writeCookie();
+          }
+          if (fresh) say(T.saved);
+        }
+        queue(rest);
+        busy = 0;
+        flush(fresh);
+      }, () => {
+        busy = 0;
+        if (fresh) say(T.pending);
+      });
+  }
+
+  const say = (text) => status && (status.textContent = text);
+
+  // -- making a choice ------------------------------------------------------------------------
+
+  function choose(action, choices, ui) {
+    const prev = state, ids = optional(), t = now(), c = {};
+    ids.forEach((id) => c[id] = choices[id] ? 1 : 0);
+    if (!ids.some((id) => c[id]) && prev && ids.some((id) => prev.c[id])) action = "withdraw";
+    state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version,
+      h: cfg.banner_hash.slice(0, 16), l: cfg.lang, t, x: t + cfg.consent_days * 86400};
+    writeCookie();
+    queue(queue().concat({site, event_id: uuid(), subject_id: state.s || undefined, action, choices,
+      notice_version: state.v, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
+      page: location.pathname, widget_version: VERSION, gpc}));
+    flush(1);
+    if (dialog && dialog.open) dialog.close();
+    if (banner) { // focus goes back to where it was before it entered the banner
+      const focused = root.activeElement;
+      banner.remove();
+      banner = null;
+      if (focused && back && back.isConnected) back.focus();
+    }
+    // Delete what the refused categories left behind, on this host and its parent domains.
+    const names = [];
+    for (const id in cfg.cookies) if (!choices[id]) names.push(...cfg.cookies[id]);
+    const host = location.hostname.split(".");
+    for (const pair of D.cookie.split("; ")) {
+      const name = pair.split("=")[0];
+      if (!names.some((p) => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p)) continue;
+      for (let i = 0; i <= host.length; i++) {
+        D.cookie = name + "=; max-age=0; path=/" + (i < host.length ? "; domain=" + host.slice(i).join(".") : "");
+      }
+    }
+    consentMode("update", mode(get));
+    activate();
+    const detail = {action, choices};
+    listeners.forEach((fn) => fn(detail));
+    D.dispatchEvent(new CustomEvent("keksi:change", {detail}));
+  }
+
+  // -- what consent switches on: tagged scripts (in document order) and iframes ---------------
+
+  let running;
+  function activate() {
+    if (!running) next();
+    for (const f of D.querySelectorAll("iframe[data-consent][data-src]")) {
+      if (allowed(f)) {
+        f.src = f.dataset.src;
+        f.removeAttribute("data-src");
+        f.hidden = false;
+        if (f.k) f.k.remove();
+      } else if (!f.k && cfg) {
+        const id = f.dataset.consent.split(" ").find((c) => !get(c));
+        const cat = cfg.categories.find((c) => c.id == id) || {label: id};
+        const label = cat.label.toLowerCase();
+        f.k = h("div");
+        shadow(f.k).append(h("div", {class: "ph", lang: cfg.lang},
+          h("p", {}, fill(T.placeholder, "category", label)),
+          button(fill(T.allow, "category", label), () => choose("custom",
+            Object.assign(all(false), state && state.c, {[id]: true}), state ? "reopened" : "banner"))));
+        f.before(f.k);
+        f.hidden = true;
+      }
+    }
+  }
+
+  function next() {
+    const old = [...D.querySelectorAll('script[type="text/plain"][data-consent]')].find(allowed);
+    running = !!old;
+    if (!old) return;
+    const s = D.createElement("script");
+    for (const a of old.attributes) if (a.name != "type") s.setAttribute(a.name, a.value);
+    s.nonce = old.nonce;
+    s.text = old.text;
+    if (s.src) s.onload = s.onerror = next;
+    old.replaceWith(s);
+    if (!s.src) next();
+  }
+
+  // -- the first layer -----------------------------------------------------------------------
+
+  function ui() {
+    if (root) return;
+    const host = h("div", {"data-keksi": ""});
+    D.body.prepend(host); // first in the tab order
+    root = shadow(host);
+    root.append(status = h("div", {role: "status", class: "v", lang: cfg.lang}));
+  }
+
+  function notice(key, text) {
+    const n = cfg.notices[key];
+    return n && h("span", {}, h("a", {href: n.url}, text), " (" + fill(T.last_updated, "date", n.last_updated) + ")");
+  }
+
+  function showBanner(from) {
+    ui();
+    banner = h("div", {class: "b", role: "region", "aria-label": T.region, lang: cfg.lang,
+      onfocusin: (e) => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
+      h("h2", {}, T.title),
+      from && h("p", {class: "w"}, T.changed + " ",
+        h("a", {href: cfg.notices.privacy.diff_url.replace("{from}", from)}, T.see_changes)),
+      h("p", {}, T.intro),
+      gpc && h("p", {}, T.gpc_honoured),
+      h("p", {class: "n"}, notice("privacy", T.privacy_link), notice("cookies", T.cookies_link)),
+      h("div", {class: "a"},
+        button(T.accept_all, () => choose("accept_all", all(true), "banner")),
+        button(T.reject_all, () => choose("reject_all", all(false), "banner")),
+        button(T.choose, (e) => open("panel", e.currentTarget))));
+    root.append(banner);
+    requestAnimationFrame(() => P.mark("keksi:visible"));
+  }
+
+  // -- the panel: a modal dialog -------------------------------------------------------------
+
+  function category(c) {
+    const id = "k-" + c.id;
+    const box = boxes[c.id] = h("input", {type: "checkbox", role: "switch", id, "aria-describedby": id + "-d",
+      checked: c.required || get(c.id), disabled: c.required});
+    const th = (text, scope) => h("th", {scope}, text);
+    return h("div", {class: "c"},
+      h("div", {class: "r"}, box, h("label", {for: id}, c.label), c.required && h("span", {}, T.always_on)),
+      h("p", {id: id + "-d"}, c.purpose),
+      c.services.length > 0 && h("details", {}, h("summary", {}, T.services),
+        h("table", {}, h("thead", {}, h("tr", {}, [T.cookie, T.provider, T.purpose, T.duration].map((t) => th(t, "col")))),
+          c.services.map((s) => h("tbody", {},
+            h("tr", {}, h("th", {scope: "rowgroup", colspan: 4}, s.name + " (" + s.provider + ")")),
+            s.cookies.map((k) => h("tr", {}, th(k.name, "row"), h("td", {}, k.provider), h("td", {}, k.purpose),
+              h("td", {}, k.duration))))))));
+  }
+
+  function open(ui_, from) {
+    if (!cfg) return;
+    ui();
+    surface = ui_;
+    opener = from || root.activeElement || D.activeElement;
+    if (dialog) dialog.remove();
+    boxes = {};
+    const pending = queue().length > 0;
+    dialog = h("dialog", {class: "d", "aria-labelledby": "k-t", lang: cfg.lang, onkeydown: trap,
+      onclose: () => opener && opener.isConnected && opener.focus()},
+      h("div", {class: "t"}, h("h2", {id: "k-t"}, T.panel_title), button(T.close, () => dialog.close(), "x")),
+      gpc && h("p", {}, T.gpc_honoured),
+      state && (pending ? h("p", {}, T.pending) : state.i && h("p", {},
+        T.consent_id + ": ", h("code", {}, state.i), " ",
+        h("a", {href: cfg.receipt_url.replace("{consent_id}", state.i)}, T.receipt))),
+      cfg.categories.map(category),
+      h("div", {class: "a"},
+        button(T.accept_all, () => choose("accept_all", all(true), surface)),
+        button(T.reject_all, () => choose("reject_all", all(false), surface)),
+        button(T.save, () => {
+          const choices = {};
+          for (const id in boxes) choices[id] = boxes[id].checked;
+          choose(optional().some((id) => choices[id]) ? "custom" : "reject_all", choices, surface);
+        })));
+    root.append(dialog);
+    dialog.showModal();
+  }
+
+  function trap(e) { // keep Tab inside the dialog, also past its last control
+    if (e.key != "Tab") return;
+    const f = [...dialog.querySelectorAll("a[href],button,input:not([disabled]),summary")];
+    const a = root.activeElement;
+    if (e.shiftKey ? a == f[0] : a == f[f.length - 1]) {
+      e.preventDefault();
+      f[e.shiftKey ? f.length - 1 : 0].focus();
+    }
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+
+  W.keksi = {
+    get,
+    open: () => open("reopened"),
+    on: (type, fn) => type == "change" && listeners.push(fn),
+  };
+  if (state) ready(activate);
+
+  config
+    .then((c) => ready(() => {
+      if (!c.notices.privacy) throw Error("the site has no privacy notice in effect");
+      cfg = c;
+      T = c.texts;
+      setTimeout(flush, 50); // after the banner's first frame
+      W.addEventListener("online", () => flush());
+      D.addEventListener("click", (e) => {
+        const link = e.target.closest && e.target.closest("[data-consent-open]");
+        if (link) {
+          e.preventDefault();
+          open("reopened", link);
+        }
+      });
+      const material = c.notices.privacy.latest_material_version, ids = optional();
+      const changed = state && material && material > state.v;
+      if (!state || changed || (state.l == c.lang && state.h != c.banner_hash.slice(0, 16)) ||
+          ids.length != Object.keys(state.c).length || ids.some((id) => !(id in state.c))) {
+        showBanner(changed && state.v);
+      }
+      activate();
+      P.mark("keksi:ready");
+    }))
+    .catch((e) => console.error("keksi:", e));
+})();
