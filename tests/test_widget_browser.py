@@ -1,0 +1,699 @@
+"""The consent widget in headless Chromium, embedded cross-origin as marketing will use it.
+
+The consent server (live_server) and the host page (HostServer) listen on two loopback
+ports, so every fetch the widget makes is cross-origin. Choices are checked in the
+database, polled because the widget posts them asynchronously.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import time
+import urllib.parse
+from typing import Any, Callable, Iterator
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, expect
+
+from app import create_app
+from keksi.store import open_store
+
+from .conftest import SAMPLE_NOTICES, TODAY, LiveServer, publish_all, write_version
+from .ledger import DEMO_SITE, add_site
+from .widget_host import HostServer, host_page
+
+pytestmark = pytest.mark.browser
+
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+EN = {"accept": "Accept all", "reject": "Reject all", "choose": "Choose", "save": "Save choices"}
+LOG_SCRIPT = "(window.ran = window.ran || []).push({name!r});"
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[HostServer]:
+    with HostServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def consent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LiveServer]]:
+    """One consent server for the module; each test has a site of its own on it."""
+    folder = tmp_path_factory.mktemp("widget")
+    shutil.copytree(SAMPLE_NOTICES, folder / "notices")
+    app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
+                      "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 10_000})
+    publish_all(app)
+    with LiveServer(app) as server:
+        yield app, server
+
+
+class Widget:
+    """The consent server, the host origin, this test's site and its choices in the database."""
+
+    def __init__(self, app: Any, server: Any, host: HostServer, site: str):
+        self.app, self.server, self.host, self.site = app, server, host, site
+        add_site(app, id=site, origins=[host.url])
+        self.script_url = f"{server.url}/widget/v1/consent.js"
+        for name in ("a", "b", "m"):
+            host.script(f"/{name}.js", LOG_SCRIPT.format(name=name))
+
+    def page(self, path: str = "/", **options: Any) -> str:
+        """Serve a host page at `path`; options go to widget_host.host_page (and `headers`)."""
+        headers = options.pop("headers", {})
+        return self.host.add(path, host_page(self.script_url, site=self.site, **options), **headers)
+
+    def config(self, lang: str) -> dict[str, Any]:
+        return self.app.test_client().get(f"/api/v1/sites/{self.site}/config?lang={lang}").get_json()
+
+    def rows(self) -> list[dict[str, Any]]:
+        store = open_store(self.app.config["DATABASE"])
+        try:
+            return [dict(row) for row in store.db.query(
+                "SELECT * FROM consents WHERE site = ? ORDER BY seq", [self.site])]
+        finally:
+            store.close()
+
+    def wait_rows(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+        """Poll until the database holds `count` choices; fail if it holds more or never gets there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.rows()
+            if len(rows) >= count or time.monotonic() > deadline:
+                assert len(rows) == count, rows
+                return rows
+            time.sleep(0.02)
+
+
+_site_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def widget(consent_server, host) -> Widget:
+    app, server = consent_server
+    return Widget(app, server, host, f"site{next(_site_numbers)}")
+
+
+@pytest.fixture
+def own_widget(make_app, host) -> Iterator[Widget]:
+    """A consent server of the test's own, for a test that changes the day or the notices."""
+    app = make_app()
+    with LiveServer(app) as server:
+        yield Widget(app, server, host, "demo")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def banner(page: Page):
+    return page.get_by_role("region", name="Cookie consent")
+
+
+def dialog(page: Page):
+    return page.get_by_role("dialog")
+
+
+def wait_ready(page: Page) -> None:
+    """Wait until the widget has its configuration and has decided whether to ask."""
+    page.wait_for_function("performance.getEntriesByName('keksi:ready').length > 0")
+
+
+def stored_choice(page: Page) -> dict[str, Any] | None:
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    if "keksi_consent" not in cookies:
+        return None
+    return json.loads(urllib.parse.unquote(cookies["keksi_consent"]["value"]))
+
+
+def cookie_names(page: Page) -> set[str]:
+    return {pair.split("=")[0] for pair in page.evaluate("document.cookie").split("; ") if pair}
+
+
+def ran(page: Page) -> list[str]:
+    return page.evaluate("window.ran || []")
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 5) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+    return result
+
+
+def tagged(*scripts: tuple[str, str]) -> str:
+    return "\n".join(f'<script type="text/plain" data-consent="{category}" src="/{name}.js"></script>'
+                     for name, category in scripts)
+
+
+TAGGED = tagged(("a", "analytics"), ("m", "marketing"), ("b", "analytics"))
+
+
+def focused_text(page: Page) -> str | None:
+    """The text (or aria-label) of the focused element, looking into the widget's shadow root."""
+    return page.evaluate("""() => {
+        let el = document.activeElement;
+        while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+        return el && el !== document.body ? (el.textContent || el.getAttribute('aria-label') || el.id) : null;
+    }""")
+
+
+def focus_in(page: Page, selector: str) -> bool:
+    """Whether the focused element inside the widget is inside `selector` (in its shadow root)."""
+    return page.evaluate("""(selector) => {
+        const host = document.querySelector('[data-keksi]');
+        const active = host && host.shadowRoot.activeElement;
+        return !!(active && active.closest(selector));
+    }""", selector)
+
+
+# -- the must-show list --------------------------------------------------------------------------
+
+
+def test_nothing_runs_before_a_choice_then_accept_all_runs_scripts_in_order(page: Page, widget: Widget):
+    page.goto(widget.page("/pricing", body=TAGGED + '<iframe data-consent="marketing" '
+                                                      'data-src="/embed.html" title="Video"></iframe>'))
+    expect(banner(page)).to_be_visible()
+    wait_ready(page)
+    # B1: no cookie, no storage write, no tagged script, no embed before the choice.
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("localStorage.length") == 0 and page.evaluate("sessionStorage.length") == 0
+    assert ran(page) == []
+    assert page.locator("iframe").get_attribute("src") is None
+    assert page.evaluate("keksi.get('analytics')") is False and page.evaluate("keksi.get('necessary')") is True
+    # B2: Reject all is on the first layer, the same size and weight as Accept all.
+    buttons = [banner(page).get_by_role("button", name=name, exact=True) for name in
+               (EN["accept"], EN["reject"], EN["choose"])]
+    boxes = [b.bounding_box() for b in buttons]
+    assert len({(round(b["width"]), round(b["height"])) for b in boxes}) == 1, boxes
+    looks = [b.evaluate("e => ['font-weight', 'background-color', 'color', 'border-color', 'font-size']"
+                        ".map(p => getComputedStyle(e).getPropertyValue(p)).join()") for b in buttons]
+    assert len(set(looks)) == 1, looks
+    page.evaluate("document.addEventListener('keksi:change', e => window.changed = e.detail);"
+                  "keksi.on('change', d => window.heard = d.action)")
+
+    buttons[0].click()
+
+    rows = widget.wait_rows(1)
+    row = rows[0]
+    assert row["action"] == "accept_all" and row["ui_surface"] == "banner"
+    assert json.loads(row["choices"]) == {"necessary": True, "preferences": True, "analytics": True,
+                                          "marketing": True}
+    assert row["page"] == "/pricing" and row["lang"] == "en" and row["gpc"] == 0
+    assert row["notice_version"] == "2026-04-09"
+    assert row["widget_version"] == widget.app.test_client().get(
+        "/widget/v1/consent.js").headers["X-Widget-Version"]
+    expect(banner(page)).to_have_count(0)
+    wait_until(lambda: ran(page) == ["a", "m", "b"])  # in document order, each once
+    assert page.locator("iframe").get_attribute("src") == "/embed.html"
+    assert page.evaluate("keksi.get('marketing')") is True
+    assert page.evaluate("window.changed.action") == "accept_all" and page.evaluate("window.heard") == "accept_all"
+    choice = wait_until(lambda: (stored_choice(page) or {}).get("i") and stored_choice(page))
+    assert choice["i"] == row["consent_id"] and choice["s"] == row["subject_id"]
+    assert choice["c"] == {"preferences": 1, "analytics": 1, "marketing": 1}
+    assert choice["v"] == "2026-04-09" and choice["l"] == "en"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "keksi_consent")
+    assert cookie["sameSite"] == "Lax" and cookie["path"] == "/" and len(cookie["value"]) < 400
+    assert cookie["expires"] > time.time() + 360 * 86400
+    assert page.evaluate("localStorage.length") == 0, "the queue is gone once acknowledged"
+
+    page.reload()  # the stored choice applies at once, without asking again
+    wait_ready(page)
+    expect(banner(page)).to_have_count(0)
+    wait_until(lambda: ran(page) == ["a", "m", "b"])
+    assert widget.rows() == rows
+
+
+def test_reject_all_runs_nothing_deletes_refused_cookies_and_shows_a_placeholder(page: Page, widget: Widget):
+    page.goto(widget.page(body=TAGGED + '<iframe data-consent="marketing" data-src="/embed.html" '
+                                        'title="Video"></iframe>'))
+    wait_ready(page)
+    placeholder = page.get_by_text("This content is blocked until you allow marketing cookies.")
+    expect(placeholder).to_be_visible()
+    expect(page.locator("iframe")).to_be_hidden()
+    # Cookies some tag left behind (say, before the site used Keksi).
+    page.evaluate("""for (const c of ['_pk_id.1=x', '_pk_ses.1=y', '_gcl_au=z', 'li_fat_id=w',
+                                      'tt_lang=fi', 'tt_session=s', 'unrelated=1'])
+                         document.cookie = c + '; path=/'""")
+
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "reject_all" and row["ui_surface"] == "banner"
+    assert json.loads(row["choices"]) == {"necessary": True, "preferences": False, "analytics": False,
+                                          "marketing": False}
+    # B8: the refused categories' cookies are gone, necessary and unlisted ones stay.
+    assert cookie_names(page) == {"keksi_consent", "tt_session", "unrelated"}
+    assert ran(page) == [] and page.evaluate("keksi.get('analytics')") is False
+    expect(placeholder).to_be_visible()
+    page.reload()
+    wait_ready(page)
+    expect(banner(page)).to_have_count(0)
+    assert ran(page) == []
+
+
+def test_custom_choice_in_the_panel_then_the_panel_shows_the_consent_id(page: Page, widget: Widget):
+    page.goto(widget.page(body=TAGGED))
+    banner(page).get_by_role("button", name=EN["choose"]).click()
+    panel = dialog(page)
+    expect(panel).to_be_visible()
+    # B3, B4: optional categories off, necessary on and locked; purposes and cookies listed.
+    necessary = panel.get_by_role("switch", name="Necessary")
+    expect(necessary).to_be_checked()
+    expect(necessary).to_be_disabled()
+    for name in ("Preferences", "Analytics", "Marketing"):
+        expect(panel.get_by_role("switch", name=name)).not_to_be_checked()
+    expect(panel.get_by_text("Count visits and see how the site is used")).to_be_visible()
+    panel.locator("summary").nth(3).click()
+    cookie_row = panel.get_by_role("row", name="_gcl_au")
+    expect(cookie_row).to_contain_text("Google Ireland Ltd")
+    expect(cookie_row).to_contain_text("Measures whether ads lead to sign-ups.")
+    expect(cookie_row).to_contain_text("90 days")
+
+    panel.get_by_role("switch", name="Analytics").check()
+    panel.get_by_role("button", name=EN["save"]).click()
+
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "custom" and row["ui_surface"] == "panel"
+    assert json.loads(row["choices"]) == {"necessary": True, "preferences": False, "analytics": True,
+                                          "marketing": False}
+    expect(dialog(page)).to_have_count(0)
+    expect(banner(page)).to_have_count(0)
+    wait_until(lambda: ran(page) == ["a", "b"])
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+
+    page.locator("#settings").click()
+    panel = dialog(page)
+    expect(panel.get_by_text(row["consent_id"])).to_be_visible()
+    receipt = panel.get_by_role("link", name="View your receipt")
+    expect(receipt).to_have_attribute("href", f"{widget.server.url}/en/receipt/{row['consent_id']}")
+    expect(panel.get_by_role("switch", name="Analytics")).to_be_checked()
+    expect(panel.get_by_role("switch", name="Marketing")).not_to_be_checked()
+
+
+def test_withdraw_from_the_footer_link_deletes_cookies_and_is_recorded(page: Page, widget: Widget):
+    page.goto(widget.page(body=TAGGED))
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    first = widget.wait_rows(1)[0]
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    page.evaluate("for (const c of ['_pk_id.1=x', '_pk_ses.1=y', '_gcl_au=z', 'tt_theme=dark', 'tt_csrf=t'])"
+                  "  document.cookie = c + '; path=/'")
+
+    page.locator("#settings").click()  # an <a href> with data-consent-open: the page stays
+    panel = dialog(page)
+    expect(panel).to_be_visible()
+    assert page.url.endswith("/")
+    for name in ("Preferences", "Analytics", "Marketing"):
+        switch = panel.get_by_role("switch", name=name)
+        expect(switch).to_be_checked()
+        switch.uncheck()
+    panel.get_by_role("button", name=EN["save"]).click()
+
+    rows = widget.wait_rows(2)
+    assert rows[1]["action"] == "withdraw" and rows[1]["ui_surface"] == "reopened"
+    assert rows[1]["subject_id"] == first["subject_id"]
+    assert json.loads(rows[1]["choices"]) == {"necessary": True, "preferences": False, "analytics": False,
+                                              "marketing": False}
+    assert cookie_names(page) == {"keksi_consent", "tt_csrf"}
+    assert page.evaluate("keksi.get('analytics')") is False
+    expect(dialog(page)).to_have_count(0)
+    wait_until(lambda: focused_text(page) == "Cookie settings")  # focus is back on the link
+
+    # Withdrawing is as easy as giving: "Reject all" in the reopened panel after a new consent.
+    page.evaluate("keksi.open()")
+    dialog(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(3)
+    page.evaluate("keksi.open()")
+    dialog(page).get_by_role("button", name=EN["reject"]).click()
+    rows = widget.wait_rows(4)
+    assert [r["action"] for r in rows] == ["accept_all", "withdraw", "accept_all", "withdraw"]
+    assert len({r["subject_id"] for r in rows}) == 1
+
+
+def test_iframe_placeholder_allow_button_grants_its_category(page: Page, widget: Widget):
+    page.goto(widget.page(body='<iframe data-consent="marketing" data-src="/embed.html" title="Video">'
+                               '</iframe>'))
+    wait_ready(page)
+    page.get_by_role("button", name="Allow marketing cookies").click()
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "custom" and row["ui_surface"] == "banner"
+    assert json.loads(row["choices"]) == {"necessary": True, "preferences": False, "analytics": False,
+                                          "marketing": True}
+    expect(page.locator("iframe")).to_have_attribute("src", "/embed.html")
+    expect(page.locator("iframe")).to_be_visible()
+    expect(page.get_by_role("button", name="Allow marketing cookies")).to_have_count(0)
+
+
+def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page: Page, widget: Widget):
+    endpoint = f"{widget.server.url}/api/v1/consents"
+    page.route(endpoint, lambda route: route.abort("connectionrefused"))
+    page.goto(widget.page(body=TAGGED))
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    # The choice applies on the page at once and waits in the queue.
+    wait_until(lambda: ran(page) == ["a", "m", "b"])
+    queued = wait_until(lambda: json.loads(page.evaluate("localStorage.getItem('keksi_queue')") or "[]"))
+    assert [q["action"] for q in queued] == ["accept_all"]
+    assert stored_choice(page)["c"]["analytics"] == 1 and stored_choice(page)["i"] is None
+    page.locator("#settings").click()
+    expect(dialog(page).get_by_text("will be saved when the connection returns")).to_be_visible()
+    page.keyboard.press("Escape")
+    assert widget.rows() == []
+
+    page.unroute(endpoint)
+    page.reload()  # a later page load, with the server back: the queue is sent
+    rows = widget.wait_rows(1)
+    assert rows[0]["event_id"] == queued[0]["event_id"] and rows[0]["action"] == "accept_all"
+    wait_until(lambda: stored_choice(page)["i"] == rows[0]["consent_id"])
+    assert page.evaluate("localStorage.getItem('keksi_queue')") is None
+    expect(banner(page)).to_have_count(0)
+
+    # The server records a choice but its answer is lost: the retry must not record it twice.
+    def lose_answer(route):
+        route.fetch()
+        route.abort("connectionreset")
+
+    page.route(endpoint, lose_answer)
+    page.evaluate("keksi.open()")
+    dialog(page).get_by_role("button", name=EN["reject"]).click()
+    rows = widget.wait_rows(2)
+    wait_until(lambda: page.evaluate("localStorage.getItem('keksi_queue')"))
+    page.unroute(endpoint)
+    page.reload()
+    wait_until(lambda: page.evaluate("localStorage.getItem('keksi_queue')") is None)
+    time.sleep(0.2)
+    assert len(widget.rows()) == 2 and rows[1]["action"] == "withdraw"
+    assert rows[1]["subject_id"] == rows[0]["subject_id"]
+    assert stored_choice(page)["i"] == rows[1]["consent_id"]
+
+
+def test_server_errors_are_retried_and_refusals_are_dropped(page: Page, widget: Widget):
+    endpoint = f"{widget.server.url}/api/v1/consents"
+    answers = iter([503, 429, 400])
+    page.route(endpoint, lambda route: route.fulfill(
+        status=next(answers), body="{}", headers={"Access-Control-Allow-Origin": widget.host.url}))
+    url = widget.page()
+    page.goto(url)
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    queue = "JSON.parse(localStorage.getItem('keksi_queue') || '[]').length"
+    wait_until(lambda: page.evaluate(queue) == 1)  # 503: kept
+    page.reload()
+    wait_ready(page)
+    time.sleep(0.1)
+    assert page.evaluate(queue) == 1  # 429: kept
+    page.reload()
+    wait_until(lambda: page.evaluate(queue) == 0)  # 400: never going to succeed, dropped
+    assert widget.rows() == []
+
+
+def test_strict_csp_host_page_still_renders_styled_and_works(page: Page, widget: Widget):
+    app_origin = widget.server.url
+    csp = (f"default-src 'self'; script-src 'self' {app_origin}; connect-src {app_origin}; "
+           "style-src 'self'")
+    page.add_init_script("window.violations = []; document.addEventListener('securitypolicyviolation',"
+                         " e => violations.push(e.violatedDirective + ' ' + e.blockedURI))")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(widget.page(body=TAGGED, headers={"Content-Security-Policy": csp}))
+    region = banner(page)
+    expect(region).to_be_visible()
+    accept = region.get_by_role("button", name=EN["accept"])
+    assert accept.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(11, 61, 145)"
+    assert region.evaluate("e => getComputedStyle(e).position") == "fixed"
+    region.get_by_role("button", name=EN["choose"]).click()
+    expect(dialog(page)).to_be_visible()
+    dialog(page).get_by_role("switch", name="Analytics").check()
+    dialog(page).get_by_role("button", name=EN["save"]).click()
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "custom"
+    wait_until(lambda: ran(page) == ["a", "b"])
+    assert page.evaluate("violations") == []
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_consent_mode_default_before_the_google_tag_and_updates(page: Page, widget: Widget):
+    widget.host.script("/gtag-init.js", "window.dataLayer = window.dataLayer || [];"
+                                        "function gtag(){dataLayer.push(arguments);}")
+    widget.host.script("/gtag-config.js", "gtag('js', new Date()); gtag('config', 'G-TEST');")
+    # The documented order: Google's dataLayer/gtag snippet, our tag (not async), then the Google tag.
+    head = '<script src="/gtag-init.js"></script>'
+    url = widget.page(head=head, tag_in_head=True, tag_attrs="",
+                      body='<script src="/gtag-config.js"></script>')
+    page.goto(url)
+    layer = "dataLayer.map(e => Object.prototype.toString.call(e) === '[object Arguments]' ? Array.from(e) : e)"
+    entries = page.evaluate(layer)
+    denied = {"ad_storage": "denied", "ad_user_data": "denied", "ad_personalization": "denied",
+              "analytics_storage": "denied", "functionality_storage": "denied",
+              "personalization_storage": "denied", "security_storage": "granted"}
+    assert entries[0] == ["consent", "default", {**denied, "wait_for_update": 500}]
+    assert [e[0] for e in entries[1:]] == ["js", "config"]
+
+    banner(page).get_by_role("button", name=EN["choose"]).click()
+    dialog(page).get_by_role("switch", name="Analytics").check()
+    dialog(page).get_by_role("switch", name="Marketing").check()
+    dialog(page).get_by_role("button", name=EN["save"]).click()
+    granted = {**denied, "analytics_storage": "granted", "ad_storage": "granted", "ad_user_data": "granted",
+               "ad_personalization": "granted"}
+    assert page.evaluate(layer)[-1] == ["consent", "update", granted]
+    widget.wait_rows(1)
+
+    page.reload()  # a stored choice: default, then its update, both before the Google tag
+    entries = page.evaluate(layer)
+    assert entries[:2] == [["consent", "default", {**denied, "wait_for_update": 500}],
+                           ["consent", "update", granted]]
+    assert [e[0] for e in entries[2:]] == ["js", "config"]
+
+
+def test_consent_mode_with_only_a_data_layer(page: Page, widget: Widget):
+    widget.host.script("/gtm.js", "window.dataLayer = [];")
+    page.goto(widget.page(head='<script src="/gtm.js"></script>', tag_in_head=True, tag_attrs=""))
+    assert page.evaluate("Object.prototype.toString.call(dataLayer[0])") == "[object Arguments]"
+    assert page.evaluate("Array.from(dataLayer[0]).slice(0, 2)") == ["consent", "default"]
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    last = page.evaluate("Array.from(dataLayer[dataLayer.length - 1])")
+    assert last[:2] == ["consent", "update"] and last[2]["ad_storage"] == "denied"
+
+
+def test_global_privacy_control_is_honoured_and_recorded(page: Page, widget: Widget):
+    page.add_init_script("Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})")
+    page.goto(widget.page(body=TAGGED))
+    gpc_text = "Your browser sent a Global Privacy Control signal, so marketing cookies are off."
+    expect(banner(page).get_by_text(gpc_text)).to_be_visible()
+    banner(page).get_by_role("button", name=EN["choose"]).click()
+    panel = dialog(page)
+    expect(panel.get_by_role("switch", name="Marketing")).not_to_be_checked()
+    panel.get_by_role("switch", name="Analytics").check()
+    panel.get_by_role("button", name=EN["save"]).click()
+    row = widget.wait_rows(1)[0]
+    assert row["gpc"] == 1 and row["action"] == "custom"
+    assert json.loads(row["choices"])["marketing"] is False
+    wait_until(lambda: ran(page) == ["a", "b"])
+    assert page.evaluate("keksi.get('marketing')") is False
+
+
+def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
+        browser: Browser, own_widget: Widget, notices_dir):
+    widget = own_widget
+    url = widget.page(body=TAGGED)
+
+    def visit(state: Any = None):
+        context = browser.new_context(storage_state=state)
+        page = context.new_page()
+        page.goto(url)
+        wait_ready(page)
+        return context, page
+
+    context, page = visit()
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    state = context.storage_state()
+    context.close()
+
+    write_version(notices_dir, "privacy", "2026-11-25", material=False)
+    write_version(notices_dir, "privacy", "2026-12-01", material=True)
+    publish_all(widget.app)
+
+    widget.app.config["FIXED_TODAY"] = "2026-11-30"  # the wording fix is in effect: nobody is asked
+    context, page = visit(state)
+    expect(banner(page)).to_have_count(0)
+    wait_until(lambda: ran(page) == ["a", "m", "b"])
+    context.close()
+
+    widget.app.config["FIXED_TODAY"] = "2026-12-01"  # the material version takes effect: ask again
+    context, page = visit(state)
+    region = banner(page)
+    expect(region).to_be_visible()
+    expect(region.get_by_text("Our privacy notice has changed since you last chose.")).to_be_visible()
+    diff = region.get_by_role("link", name="See what changed")
+    expect(diff).to_have_attribute("href", f"{widget.server.url}/en/privacy/diff/2026-04-09/2026-12-01")
+    region.get_by_role("button", name=EN["reject"]).click()
+    rows = widget.wait_rows(2)
+    assert rows[1]["notice_version"] == "2026-12-01" and rows[1]["action"] == "withdraw"
+    assert rows[1]["subject_id"] == rows[0]["subject_id"]
+    context.close()
+
+
+def test_asked_again_when_the_banner_changes_or_the_choice_expired(browser: Browser, widget: Widget):
+    url = widget.page()
+
+    def visit(state: Any = None):  # a new context: the config response is cached for 5 minutes
+        context = browser.new_context(storage_state=state)
+        page = context.new_page()
+        page.goto(url)
+        wait_ready(page)
+        return context, page
+
+    context, page = visit()
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    state = context.storage_state()
+    context.close()
+    context, page = visit(state)
+    expect(banner(page)).to_have_count(0)
+    context.close()
+
+    # `flask sites edit`: a new purpose text is a new banner, so the visitor is asked again.
+    site = json.loads(json.dumps(DEMO_SITE))
+    site.update(id=widget.site, origins=[widget.host.url])
+    site["categories"][2]["purpose"] = {"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": "A new purpose."}
+    store = open_store(widget.app.config["DATABASE"])
+    try:
+        store.save_site(site, "tests", create=False)
+    finally:
+        store.close()
+    context, page = visit(state)
+    expect(banner(page)).to_be_visible()
+    expect(banner(page)).to_contain_text("Cookies on this site")
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    widget.wait_rows(2)
+
+    # A choice whose expiry has passed (the cookie outlived it) asks again.
+    expired = dict(wait_until(lambda: stored_choice(page)), x=int(time.time()) - 1)
+    context.add_cookies([{"name": "keksi_consent", "value": urllib.parse.quote(json.dumps(expired)),
+                          "url": widget.host.url}])
+    page.reload()
+    expect(banner(page)).to_be_visible()
+    context.close()
+
+
+def test_language_from_data_lang_then_html_lang_then_the_site_default(page: Page, widget: Widget):
+    region = page.locator("[data-keksi]").locator("[role=region]")
+    cases = [("/sv", "en", 'async data-lang="sv"', "sv"),  # data-lang wins over <html lang>
+             ("/en", "en-GB", "async", "en"),  # <html lang>, its primary subtag
+             ("/de", "de", "async", "fi")]  # a language the server does not serve: the site's default
+    for path, html_lang, attrs, expected in cases:
+        texts = widget.config(expected)["texts"]
+        page.goto(widget.page(path, lang=html_lang, tag_attrs=attrs))
+        expect(region).to_have_attribute("lang", expected)
+        expect(region).to_have_attribute("aria-label", texts["region"])
+        expect(region.get_by_role("link").first).to_have_attribute("href", re.compile(f"/{expected}/privacy/"))
+
+
+def test_keyboard_only(page: Page, widget: Widget):
+    page.goto(widget.page())
+    expect(banner(page)).to_be_visible()
+    # B10: the banner is first in the tab order, before the host page's own first link.
+    page.keyboard.press("Tab")
+    assert focus_in(page, "[role=region]"), focused_text(page)
+    for _ in range(6):
+        if focused_text(page) == EN["reject"]:
+            break
+        page.keyboard.press("Tab")
+        assert focus_in(page, "[role=region]")
+    assert focused_text(page) == EN["reject"]
+    page.keyboard.press("Enter")
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "reject_all"
+    expect(banner(page)).to_have_count(0)
+    page.keyboard.press("Tab")  # focus goes on from where the banner was, into the page
+    assert focused_text(page) == "Home"
+
+    page.focus("#settings")
+    page.keyboard.press("Enter")
+    expect(dialog(page)).to_be_visible()
+    assert focus_in(page, "dialog")
+    seen = set()
+    for _ in range(12):  # past the last control, Tab wraps to the first: focus never leaves the dialog
+        page.keyboard.press("Tab")
+        assert focus_in(page, "dialog"), focused_text(page)
+        seen.add(focused_text(page))
+    assert {"Close", EN["save"], EN["accept"], EN["reject"]} <= seen
+    page.keyboard.press("Shift+Tab")
+    assert focus_in(page, "dialog")
+    # Space switches a category; Escape closes and returns focus to the link that opened it.
+    page.keyboard.press("Escape")
+    expect(dialog(page)).to_have_count(0)
+    assert focused_text(page) == "Cookie settings"
+    page.keyboard.press("Enter")
+    analytics = dialog(page).get_by_role("switch", name="Analytics")
+    analytics.focus()
+    page.keyboard.press("Space")
+    expect(analytics).to_be_checked()
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if focused_text(page) == EN["save"]:
+            break
+    page.keyboard.press("Enter")
+    rows = widget.wait_rows(2)
+    assert rows[1]["action"] == "custom" and json.loads(rows[1]["choices"])["analytics"] is True
+    wait_until(lambda: focused_text(page) == "Cookie settings")
+
+
+@pytest.fixture(scope="module")
+def axe() -> Axe:
+    return Axe()
+
+
+def assert_accessible(axe: Axe, page: Page, what: str) -> None:
+    results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG}})
+    assert results.violations_count == 0, f"{what}\n{results.generate_report()}"
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_axe_clean_in_each_language_also_320_pixels_wide(page: Page, widget: Widget, axe: Axe, lang: str):
+    texts = widget.config(lang)["texts"]
+    page.goto(widget.page(f"/{lang}", lang=lang, body='<iframe data-consent="marketing" '
+                                                      'data-src="/embed.html" title="Video"></iframe>'))
+    region = page.get_by_role("region", name=texts["region"])
+    expect(region).to_be_visible()
+    expect(region.get_by_role("button", name=texts["reject_all"])).to_be_visible()
+    expect(region).to_have_attribute("lang", lang)
+    assert_accessible(axe, page, f"{lang} first layer")
+
+    region.get_by_role("button", name=texts["choose"]).click()
+    for summary in dialog(page).locator("summary").all():
+        summary.click()
+    assert_accessible(axe, page, f"{lang} panel")
+
+    # 320 CSS pixels wide, as a 1280-pixel screen at 400 % zoom: no sideways scrolling, buttons stacked.
+    page.keyboard.press("Escape")
+    page.set_viewport_size({"width": 320, "height": 640})
+    widths = region.evaluate("e => [e.scrollWidth, e.clientWidth, document.documentElement.scrollWidth]")
+    assert widths[0] <= widths[1] and widths[2] <= 320, widths
+    tops = [b.bounding_box()["y"] for b in region.get_by_role("button").all()]
+    assert len(set(tops)) == 3, "the three buttons stack"
+    assert_accessible(axe, page, f"{lang} first layer at 320 px")
+    page.set_viewport_size({"width": 320, "height": 180})  # the banner scrolls within the screen
+    box = region.bounding_box()
+    assert box["y"] >= 0 and box["height"] <= 180
+    region.get_by_role("button", name=texts["choose"]).click()
+    panel = dialog(page)
+    sizes = panel.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert sizes[0] <= sizes[1], sizes
+    assert_accessible(axe, page, f"{lang} panel at 320 px")
+    # Every control is at least 24 by 24 pixels.
+    for control in panel.locator("button, input, summary").all():
+        size = control.bounding_box()
+        assert size["width"] >= 24 and size["height"] >= 24, (control.evaluate("e => e.outerHTML"), size)
+
+
+def test_banner_texts_are_translated(widget: Widget):
+    """B7: fi and sv banners differ from English in every text (fails until the catalogs translate them)."""
+    texts = {lang: widget.config(lang)["texts"] for lang in ("fi", "sv", "en")}
+    for lang in ("fi", "sv"):
+        same = sorted(key for key, text in texts[lang].items() if text == texts["en"][key])
+        assert not same, f"{lang} still shows these banner texts in English: {', '.join(same)}"

@@ -1,0 +1,85 @@
+"""A second origin for the widget tests: a tiny HTTP server serving host pages that embed the widget.
+
+The consent server runs on one loopback port (tests.conftest.LiveServer) and this one on
+another, so the widget is embedded cross-origin exactly as marketing will use it.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class HostServer:
+    """Serves `pages` (path -> (body, content type, extra headers)) on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[str, str, dict[str, str]]] = {}
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                found = pages.get(self.path.split("?", 1)[0])
+                body, content_type, headers = found or ("not found", "text/plain", {})
+                data = body.encode("utf-8")
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "HostServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def add(self, path: str, body: str, content_type: str = "text/html", **headers: str) -> str:
+        """Serve `body` at `path`; return its full URL."""
+        self.pages[path] = (body, content_type, headers)
+        return self.url + path
+
+    def script(self, path: str, body: str) -> str:
+        return self.add(path, body, "text/javascript")
+
+
+def host_page(widget_url: str, *, site: str = "demo", lang: str = "en", head: str = "", body: str = "",
+              tag_in_head: bool = False, tag_attrs: str = "async") -> str:
+    """A plain, accessible host page with a first link, a footer "Cookie settings" link and the widget tag."""
+    tag = f'<script src="{widget_url}" data-site="{site}" {tag_attrs}></script>'
+    return f"""<!doctype html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Host page</title>
+{head}
+{tag if tag_in_head else ""}
+</head>
+<body>
+<header><a id="first" href="/elsewhere">Home</a></header>
+<main>
+<h1>A page that embeds the consent widget</h1>
+<p>Some content of the host site.</p>
+{body}
+</main>
+<footer><a id="settings" href="/cookies" data-consent-open>Cookie settings</a></footer>
+{"" if tag_in_head else tag}
+</body>
+</html>
+"""
