@@ -13,33 +13,33 @@
   // Ask for the site's configuration first; everything else is set up while it travels. A
   // language the server does not serve is refused (without CORS headers): then the site's default.
   const url = base + "/api/v1/sites/" + encodeURIComponent(site) + "/config";
-  const load = (u) => fetch(u); // no cookies cross-origin; matches <link rel=preload crossorigin>
+  const load = u => fetch(u); // no cookies cross-origin; matches <link rel=preload crossorigin>
   const lang = me.dataset.lang || D.documentElement.lang.toLowerCase().split("-")[0];
   const config = (lang ? load(url + "?lang=" + encodeURIComponent(lang)) : Promise.reject())
-    .then((r) => r.ok ? r : Promise.reject())
+    .then(r => r.ok ? r : Promise.reject())
     .catch(() => load(url))
-    .then((r) => r.ok ? r.json() : Promise.reject(Error("config: HTTP " + r.status)))
-    .then((c) => (P.mark("keksi:config"), c));
+    .then(r => r.ok ? r.json() : Promise.reject(Error("config: HTTP " + r.status)))
+    .then(c => (P.mark("keksi:config"), c));
   const gpc = navigator.globalPrivacyControl === true;
   const listeners = [];
   let state, cfg, T, sheet, root, status, banner, back, dialog, opener, surface, boxes, busy;
 
   const now = () => Math.floor(Date.now() / 1000);
-  const get = (id) => id == "necessary" || !!(state && state.c[id]);
-  const allowed = (el) => el.dataset.consent.split(" ").every(get);
-  const ready = (fn) => D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", fn) : fn();
-  const optional = () => cfg.categories.filter((c) => !c.required).map((c) => c.id);
-  const all = (on) => Object.fromEntries(cfg.categories.map((c) => [c.id, c.required || on]));
+  const get = id => id == "necessary" || !!(state && state.c[id]);
+  const allowed = el => el.dataset.consent.split(" ").every(get);
+  const ready = fn => D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", fn) : fn();
+  const optional = () => cfg.categories.filter(c => !c.required).map(c => c.id);
+  const all = on => Object.fromEntries(cfg.categories.map(c => [c.id, c.required || on]));
   const fill = (text, key, value) => text.replace("%(" + key + ")s", value);
   state = readCookie();
   const uuid = () => crypto.randomUUID ? crypto.randomUUID() :
     "10000000-1000-4000-8000-100000000000".replace(/[018]/g,
-      (c) => (c ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> c / 4).toString(16));
+      c => (c ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> c / 4).toString(16));
 
   // Google Consent Mode v2: everything denied by default, before the Google tag runs (when our tag
   // comes first), then updated from the stored choice and after each choice.
-  const mode = (on) => {
-    const v = (id) => on(id) ? "granted" : "denied";
+  const mode = on => {
+    const v = id => on(id) ? "granted" : "denied";
     return {ad_storage: v("marketing"), ad_user_data: v("marketing"), ad_personalization: v("marketing"),
       analytics_storage: v("analytics"), functionality_storage: v("preferences"),
       personalization_storage: v("preferences"), security_storage: "granted"};
@@ -58,7 +58,7 @@
       if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
       else if (v != null && v !== false) el.setAttribute(k, v === true ? "" : v);
     }
-    el.append(...kids.flat().filter((k) => k != null && k !== false));
+    el.append(...kids.flat().filter(k => k != null && k !== false));
     return el;
   }
   const button = (text, fn, cls) => h("button", {type: "button", class: cls, onclick: fn}, text);
@@ -110,11 +110,11 @@
     busy = 1;
     fetch(cfg.endpoint, {method: "POST", keepalive: true, credentials: "omit", body: JSON.stringify(body),
       headers: {"Content-Type": "text/plain;charset=UTF-8"}})
-      .then((r) => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
-      .then((answer) => { // acknowledged, or refused for good (a 4xx other than 429)
-        const rest = queue().filter((b) => b.event_id != body.event_id);
+      .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
+      .then(answer => { // acknowledged, or refused for good (a 4xx other than 429)
+        const rest = queue().filter(b => b.event_id != body.event_id);
         if (answer) {
-          rest.forEach((b) => b.subject_id = b.subject_id || answer.subject_id);
+          rest.forEach(b => b.subject_id = b.subject_id || answer.subject_id);
           if (state && !rest.length) {
             Object.assign(state, {s: answer.subject_id, i: answer.consent_id,
               x: Math.floor(Date.parse(answer.valid_until) / 1000) || state.x});
@@ -131,14 +131,14 @@
       });
   }
 
-  const say = (text) => status && (status.textContent = text);
+  const say = text => status && (status.textContent = text);
 
   // -- making a choice ------------------------------------------------------------------------
 
   function choose(action, choices, ui) {
     const prev = state, ids = optional(), t = now(), c = {};
-    ids.forEach((id) => c[id] = choices[id] ? 1 : 0);
-    if (!ids.some((id) => c[id]) && prev && ids.some((id) => prev.c[id])) action = "withdraw";
+    ids.forEach(id => c[id] = choices[id] ? 1 : 0);
+    if (!ids.some(id => c[id]) && prev && ids.some(id => prev.c[id])) action = "withdraw";
     state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version,
       h: cfg.banner_hash.slice(0, 16), l: cfg.lang, t, x: t + cfg.consent_days * 86400};
     writeCookie();
@@ -159,7 +159,7 @@
     const host = location.hostname.split(".");
     for (const pair of D.cookie.split("; ")) {
       const name = pair.split("=")[0];
-      if (!names.some((p) => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p)) continue;
+      if (!names.some(p => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p)) continue;
       for (let i = 0; i <= host.length; i++) {
         D.cookie = name + "=; max-age=0; path=/" + (i < host.length ? "; domain=" + host.slice(i).join(".") : "");
       }
@@ -167,7 +167,7 @@
     consentMode("update", mode(get));
     activate();
     const detail = {action, choices};
-    listeners.forEach((fn) => fn(detail));
+    listeners.forEach(fn => fn(detail));
     D.dispatchEvent(new CustomEvent("keksi:change", {detail}));
   }
 
@@ -183,8 +183,8 @@
         f.hidden = false;
         if (f.k) f.k.remove();
       } else if (!f.k && cfg) {
-        const id = f.dataset.consent.split(" ").find((c) => !get(c));
-        const cat = cfg.categories.find((c) => c.id == id) || {label: id};
+        const id = f.dataset.consent.split(" ").find(c => !get(c));
+        const cat = cfg.categories.find(c => c.id == id) || {label: id};
         const label = cat.label.toLowerCase();
         f.k = h("div");
         shadow(f.k).append(h("div", {class: "ph", lang: cfg.lang},
@@ -228,7 +228,7 @@
   function showBanner(from) {
     ui();
     banner = h("div", {class: "b", role: "region", "aria-label": T.region, lang: cfg.lang,
-      onfocusin: (e) => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
+      onfocusin: e => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
       h("h2", {}, T.title),
       from && h("p", {class: "w"}, T.changed + " ",
         h("a", {href: cfg.notices.privacy.diff_url.replace("{from}", from)}, T.see_changes)),
@@ -238,7 +238,7 @@
       h("div", {class: "a"},
         button(T.accept_all, () => choose("accept_all", all(true), "banner")),
         button(T.reject_all, () => choose("reject_all", all(false), "banner")),
-        button(T.choose, (e) => open("panel", e.currentTarget))));
+        button(T.choose, e => open("panel", e.currentTarget))));
     root.append(banner);
     requestAnimationFrame(() => P.mark("keksi:visible"));
   }
@@ -254,10 +254,10 @@
       h("div", {class: "r"}, box, h("label", {for: id}, c.label), c.required && h("span", {}, T.always_on)),
       h("p", {id: id + "-d"}, c.purpose),
       c.services.length > 0 && h("details", {}, h("summary", {}, T.services),
-        h("table", {}, h("thead", {}, h("tr", {}, [T.cookie, T.provider, T.purpose, T.duration].map((t) => th(t, "col")))),
-          c.services.map((s) => h("tbody", {},
+        h("table", {}, h("thead", {}, h("tr", {}, [T.cookie, T.provider, T.purpose, T.duration].map(t => th(t, "col")))),
+          c.services.map(s => h("tbody", {},
             h("tr", {}, h("th", {scope: "rowgroup", colspan: 4}, s.name + " (" + s.provider + ")")),
-            s.cookies.map((k) => h("tr", {}, th(k.name, "row"), h("td", {}, k.provider), h("td", {}, k.purpose),
+            s.cookies.map(k => h("tr", {}, th(k.name, "row"), h("td", {}, k.provider), h("td", {}, k.purpose),
               h("td", {}, k.duration))))))));
   }
 
@@ -283,7 +283,7 @@
         button(T.save, () => {
           const choices = {};
           for (const id in boxes) choices[id] = boxes[id].checked;
-          choose(optional().some((id) => choices[id]) ? "custom" : "reject_all", choices, surface);
+          choose(optional().some(id => choices[id]) ? "custom" : "reject_all", choices, surface);
         })));
     root.append(dialog);
     dialog.showModal();
@@ -309,13 +309,13 @@
   if (state) ready(activate);
 
   config
-    .then((c) => ready(() => {
+    .then(c => ready(() => {
       if (!c.notices.privacy) throw Error("the site has no privacy notice in effect");
       cfg = c;
       T = c.texts;
       setTimeout(flush, 50); // after the banner's first frame
       W.addEventListener("online", () => flush());
-      D.addEventListener("click", (e) => {
+      D.addEventListener("click", e => {
         const link = e.target.closest && e.target.closest("[data-consent-open]");
         if (link) {
           e.preventDefault();
@@ -325,11 +325,11 @@
       const material = c.notices.privacy.latest_material_version, ids = optional();
       const changed = state && material && material > state.v;
       if (!state || changed || (state.l == c.lang && state.h != c.banner_hash.slice(0, 16)) ||
-          ids.length != Object.keys(state.c).length || ids.some((id) => !(id in state.c))) {
+          ids.length != Object.keys(state.c).length || ids.some(id => !(id in state.c))) {
         showBanner(changed && state.v);
       }
       activate();
       P.mark("keksi:ready");
     }))
-    .catch((e) => console.error("keksi:", e));
+    .catch(e => console.error("keksi:", e));
 })();
