@@ -433,6 +433,20 @@ def test_strict_csp_host_page_still_renders_styled_and_works(page: Page, widget:
     assert not [e for e in errors if "Content Security Policy" in e], errors
 
 
+def test_host_page_css_cannot_hide_or_restyle_the_banner(page: Page, widget: Widget):
+    hostile = ("<style>* { color: red !important; background: yellow !important; font-size: 40px !important; }"
+               " div, button, [role=region] { display: none !important; }</style>")
+    page.goto(widget.page(head=hostile))
+    region = banner(page)
+    expect(region).to_be_visible()
+    accept = region.get_by_role("button", name=EN["accept"])
+    expect(accept).to_be_visible()
+    assert accept.evaluate("e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]") == [
+        "rgb(255, 255, 255)", "rgb(11, 61, 145)"]
+    accept.click()
+    assert widget.wait_rows(1)[0]["action"] == "accept_all"
+
+
 def test_consent_mode_default_before_the_google_tag_and_updates(page: Page, widget: Widget):
     widget.host.script("/gtag-init.js", "window.dataLayer = window.dataLayer || [];"
                                         "function gtag(){dataLayer.push(arguments);}")
@@ -605,6 +619,12 @@ def test_keyboard_only(page: Page, widget: Widget):
         page.keyboard.press("Tab")
         assert focus_in(page, "[role=region]")
     assert focused_text(page) == EN["reject"]
+    ring = page.evaluate("""() => {
+        const el = document.querySelector('[data-keksi]').shadowRoot.activeElement;
+        const style = getComputedStyle(el);
+        return [el.matches(':focus-visible'), style.outlineStyle, style.outlineWidth];
+    }""")
+    assert ring == [True, "solid", "3px"], "focus is visible"
     page.keyboard.press("Enter")
     row = widget.wait_rows(1)[0]
     assert row["action"] == "reject_all"
