@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from keksi import cli, http, i18n, settings, store
 from keksi.views import admin, api, health, site
 from keksi.views import widget as widget_views
+from keksi.views import admin_sites
 
 csrf = CSRFProtect()
 
@@ -66,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(site.bp)
     app.register_blueprint(widget_views.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin_sites.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
     return app

@@ -1,0 +1,391 @@
+"""Marketing's forms for a site: the fields of a definition, and its cookies as repeated rows.
+
+The form only collects; `keksi.sites.validate` decides what is a valid site, exactly as
+for `flask sites add`. `build_definition` turns the form into the definition dict and
+remembers which form field each part came from, so that `attach_errors` can put each
+of validate's findings (`origins[1]`, `categories[2].services[0].cookies[1].duration`)
+beside the field it is about. No request objects here: the view passes the form.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, FieldList, Form, FormField, IntegerField, SelectField,
+                     StringField, TextAreaField)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
+
+from .sites import MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES
+
+EMPTY_ROWS = 3  # empty cookie rows offered under each category
+MORE_ROWS = 3  # added by the "More cookie rows" button
+MAX_ORIGINS_TEXT = 20_000
+
+# Something that looks like an HTML tag. The banner shows text only, so a "<script>" in a
+# name or purpose is a mistake or an attack; either way it is refused, never stored.
+_MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class PlainText:
+    """Refuse text that contains HTML tags."""
+
+    def __call__(self, form: Any, field: Any) -> None:
+        if isinstance(field.data, str) and _MARKUP.search(field.data):
+            raise ValidationError(_("Write plain text without HTML tags such as <script>: the banner "
+                                    "shows text only."))
+
+
+def _text(label: Any, max_length: int = MAX_TEXT, **kwargs: Any) -> StringField:
+    return StringField(label, filters=[_strip], validators=[
+        Length(max=max_length, message=_l("Use at most %(max)d characters.")), PlainText()], **kwargs)
+
+
+def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> type[Form]:
+    """One cookie: its service and provider, its name, duration, and purpose in each language."""
+
+    class CookieRow(Form):
+        service = _text(_l("Service"))
+        provider = _text(_l("Provider"))
+        name = StringField(_l("Cookie name"), filters=[_strip],
+                           validators=[Length(max=100, message=_l("Use at most %(max)d characters."))])
+        duration = StringField(_l("Duration"), filters=[_strip],
+                               validators=[Length(max=40, message=_l("Use at most %(max)d characters."))])
+        cookie_provider = _text(_l("Set by (if not the provider)"))
+
+    for lang in languages:
+        setattr(CookieRow, f"purpose_{lang}", TextAreaField(
+            _l("Purpose (%(language)s)", language=language_names.get(lang, lang)), filters=[_strip],
+            validators=[Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()],
+            render_kw={"rows": 2}))
+    return CookieRow
+
+
+def site_form(languages: list[str], language_names: dict[str, str], notice_slugs: list[str],
+              create: bool) -> type[FlaskForm]:
+    """The form for a new site (with an id field) or for editing one (the id is fixed)."""
+    row = cookie_row_form(languages, language_names)
+
+    class SiteForm(FlaskForm):
+        name = _text(_l("Name"), 200, description=_l("Shown in this admin only, such as "
+                                                     "“Web shop”."))
+        origins = TextAreaField(
+            _l("Origins"), filters=[_strip], render_kw={"rows": 3},
+            validators=[Length(max=MAX_ORIGINS_TEXT, message=_l("Use at most %(max)d characters."))],
+            description=_l("The addresses of the pages that show the banner, one per line: scheme and "
+                           "host, and a port if it is not the usual one, such as https://www.example.fi. "
+                           "No path and no wildcards: list each host."))
+        default_language = SelectField(
+            _l("Default language"), choices=[SelectChoice(l, language_names.get(l, l)) for l in languages],
+            description=_l("The banner's language when the page does not say which one to use."))
+        consent_days = IntegerField(
+            _l("Consent lasts (days)"),
+            validators=[InputRequired(message=_l("Enter a number of days.")),
+                        NumberRange(min=1, max=3650, message=_l("Enter a whole number of days from "
+                                                                "1 to 3650."))],
+            description=_l("After this many days visitors are asked again. 365 days is common."),
+            render_kw={"inputmode": "numeric"})
+        cookie_domain = StringField(
+            _l("Cookie domain (optional)"), filters=[_strip],
+            validators=[Length(max=253, message=_l("Use at most %(max)d characters."))],
+            description=_l("To share the choice across subdomains, such as example.fi for both "
+                           "www.example.fi and shop.example.fi. Leave empty to keep it on each host."))
+        notice_privacy = SelectField(_l("Privacy notice"),
+                                     choices=[SelectChoice(s) for s in notice_slugs])
+        notice_cookies = SelectField(_l("Cookie notice"),
+                                     choices=[SelectChoice(s) for s in notice_slugs])
+
+    if create:
+        SiteForm.site_id = StringField(
+            _l("Id"), filters=[_strip],
+            validators=[Length(max=64, message=_l("Use at most %(max)d characters."))],
+            description=_l("Goes in the embed code and cannot be changed later: lower-case letters, "
+                           "digits, - and _, such as web-shop."))
+    for category in STANDARD_CATEGORIES:
+        if category != "necessary":
+            setattr(SiteForm, f"show_{category}", BooleanField(_l("Ask visitors about this category")))
+        setattr(SiteForm, f"rows_{category}", FieldList(FormField(row)))
+    return SiteForm
+
+
+# -- from a definition to the form, and back ------------------------------------------
+
+
+def _in(value: Any, lang: str) -> str:
+    if isinstance(value, dict):
+        return value.get(lang) or next(iter(value.values()), "")
+    return value or ""
+
+
+def form_data(site: dict[str, Any], languages: list[str]) -> dict[str, Any]:
+    """A stored definition as the form's data, one row per cookie."""
+    lang = site["default_language"]
+    data: dict[str, Any] = {
+        "name": site["name"],
+        "origins": "\n".join(site["origins"]),
+        "default_language": site["default_language"],
+        "consent_days": site["consent_days"],
+        "cookie_domain": site["cookie_domain"] or "",
+        "notice_privacy": site["notices"]["privacy"],
+        "notice_cookies": site["notices"]["cookies"],
+    }
+    by_id = {c["id"]: c for c in site["categories"]}
+    for category in STANDARD_CATEGORIES:
+        if category != "necessary":
+            data[f"show_{category}"] = category in by_id
+        rows = []
+        for service in by_id.get(category, {}).get("services", []):
+            provider = _in(service["provider"], lang)
+            base = {"service": _in(service["name"], lang), "provider": provider}
+            if not service["cookies"]:  # shown, so that saving asks what to do with it
+                rows.append(dict(base))
+            for cookie in service["cookies"]:
+                cookie_provider = _in(cookie["provider"], lang)
+                row = dict(base, name=cookie["name"], duration=cookie["duration"],
+                           cookie_provider="" if cookie_provider == provider else cookie_provider)
+                for code in languages:
+                    row[f"purpose_{code}"] = _in(cookie["purpose"], code)
+                rows.append(row)
+        data[f"rows_{category}"] = rows
+    return data
+
+
+def new_site_data(languages: list[str], default_language: str, consent_days: int,
+                  notice_slugs: list[str]) -> dict[str, Any]:
+    """What a new site's form starts with."""
+    def pick(slug: str) -> str:
+        return slug if slug in notice_slugs else (notice_slugs[0] if notice_slugs else "")
+    data: dict[str, Any] = {"default_language": default_language, "consent_days": consent_days,
+                            "notice_privacy": pick("privacy"), "notice_cookies": pick("cookies")}
+    for category in STANDARD_CATEGORIES:
+        if category != "necessary":
+            data[f"show_{category}"] = True
+    return data
+
+
+def add_empty_rows(form: FlaskForm, count: int = EMPTY_ROWS) -> None:
+    for category in STANDARD_CATEGORIES:
+        rows = form[f"rows_{category}"]
+        for _ in range(count):
+            rows.append_entry()
+
+
+@dataclass
+class Built:
+    """A definition made from the form, and where each part of it came from."""
+
+    definition: dict[str, Any]
+    fields: dict[str, Any] = field(default_factory=dict)  # error key -> form field
+    purposes: dict[str, dict[str, Any]] = field(default_factory=dict)  # error key -> {lang: field}
+    origin_lines: list[int] = field(default_factory=list)  # origins[i] -> line number
+    categories: dict[str, str] = field(default_factory=dict)  # "categories[i]" -> category id
+    errors: dict[str, list[str]] = field(default_factory=dict)  # category id or "" -> messages
+    inherited: set[str] = field(default_factory=set)  # cookie providers taken from their service
+    conflict: bool = False  # the store refused the save: another one got there first
+
+
+def _row_values(entry: Any, languages: list[str]) -> dict[str, str]:
+    row = entry.form
+    names = ["service", "provider", "name", "duration", "cookie_provider"] + [f"purpose_{l}" for l in languages]
+    return {n: (row[n].data or "").strip() for n in names}
+
+
+def build_definition(form: FlaskForm, languages: list[str], site_id: str,
+                     existing: dict[str, Any] | None) -> Built:
+    """The site definition the form describes; empty cookie rows are left out.
+
+    An edited site keeps what this form does not show: the order of its categories, any
+    category beyond the four standard ones, and a standard category's own label or purpose.
+    """
+    built = Built(definition={})
+    origins = []
+    for number, line in enumerate((form.origins.data or "").splitlines(), 1):
+        if line.strip():
+            origins.append(line.strip())
+            built.origin_lines.append(number)
+    definition: dict[str, Any] = {
+        "id": site_id,
+        "name": form.name.data or "",
+        "origins": origins,
+        "default_language": form.default_language.data,
+        "consent_days": form.consent_days.data,
+        "cookie_domain": form.cookie_domain.data or None,
+        "notices": {"privacy": form.notice_privacy.data, "cookies": form.notice_cookies.data},
+    }
+    for key, name in (("name", "name"), ("origins", "origins"), ("default_language", "default_language"),
+                      ("consent_days", "consent_days"), ("cookie_domain", "cookie_domain"),
+                      ("notices.privacy", "notice_privacy"), ("notices.cookies", "notice_cookies"),
+                      ("notices", "notice_privacy")):
+        built.fields[key] = form[name]
+    if "site_id" in form:
+        built.fields["id"] = form.site_id
+
+    old = {c["id"]: c for c in existing["categories"]} if existing else {}
+    order = [c["id"] for c in existing["categories"]] if existing else []
+    order += [c for c in STANDARD_CATEGORIES if c not in order]
+    categories = []
+    for category_id in order:
+        index = len(categories)
+        prefix = f"categories[{index}]"
+        if category_id not in STANDARD_CATEGORIES:
+            categories.append(old[category_id])  # made with the CLI; kept as it is
+            built.categories[prefix] = category_id
+            continue
+        rows = Built(definition={})
+        services, first_rows = _services(form[f"rows_{category_id}"], languages, prefix, rows)
+        shown = category_id == "necessary" or bool(form[f"show_{category_id}"].data)
+        if not shown:
+            if services:
+                add_error(form[f"show_{category_id}"], _(
+                    "This category has cookies. Ask visitors about it, or empty its cookie rows."))
+            continue
+        built.fields.update(rows.fields)
+        built.purposes.update(rows.purposes)
+        built.inherited |= rows.inherited
+        category = {k: v for k, v in old.get(category_id, {}).items() if k not in ("id", "services")}
+        categories.append({"id": category_id, **category, "services": services})
+        built.categories[prefix] = category_id
+        if first_rows:
+            built.fields[f"{prefix}.services"] = first_rows[0].service
+    definition["categories"] = categories
+    built.definition = definition
+    return built
+
+
+def _services(rows: Any, languages: list[str], prefix: str, built: Built) -> tuple[list[dict], list[Any]]:
+    """A category's services from its cookie rows: rows with the same service and provider
+    form one service, in the order they first appear."""
+    services: list[dict[str, Any]] = []
+    first_rows: list[Any] = []
+    keys: dict[tuple[str, str], int] = {}
+    for entry in rows.entries:
+        values = _row_values(entry, languages)
+        if not any(values.values()):
+            continue  # an empty row: nothing to add, or a cookie removed
+        row = entry.form
+        key = (values["service"], values["provider"])
+        if key not in keys:
+            keys[key] = len(services)
+            j = len(services)
+            services.append({"name": values["service"], "provider": values["provider"], "cookies": []})
+            first_rows.append(row)
+            built.fields[f"{prefix}.services[{j}]"] = row.service
+            built.fields[f"{prefix}.services[{j}].name"] = row.service
+            built.fields[f"{prefix}.services[{j}].provider"] = row.provider
+            built.fields[f"{prefix}.services[{j}].cookies"] = row.name
+        j = keys[key]
+        cookies = services[j]["cookies"]
+        k = len(cookies)
+        cookies.append({
+            "name": values["name"],
+            "provider": values["cookie_provider"] or values["provider"],
+            "purpose": {lang: values[f"purpose_{lang}"] for lang in languages},
+            "duration": values["duration"],
+        })
+        cookie = f"{prefix}.services[{j}].cookies[{k}]"
+        built.fields[cookie] = row.name
+        built.fields[f"{cookie}.name"] = row.name
+        built.fields[f"{cookie}.duration"] = row.duration
+        if values["cookie_provider"]:
+            built.fields[f"{cookie}.provider"] = row.cookie_provider
+        else:
+            built.fields[f"{cookie}.provider"] = row.provider
+            built.inherited.add(f"{cookie}.provider")
+        built.purposes[f"{cookie}.purpose"] = {lang: row[f"purpose_{lang}"] for lang in languages}
+    return services, first_rows
+
+
+# -- validate's findings, beside the fields ---------------------------------------------
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _message(key: str, raw: str, built: Built) -> str:
+    """A message a person can act on, in the admin's language, for one of validate's findings."""
+    if key.startswith("origins["):
+        index = int(key[len("origins["):-1])
+        line, value = built.origin_lines[index], built.definition["origins"][index]
+        if "listed twice" in raw:
+            return _("Line %(line)s: %(origin)s is listed twice.", line=line, origin=value)
+        return _("Line %(line)s: %(origin)s is not an origin. Write the scheme and host only, such as "
+                 "https://www.example.fi: no path and no wildcard.", line=line, origin=value)
+    if key.startswith("notices"):
+        return _("Choose a published notice.")
+    kind = _INDEX.sub("", key).rsplit(".", 1)[-1]
+    if ".cookies[" in key and key not in built.inherited:
+        messages = {
+            "name": _("Enter the cookie's name, or a name prefix ending in *, such as _pk_id.*: no "
+                      "spaces, at most 100 characters."),
+            "duration": _("Enter session, or an ISO 8601 duration with one unit, such as P13M, P90D "
+                          "or PT30M."),
+            "provider": _("Enter who sets the cookie (at most %(max)s characters).", max=MAX_TEXT),
+        }
+    elif ".services[" in key:
+        messages = {
+            "name": _("Enter the service's name (at most %(max)s characters).", max=MAX_TEXT),
+            "provider": _("Enter the service's provider (at most %(max)s characters).", max=MAX_TEXT),
+            "cookies": _("A service can have at most %(max)s cookies.", max=MAX_ITEMS),
+        }
+    elif key.startswith("categories"):
+        messages = {"services": _("A category can have at most %(max)s services.", max=MAX_ITEMS)}
+    else:
+        messages = {
+            "id": _("Use lower-case letters, digits, - and _ only, at most 64 characters, such as "
+                    "web-shop."),
+            "name": _("Enter a name of at most 200 characters."),
+            "origins": _("Enter 1 to %(max)s origins, one per line, such as https://www.example.fi.",
+                         max=MAX_ITEMS),
+            "default_language": _("Choose one of the languages."),
+            "consent_days": _("Enter a whole number of days from 1 to 3650."),
+            "cookie_domain": _("Enter a domain such as example.fi, or leave this empty."),
+        }
+    return messages.get(kind, raw)
+
+
+def add_error(target: Any, message: str) -> None:
+    """Add a message to a field's errors (a tuple until the field has been validated)."""
+    target.errors = [*target.errors, message]
+
+
+def attach_errors(form: FlaskForm, errors: dict[str, str], built: Built) -> None:
+    """Put each of validate's findings beside its field; a field keeps only its first message."""
+    for key, raw in errors.items():
+        if key in built.purposes:
+            _purpose_errors(built.purposes[key])
+            continue
+        target, probe = None, key
+        while probe:  # the field itself, else its nearest parent: a cookie row, a service
+            if probe in built.fields:
+                target = built.fields[probe]
+                break
+            shorter = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
+            if shorter == probe:
+                break
+            probe = shorter
+        message = _message(key, raw, built)
+        if target is None:
+            category = built.categories.get(re.sub(r"^(categories\[\d+\]).*$", r"\1", key), "")
+            built.errors.setdefault(category, []).append(
+                f"{key}: {raw}" if not category else message)
+            continue
+        if key.startswith("origins[") or not target.errors:  # one message per bad origin line
+            add_error(target, message)
+
+
+def _purpose_errors(fields: dict[str, Any]) -> None:
+    for lang_field in fields.values():
+        if lang_field.errors:
+            continue
+        if not lang_field.data:
+            add_error(lang_field, _("Enter the purpose in this language."))
+        elif len(lang_field.data) > MAX_TEXT:
+            add_error(lang_field, _("Use at most %(max)d characters.", max=MAX_TEXT))

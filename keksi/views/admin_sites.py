@@ -1,0 +1,420 @@
+"""Marketing's part of the admin under /admin/sites: sites, their embed code and preview,
+their figures, and the export of their raw consent records.
+
+Every view needs the marketing role (admins pass too); a wrong role gets a 403 before
+anything is rendered. A site is checked by `sites.validate`, exactly as `flask sites add`
+checks it, and stored with `store.save_site`.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_skeleton
+from flask import (Blueprint, Response, abort, current_app, flash, g, make_response, redirect,
+                   render_template, request, session, stream_with_context, url_for)
+from flask_babel import force_locale, format_decimal, format_percent
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from wtforms import Form, StringField
+
+from .. import consents, figures, sites
+from ..clock import today
+from ..http import CSP
+from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
+from ..site_forms import (MORE_ROWS, Built, add_empty_rows, add_error, attach_errors, build_definition,
+                          form_data, new_site_data, site_form)
+from ..store import StoreError, database_path, get_store, open_store
+from .admin import _load_user, role_required
+
+bp = Blueprint("admin_sites", __name__, url_prefix="/admin/sites")
+
+MAX_FORM_BYTES = 1024 * 1024  # a site with many cookies posts more than the app's usual limit
+MAX_FORM_PARTS = 10_000
+EXPORT_CHUNK = 64 * 1024
+
+
+@bp.url_value_preprocessor
+def _bigger_forms(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # URL value preprocessors run before every before_request hook, so this applies before
+    # CSRFProtect reads the posted form.
+    if endpoint in ("admin_sites.site_new", "admin_sites.site_edit"):
+        request.max_content_length = MAX_FORM_BYTES
+        request.max_form_parts = MAX_FORM_PARTS
+
+
+@bp.before_request
+def _user() -> None:
+    kept = session.get("admin_lang")
+    _load_user()
+    # The preview's ?lang= picks the banner's language, not the admin's.
+    if request.endpoint == "admin_sites.preview" and session.get("admin_lang") != kept:
+        if kept is None:
+            session.pop("admin_lang", None)
+        else:
+            session["admin_lang"] = kept
+
+
+@bp.after_request
+def _no_cache(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _site_or_404(site_id: str) -> dict[str, Any]:
+    site = get_store().site(site_id)
+    if site is None:
+        abort(404, _("There is no site with the id %(id)s.", id=site_id))
+    return site
+
+
+def _notice_slugs() -> list[str]:
+    return sorted({v["slug"] for v in get_store().notice_versions()})
+
+
+def category_name(site: dict[str, Any] | None, category_id: str) -> str:
+    """A category's name in the admin's language."""
+    if category_id in sites.STANDARD_CATEGORIES:
+        return sites.category_label(category_id)
+    for category in (site or {}).get("categories", []):
+        if category["id"] == category_id and category.get("label"):
+            label = category["label"]
+            return label if isinstance(label, str) else label.get(current_language(), category_id)
+    return category_id
+
+
+# -- the list ------------------------------------------------------------------------
+
+
+@bp.get("/")
+@role_required("marketing")
+def site_list():
+    """Every site: its name, id and origins, with links to edit it, its embed code and figures."""
+    return render_template("admin/sites.html", sites=get_store().sites())
+
+
+# -- creating and editing ---------------------------------------------------------------
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@role_required("marketing")
+def site_new():
+    """Add a site: name, id, origins, languages, lifetime, notices, categories and cookies."""
+    return _form_page(None)
+
+
+@bp.route("/<site_id>/edit", methods=["GET", "POST"])
+@role_required("marketing")
+def site_edit(site_id: str):
+    """Change a site; a change to what visitors see makes a new banner version."""
+    return _form_page(_site_or_404(site_id))
+
+
+def _form_page(site: dict[str, Any] | None):
+    config = current_app.config
+    languages = config["LANGUAGES"]
+    slugs = _notice_slugs()
+    create = site is None
+    form_class = site_form(languages, LANGUAGE_NAMES, slugs, create)
+    status = 200
+    built: Built | None = None
+    if request.method == "GET":
+        data = (new_site_data(languages, config["DEFAULT_LANGUAGE"], config["CONSENT_DAYS"], slugs)
+                if create else form_data(site, languages))
+        form = form_class(data=data)
+        add_empty_rows(form)
+    else:
+        form = form_class()
+        if request.form.get("step") == "more":
+            add_empty_rows(form, MORE_ROWS)  # nothing is checked or saved
+        else:
+            result = _save(form, site, languages, slugs)
+            if not isinstance(result, Built):
+                return result
+            built, status = result, 409 if result.conflict else 400
+    return render_template("admin/site_form.html", form=form, site=site, create=create,
+                           languages=languages, categories=sites.STANDARD_CATEGORIES,
+                           category_name=lambda cid: category_name(site, cid),
+                           summary=_error_summary(form, built, site),
+                           kept=[c for c in (site or {}).get("categories", [])
+                                 if c["id"] not in sites.STANDARD_CATEGORIES]), status
+
+
+def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: list[str]):
+    """Check the form and save it; the redirect on success, else the Built with errors attached."""
+    store = get_store()
+    create = site is None
+    form.validate()  # the CSRF token, and each field's own limits
+    site_id = (form.site_id.data or "") if create else site["id"]
+    built = build_definition(form, languages, site_id, site)
+    if create and site_id and store.site(site_id) is not None:
+        add_error(form.site_id, _("A site with the id %(id)s exists already. Choose another id.", id=site_id))
+    try:
+        clean = sites.validate(built.definition, languages, slugs)
+    except sites.InvalidSite as exc:
+        attach_errors(form, exc.errors, built)
+        clean = None
+    if clean is None or _has_errors(form) or built.errors:
+        return built
+    before = {lang: sites.banner_hash(sites.banner(site, lang)) for lang in languages} if site else {}
+    try:
+        store.save_site(clean, actor=g.user["email"], create=create)
+    except StoreError as exc:  # another save got there first
+        built.errors.setdefault("", []).append(str(exc))
+        built.conflict = True
+        return built
+    if create:
+        flash(_("The site %(name)s was added. Put its embed code on every page of the site.",
+                name=clean["name"]))
+        return redirect(url_for("admin_sites.snippet", site_id=clean["id"]))
+    flash(_("The changes to %(name)s were saved.", name=clean["name"]))
+    for lang in languages:
+        after = sites.banner_hash(sites.banner(clean, lang))
+        if after != before[lang]:
+            flash(_("%(language)s: the banner changed. Visitors who chose before are asked to choose "
+                    "again.", language=language_name(lang)))
+        else:
+            flash(_("%(language)s: the banner did not change. Nobody is asked again.",
+                    language=language_name(lang)))
+    return redirect(url_for("admin_sites.site_list"))
+
+
+def _fields_with_errors(form: Any) -> list[tuple[Any, str | None, int | None]]:
+    """(field, category, row number) for every field with an error, in the order of the page."""
+    order = ["name", "site_id", "origins", "default_language", "consent_days", "cookie_domain",
+             "notice_privacy", "notice_cookies", "csrf_token"]
+    found = [(form[name], None, None) for name in order if name in form and form[name].errors]
+    for category in sites.STANDARD_CATEGORIES:
+        show = f"show_{category}"
+        if show in form and form[show].errors:
+            found.append((form[show], category, None))
+        for number, entry in enumerate(form[f"rows_{category}"].entries, 1):
+            found += [(f, category, number) for f in entry.form if f.errors]
+    return found
+
+
+def _has_errors(form: Any) -> bool:
+    return bool(_fields_with_errors(form))
+
+
+def _error_summary(form: Any, built: Built | None, site: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The problems listed at the top of the page, each linking to its field."""
+    if request.method != "POST" or request.form.get("step") == "more":
+        return []
+    items = []
+    for f, category, number in _fields_with_errors(form):
+        if f.name == "csrf_token":
+            items.append({"id": "", "text": _("The form expired. Reload the page and try again.")})
+            continue
+        label = str(f.label.text)
+        if category and number:
+            label = _("%(category)s, cookie %(number)s: %(field)s", category=category_name(site, category),
+                      number=number, field=label)
+        elif category:
+            label = f"{category_name(site, category)}: {label}"
+        items.append({"id": f.id, "text": f"{label}: {' '.join(str(e) for e in f.errors)}"})
+    for category, messages in (built.errors.items() if built else []):
+        for message in messages:
+            items.append({"id": "", "text": f"{category_name(site, category)}: {message}" if category
+                          else message})
+    return items
+
+
+# -- embed code and preview ---------------------------------------------------------------
+
+
+@bp.get("/<site_id>/snippet")
+@role_required("marketing")
+def snippet(site_id: str):
+    """The embed code with a copy button, the footer link, and the banner in each language."""
+    site = _site_or_404(site_id)
+    host = request.host_url.rstrip("/")
+    script = f'<script src="{host}/widget/v1/consent.js" data-site="{site["id"]}" async></script>'
+    lang = site["default_language"]
+    with force_locale(lang):
+        link_text = _("Cookie settings")
+    notice = url_for("site.notice_current", lang=lang, slug=site["notices"]["cookies"], _external=True)
+    link = f'<a href="{notice}" data-consent-open>{link_text}</a>'
+    return render_template("admin/site_snippet.html", site=site, script=script, link=link,
+                           site_languages=current_app.config["LANGUAGES"])
+
+
+@bp.get("/<site_id>/preview")
+@role_required("marketing")
+def preview(site_id: str):
+    """A bare page that loads the real widget in preview mode (nothing stored or posted),
+    to be framed by the embed code page."""
+    site = _site_or_404(site_id)
+    lang = request.args.get("lang")
+    if lang not in current_app.config["LANGUAGES"]:
+        lang = site["default_language"]
+    with force_locale(lang):
+        html = render_template("admin/site_preview.html", site=site, preview_lang=lang)
+    response = make_response(html)
+    # Framed by our own admin page only; set here, before the app's hook adds its defaults.
+    response.headers["Content-Security-Policy"] = CSP.replace("frame-ancestors 'none'",
+                                                              "frame-ancestors 'self'")
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+# -- figures --------------------------------------------------------------------------------
+
+
+class RangeForm(Form):
+    """The range of days (a GET form: it changes nothing, so it carries no CSRF token)."""
+
+
+setattr(RangeForm, "from", StringField(_l("From"), render_kw={"type": "date"}))
+setattr(RangeForm, "to", StringField(_l("To"), render_kw={"type": "date"}))
+
+
+def _range(form: RangeForm, max_days: int | None = figures.MAX_DAYS) -> tuple[date, date] | None:
+    """The range asked for, or None with a message beside the field that is wrong."""
+    try:
+        first, last = figures.parse_range(request.args.get("from"), request.args.get("to"), today(),
+                                          max_days)
+    except figures.RangeError as exc:
+        messages = {
+            "invalid": _("Enter a date as YYYY-MM-DD, such as %(example)s.", example=today().isoformat()),
+            "order": _("The start is after the end. Choose a start on or before the end."),
+            "too_long": _("Choose at most %(days)s days.", days=max_days),
+        }
+        for name, code in exc.errors.items():
+            add_error(form[name], messages[code])
+        return None
+    form["from"].data, form["to"].data = first.isoformat(), last.isoformat()
+    return first, last
+
+
+def _formatters() -> dict[str, Any]:
+    return {
+        "day_label": lambda d: format_date(d),
+        "axis_label": lambda d: format_skeleton("MMMd", d, locale=current_language()),
+        "number": lambda n: format_decimal(n),
+        "percent": lambda r: format_percent(r, "#,##0.#%"),
+    }
+
+
+@bp.get("/<site_id>/figures")
+@role_required("marketing")
+def figures_page(site_id: str):
+    """Choices per day and each category's opt-in rate, as SVG charts with tables."""
+    site = _site_or_404(site_id)
+    form = RangeForm(request.args)
+    span = _range(form)
+    if span is None:
+        return render_template("admin/site_figures.html", site=site, form=form, fig=None), 400
+    fig = figures.load(get_store(), site, *span)
+    fmt = _formatters()
+    labels = action_labels()
+    totals = fig.totals
+    period = _("%(first)s–%(last)s", first=format_date(fig.first), last=format_date(fig.last))
+    weekly = len(figures.bins(fig)) < len(fig.days)
+    actions_svg = figures.actions_chart(
+        fig, chart_id="chart-actions",
+        title=(_("Choices per week, %(period)s", period=period) if weekly
+               else _("Choices per day, %(period)s", period=period)),
+        desc=_("Stacked bars: accept all (solid), reject all (stripes), custom (dots) and withdraw "
+               "(crosses). In all: %(accept)s accept all, %(reject)s reject all, %(custom)s custom, "
+               "%(withdraw)s withdraw. The table below gives each day's numbers.",
+               accept=fmt["number"](totals["accept_all"]), reject=fmt["number"](totals["reject_all"]),
+               custom=fmt["number"](totals["custom"]), withdraw=fmt["number"](totals["withdraw"])),
+        labels=labels, day_label=fmt["day_label"], axis_label=fmt["axis_label"], number=fmt["number"],
+        empty=_("No choices in this period."))
+    rates = "; ".join(
+        f"{category_name(site, c.id)} "
+        f"{fmt['percent'](c.rate) if c.rate is not None else _('no choices')}" for c in fig.categories)
+    opt_in_svg = figures.opt_in_chart(
+        fig, chart_id="chart-opt-in", title=_("Opt-in rate per category, %(period)s", period=period),
+        desc=_("Share of choices that allowed each category: %(rates)s. The table below gives the "
+               "numbers.", rates=rates),
+        category_label=lambda cid: category_name(site, cid), percent=fmt["percent"],
+        number=fmt["number"], no_data=_("no choices"))
+    return render_template("admin/site_figures.html", site=site, form=form, fig=fig, totals=totals,
+                           period=period, labels=labels, actions_svg=actions_svg,
+                           opt_in_svg=opt_in_svg, weekly=weekly, fmt=fmt,
+                           category_name=lambda cid: category_name(site, cid),
+                           actions=consents.ACTIONS)
+
+
+def action_labels() -> dict[str, str]:
+    return {"accept_all": _("Accept all"), "reject_all": _("Reject all"), "custom": _("Custom"),
+            "withdraw": _("Withdraw")}
+
+
+def _range_or_400() -> tuple[date, date]:
+    form = RangeForm(request.args)
+    span = _range(form)
+    if span is None:
+        abort(400, " ".join(str(e) for n in ("from", "to") for e in form[n].errors))
+    return span
+
+
+@bp.get("/<site_id>/figures.csv")
+@role_required("marketing")
+def figures_csv(site_id: str):
+    """The figures page's numbers as CSV: per day, each action and each category's opt-ins."""
+    site = _site_or_404(site_id)
+    first, last = _range_or_400()
+    body = figures.to_csv(figures.load(get_store(), site, first, last))
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{site["id"]}-figures-{first.isoformat()}-{last.isoformat()}.csv"')
+    return response
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def _utc_start(day: date) -> str:
+    """The moment `day` begins in KEKSI_TIMEZONE, as the ledger writes times (UTC)."""
+    zone = ZoneInfo(current_app.config["TIMEZONE"])
+    moment = datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@bp.get("/<site_id>/export.csv")
+@role_required("marketing")
+def export_csv(site_id: str):
+    """Every consent record of the site (or of the days from–to), streamed as CSV for an auditor."""
+    site = _site_or_404(site_id)
+    form = RangeForm(request.args)
+    first = last = None
+    if request.args.get("from") or request.args.get("to"):
+        span = _range(form, max_days=None)
+        if span is None:
+            abort(400, " ".join(str(e) for n in ("from", "to") for e in form[n].errors))
+        first, last = span
+    since = _utc_start(first) if first else None
+    until = _utc_start(last + timedelta(days=1)) if last else None
+    get_store().audit(g.user["email"], "consents.export", site["id"],
+                      {"from": first.isoformat() if first else None,
+                       "to": last.isoformat() if last else None})
+    # The stream outlives the view: the request's own store is closed when its app context
+    # ends, before the first row is read. So the stream has a connection of its own.
+    path = database_path(current_app)
+
+    def generate():
+        store = open_store(path)
+        try:
+            rows = store.iter_consents(site["id"], since, until)
+            buffer = io.StringIO()
+            for _ in consents.export(rows, buffer, "csv"):
+                if buffer.tell() >= EXPORT_CHUNK:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+        finally:
+            store.close()
+
+    name = f'{site["id"]}-consents-{first or "start"}-{last or "today"}.csv'
+    response = Response(stream_with_context(generate()), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

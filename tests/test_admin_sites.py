@@ -1,0 +1,723 @@
+"""Marketing's admin pages through the test client: sites, embed code, figures, export."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+from datetime import date, datetime, timedelta
+from html.parser import HTMLParser
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from keksi import auth, consents, figures, sites
+from keksi.i18n import format_date
+from keksi.store import open_store
+from keksi.views import admin_sites
+
+from .conftest import TODAY
+from .ledger import DEMO_SITE, add_site, choice, config, post
+
+PASSWORD = "correct horse battery"
+LANGS = ["fi", "sv", "en"]
+MARKETING_PAGES = ["/admin/sites/", "/admin/sites/new", "/admin/sites/demo/edit", "/admin/sites/demo/snippet",
+                   "/admin/sites/demo/preview?lang=sv", "/admin/sites/demo/figures",
+                   "/admin/sites/demo/figures.csv", "/admin/sites/demo/export.csv"]
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def add_user(app: Any, email: str, *roles: str) -> int:
+    store = open_store(app.config["DATABASE"])
+    try:
+        return store.add_user(email, list(roles), auth.hash_password(PASSWORD), "tests")
+    finally:
+        store.close()
+
+
+def token(client: Any, url: str = "/admin/login", **kwargs: Any) -> str:
+    page = client.get(url, **kwargs).get_data(as_text=True)
+    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def sign_in(client: Any, email: str, **kwargs: Any) -> None:
+    """Sign in through the login form; `kwargs` go to every request (such as base_url)."""
+    client.get("/admin/login?lang=en", **kwargs)
+    response = client.post("/admin/login", data={"csrf_token": token(client, **kwargs), "email": email,
+                                                  "password": PASSWORD}, **kwargs)
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+class FormReader(HTMLParser):
+    """The values a browser would post from the page's first POST form: inputs, textareas, selects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self._textarea: str | None = None
+        self._select: str | None = None
+        self._in_form = False
+        self._done = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form" and a.get("method") == "post" and not self._done and "admin-form" in a.get("class", ""):
+            self._in_form = True
+        if not self._in_form:
+            return
+        if tag == "input" and a.get("type") == "checkbox":
+            if "checked" in a:
+                self.values[a["name"]] = a.get("value") or "y"
+        elif tag == "input" and a.get("name"):
+            self.values[a["name"]] = a.get("value") or ""
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.values[self._textarea] = ""
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and "selected" in a and self._select:
+            self.values[self._select] = a["value"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea" and self._textarea:
+            self.values[self._textarea] = self.values[self._textarea].lstrip("\r\n")
+            self._textarea = None
+        if tag == "form" and self._in_form:
+            self._in_form, self._done = False, True
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.values[self._textarea] += data
+
+
+def form_values(client: Any, url: str) -> dict[str, str]:
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    reader = FormReader()
+    reader.feed(response.get_data(as_text=True))
+    return reader.values
+
+
+def definition_to_form(values: dict[str, str], site: dict[str, Any], create: bool) -> dict[str, str]:
+    """Fill a site form's values from a definition, one row per cookie (as a person would)."""
+    data = {k: v for k, v in values.items() if not k.startswith(("rows_", "show_"))}
+    data.update(name=site["name"], origins="\n".join(site["origins"]),
+                default_language=site["default_language"], consent_days=str(site["consent_days"]),
+                cookie_domain=site["cookie_domain"] or "", notice_privacy=site["notices"]["privacy"],
+                notice_cookies=site["notices"]["cookies"], step="save")
+    if create:
+        data["site_id"] = site["id"]
+    for category in site["categories"]:
+        if category["id"] != "necessary":
+            data[f"show_{category['id']}"] = "y"
+        i = 0
+        for service in category["services"]:
+            for cookie in service["cookies"]:
+                row = f"rows_{category['id']}-{i}-"
+                data[row + "service"] = service["name"]
+                data[row + "provider"] = service["provider"]
+                data[row + "name"] = cookie["name"]
+                data[row + "duration"] = cookie["duration"]
+                data[row + "cookie_provider"] = "" if cookie["provider"] == service["provider"] else cookie["provider"]
+                for lang in LANGS:
+                    purpose = cookie["purpose"]
+                    data[row + f"purpose_{lang}"] = purpose[lang] if isinstance(purpose, dict) else purpose
+                i += 1
+    return data
+
+
+def stored_site(app: Any, site_id: str) -> dict[str, Any] | None:
+    store = open_store(app.config["DATABASE"])
+    try:
+        return store.site(site_id)
+    finally:
+        store.close()
+
+
+def audit_actions(app: Any) -> list[str]:
+    store = open_store(app.config["DATABASE"])
+    try:
+        return [e["action"] for e in store.audit_log()]
+    finally:
+        store.close()
+
+
+def error_beside(page: str, field_id: str) -> str:
+    """The error text shown beside a field, tied to it with aria-describedby; '' when none."""
+    match = re.search(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', page, re.S)
+    if not match:
+        return ""
+    tag = re.search(rf'<(?:input|textarea|select)[^>]*\bid="{re.escape(field_id)}"[^>]*>', page)
+    assert tag and f"{field_id}-error" in tag.group(0), f"the error is not tied to #{field_id}"
+    return html.unescape(match.group(1))
+
+
+def local_today(app: Any) -> date:
+    """The day the API files a choice under: the real clock, in KEKSI_TIMEZONE."""
+    return datetime.now(ZoneInfo(app.config["TIMEZONE"])).date()
+
+
+NEW_SITE = {
+    "id": "web-shop",
+    "name": "Verkkokauppa",
+    "origins": ["https://www.example.fi", "https://shop.example.fi:8443"],
+    "default_language": "sv",
+    "consent_days": 180,
+    "cookie_domain": "example.fi",
+    "notices": {"privacy": "privacy", "cookies": "cookies"},
+    "categories": [
+        {"id": "necessary", "services": [
+            {"name": "Verkkokauppa", "provider": "Kauppa Oy", "cookies": [
+                {"name": "session", "provider": "Kauppa Oy", "duration": "session",
+                 "purpose": {"fi": "Pitää ostoskorin.", "sv": "Håller kundvagnen.", "en": "Keeps the cart."}},
+                {"name": "keksi_consent", "provider": "Kauppa Oy", "duration": "P6M",
+                 "purpose": {"fi": "Muistaa valinnan.", "sv": "Minns valet.", "en": "Remembers the choice."}}]}]},
+        {"id": "preferences", "services": []},
+        {"id": "analytics", "services": [
+            {"name": "Matomo", "provider": "Kauppa Oy", "cookies": [
+                {"name": "_pk_id.*", "provider": "Kauppa Oy (Matomo)", "duration": "P13M",
+                 "purpose": {"fi": "Erottaa käynnit.", "sv": "Skiljer besök åt.", "en": "Tells visits apart."}}]}]},
+        {"id": "marketing", "services": [
+            {"name": "Google Ads", "provider": "Google Ireland Ltd", "cookies": [
+                {"name": "_gcl_au", "provider": "Google Ireland Ltd", "duration": "P90D",
+                 "purpose": {"fi": "Mittaa mainoksia.", "sv": "Mäter annonser.", "en": "Measures ads."}}]},
+            {"name": "LinkedIn", "provider": "LinkedIn Ireland", "cookies": [
+                {"name": "li_fat_id", "provider": "LinkedIn Ireland", "duration": "PT12H",
+                 "purpose": {"fi": "Mittaa.", "sv": "Mäter.", "en": "Measures."}}]}]},
+    ],
+}
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(RATE_LIMIT=1_000_000)
+    add_site(app)
+    add_user(app, "marketing@example.fi", "marketing")
+    add_user(app, "legal@example.fi", "legal")
+    return app
+
+
+@pytest.fixture
+def marketing(client):
+    sign_in(client, "marketing@example.fi")
+    return client
+
+
+# -- creating and editing ------------------------------------------------------------------
+
+
+def test_create_stores_what_the_cli_would(app, marketing, make_app, tmp_path):
+    values = form_values(marketing, "/admin/sites/new")
+    response = marketing.post("/admin/sites/new", data=definition_to_form(values, NEW_SITE, create=True))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert response.headers["Location"] == "/admin/sites/web-shop/snippet"
+
+    # The same definition added with `flask sites add` to another database prints the same.
+    source = tmp_path / "web-shop.json"
+    source.write_text(json.dumps(NEW_SITE), encoding="utf-8")
+    other = make_app(DATABASE=str(tmp_path / "other.db"))
+    assert other.test_cli_runner().invoke(args=["sites", "add", str(source)]).exit_code == 0
+    expected = other.test_cli_runner().invoke(args=["sites", "show", "web-shop", "--format", "json"]).output
+    shown = app.test_cli_runner().invoke(args=["sites", "show", "web-shop", "--format", "json"]).output
+    assert shown == expected
+    assert json.loads(shown) == sites.validate(NEW_SITE, LANGS)
+    assert "site.add" in audit_actions(app)
+    page = marketing.get("/admin/sites/web-shop/snippet").get_data(as_text=True)
+    assert "Verkkokauppa was added" in page
+
+
+def test_the_form_shows_a_stored_site_and_saving_it_unchanged_changes_nothing(app, marketing):
+    before = stored_site(app, "demo")
+    hashes = {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS}
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    assert values["name"] == "Tiimityö (demo)"
+    assert values["rows_analytics-0-cookie_provider"] == "Tiimityö Oy (Matomo)"
+    assert values["rows_necessary-0-cookie_provider"] == ""  # the same as the service's provider
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"), follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.request.path == "/admin/sites/"
+    assert stored_site(app, "demo") == before
+    for name in ("Suomi", "Svenska", "English"):
+        assert f"{name}: the banner did not change." in page
+    assert {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS} == hashes
+
+
+def test_the_edit_form_says_before_saving_that_visitors_may_be_asked_again(marketing):
+    page = marketing.get("/admin/sites/demo/edit").get_data(as_text=True)
+    note = re.search(r'<div class="banner-note" id="banner-note">(.*?)</div>', page, re.S).group(1)
+    assert "Visitors may be asked again." in note and "every visitor is asked to choose again" in note
+    assert 'aria-describedby="banner-note"' in page
+
+
+def test_a_change_visitors_see_makes_a_new_banner_only_where_it_shows(app, marketing):
+    hashes = {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS}
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values["rows_analytics-0-purpose_en"] = "Counts visits."
+    values["name"] = "Tiimityö"  # not on the banner
+    page = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"),
+                          follow_redirects=True).get_data(as_text=True)
+    assert "English: the banner changed. Visitors who chose before are asked to choose again." in page
+    assert "Suomi: the banner did not change." in page and "Svenska: the banner did not change." in page
+    site = stored_site(app, "demo")
+    assert site["name"] == "Tiimityö"
+    assert site["categories"][2]["services"][0]["cookies"][0]["purpose"]["en"] == "Counts visits."
+    after = {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS}
+    assert after["en"] != hashes["en"] and after["fi"] == hashes["fi"] and after["sv"] == hashes["sv"]
+    assert audit_actions(app)[0] == "site.edit"
+
+
+def test_emptying_a_row_removes_the_cookie_and_empty_rows_are_ignored(app, marketing):
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    for key in [k for k in values if k.startswith("rows_marketing-1-")]:
+        values[key] = "   "
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    assert response.status_code == 302
+    services = stored_site(app, "demo")["categories"][3]["services"]
+    assert [s["name"] for s in services] == ["Google Ads"]
+
+
+def test_rows_of_one_service_are_grouped_and_a_new_row_adds_a_cookie(app, marketing):
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    row = "rows_analytics-2-"  # the first empty row under analytics
+    assert values[row + "name"] == ""
+    values.update({row + "service": "Matomo", row + "provider": "Tiimityö Oy", row + "name": "_pk_ref.*",
+                   row + "duration": "P6M", row + "cookie_provider": "Tiimityö Oy (Matomo)",
+                   **{row + f"purpose_{lang}": f"Referrer ({lang})" for lang in LANGS}})
+    assert marketing.post("/admin/sites/demo/edit", data=dict(values, step="save")).status_code == 302
+    matomo = stored_site(app, "demo")["categories"][2]["services"]
+    assert len(matomo) == 1 and [c["name"] for c in matomo[0]["cookies"]] == ["_pk_id.*", "_pk_ses.*", "_pk_ref.*"]
+
+
+def test_more_rows_adds_empty_rows_and_saves_nothing(app, marketing):
+    before = stored_site(app, "demo")
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values["name"] = "Not saved"
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="more"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'name="rows_preferences-7-name"' in page and 'name="rows_preferences-8-name"' not in page
+    assert 'value="Not saved"' in page
+    assert stored_site(app, "demo") == before
+
+
+def test_a_large_site_fits_in_one_post(app, marketing):
+    """Forty cookies with long purposes in three languages post more than the app's 64 KB default."""
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    for i in range(40):
+        row = f"rows_preferences-{i + 2}-"  # after the two stored cookies
+        values.update({row + "service": f"Service {i // 10}", row + "provider": "Provider Oy",
+                       row + "name": f"cookie_{i}", row + "duration": "P30D",
+                       **{row + f"purpose_{lang}": "ä" * 490 for lang in LANGS}})
+    assert len("&".join(f"{k}={v}" for k, v in values.items()).encode()) > 64 * 1024
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    services = stored_site(app, "demo")["categories"][1]["services"]
+    assert sum(len(s["cookies"]) for s in services) == 40 + 2
+
+
+def test_a_category_can_be_left_out_of_the_banner_only_without_cookies(app, marketing):
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values.pop("show_marketing")
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    assert response.status_code == 400
+    assert "This category has cookies." in error_beside(response.get_data(as_text=True), "show_marketing")
+    for key in [k for k in values if k.startswith("rows_marketing-")]:
+        values[key] = ""
+    assert marketing.post("/admin/sites/demo/edit", data=dict(values, step="save")).status_code == 302
+    assert [c["id"] for c in stored_site(app, "demo")["categories"]] == ["necessary", "preferences", "analytics"]
+
+
+def test_categories_made_with_the_cli_are_kept(app, marketing):
+    custom = {"id": "support", "label": {"fi": "Tuki", "sv": "Stöd", "en": "Support"},
+              "purpose": "Chat.", "services": []}
+    add_site(app, dict(DEMO_SITE, id="custom", categories=[*DEMO_SITE["categories"][:2], custom,
+                                                            DEMO_SITE["categories"][2]]))
+    before = stored_site(app, "custom")
+    page = marketing.get("/admin/sites/custom/edit").get_data(as_text=True)
+    assert "categories set up from the command line: support" in page
+    values = form_values(marketing, "/admin/sites/custom/edit")
+    assert marketing.post("/admin/sites/custom/edit", data=dict(values, step="save")).status_code == 302
+    assert stored_site(app, "custom") == before
+
+
+# -- hostile input ------------------------------------------------------------------------------
+
+HOSTILE = [
+    ("name", "<script>alert(1)</script>", "name", "without HTML tags"),
+    ("name", "x" * 201, "name", "at most 200 characters"),
+    ("name", "   ", "name", "Enter a name"),
+    ("site_id", "<script>alert(1)</script>", "site_id", "lower-case letters"),
+    ("site_id", "Web Shop", "site_id", "lower-case letters"),
+    ("site_id", "x" * 65, "site_id", "at most 64 characters"),
+    ("site_id", "demo", "site_id", "A site with the id demo exists already"),
+    ("site_id", "", "site_id", "lower-case letters"),
+    ("origins", "javascript:alert(1)", "origins", "Line 1: javascript:alert(1) is not an origin"),
+    ("origins", "*", "origins", "Line 1: * is not an origin"),
+    ("origins", "https://*.example.fi", "origins", "is not an origin"),
+    ("origins", "https://www.example.fi/path", "origins", "is not an origin"),
+    ("origins", "https://www.example.fi\n\nhttps://WWW.example.fi/", "origins",
+     "Line 3: https://WWW.example.fi/ is listed twice"),
+    ("origins", "<script>alert(1)</script>", "origins", "is not an origin"),
+    ("origins", "https://" + "a" * 300 + ".fi", "origins", "is not an origin"),
+    ("origins", "", "origins", "Enter 1 to 50 origins"),
+    ("origins", "\n".join(f"https://h{i}.example.fi" for i in range(51)), "origins", "Enter 1 to 50 origins"),
+    ("default_language", "xx", "default_language", "Not a valid choice"),
+    ("consent_days", "0", "consent_days", "from 1 to 3650"),
+    ("consent_days", "99999", "consent_days", "from 1 to 3650"),
+    ("consent_days", "<script>", "consent_days", "integer"),
+    ("cookie_domain", "<script>alert(1)</script>", "cookie_domain", "Enter a domain"),
+    ("cookie_domain", "-bad-.fi", "cookie_domain", "Enter a domain"),
+    ("cookie_domain", "a" * 254, "cookie_domain", "at most 253 characters"),
+    ("notice_privacy", "no-such-notice", "notice_privacy", "Not a valid choice"),
+    ("rows_necessary-0-service", "<img src=x onerror=alert(1)>", "rows_necessary-0-service", "without HTML tags"),
+    ("rows_necessary-0-service", "x" * 501, "rows_necessary-0-service", "at most 500 characters"),
+    ("rows_necessary-0-service", "", "rows_necessary-0-service", "Enter the service's name"),
+    ("rows_necessary-0-provider", "</textarea><script>alert(1)</script>", "rows_necessary-0-provider",
+     "without HTML tags"),
+    ("rows_necessary-0-provider", "", "rows_necessary-0-provider", "Enter the service's provider"),
+    ("rows_necessary-0-name", "bad name", "rows_necessary-0-name", "Enter the cookie's name"),
+    ("rows_necessary-0-name", "<script>", "rows_necessary-0-name", "Enter the cookie's name"),
+    ("rows_necessary-0-name", "x" * 101, "rows_necessary-0-name", "at most 100 characters"),
+    ("rows_necessary-0-name", "", "rows_necessary-0-name", "Enter the cookie's name"),
+    ("rows_necessary-0-duration", "forever", "rows_necessary-0-duration", "Enter session"),
+    ("rows_necessary-0-duration", "P1Y2M", "rows_necessary-0-duration", "Enter session"),
+    ("rows_necessary-0-duration", "javascript:alert(1)", "rows_necessary-0-duration", "Enter session"),
+    ("rows_necessary-0-cookie_provider", "<b>x</b>", "rows_necessary-0-cookie_provider", "without HTML tags"),
+    ("rows_necessary-0-purpose_sv", "", "rows_necessary-0-purpose_sv", "Enter the purpose in this language"),
+    ("rows_necessary-0-purpose_en", "<script>alert(1)</script>", "rows_necessary-0-purpose_en",
+     "without HTML tags"),
+    ("rows_necessary-0-purpose_fi", "ä" * 501, "rows_necessary-0-purpose_fi", "at most 500 characters"),
+]
+
+
+@pytest.mark.parametrize("name, value, field_id, message", HOSTILE, ids=[f"{h[0]}={h[1][:20]!r}" for h in HOSTILE])
+def test_hostile_input_is_answered_beside_its_field_and_nothing_is_saved(app, marketing, name, value,
+                                                                        field_id, message):
+    values = definition_to_form(form_values(marketing, "/admin/sites/new"), NEW_SITE, create=True)
+    values[name] = value
+    before = audit_actions(app)
+    response = marketing.post("/admin/sites/new", data=values)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert message in error_beside(page, field_id), error_beside(page, field_id) or page[:3000]
+    assert "Nothing was saved" in page and f'href="#{field_id}"' in page  # the summary links to it
+    assert stored_site(app, "web-shop") is None and audit_actions(app) == before
+    assert "<script>alert(1)" not in page and "<img src=x" not in page and "<b>x</b>" not in page
+    if "<" in value and name != "consent_days":
+        assert html.escape(value, quote=True).replace("&#x27;", "&#39;") in page or \
+            html.escape(value, quote=False) in page  # shown back, escaped
+
+
+def test_hostile_edit_saves_nothing(app, marketing):
+    before = stored_site(app, "demo")
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values.update({"origins": "javascript:alert(1)", "rows_analytics-1-duration": "forever",
+                   "name": "<script>alert(1)</script>", "site_id": "other"})
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert error_beside(page, "origins") and error_beside(page, "rows_analytics-1-duration")
+    assert error_beside(page, "name")
+    assert stored_site(app, "demo") == before
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_nothing_is_saved(app, marketing):
+    values = definition_to_form(form_values(marketing, "/admin/sites/new"), NEW_SITE, create=True)
+    del values["csrf_token"]
+    response = marketing.post("/admin/sites/new", data=values)
+    assert response.status_code == 400
+    assert "The CSRF token is missing." in response.get_data(as_text=True)
+    assert stored_site(app, "web-shop") is None
+    values["csrf_token"] = "forged"
+    assert marketing.post("/admin/sites/new", data=values).status_code == 400
+    edit = form_values(marketing, "/admin/sites/demo/edit")
+    edit.update(name="Changed", csrf_token="")
+    assert marketing.post("/admin/sites/demo/edit", data=dict(edit, step="save")).status_code == 400
+    assert stored_site(app, "demo")["name"] == "Tiimityö (demo)"
+
+
+# -- roles ----------------------------------------------------------------------------------
+
+
+def test_every_marketing_page_needs_sign_in(client):
+    for url in MARKETING_PAGES:
+        response = client.get(url)
+        assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login"), url
+
+
+def test_legal_is_refused_every_marketing_page(app, client):
+    sign_in(client, "legal@example.fi")
+    for url in MARKETING_PAGES:
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "Verkkokauppa" not in response.get_data(as_text=True)
+    values = definition_to_form({"csrf_token": token(client, "/admin/")}, NEW_SITE, create=True)
+    assert client.post("/admin/sites/new", data=values).status_code == 403
+    assert client.post("/admin/sites/demo/edit", data=values).status_code == 403
+    assert stored_site(app, "web-shop") is None
+    assert 'href="/admin/sites/"' not in client.get("/admin/").get_data(as_text=True)
+
+
+def test_marketing_is_refused_legal_and_user_pages(marketing):
+    for url in ("/admin/notices", "/admin/notices/privacy/new", "/admin/audit", "/admin/users"):
+        assert marketing.get(url).status_code == 403, url
+    dashboard = marketing.get("/admin/").get_data(as_text=True)
+    assert 'href="/admin/sites/"' in dashboard and 'href="/admin/notices"' not in dashboard
+
+
+def test_an_admin_may_use_the_marketing_pages(app, client):
+    add_user(app, "admin@example.fi", "admin")
+    sign_in(client, "admin@example.fi")
+    assert client.get("/admin/sites/").status_code == 200
+
+
+def test_unknown_sites_are_404(marketing):
+    for url in ("/admin/sites/nope/edit", "/admin/sites/nope/snippet", "/admin/sites/nope/figures",
+                "/admin/sites/nope/figures.csv", "/admin/sites/nope/export.csv", "/admin/sites/nope/preview"):
+        assert marketing.get(url).status_code == 404, url
+
+
+# -- list, embed code and preview --------------------------------------------------------------
+
+
+def test_the_list_shows_each_site_with_its_links(marketing):
+    page = marketing.get("/admin/sites/").get_data(as_text=True)
+    assert "Tiimityö (demo)" in page and "http://localhost:8000" in page
+    for link in ("/admin/sites/demo/edit", "/admin/sites/demo/snippet", "/admin/sites/demo/figures",
+                 "/admin/sites/new"):
+        assert f'href="{link}"' in page
+    assert marketing.get("/admin/sites/").headers["Cache-Control"] == "no-store"
+
+
+def test_the_snippet_names_this_host_and_the_site(app):
+    client = app.test_client()
+    host = {"base_url": "https://consent.example.fi",  # over https, flask-wtf also checks the Referer
+            "headers": {"Referer": "https://consent.example.fi/admin/login"}}
+    sign_in(client, "marketing@example.fi", **host)
+    response = client.get("/admin/sites/demo/snippet", **host)
+    page = response.get_data(as_text=True)
+    code = html.unescape(re.search(r'<code id="snippet-script">(.*?)</code>', page, re.S).group(1))
+    assert code == ('<script src="https://consent.example.fi/widget/v1/consent.js" data-site="demo" '
+                    'async></script>')
+    link = html.unescape(re.search(r'<code id="snippet-link">(.*?)</code>', page, re.S).group(1))
+    assert link.startswith('<a href="https://consent.example.fi/fi/cookies" data-consent-open>')
+    assert "<pre" in page and "data-copy" in page and 'aria-live="polite"' in page
+    assert "<button" not in page.split("<main", 1)[1]  # the copy buttons come with admin.js, or not at all
+    assert '<script src="/static/admin.js" defer></script>' in page
+    frames = re.findall(r"<iframe[^>]*>", page)
+    assert len(frames) == 3
+    for frame, lang, name in zip(frames, LANGS, ("Suomi", "Svenska", "English")):
+        assert f'src="/admin/sites/demo/preview?lang={lang}"' in frame
+        assert f'title="Banner preview in {name}"' in frame
+
+
+def test_the_preview_loads_the_widget_and_may_be_framed_by_the_admin_only(marketing):
+    response = marketing.get("/admin/sites/demo/preview?lang=sv")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert '<script src="/widget/v1/consent.js" data-site="demo" data-lang="sv" data-preview async>' in page
+    assert '<html lang="sv">' in page
+    assert "frame-ancestors 'self'" in response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+    # The preview's language is the banner's: the admin stays in English.
+    assert '<html lang="en">' in marketing.get("/admin/sites/").get_data(as_text=True)
+    other = marketing.get("/admin/sites/demo/snippet")
+    assert "frame-ancestors 'none'" in other.headers["Content-Security-Policy"]
+    assert other.headers["X-Frame-Options"] == "DENY"
+
+
+def test_marketing_pages_have_no_inline_script_or_style(marketing):
+    for url in MARKETING_PAGES[:5] + ["/admin/sites/demo/figures"]:
+        page = marketing.get(url).get_data(as_text=True)
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page), url
+        assert " style=" not in page and "<style" not in page, url
+        assert not re.search(r"\son[a-z]+=", page), url
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def make_choices(client: Any) -> dict[str, int]:
+    """Choices through the API: 3 accept all, 2 reject all, 1 custom (analytics only), 1 withdraw."""
+    cfg = config(client)
+    for action in ["accept_all"] * 3 + ["reject_all"] * 2 + ["withdraw"]:
+        assert post(client, choice(cfg, action)).status_code == 201
+    custom = choice(cfg, "custom")
+    custom["choices"]["analytics"] = True
+    assert post(client, custom).status_code == 201
+    return {"accept_all": 3, "reject_all": 2, "custom": 1, "withdraw": 1}
+
+
+def cells(page: str, table_id: str) -> list[list[str]]:
+    table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', page, re.S).group(0)
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+             for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)] for row in rows]
+
+
+def test_figures_show_choices_made_through_the_api(app, marketing):
+    made = make_choices(marketing)
+    day = local_today(app)
+    first, last = day - timedelta(days=2), day + timedelta(days=1)
+    response = marketing.get(f"/admin/sites/demo/figures?from={first}&to={last}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    daily = cells(page, "daily-table")
+    assert daily[0] == ["Day", "Accept all", "Reject all", "Custom", "Withdraw", "Total"]
+    by_day = {row[0]: row[1:] for row in daily[1:]}
+    with app.test_request_context("/admin/"):
+        label = format_date(day, "en")
+        empty = format_date(first, "en")
+    assert by_day[label] == ["3", "2", "1", "1", "7"]
+    assert by_day[empty] == ["0", "0", "0", "0", "0"]  # a day with no choices shows zero
+    assert by_day["Total"] == ["3", "2", "1", "1", "7"]
+    assert len(daily) == 1 + 4 + 1
+    opt_in = {row[0]: row[1:] for row in cells(page, "opt-in-table")[1:]}
+    assert opt_in["Analytics"] == ["4", "7", "57.1%"]
+    assert opt_in["Marketing"] == ["3", "7", "42.9%"]
+    assert opt_in["Necessary"] == ["7", "7", "100%"]
+    # The charts: SVG with a title and description, and each series by pattern as well as colour.
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(svgs) == 2
+    for svg in svgs:
+        assert 'role="img"' in svg and re.search(r'aria-labelledby="([\w-]+)-title \1-desc"', svg)
+    assert "<title id=\"chart-actions-title\">Choices per day" in svgs[0]
+    assert "3 accept all, 2 reject all, 1 custom, 1 withdraw" in svgs[0]
+    for action in made:
+        assert f'fill="url(#chart-actions-{action})"' in svgs[0]
+    assert "Analytics 57.1%" in svgs[1]
+    assert "<caption" in page and 'scope="col"' in page and 'scope="row"' in page
+
+
+def test_figures_csv_has_the_same_numbers(app, marketing):
+    make_choices(marketing)
+    day = local_today(app)
+    first, last = day - timedelta(days=1), day
+    response = marketing.get(f"/admin/sites/demo/figures.csv?from={first}&to={last}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="demo-figures-{first}-{last}.csv"')
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["day"] for r in rows] == [first.isoformat(), last.isoformat(), "total"]
+    assert rows[0]["total"] == "0" and rows[0]["analytics_total"] == "0"
+    today_row = rows[1]
+    assert {a: today_row[a] for a in consents.ACTIONS} == {"accept_all": "3", "reject_all": "2",
+                                                            "custom": "1", "withdraw": "1"}
+    assert today_row["total"] == "7"
+    assert (today_row["analytics_granted"], today_row["analytics_total"]) == ("4", "7")
+    assert (today_row["preferences_granted"], today_row["marketing_granted"]) == ("3", "3")
+    assert rows[2]["total"] == "7"
+
+
+def test_figures_default_to_the_last_30_days(marketing):
+    page = marketing.get("/admin/sites/demo/figures").get_data(as_text=True)
+    today = date.fromisoformat(TODAY)
+    assert f'id="from" name="from" type="date" value="{today - timedelta(days=29)}"' in page
+    assert f'id="to" name="to" type="date" value="{today}"' in page
+    assert len(cells(page, "daily-table")) == 1 + 30 + 1
+    assert "No choices in this period." in page
+
+
+@pytest.mark.parametrize("query, field_id, message", [
+    ("from=yesterday", "from", "Enter a date as YYYY-MM-DD"),
+    ("from=2026-02-30", "from", "Enter a date as YYYY-MM-DD"),
+    ("to=20261122", "to", "Enter a date as YYYY-MM-DD"),
+    ("from=<script>alert(1)</script>", "from", "Enter a date as YYYY-MM-DD"),
+    ("from=2026-11-10&to=2026-11-01", "from", "The start is after the end"),
+    ("from=2025-01-01&to=2026-11-22", "to", "Choose at most 366 days"),
+    ("from=2025-11-21&to=2026-11-22", "to", "Choose at most 366 days"),
+])
+def test_a_bad_range_is_answered_beside_the_field(marketing, query, field_id, message):
+    response = marketing.get(f"/admin/sites/demo/figures?{query}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert message in error_beside(page, field_id)
+    assert "<svg" not in page and "<script>alert(1)" not in page
+    assert marketing.get(f"/admin/sites/demo/figures.csv?{query}").status_code == 400
+
+
+def test_a_range_of_366_days_is_fine(marketing):
+    assert marketing.get("/admin/sites/demo/figures?from=2025-11-22&to=2026-11-22").status_code == 200
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def test_export_streams_every_record(app, marketing):
+    cfg = config(marketing)
+    ids = []
+    for _ in range(25):
+        response = post(marketing, choice(cfg, "reject_all"))
+        assert response.status_code == 201, response.get_json()
+        ids.append(response.get_json()["consent_id"])
+    response = marketing.get("/admin/sites/demo/export.csv")
+    assert response.status_code == 200 and response.is_streamed
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="demo-consents-')
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert tuple(rows[0]) == consents.EXPORT_COLUMNS
+    assert [r[1] for r in rows[1:]] == ids
+    assert audit_actions(app)[0] == "consents.export"
+    day = local_today(app)
+    earlier = marketing.get(f"/admin/sites/demo/export.csv?from={day - timedelta(days=9)}&to={day - timedelta(days=1)}")
+    assert list(csv.reader(io.StringIO(earlier.get_data(as_text=True)))) == [list(consents.EXPORT_COLUMNS)]
+    same_day = marketing.get(f"/admin/sites/demo/export.csv?from={day}&to={day}")
+    assert len(same_day.get_data(as_text=True).splitlines()) == 26
+    assert marketing.get("/admin/sites/demo/export.csv?from=nope").status_code == 400
+
+
+def test_export_writes_in_chunks(app, marketing, monkeypatch):
+    monkeypatch.setattr(admin_sites, "EXPORT_CHUNK", 1000)
+    cfg = config(marketing)
+    for _ in range(10):
+        post(marketing, choice(cfg, "accept_all"))
+    response = marketing.get("/admin/sites/demo/export.csv")
+    chunks = list(response.response)
+    assert len(chunks) > 3 and all(len(c) < 2000 for c in chunks)
+
+
+# -- figures module -----------------------------------------------------------------------------
+
+
+def test_parse_range():
+    today = date(2026, 11, 22)
+    assert figures.parse_range(None, None, today) == (date(2026, 10, 24), today)
+    assert figures.parse_range("2026-01-01", None, today) == (date(2026, 1, 1), today)
+    assert figures.parse_range(None, "2026-02-01", today) == (date(2026, 1, 3), date(2026, 2, 1))
+    with pytest.raises(figures.RangeError) as caught:
+        figures.parse_range("x", "2026-02-31", today)
+    assert caught.value.errors == {"from": "invalid", "to": "invalid"}
+    assert figures.parse_range("2020-01-01", "2026-01-01", today, max_days=None)[0] == date(2020, 1, 1)
+
+
+def test_charts_escape_their_texts_and_scale():
+    class Store:
+        def daily_actions(self, *args):
+            return [{"day": "2026-01-02", "action": "custom", "n": 7}]
+
+        def daily_categories(self, *args):
+            return [{"day": "2026-01-02", "category": "old", "granted": 1, "total": 7}]
+
+    site = {"id": "s", "categories": [{"id": "necessary"}, {"id": "analytics"}]}
+    fig = figures.load(Store(), site, date(2026, 1, 1), date(2026, 1, 3))
+    assert [c.id for c in fig.categories] == ["necessary", "analytics", "old"]
+    assert fig.actions[date(2026, 1, 1)] == {a: 0 for a in consents.ACTIONS} and fig.total == 7
+    svg = figures.actions_chart(fig, chart_id="c", title="<b>", desc="d", labels={a: f"<{a}>" for a in consents.ACTIONS},
+                                day_label=str, axis_label=str, number=str, empty="none")
+    assert "<b>" not in svg and "&lt;b&gt;" in svg and "&lt;custom&gt;" in svg
+    assert figures.nice_ceiling(7) == 8 and figures.nice_ceiling(0) == 4 and figures.nice_ceiling(1234) == 2000
+    svg = figures.opt_in_chart(fig, chart_id="o", title="t", desc="d", category_label=lambda c: f"<{c}>",
+                               percent=lambda r: f"{r:.0%}", number=str, no_data="–")
+    assert "&lt;old&gt;" in svg and "14% (1 / 7)" in svg
+    year = figures.Figures("s", date(2025, 1, 1), date(2025, 12, 31),
+                           [date(2025, 1, 1) + timedelta(days=i) for i in range(365)],
+                           {date(2025, 1, 1) + timedelta(days=i): {a: 1 for a in consents.ACTIONS} for i in range(365)}, [])
+    assert len(figures.bins(year)) == 53 and figures.bins(year)[0][2]["custom"] == 7

@@ -1,0 +1,151 @@
+"""Marketing in a real browser: create a site, copy its embed code, see the figures; axe on every page."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, expect
+
+from keksi.i18n import LANGUAGE_NAMES
+
+from .ledger import ORIGIN, add_site, choice
+from .test_admin_sites import PASSWORD, add_user
+
+pytestmark = pytest.mark.browser
+
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}}
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(RATE_LIMIT=1_000_000)
+    add_user(app, "marketing@example.fi", "marketing")
+    return app
+
+
+def assert_accessible(page: Page, label: str) -> None:
+    results = Axe().run(page, options=WCAG)
+    if results.violations_count:
+        print(results.generate_report())
+    assert results.violations_count == 0, f"{label}:\n{results.generate_report()}"
+
+
+def sign_in(page: Page, base: str, lang: str = "en") -> None:
+    page.goto(f"{base}/admin/login?lang={lang}")
+    page.locator("#email").fill("marketing@example.fi")
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form.admin-form button[type=submit]").click()
+    page.wait_for_url(f"{base}/admin/")
+
+
+def fill_row(page: Page, category: str, index: int, **values: str) -> None:
+    for name, value in values.items():
+        page.locator(f"#rows_{category}-{index}-{name}").fill(value)
+
+
+def post_choices(page: Page, base: str, site: str) -> None:
+    """Choices as the widget would post them: 2 accept all, 1 reject all, 1 custom."""
+    api = page.context.request
+    cfg = api.get(f"{base}/api/v1/sites/{site}/config?lang=fi", headers={"Origin": ORIGIN}).json()
+    bodies = [choice(cfg, "accept_all"), choice(cfg, "accept_all"), choice(cfg, "reject_all")]
+    custom = choice(cfg, "custom")
+    custom["choices"]["analytics"] = True
+    for body in bodies + [custom]:
+        response = api.post(f"{base}/api/v1/consents", data=json.dumps(body),
+                            headers={"Origin": ORIGIN, "Content-Type": "application/json"})
+        assert response.status == 201, response.text()
+
+
+def test_marketing_creates_a_site_copies_the_snippet_and_sees_the_figures(page: Page, live_server, app):
+    base = live_server.url
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    sign_in(page, base)
+    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Sites").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sites")
+    page.get_by_role("link", name="Add a site").click()
+
+    page.get_by_label("Name", exact=True).fill("Verkkokauppa")
+    page.get_by_label("Id", exact=True).fill("web-shop")
+    page.get_by_label("Origins").fill(f"{ORIGIN}\nhttps://www.example.fi")
+    page.get_by_label("Consent lasts (days)").fill("180")
+    fill_row(page, "necessary", 0, service="Verkkokauppa", provider="Kauppa Oy", name="session",
+             duration="session", purpose_fi="Ostoskori.", purpose_sv="Kundvagn.", purpose_en="The cart.")
+    fill_row(page, "analytics", 0, service="Matomo", provider="Kauppa Oy", name="_pk_id.*",
+             duration="P13M", purpose_fi="Käynnit.", purpose_sv="Besök.", purpose_en="Visits.")
+    page.get_by_role("button", name="Add the site").click()
+
+    # The embed code page: copy the snippet, hear "Copied".
+    expect(page.get_by_role("heading", level=1)).to_have_text("Embed code: Verkkokauppa")
+    expect(page.locator(".flash")).to_contain_text("Verkkokauppa was added")
+    page.get_by_role("button", name="Copy the embed code").click()
+    status = page.locator("#snippet-script").locator("xpath=ancestor::div[@data-copy]").locator("[aria-live]")
+    expect(status).to_have_text("Copied")
+    snippet = f'<script src="{base}/widget/v1/consent.js" data-site="web-shop" async></script>'
+    assert page.evaluate("navigator.clipboard.readText()") == snippet
+    for lang in ("fi", "sv", "en"):
+        frame = page.locator(f'iframe[title="Banner preview in {LANGUAGE_NAMES[lang]}"]')
+        expect(frame).to_have_attribute("src", f"/admin/sites/web-shop/preview?lang={lang}")
+        frame.scroll_into_view_if_needed()
+        expect(frame.content_frame.locator("html")).to_have_attribute("lang", lang)
+
+    # The figures: nothing yet, then the choices made through the API.
+    page.goto(f"{base}/admin/sites/")
+    page.get_by_role("link", name="Figures – Verkkokauppa").click()
+    expect(page.locator("svg.chart").first).to_contain_text("No choices in this period.")
+    post_choices(page, base, "web-shop")
+    page.reload()
+    page.get_by_text("Choices per day as a table").click()
+    day = datetime.now(ZoneInfo(app.config["TIMEZONE"])).date()
+    row = page.locator("#daily-table tbody tr").filter(has=page.locator(f'time[datetime="{day}"]'))
+    expect(row.locator("td")).to_have_text(["2", "1", "1", "0", "4"])
+    expect(page.locator("#daily-table tfoot td")).to_have_text(["2", "1", "1", "0", "4"])
+    analytics = page.locator("#opt-in-table tbody tr").filter(has_text="Analytics")
+    expect(analytics.locator("td")).to_have_text(["3", "4", "75%"])
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download these figures (CSV)").click()
+    text = open(download.value.path(), encoding="utf-8").read()
+    assert re.search(rf"^{day},2,1,1,0,4,", text, re.M)
+
+
+@pytest.mark.parametrize("lang", ["fi", "en"])
+def test_every_marketing_page_is_accessible(page: Page, live_server, app, lang):
+    base = live_server.url
+    add_site(app)
+    sign_in(page, base, lang)
+    page.goto(f"{base}/admin/sites/")
+    assert_accessible(page, "site list")
+    page.goto(f"{base}/admin/sites/new")
+    assert_accessible(page, "new site")
+    page.goto(f"{base}/admin/sites/demo/edit")
+    assert_accessible(page, "edit site")
+    page.locator("#origins").fill("javascript:alert(1)\n*")
+    page.locator("#rows_analytics-0-duration").fill("forever")
+    page.locator("#rows_marketing-0-purpose_sv").fill("")
+    page.locator("#name").fill("<script>alert(1)</script>")
+    page.locator("button[name=step][value=save]").click()
+    expect(page.locator(".error-summary")).to_be_visible()
+    assert page.locator("p.error").count() == 4
+    assert page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
+    assert_accessible(page, "edit site with errors")
+    page.goto(f"{base}/admin/sites/demo/snippet")
+    page.locator("iframe").last.scroll_into_view_if_needed()
+    assert_accessible(page, "embed code")
+    page.goto(f"{base}/admin/sites/demo/preview?lang={lang}")
+    expect(page.locator("[data-keksi]")).to_be_attached()  # the widget's banner, in its shadow root
+    page.wait_for_load_state("networkidle")
+    assert_accessible(page, "banner preview")
+    post_choices(page, base, "demo")
+    page.goto(f"{base}/admin/sites/demo/figures")
+    for summary in page.locator("details summary").all():
+        summary.click()
+    assert_accessible(page, "figures")
+    page.goto(f"{base}/admin/sites/demo/figures?from=2026-11-30&to=2026-11-01")
+    expect(page.locator("#from-error")).to_be_visible()
+    assert_accessible(page, "figures with a bad range")
+    page.goto(f"{base}/admin/sites/demo/figures?from=2025-11-23&to=2026-11-22")
+    assert_accessible(page, "figures for a year")
