@@ -77,15 +77,16 @@ class Widget:
         finally:
             store.close()
 
-    def wait_rows(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
-        """Poll until the database holds `count` choices; fail if it holds more or never gets there."""
+    def wait_rows(self, count: int, timeout: float = 5, page: Page | None = None) -> list[dict[str, Any]]:
+        """Poll until the database holds `count` choices; fail if it holds more or never gets there.
+        Pass `page` when a route handler stands between the page and the server (see wait_until)."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.rows()
             if len(rows) >= count or time.monotonic() > deadline:
                 assert len(rows) == count, rows
                 return rows
-            time.sleep(0.02)
+            page.wait_for_timeout(20) if page else time.sleep(0.02)
 
 
 _site_numbers = itertools.count(1)
@@ -136,11 +137,13 @@ def ran(page: Page) -> list[str]:
     return page.evaluate("window.ran || []")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 5) -> Any:
+def wait_until(check: Callable[[], Any], timeout: float = 5, page: Page | None = None) -> Any:
+    """Poll `check` until it is true. Pass `page` when the check waits on a route handler: those
+    run only while Playwright is called, so the wait then goes through the page."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+        page.wait_for_timeout(20) if page else time.sleep(0.02)
     return result
 
 
@@ -378,7 +381,7 @@ def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page
     page.route(endpoint, lose_answer)
     page.evaluate("keksi.open()")
     dialog(page).get_by_role("button", name=EN["reject"]).click()
-    rows = widget.wait_rows(2)
+    rows = widget.wait_rows(2, page=page)
     wait_until(lambda: page.evaluate("localStorage.getItem('keksi_queue')"))
     page.unroute(endpoint)
     page.reload()
@@ -391,21 +394,26 @@ def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page
 
 def test_server_errors_are_retried_and_refusals_are_dropped(page: Page, widget: Widget):
     endpoint = f"{widget.server.url}/api/v1/consents"
-    answers = iter([503, 429, 400])
-    page.route(endpoint, lambda route: route.fulfill(
-        status=next(answers), body="{}", headers={"Access-Control-Allow-Origin": widget.host.url}))
-    url = widget.page()
-    page.goto(url)
+    statuses = [503, 429, 400]
+    served: list[int] = []
+
+    def answer(route):
+        served.append(statuses[len(served)])
+        route.fulfill(status=served[-1], body="{}", headers={"Access-Control-Allow-Origin": widget.host.url})
+
+    page.route(endpoint, answer)
+    page.goto(widget.page())
     banner(page).get_by_role("button", name=EN["reject"]).click()
     queue = "JSON.parse(localStorage.getItem('keksi_queue') || '[]').length"
-    wait_until(lambda: page.evaluate(queue) == 1)  # 503: kept
+    wait_until(lambda: served == [503], page=page)
+    assert page.evaluate(queue) == 1  # 503: kept
     page.reload()
-    wait_ready(page)
-    time.sleep(0.1)
+    wait_until(lambda: served == [503, 429], page=page)
+    page.wait_for_timeout(50)
     assert page.evaluate(queue) == 1  # 429: kept
     page.reload()
     wait_until(lambda: page.evaluate(queue) == 0)  # 400: never going to succeed, dropped
-    assert widget.rows() == []
+    assert served == [503, 429, 400] and widget.rows() == []
 
 
 def test_strict_csp_host_page_still_renders_styled_and_works(page: Page, widget: Widget):
@@ -445,6 +453,40 @@ def test_host_page_css_cannot_hide_or_restyle_the_banner(page: Page, widget: Wid
         "rgb(255, 255, 255)", "rgb(11, 61, 145)"]
     accept.click()
     assert widget.wait_rows(1)[0]["action"] == "accept_all"
+
+
+def test_cookie_domain_and_parent_domain_cookies_on_a_named_host(browser_type, browser_type_launch_args,
+                                                                  widget: Widget):
+    """A host page on www.keksi.test (mapped to loopback): the choice is kept on the cookie domain,
+    refused cookies go from the host and its parent domain, and a non-secure page (no
+    crypto.randomUUID) still makes valid event ids."""
+    port = widget.host.url.rsplit(":", 1)[1]
+    origin = f"http://www.keksi.test:{port}"
+    site = json.loads(json.dumps(DEMO_SITE))
+    site.update(id=widget.site, origins=[widget.host.url, origin], cookie_domain="keksi.test")
+    store = open_store(widget.app.config["DATABASE"])
+    try:
+        store.save_site(site, "tests", create=False)
+    finally:
+        store.close()
+    widget.page("/named")
+    args = browser_type_launch_args["args"] + ["--host-resolver-rules=MAP *.keksi.test 127.0.0.1"]
+    browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
+    try:
+        page = browser.new_page()
+        page.goto(f"{origin}/named")
+        expect(banner(page)).to_be_visible()
+        assert page.evaluate("typeof crypto.randomUUID") == "undefined"
+        page.evaluate("document.cookie = '_gcl_au=1; path=/; domain=keksi.test';"
+                      "document.cookie = '_pk_id.9=1; path=/'; document.cookie = 'li_fat_id=1; path=/; domain=www.keksi.test'")
+        assert len(page.context.cookies()) == 3
+        banner(page).get_by_role("button", name=EN["reject"]).click()
+        row = widget.wait_rows(1)[0]
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", row["event_id"])
+        wait_until(lambda: (stored_choice(page) or {}).get("i"))  # acknowledged, its id in the cookie
+        assert [(c["name"], c["domain"]) for c in page.context.cookies()] == [("keksi_consent", ".keksi.test")]
+    finally:
+        browser.close()
 
 
 def test_consent_mode_default_before_the_google_tag_and_updates(page: Page, widget: Widget):
@@ -583,10 +625,13 @@ def test_asked_again_when_the_banner_changes_or_the_choice_expired(browser: Brow
     expect(banner(page)).to_be_visible()
     expect(banner(page)).to_contain_text("Cookies on this site")
     banner(page).get_by_role("button", name=EN["reject"]).click()
-    widget.wait_rows(2)
+    second = widget.wait_rows(2)[1]
 
-    # A choice whose expiry has passed (the cookie outlived it) asks again.
-    expired = dict(wait_until(lambda: stored_choice(page)), x=int(time.time()) - 1)
+    # A choice whose expiry has passed (the cookie outlived it) asks again. (Wait for the
+    # acknowledgement first: it rewrites the cookie.)
+    acknowledged = wait_until(lambda: (stored_choice(page) or {}).get("i") == second["consent_id"])
+    assert acknowledged
+    expired = dict(stored_choice(page), x=int(time.time()) - 1)
     context.add_cookies([{"name": "keksi_consent", "value": urllib.parse.quote(json.dumps(expired)),
                           "url": widget.host.url}])
     page.reload()
