@@ -361,3 +361,11 @@ def test_openapi_document_describes_the_api(client):
     # the schema rejects what the server rejects
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(dict(body, action="maybe"), schema("ConsentRequest"))
+
+
+def test_a_config_error_is_readable_by_an_allowed_page(client):
+    response = client.get("/api/v1/sites/demo/config?lang=de", headers={"Origin": ORIGIN})
+    assert response.status_code == 400 and response.get_json()["field"] == "lang"
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    foreign = client.get("/api/v1/sites/demo/config?lang=de", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in foreign.headers

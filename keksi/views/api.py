@@ -6,6 +6,7 @@ request's Origin against the site's allow-list instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -108,11 +109,19 @@ def site_config(site_id: str):
     site = store.site(site_id)
     if site is None:
         return error(404, "site", f"There is no site {site_id!r}.")
-    lang = g.lang = _lang_arg(default=site["default_language"])
-    banner = sites.banner(site, lang)
-    content = sites.canonical_json(banner)
-    banner_hash = sites.banner_hash(banner)
-    store.remember_banner(banner_hash, site_id, lang, content)
+    origin = request.headers.get("Origin")
+    cors_origin = origin if sites.origin_allowed(site, origin) else None
+    lang = request.args.get("lang", site["default_language"])
+    if lang not in current_app.config["LANGUAGES"]:
+        # CORS on the error too, so that the widget on an allowed page can read why.
+        return _cors(error(400, "lang", f"lang {lang!r} is not served here; use one of "
+                                        f"{', '.join(current_app.config['LANGUAGES'])}."), cors_origin)
+    g.lang = lang
+    banner, content, banner_hash = _banner(sites.canonical_json(site), lang)
+    remembered = current_app.extensions.setdefault("keksi.banners", set())
+    if banner_hash not in remembered:  # one database round trip per banner and worker
+        store.remember_banner(banner_hash, site_id, lang, content)
+        remembered.add(banner_hash)
     with force_locale(lang):
         linked = {key: _notice_summary(slug, lang) for key, slug in site["notices"].items()}
     body = dict(
@@ -126,12 +135,20 @@ def site_config(site_id: str):
         receipt_url=url_for("site.receipt", lang=lang, consent_id="CONSENTID",
                             _external=True).replace("CONSENTID", "{consent_id}"),
     )
-    origin = request.headers.get("Origin")
     etag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
     response = conditional(jsonify(body), etag, None, "public, max-age=300")
-    if "lang" not in request.args:
-        response.vary.add("Accept-Language")
-    return _cors(response, origin if sites.origin_allowed(site, origin) else None)
+    return _cors(response, cors_origin)
+
+
+@functools.lru_cache(maxsize=256)
+def _banner(site_json: str, lang: str) -> tuple[dict[str, Any], str, str]:
+    """The banner for a site definition and language, its canonical text and hash.
+
+    Cached by the definition's text: an edited site is a new key. Translations only
+    change with a new deployment, which starts new processes.
+    """
+    banner = sites.banner(json.loads(site_json), lang)
+    return banner, sites.canonical_json(banner), sites.banner_hash(banner)
 
 
 def _rate_limiter() -> RateLimiter:
