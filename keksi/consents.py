@@ -161,13 +161,13 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
 
     notice_slug = site["notices"]["privacy"]
     notice_version = _string(data, "notice_version", 10)
-    notice = store.notice_version(notice_slug, notice_version, lang)
-    if notice is None or date.fromisoformat(notice_version) > today:
+    notice_sha256 = store.notice_version_hash(notice_slug, notice_version, lang)
+    if notice_sha256 is None or date.fromisoformat(notice_version) > today:
         raise InvalidChoice("notice_version", f"{notice_version!r} is not a version of the "
                                               f"'{notice_slug}' notice that has been in effect")
 
     banner_hash = _string(data, "banner_hash", 64)
-    banner = store.banner_version(banner_hash) if HEX64.match(banner_hash) else None
+    banner = store.banner_origin(banner_hash) if HEX64.match(banner_hash) else None
     if banner is None or banner["site"] != site_id or banner["lang"] != lang:
         raise InvalidChoice("banner_hash", "is not a banner this server showed for this site and language")
 
@@ -192,7 +192,7 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
 
     return Choice(site=site, event_id=event_id, subject_id=subject_id, action=action,
                   choices={k: choices[k] for k in categories}, notice_slug=notice_slug,
-                  notice_version=notice_version, notice_sha256=notice["sha256"],
+                  notice_version=notice_version, notice_sha256=notice_sha256,
                   banner_hash=banner_hash, lang=lang, ui_surface=ui_surface, page=page[:512],
                   widget_version=widget_version, gpc=gpc or sec_gpc)
 

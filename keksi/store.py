@@ -11,6 +11,7 @@ connection is never shared across gunicorn's forked workers or across threads.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import hashlib
@@ -158,6 +159,13 @@ def _admin(db: sqlite_utils.Database) -> None:
         "INSERT INTO consent_daily_categories (site, day, category, granted, total) "
         "SELECT c.site, substr(c.recorded_at, 1, 10), j.key, sum(j.value = 1), count(*) "
         "FROM consents c, json_each(c.choices) j GROUP BY 1, 2, 3")
+
+
+@migrations(name="0005_consents_by_site")
+def _consents_by_site(db: sqlite_utils.Database) -> None:
+    # Export reads one site's records in seq order: this index gives that order
+    # without sorting every row first (the first row of 1M came after 2.3 s).
+    db["consents"].create_index(["site", "seq"])
 
 
 def utcnow() -> str:
@@ -346,6 +354,17 @@ class Store:
                 "INSERT OR IGNORE INTO banner_versions (hash, site, lang, content, first_served_at) "
                 "VALUES (?, ?, ?, ?, ?)", [banner_hash, site, lang, content, utcnow()])
 
+    def banner_origin(self, banner_hash: str) -> dict[str, Any] | None:
+        """The site and language a banner version was shown for, without its content."""
+        rows = self._query("SELECT site, lang FROM banner_versions WHERE hash = ?", [banner_hash])
+        return dict(rows[0]) if rows else None
+
+    def notice_version_hash(self, slug: str, version: str, lang: str) -> str | None:
+        """A published version's SHA-256, without its text."""
+        rows = self._query("SELECT sha256 FROM notice_versions WHERE slug = ? AND version = ? AND lang = ?",
+                           [slug, version, lang])
+        return rows[0]["sha256"] if rows else None
+
     def banner_version(self, banner_hash: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM banner_versions WHERE hash = ?", [banner_hash])
         return dict(rows[0]) if rows else None
@@ -375,12 +394,14 @@ class Store:
             seq = (last[0]["seq"] if last else 0) + 1
             row = dict(record, seq=seq)
             day = row.pop("day")
-            self.db["consents"].insert(row)
+            columns = ", ".join(row)
+            # Plain INSERTs: sqlite-utils' insert() adds catalog queries and savepoints per call.
+            self.db.conn.execute(f"INSERT INTO consents ({columns}) VALUES ({', '.join('?' * len(row))})",
+                                 list(row.values()))
             self._count(row["site"], day, row["action"], json.loads(row["choices"]))
-            self.db["consent_chain"].insert({
-                "seq": seq, "content_hash": record["content_hash"], "prev_hash": prev_hash,
-                "row_hash": chain_hash(prev_hash, record["content_hash"]),
-            })
+            self.db.conn.execute(
+                "INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
+                [seq, record["content_hash"], prev_hash, chain_hash(prev_hash, record["content_hash"])])
         return row, True
 
     def _count(self, site: str, day: str, action: str, choices: dict[str, bool]) -> None:
@@ -660,10 +681,43 @@ def migrate(app: Flask) -> list[str]:
             store.close()
 
 
+# One idle connection per process and database file. When the last connection to a
+# WAL database closes, SQLite checkpoints and deletes the WAL with fsyncs; holding one
+# open keeps each request's close cheap (measured: 1.2 ms -> 0.06 ms per write). It
+# never runs a statement after its first read and is never shared across processes.
+_keepers: "collections.OrderedDict[tuple[int, str], sqlite3.Connection]" = collections.OrderedDict()
+_MAX_KEEPERS = 8
+
+
+def _keep_wal_open(path: str) -> None:
+    key = (os.getpid(), path)
+    if key in _keepers:
+        _keepers.move_to_end(key)
+        return
+    try:
+        keeper = sqlite3.connect(path, check_same_thread=False)
+        keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error:
+        return  # only an optimisation; the request's own connection reports real problems
+    _keepers[key] = keeper
+    while len(_keepers) > _MAX_KEEPERS:
+        _, oldest = _keepers.popitem(last=False)
+        oldest.close()
+
+
+def close_idle_connections() -> None:
+    """Close this process's idle keeper connections (tests that remount the disk need this)."""
+    while _keepers:
+        _, keeper = _keepers.popitem()
+        keeper.close()
+
+
 def get_store() -> Store:
     """The request's (or CLI command's) store, opened on first use."""
     if "store" not in g:
-        g.store = open_store(database_path(current_app), current_app.config["BUSY_TIMEOUT_MS"])
+        path = database_path(current_app)
+        g.store = open_store(path, current_app.config["BUSY_TIMEOUT_MS"])
+        _keep_wal_open(path)
     return g.store
 
 

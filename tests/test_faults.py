@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from keksi import consents
-from keksi.store import open_store
+from keksi.store import close_idle_connections, open_store
 
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 from .test_ledger_gunicorn import prepare, start
@@ -112,6 +112,7 @@ def test_a_read_only_database_answers_503_and_pages_still_work(make_app, tiny_di
     client = app.test_client()
     cfg = config(client)
     assert post(client, choice(cfg)).status_code == 201
+    close_idle_connections()  # a remount to read-only is refused while files are open for writing
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     try:
         response = post(client, choice(cfg))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, time, timezone
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from flask import (Blueprint, abort, current_app, g, make_response, redirect, render_template,
-                   url_for)
+from flask import (Blueprint, Response, abort, current_app, g, make_response, redirect,
+                   render_template, request, url_for)
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
@@ -103,20 +103,38 @@ def index():
                            alternates=_alternates("site.index", current_app.config["LANGUAGES"]))
 
 
+def _page(etag: str, last_modified: datetime, render: Callable[[], str],
+          cache_control: str = "public, no-cache") -> Response:
+    """Answer 304 before rendering anything when the client's copy is current; otherwise the
+    page, rendered once per worker for each ETag and host (the ETag covers everything shown)."""
+    probe = conditional(current_app.response_class(), etag, last_modified, cache_control)
+    if probe.status_code == 304:
+        return probe
+    cache = current_app.extensions.setdefault("keksi.pages", {})
+    key = (etag, request.host_url)
+    html = cache.get(key)
+    if html is None:
+        html = render()
+        if len(cache) >= 512:  # old ETags are never asked for again: start over
+            cache.clear()
+        cache[key] = html
+    return conditional(make_response(html), etag, last_modified, cache_control)
+
+
 def _version_page(notice: notices.Notice, shown: notices.Version, endpoint: str, **values: Any):
-    row = get_store().notice_version(notice.slug, shown.version, g.lang)
-    if row is None:  # pragma: no cover - versions come from the same table
-        abort(404)
-    current = notice.current
-    etag = _etag(notice, endpoint, shown.version)
-    response = make_response(render_template(
-        "site/notice.html", notice=notice, version=shown, body=notices.render(row["body"], url_for("site.index")),
-        current=current, is_current=current is not None and shown.version == current.version,
-        alternates=_alternates(endpoint, notice.languages.get(shown.version, []), slug=notice.slug,
-                               **values),
-        previous=notice.previous(shown),
-    ))
-    return conditional(response, etag, _last_modified(notice))
+    def render() -> str:
+        row = get_store().notice_version(notice.slug, shown.version, g.lang)
+        current = notice.current
+        return render_template(
+            "site/notice.html", notice=notice, version=shown,
+            body=notices.render(row["body"], url_for("site.index")),
+            current=current, is_current=current is not None and shown.version == current.version,
+            alternates=_alternates(endpoint, notice.languages.get(shown.version, []), slug=notice.slug,
+                                   **values),
+            previous=notice.previous(shown),
+        )
+
+    return _page(_etag(notice, endpoint, shown.version), _last_modified(notice), render)
 
 
 @bp.get("/<lang:lang>/<slug:slug>")
@@ -143,11 +161,9 @@ def notice_version(slug: str, version: str):
 def notice_versions(slug: str):
     """Every published version with its date, summary and whether the change was material."""
     notice = _load(slug)
-    response = make_response(render_template(
+    return _page(_etag(notice, "versions"), _last_modified(notice), lambda: render_template(
         "site/versions.html", notice=notice, current=notice.current or notice.versions[-1],
         alternates=_alternates("site.notice_versions", current_app.config["LANGUAGES"], slug=slug)))
-    etag = _etag(notice, "versions")
-    return conditional(response, etag, _last_modified(notice))
 
 
 @bp.get("/<lang:lang>/<slug:slug>/diff/<date:old>/<date:new>")
