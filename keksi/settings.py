@@ -108,6 +108,9 @@ SETTINGS: tuple[Setting, ...] = (
             _choice("coarse", "none")),
     Setting("RATE_LIMIT", 60,
             "Consent posts allowed per minute from one address, per worker, before 429.", int),
+    Setting("WIDGET_SITE", "",
+            "Id of a site whose consent banner Keksi's own public pages show; empty shows none. "
+            "scripts/serve sets demo.", str),
     Setting("HTTPS", False,
             "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
             _boolean),

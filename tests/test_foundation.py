@@ -108,6 +108,9 @@ def test_every_setting_is_in_the_readme_with_its_default(setting):
     if setting.default is None:  # made at start-up: the README says so in a word, not a value
         assert documented == "generated", f"README.md gives {setting.env} the default {documented}"
         return
+    if setting.default == "":
+        assert documented == "(empty)", f"README.md gives {setting.env} the default {documented}"
+        return
     assert documented == f"`{_as_environment_value(setting.default)}`", (
         f"README.md gives {setting.env} the default {documented}, the code {setting.default!r}")
     assert setting.parse(_as_environment_value(setting.default)) == setting.default, \

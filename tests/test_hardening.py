@@ -132,3 +132,25 @@ def test_hostile_notice_content_never_runs_in_a_browser(page, make_app, notices_
             page.wait_for_timeout(50)
             assert page.evaluate("window.__xss") is None, path
     assert dialogs == []
+
+
+@pytest.mark.browser
+def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_app):
+    from .conftest import LiveServer
+    app = make_app(WIDGET_SITE="demo")
+    with LiveServer(app) as server:
+        add_site(app, origins=[server.url])
+        page.goto(server.url + "/en/privacy")
+        page.get_by_role("button", name="Reject all").click()
+        store = open_store(app.config["DATABASE"])
+        try:
+            for _ in range(50):
+                rows = store.db.execute("SELECT action, page FROM consents").fetchall()
+                if rows:
+                    break
+                page.wait_for_timeout(100)
+        finally:
+            store.close()
+        assert rows == [("reject_all", "/en/privacy")]
+    plain = make_app(DATABASE=app.config["DATABASE"] + "2").test_client()
+    assert "consent.js" not in plain.get("/en/privacy").get_data(as_text=True), "off by default"

@@ -41,7 +41,8 @@ def _add_lang(endpoint: str, values: dict[str, Any]) -> None:
 def _page_context() -> dict[str, Any]:
     lang = current_language()
     return {"lang": lang, "languages": current_app.config["LANGUAGES"],
-            "organization": current_app.config["ORGANIZATION"]}
+            "organization": current_app.config["ORGANIZATION"],
+            "widget_site": current_app.config["WIDGET_SITE"]}
 
 
 def _alternates(endpoint: str, available: list[str], **values: Any) -> list[dict[str, str]]:
