@@ -177,7 +177,7 @@ class Server:
 def wrk(url: str, seconds: float, connections: int, threads: int, script: Path,
         headers: dict[str, str] | None = None, args: list[str] | None = None) -> dict:
     assert url.startswith(f"http://{HOST}:"), "only the loopback address may be loaded"
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",  # wrk takes whole seconds
                "--timeout", "10s", "-s", str(script)]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]

@@ -224,10 +224,11 @@ class Store:
         else:
             conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
         try:
-            db = sqlite_utils.Database(conn)
-            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
+            # connect(timeout=) already sets the busy timeout; no plugins or recursive
+            # triggers are used, and every statement saved here is saved on every request.
+            db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.OperationalError:
             conn.close()
             raise
