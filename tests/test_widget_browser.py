@@ -762,3 +762,27 @@ def test_banner_texts_are_translated(widget: Widget):
     for lang in ("fi", "sv"):
         same = sorted(key for key, text in texts[lang].items() if text == texts["en"][key])
         assert not same, f"{lang} still shows these banner texts in English: {', '.join(same)}"
+
+
+def test_a_database_locked_past_the_timeout_delays_the_choice_but_loses_nothing(page: Page, make_app, host):
+    import sqlite3
+    app = make_app(BUSY_TIMEOUT_MS=100)
+    with LiveServer(app) as server:
+        widget = Widget(app, server, host, "demo")
+        page.goto(widget.page(body=TAGGED))
+        wait_ready(page)
+        blocker = sqlite3.connect(app.config["DATABASE"])
+        blocker.execute("BEGIN EXCLUSIVE")  # held longer than the server's busy timeout
+        try:
+            banner(page).get_by_role("button", name=EN["accept"]).click()
+            queued = wait_until(lambda: json.loads(page.evaluate("localStorage.getItem('keksi_queue')") or "[]"))
+            assert [q["action"] for q in queued] == ["accept_all"]
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert widget.rows() == []
+        page.reload()  # a later page load: the queued choice is delivered
+        rows = widget.wait_rows(1)
+        assert rows[0]["event_id"] == queued[0]["event_id"]
+        wait_until(lambda: page.evaluate("localStorage.getItem('keksi_queue')") is None)
+        assert len(widget.rows()) == 1
