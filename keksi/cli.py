@@ -97,6 +97,13 @@ def _validated(data: dict) -> dict:
             f"  {field}: {message}" for field, message in exc.errors.items()))
 
 
+def _save_site(site: dict, create: bool) -> None:
+    try:
+        get_store().save_site(site, _actor(), create=create)
+    except StoreError as exc:
+        raise click.ClickException(str(exc))
+
+
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
@@ -141,10 +148,7 @@ def sites_add(file: str) -> None:
     Example: flask sites add sites/demo.json
     """
     site = _validated(_read_definition(file))
-    try:
-        get_store().save_site(site, _actor(), create=True)
-    except StoreError as exc:
-        raise click.ClickException(str(exc))
+    _save_site(site, create=True)
     click.echo(f"added site {site['id']}")
 
 
@@ -159,10 +163,7 @@ def sites_edit(site_id: str, file: str) -> None:
     site = _validated(_read_definition(file))
     if site["id"] != site_id:
         raise click.ClickException(f"the file describes site {site['id']!r}, not {site_id!r}")
-    try:
-        get_store().save_site(site, _actor(), create=False)
-    except StoreError as exc:
-        raise click.ClickException(str(exc))
+    _save_site(site, create=False)
     click.echo(f"saved site {site_id}")
 
 

@@ -269,17 +269,8 @@ class Store:
 
     def notice_versions(self, slug: str | None = None, lang: str | None = None) -> list[dict[str, Any]]:
         """Published versions (without their text), oldest first."""
-        where, params = [], []
-        if slug is not None:
-            where.append("slug = ?")
-            params.append(slug)
-        if lang is not None:
-            where.append("lang = ?")
-            params.append(lang)
-        sql = f"SELECT {self._NOTICE_META} FROM notice_versions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY slug, version, lang"
+        where, params = _where(("slug = ?", slug), ("lang = ?", lang))
+        sql = f"SELECT {self._NOTICE_META} FROM notice_versions{where} ORDER BY slug, version, lang"
         return [dict(row) for row in self._query(sql, params)]
 
     def notice_version(self, slug: str, version: str, lang: str) -> dict[str, Any] | None:
@@ -435,17 +426,7 @@ class Store:
         return dict(rows[0]) if rows else None
 
     def _consent_filter(self, site: str | None, since: str | None, until: str | None) -> tuple[str, list]:
-        where, params = [], []
-        if site is not None:
-            where.append("site = ?")
-            params.append(site)
-        if since is not None:
-            where.append("recorded_at >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("recorded_at < ?")
-            params.append(until)
-        return (" WHERE " + " AND ".join(where)) if where else "", params
+        return _where(("site = ?", site), ("recorded_at >= ?", since), ("recorded_at < ?", until))
 
     def count_consents(self, site: str | None = None, since: str | None = None,
                        until: str | None = None) -> int:
@@ -644,6 +625,13 @@ class Store:
         cursor = self.db.conn.cursor()
         cursor.row_factory = sqlite3.Row
         return cursor.execute(sql, params).fetchall()
+
+
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause from (condition, value) pairs, skipping those whose value is None."""
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    clause = " WHERE " + " AND ".join(sql for sql, _ in used) if used else ""
+    return clause, [value for _, value in used]
 
 
 def chain_hash(prev_hash: str, content_hash: str) -> str:
