@@ -24,7 +24,7 @@ from keksi.store import open_store
 
 from .conftest import SAMPLE_NOTICES, TODAY, LiveServer, publish_all, write_version
 from .ledger import DEMO_SITE, add_site
-from .widget_host import HostServer, host_page
+from .widget_host import ConsentFaults, HostServer, host_page
 
 pytestmark = pytest.mark.browser
 
@@ -40,22 +40,24 @@ def host() -> Iterator[HostServer]:
 
 
 @pytest.fixture(scope="module")
-def consent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LiveServer]]:
+def consent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LiveServer, ConsentFaults]]:
     """One consent server for the module; each test has a site of its own on it."""
     folder = tmp_path_factory.mktemp("widget")
     shutil.copytree(SAMPLE_NOTICES, folder / "notices")
     app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
                       "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 10_000})
     publish_all(app)
-    with LiveServer(app) as server:
-        yield app, server
+    faults = ConsentFaults(app)
+    with LiveServer(faults) as server:
+        yield app, server, faults
 
 
 class Widget:
     """The consent server, the host origin, this test's site and its choices in the database."""
 
-    def __init__(self, app: Any, server: Any, host: HostServer, site: str):
-        self.app, self.server, self.host, self.site = app, server, host, site
+    def __init__(self, app: Any, server: Any, host: HostServer, site: str,
+                 faults: ConsentFaults | None = None):
+        self.app, self.server, self.host, self.site, self.faults = app, server, host, site, faults
         add_site(app, id=site, origins=[host.url])
         self.script_url = f"{server.url}/widget/v1/consent.js"
         for name in ("a", "b", "m"):
@@ -77,16 +79,15 @@ class Widget:
         finally:
             store.close()
 
-    def wait_rows(self, count: int, timeout: float = 5, page: Page | None = None) -> list[dict[str, Any]]:
-        """Poll until the database holds `count` choices; fail if it holds more or never gets there.
-        Pass `page` when a route handler stands between the page and the server (see wait_until)."""
+    def wait_rows(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+        """Poll until the database holds `count` choices; fail if it holds more or never gets there."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.rows()
             if len(rows) >= count or time.monotonic() > deadline:
                 assert len(rows) == count, rows
                 return rows
-            page.wait_for_timeout(20) if page else time.sleep(0.02)
+            time.sleep(0.02)
 
 
 _site_numbers = itertools.count(1)
@@ -94,16 +95,18 @@ _site_numbers = itertools.count(1)
 
 @pytest.fixture
 def widget(consent_server, host) -> Widget:
-    app, server = consent_server
-    return Widget(app, server, host, f"site{next(_site_numbers)}")
+    app, server, faults = consent_server
+    faults.reset()
+    return Widget(app, server, host, f"site{next(_site_numbers)}", faults)
 
 
 @pytest.fixture
 def own_widget(make_app, host) -> Iterator[Widget]:
     """A consent server of the test's own, for a test that changes the day or the notices."""
     app = make_app()
-    with LiveServer(app) as server:
-        yield Widget(app, server, host, "demo")
+    faults = ConsentFaults(app)
+    with LiveServer(faults) as server:
+        yield Widget(app, server, host, "demo", faults)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -137,13 +140,12 @@ def ran(page: Page) -> list[str]:
     return page.evaluate("window.ran || []")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 5, page: Page | None = None) -> Any:
-    """Poll `check` until it is true. Pass `page` when the check waits on a route handler: those
-    run only while Playwright is called, so the wait then goes through the page."""
+def wait_until(check: Callable[[], Any], timeout: float = 5) -> Any:
+    """Poll `check` until it is true."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         assert time.monotonic() < deadline, "timed out"
-        page.wait_for_timeout(20) if page else time.sleep(0.02)
+        time.sleep(0.02)
     return result
 
 
@@ -351,8 +353,7 @@ def test_iframe_placeholder_allow_button_grants_its_category(page: Page, widget:
 
 
 def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page: Page, widget: Widget):
-    endpoint = f"{widget.server.url}/api/v1/consents"
-    page.route(endpoint, lambda route: route.abort("connectionrefused"))
+    widget.faults.always = "unreachable"
     page.goto(widget.page(body=TAGGED))
     banner(page).get_by_role("button", name=EN["accept"]).click()
     # The choice applies on the page at once and waits in the queue.
@@ -363,9 +364,9 @@ def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page
     page.locator("#settings").click()
     expect(dialog(page).get_by_text("will be saved when the connection returns")).to_be_visible()
     page.keyboard.press("Escape")
-    assert widget.rows() == []
+    assert widget.rows() == [] and widget.faults.served
 
-    page.unroute(endpoint)
+    widget.faults.always = None
     page.reload()  # a later page load, with the server back: the queue is sent
     rows = widget.wait_rows(1)
     assert rows[0]["event_id"] == queued[0]["event_id"] and rows[0]["action"] == "accept_all"
@@ -374,41 +375,30 @@ def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page
     expect(banner(page)).to_have_count(0)
 
     # The server records a choice but its answer is lost: the retry must not record it twice.
-    def lose_answer(route):
-        route.fetch()
-        route.abort("connectionreset")
-
-    page.route(endpoint, lose_answer)
+    widget.faults.plan = ["lost"]
     page.evaluate("keksi.open()")
     dialog(page).get_by_role("button", name=EN["reject"]).click()
-    rows = widget.wait_rows(2, page=page)
+    rows = widget.wait_rows(2)
     wait_until(lambda: page.evaluate("localStorage.getItem('keksi_queue')"))
-    page.unroute(endpoint)
     page.reload()
     wait_until(lambda: page.evaluate("localStorage.getItem('keksi_queue')") is None)
     time.sleep(0.2)
+    assert widget.faults.served[-1] == "lost" and set(widget.faults.served[:-1]) == {"unreachable"}
     assert len(widget.rows()) == 2 and rows[1]["action"] == "withdraw"
     assert rows[1]["subject_id"] == rows[0]["subject_id"]
     assert stored_choice(page)["i"] == rows[1]["consent_id"]
 
 
 def test_server_errors_are_retried_and_refusals_are_dropped(page: Page, widget: Widget):
-    endpoint = f"{widget.server.url}/api/v1/consents"
-    statuses = [503, 429, 400]
-    served: list[int] = []
-
-    def answer(route):
-        served.append(statuses[len(served)])
-        route.fulfill(status=served[-1], body="{}", headers={"Access-Control-Allow-Origin": widget.host.url})
-
-    page.route(endpoint, answer)
+    widget.faults.plan = [503, 429, 400]
+    served = widget.faults.served
     page.goto(widget.page())
     banner(page).get_by_role("button", name=EN["reject"]).click()
     queue = "JSON.parse(localStorage.getItem('keksi_queue') || '[]').length"
-    wait_until(lambda: served == [503], page=page)
-    assert page.evaluate(queue) == 1  # 503: kept
+    wait_until(lambda: served == [503])
+    wait_until(lambda: page.evaluate(queue) == 1)  # 503: kept
     page.reload()
-    wait_until(lambda: served == [503, 429], page=page)
+    wait_until(lambda: served == [503, 429])
     page.wait_for_timeout(50)
     assert page.evaluate(queue) == 1  # 429: kept
     page.reload()
@@ -767,8 +757,9 @@ def test_banner_texts_are_translated(widget: Widget):
 def test_a_database_locked_past_the_timeout_delays_the_choice_but_loses_nothing(page: Page, make_app, host):
     import sqlite3
     app = make_app(BUSY_TIMEOUT_MS=100)
-    with LiveServer(app) as server:
-        widget = Widget(app, server, host, "demo")
+    faults = ConsentFaults(app)
+    with LiveServer(faults) as server:
+        widget = Widget(app, server, host, "demo", faults)
         page.goto(widget.page(body=TAGGED))
         wait_ready(page)
         blocker = sqlite3.connect(app.config["DATABASE"])
@@ -777,6 +768,7 @@ def test_a_database_locked_past_the_timeout_delays_the_choice_but_loses_nothing(
             banner(page).get_by_role("button", name=EN["accept"]).click()
             queued = wait_until(lambda: json.loads(page.evaluate("localStorage.getItem('keksi_queue')") or "[]"))
             assert [q["action"] for q in queued] == ["accept_all"]
+            wait_until(lambda: faults.answered == [503])  # the lock outlasted the busy timeout
         finally:
             blocker.rollback()
             blocker.close()

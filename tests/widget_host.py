@@ -83,3 +83,51 @@ def host_page(widget_url: str, *, site: str = "demo", lang: str = "en", head: st
 </body>
 </html>
 """
+
+
+class ConsentFaults:
+    """WSGI middleware in front of the consent server that spoils answers to consent posts on cue.
+
+    Faults are injected on the server rather than with Playwright's request interception, which
+    does not reliably see `fetch(..., {keepalive: true})`, the way the widget posts. Each post
+    takes the next planned fault, or `always` when the plan is empty; None lets it through. The
+    status of every answer the server itself gave to a consent post is kept in `answered`.
+    - an int: answer that status (with CORS headers, so the widget can read it), record nothing;
+    - "unreachable": record nothing and answer without CORS headers, which the page sees exactly
+      as it sees a refused connection (fetch rejects with a network error);
+    - "lost": record the choice, then drop the CORS headers, as if the answer never arrived.
+    """
+
+    PATH = "/api/v1/consents"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.plan: list[int | str] = []
+        self.always: int | str | None = None
+        self.served: list[int | str] = []
+        self.answered: list[int] = []
+
+    def reset(self) -> None:
+        self.plan, self.always, self.served, self.answered = [], None, [], []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] != "POST" or environ.get("PATH_INFO") != self.PATH:
+            return self.app(environ, start_response)
+        fault = self.plan.pop(0) if self.plan else self.always
+        if fault is not None:
+            self.served.append(fault)
+        if fault is None or fault == "lost":
+            def answer(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                self.answered.append(int(status.split()[0]))
+                if fault == "lost":
+                    headers = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+                return start_response(status, headers, *exc)
+            return self.app(environ, answer)
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = [("Content-Type", "application/json")]
+        if isinstance(fault, int):
+            headers.append(("Access-Control-Allow-Origin", environ.get("HTTP_ORIGIN", "*")))
+            start_response(f"{fault} Fault", headers)
+        else:
+            start_response("502 Unreachable", headers)
+        return [b"{}"]
