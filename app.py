@@ -10,7 +10,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from keksi import cli, http, i18n, settings, store
+from keksi import cli, http, i18n, pagecache, settings, store
 from keksi.views import admin, api, health, site
 from keksi.views import widget as widget_views
 from keksi.views import admin_sites
@@ -53,6 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     app.config["BUILD_ID"] = http.build_id(app.root_path)
+    app.wsgi_app = pagecache.PageCache(app.wsgi_app, app)
     if app.config["TRUSTED_PROXIES"]:
         # Only the configured number of proxies may set the client address.
         proxies = app.config["TRUSTED_PROXIES"]

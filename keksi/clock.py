@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from typing import Any, Mapping
+
 from flask import current_app
 
 
-def today() -> date:
-    """The date in KEKSI_TIMEZONE; `FIXED_TODAY` (YYYY-MM-DD, tests only) overrides it."""
-    fixed = current_app.config.get("FIXED_TODAY")
+def today(config: Mapping[str, Any] | None = None) -> date:
+    """The date in KEKSI_TIMEZONE; `FIXED_TODAY` (YYYY-MM-DD, tests only) overrides it.
+    `config` defaults to the current app's."""
+    config = current_app.config if config is None else config
+    fixed = config.get("FIXED_TODAY")
     if fixed:
         return date.fromisoformat(fixed)
-    return datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).date()
+    return datetime.now(ZoneInfo(config["TIMEZONE"])).date()

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -201,6 +202,7 @@ class Store:
     """The SQLite store. One instance per connection; not thread-safe."""
 
     def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        self.path = path
         try:
             self.db = self._connect(path, busy_timeout_ms, read_only=False)
         except sqlite3.OperationalError as read_write_error:
@@ -292,8 +294,10 @@ class Store:
                     self._audit(now, actor, "notice.publish",
                                 f"{row['slug']}/{row['version']}.{row['lang']}",
                                 {"sha256": row["sha256"], "material": bool(row["material"])})
+                self._notices_changed()
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a version was already published: {exc}") from exc
+        self._notices_changed()
 
     # -- sites ------------------------------------------------------------
 
@@ -505,7 +509,24 @@ class Store:
             self.db.execute("DELETE FROM notice_versions WHERE slug = ? AND version = ?", [slug, version])
             self._audit(now, actor, "notice.withdraw", f"{slug}/{version}",
                         {row["lang"]: row["sha256"] for row in rows})
+            self._notices_changed()
+        self._notices_changed()
         return len(rows)
+
+    def _notices_changed(self) -> None:
+        """Replace the notice stamp (see notices_stamp). Called inside the transaction, so that a
+        stamp that cannot be written fails the change, and again after the commit, so that a page
+        rendered between the two is not kept under the new stamp."""
+        stamp = _stamp_file(self.path)
+        temporary = f"{stamp}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(temporary, "w") as new:
+                new.write(utcnow())
+            os.replace(temporary, stamp)  # a new inode: the stamp changes even within one clock tick
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise StoreUnavailable(f"the notice stamp {stamp} cannot be written ({exc})") from exc
 
     # -- users ----------------------------------------------------------------
 
@@ -636,6 +657,21 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
 
 def chain_hash(prev_hash: str, content_hash: str) -> str:
     return hashlib.sha256(f"{prev_hash}:{content_hash}".encode()).hexdigest()
+
+
+def _stamp_file(path: str) -> str:
+    return path + ".notices-changed"
+
+
+def notices_stamp(path: str) -> tuple[int, int]:
+    """A value that changes whenever any process publishes or withdraws a notice version in the
+    database at `path`: one stat() call, cheap enough for every request (keksi.pagecache).
+    A backend shared by several hosts would keep this in the database instead."""
+    try:
+        found = os.stat(_stamp_file(path))
+    except OSError:
+        return (0, 0)
+    return (found.st_ino, found.st_mtime_ns)
 
 
 def database_path(app: Flask) -> str:

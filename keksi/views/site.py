@@ -9,11 +9,11 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, g, make_response, redirect,
-                   render_template, request, url_for)
+                   render_template, url_for)
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from .. import consents, notices, sites
+from .. import consents, notices, pagecache, sites
 from ..clock import today
 from ..http import conditional
 from ..i18n import best_language, current_language
@@ -106,20 +106,12 @@ def index():
 
 def _page(etag: str, last_modified: datetime, render: Callable[[], str],
           cache_control: str = "public, no-cache") -> Response:
-    """Answer 304 before rendering anything when the client's copy is current; otherwise the
-    page, rendered once per worker for each ETag and host (the ETag covers everything shown)."""
+    """Answer 304 before rendering anything when the client's copy is current; otherwise render
+    the page, and let keksi.pagecache keep it for later requests (the ETag covers all it shows)."""
     probe = conditional(current_app.response_class(), etag, last_modified, cache_control)
     if probe.status_code == 304:
         return probe
-    cache = current_app.extensions.setdefault("keksi.pages", {})
-    key = (etag, request.host_url)
-    html = cache.get(key)
-    if html is None:
-        html = render()
-        if len(cache) >= 512:  # old ETags are never asked for again: start over
-            cache.clear()
-        cache[key] = html
-    return conditional(make_response(html), etag, last_modified, cache_control)
+    return pagecache.mark(conditional(make_response(render()), etag, last_modified, cache_control))
 
 
 def _version_page(notice: notices.Notice, shown: notices.Version, endpoint: str, **values: Any):

@@ -1,0 +1,104 @@
+"""A per-worker cache of finished notice pages, in front of Flask.
+
+A notice page is the same for every visitor until a version is published or withdrawn, or
+the day changes (which can make another version current). Flask's request machinery alone
+costs more than serving the bytes, so this middleware keeps the finished responses of the
+pages a view marks as shareable (`mark()`), and answers repeat requests, 304s included,
+without entering Flask.
+
+Validity: each request reads the store's notice stamp (`store.notices_stamp`, one stat() of a
+file the store replaces after every publication or withdrawal, by any process: the CLI, the
+admin in another worker) and today's date in KEKSI_TIMEZONE. When either differs from what
+the cached pages were made under, the cache starts over. Only GET and HEAD without a query
+string and without the admin session cookie are served from it; only 200s without
+Set-Cookie are stored. The cache sits inside ProxyFix, so scheme and host are the client's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from flask import Flask, Response
+from werkzeug.http import is_resource_modified, parse_date, unquote_etag
+
+from . import clock, store
+
+# The view's sign that a response may be shared; removed before anything leaves the server.
+MARK = "X-Keksi-Shared-Page"
+MAX_ENTRIES = 512
+# Representation headers that a 304 does not repeat (RFC 9110, 15.4.5).
+_NOT_IN_304 = {"content-length", "content-type", "content-encoding", "content-language"}
+
+
+def mark(response: Response) -> Response:
+    """Let the page cache keep this response for every visitor (public pages only)."""
+    response.headers[MARK] = "1"
+    return response
+
+
+class _Entry:
+    __slots__ = ("status", "headers", "body", "etag", "last_modified", "headers_304")
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+        found = {name.lower(): value for name, value in headers}
+        self.etag = unquote_etag(found["etag"])[0] if "etag" in found else None
+        self.last_modified = parse_date(found.get("last-modified"))
+        self.headers_304 = [(k, v) for k, v in headers if k.lower() not in _NOT_IN_304]
+
+
+class PageCache:
+    """WSGI middleware: `app.wsgi_app = PageCache(app.wsgi_app, app)`."""
+
+    def __init__(self, wsgi_app: Callable, app: Flask):
+        self.wsgi_app = wsgi_app
+        self.config = app.config
+        self.database = store.database_path(app)
+        self.entries: dict[tuple[str, ...], _Entry] = {}
+        self.made_under: tuple[Any, ...] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        session_cookie = self.config["SESSION_COOKIE_NAME"] + "="
+        if (method not in ("GET", "HEAD") or environ.get("QUERY_STRING")
+                or session_cookie in environ.get("HTTP_COOKIE", "")):
+            return self._forward(environ, start_response, None)
+        now = (store.notices_stamp(self.database), clock.today(self.config))
+        if now != self.made_under:
+            self.entries.clear()
+            self.made_under = now
+        key = (environ["wsgi.url_scheme"], environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+               environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""))
+        entry = self.entries.get(key)
+        if entry is None:
+            return self._forward(environ, start_response, key if method == "GET" else None)
+        if not is_resource_modified(environ, etag=entry.etag, last_modified=entry.last_modified):
+            start_response("304 Not Modified", entry.headers_304)
+            return []
+        start_response(entry.status, entry.headers)
+        return [] if method == "HEAD" else [entry.body]
+
+    def _forward(self, environ: dict[str, Any], start_response: Callable,
+                 key: tuple[str, ...] | None) -> Iterable[bytes]:
+        """Let Flask answer; keep the answer when it is a shareable 200 and `key` is given."""
+        seen: dict[str, Any] = {}
+
+        def unmarked(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+            seen["shared"] = any(name == MARK for name, _ in headers)
+            seen["status"] = status
+            seen["headers"] = [(name, value) for name, value in headers if name != MARK]
+            return start_response(status, seen["headers"], exc_info)
+
+        answer = self.wsgi_app(environ, unmarked)
+        if (key is None or not seen.get("shared") or not seen["status"].startswith("200 ")
+                or any(name.lower() == "set-cookie" for name, _ in seen["headers"])):
+            return answer
+        try:
+            body = b"".join(answer)
+        finally:
+            if hasattr(answer, "close"):
+                answer.close()
+        if len(self.entries) >= MAX_ENTRIES:
+            self.entries.clear()
+        self.entries[key] = _Entry(seen["status"], seen["headers"], body)
+        return [body]

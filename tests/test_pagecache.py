@@ -1,0 +1,143 @@
+"""The per-worker page cache (keksi.pagecache): served without Flask, never stale, never shared wrongly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app import create_app
+from keksi import notices, pagecache
+from keksi.store import StoreUnavailable, open_store
+
+from .conftest import publish_all, write_version
+
+PAGE = "/en/privacy"
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The notices each request loaded: a request answered by the cache loads none."""
+    loaded: list[str] = []
+    real = notices.load_notice
+
+    def counting(store: Any, slug: str, *args: Any, **kwargs: Any):
+        loaded.append(slug)
+        return real(store, slug, *args, **kwargs)
+
+    monkeypatch.setattr(notices, "load_notice", counting)
+    return loaded
+
+
+def test_a_repeat_request_is_answered_from_the_cache_with_the_same_bytes_and_headers(client, renders):
+    first = client.get(PAGE)
+    second = client.get(PAGE)
+    assert first.status_code == second.status_code == 200
+    assert renders == ["privacy"]
+    assert second.data == first.data
+    assert dict(second.headers) == dict(first.headers)
+    assert pagecache.MARK not in first.headers and pagecache.MARK not in second.headers
+    assert "unsafe-inline" not in second.headers["Content-Security-Policy"]
+    assert second.headers["Cache-Control"] == "public, no-cache"
+
+
+def test_the_cache_answers_conditional_requests_with_304(client, renders):
+    first = client.get(PAGE)
+    etag = first.headers["ETag"]
+    by_etag = client.get(PAGE, headers={"If-None-Match": etag})
+    by_date = client.get(PAGE, headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    other = client.get(PAGE, headers={"If-None-Match": '"something-else"'})
+    assert renders == ["privacy"]
+    assert by_etag.status_code == by_date.status_code == 304
+    assert by_etag.data == b"" and by_etag.headers["ETag"] == etag
+    assert "Content-Type" not in by_etag.headers and "Content-Length" not in by_etag.headers
+    assert by_etag.headers["X-Content-Type-Options"] == "nosniff"
+    assert other.status_code == 200 and other.data == first.data
+
+
+def test_head_is_answered_from_the_cache_without_a_body(client, renders):
+    page = client.get(PAGE)
+    head = client.head(PAGE)
+    assert renders == ["privacy"]
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Length"] == page.headers["Content-Length"]
+
+
+def test_a_publication_by_another_process_shows_at_once(make_app, notices_dir, renders):
+    """Another worker's app on the same database publishes: this worker's cache starts over."""
+    app = make_app()
+    client = app.test_client()
+    before = client.get(PAGE)
+    write_version(notices_dir, "privacy", "2026-11-01", material=True, body="Brand new wording.\n")
+    other_worker = create_app(dict(app.config))
+    publish_all(other_worker)
+    after = client.get(PAGE)
+    assert renders == ["privacy", "privacy"]
+    assert b"Brand new wording." in after.data and b"Brand new wording." not in before.data
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert client.get(PAGE, headers={"If-None-Match": before.headers["ETag"]}).status_code == 200
+
+
+def test_a_withdrawal_shows_at_once(make_app, notices_dir, renders):
+    write_version(notices_dir, "privacy", "2027-03-01", body="Coming in March.\n")
+    app = make_app()
+    client = app.test_client()
+    assert client.get("/en/privacy/2027-03-01").status_code == 200
+    store = open_store(app.config["DATABASE"])
+    try:
+        assert store.withdraw_notice_version("privacy", "2027-03-01", "tests", "2026-11-22") == 3
+    finally:
+        store.close()
+    assert client.get("/en/privacy/2027-03-01").status_code == 404
+
+
+def test_the_day_changing_makes_the_next_version_current(make_app, notices_dir, renders):
+    write_version(notices_dir, "privacy", "2026-12-01", body="December wording.\n")
+    app = make_app()
+    client = app.test_client()
+    assert b"December wording." not in client.get(PAGE).data
+    app.config["FIXED_TODAY"] = "2026-12-01"
+    assert b"December wording." in client.get(PAGE).data
+    assert renders == ["privacy", "privacy"]
+
+
+def test_each_host_and_scheme_has_its_own_entry(client, renders):
+    """Pages carry absolute links (alternates): a page made for one host is never sent to another."""
+    one = client.get(PAGE, base_url="http://one.example")
+    secure = client.get(PAGE, base_url="https://one.example")
+    two = client.get(PAGE, base_url="https://two.example")
+    assert b"http://one.example/" in one.data and b"http://one.example/" not in secure.data
+    assert b"https://two.example/" in two.data and b"one.example" not in two.data
+    assert renders == ["privacy"] * 3
+
+
+def test_requests_with_a_query_or_a_session_cookie_go_to_flask(app, client, renders):
+    client.get(PAGE)
+    client.get(PAGE, query_string={"x": "1"})
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], "anything")
+    client.get(PAGE)
+    assert renders == ["privacy", "privacy", "privacy"]
+
+
+def test_unmarked_and_failed_answers_are_not_kept(client, renders):
+    for _ in range(2):
+        assert client.get("/en/no-such-notice").status_code == 404
+        client.get("/en/")  # the index is not marked shareable
+        assert pagecache.MARK not in client.get("/admin/login").headers
+    assert renders == ["no-such-notice", "no-such-notice"]
+
+
+def test_a_stamp_that_cannot_be_written_fails_the_publication(make_app, notices_dir, tmp_path):
+    app = make_app()
+    stamp = tmp_path / "keksi.db.notices-changed"
+    stamp.unlink()
+    stamp.mkdir()  # os.replace cannot put a file over a folder
+    write_version(notices_dir, "privacy", "2026-11-01")
+    store = open_store(app.config["DATABASE"])
+    try:
+        with pytest.raises(StoreUnavailable, match="notice stamp"):
+            notices.publish(notices_dir, app.config["LANGUAGES"], store, "tests")
+        assert not [v for v in store.notice_versions("privacy") if v["version"] == "2026-11-01"]
+        assert sorted(p.name for p in tmp_path.glob("keksi.db.notices-changed*")) == [stamp.name]
+    finally:
+        store.close()
