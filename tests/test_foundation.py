@@ -6,6 +6,7 @@ import multiprocessing
 import re
 import sqlite3
 import stat
+import threading
 import traceback
 from collections import Counter
 from types import SimpleNamespace
@@ -191,30 +192,29 @@ def test_workers_starting_together_migrate_once(tmp_path, notices_dir):
     assert Counter(applied) == Counter(ALL_MIGRATIONS), "each migration exactly once"
 
 
-def test_store_connection_closes_with_the_app_context(app):
-    with app.app_context():
-        opened = store.get_store()
-        assert store.get_store() is opened, "one connection per context"
-        opened.db.execute("SELECT 1")
-    with pytest.raises(sqlite3.ProgrammingError):
-        opened.db.execute("SELECT 1")
-
-
-def test_each_request_gets_its_own_connection(app):
+def test_a_thread_keeps_its_store_between_requests_with_no_transaction_left_open(app):
     seen = []
 
     @app.get("/_probe")
     def probe():
-        seen.append(store.get_store())
-        return "ok"
+        kept = store.get_store()
+        assert store.get_store() is kept, "one store per request"
+        seen.append(kept)
+        kept.db.execute("BEGIN IMMEDIATE")
+        kept.db.execute("INSERT INTO audit_log (at, actor, action, subject) VALUES ('t', 'probe', 'x', 'y')")
+        raise RuntimeError("the request fails half-way through a write")
 
     client = app.test_client()
-    client.get("/_probe")
-    client.get("/_probe")
-    assert seen[0] is not seen[1]
-    for closed in seen:
-        with pytest.raises(sqlite3.ProgrammingError):
-            closed.db.execute("SELECT 1")
+    assert client.get("/_probe").status_code == 500
+    assert client.get("/_probe").status_code == 500
+    assert seen[0] is seen[1], "the thread's store is kept between requests"
+    assert not seen[0].db.conn.in_transaction, "the failed request's transaction was rolled back"
+    assert seen[0].db.execute("SELECT count(*) FROM audit_log WHERE actor = 'probe'").fetchone()[0] == 0
+
+    thread = threading.Thread(target=lambda: client.get("/_probe"))
+    thread.start()
+    thread.join()
+    assert len(seen) == 3 and seen[2] is not seen[0], "each thread has its own connection"
 
 
 # -- the secret key -----------------------------------------------------------------------
