@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from app import create_app
@@ -97,6 +98,10 @@ def runner(app):
 
 
 # -- browser -----------------------------------------------------------------
+
+# Generous waits: they cost nothing when things go well, and a loaded CI machine (two cores
+# shared by the browser, the servers and the tests) is sometimes slow. Tests never time things.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ class Widget:
         finally:
             store.close()
 
-    def wait_rows(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+    def wait_rows(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
         """Poll until the database holds `count` choices; fail if it holds more or never gets there."""
         deadline = time.monotonic() + timeout
         while True:
@@ -140,7 +140,7 @@ def ran(page: Page) -> list[str]:
     return page.evaluate("window.ran || []")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 5) -> Any:
+def wait_until(check: Callable[[], Any], timeout: float = 15) -> Any:
     """Poll `check` until it is true."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
