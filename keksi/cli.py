@@ -238,15 +238,26 @@ def consents_export(site: str, since: str | None, until: str | None, fmt: str, o
 
 
 @consents_cli.command("erase")
-@click.option("--subject", "subject_id", required=True, help="The subject id the visitor quoted.")
-def consents_erase(subject_id: str) -> None:
-    """Erase every record of one subject on request; the audit log keeps only the count.
+@click.option("--consent", "consent_id", help="A consent id the visitor quoted (from the widget or a receipt).")
+@click.option("--subject", "subject_id", help="The visitor's subject id, if they quoted that instead.")
+def consents_erase(consent_id: str | None, subject_id: str | None) -> None:
+    """Erase every record of one visitor on request; the audit log keeps only the count.
 
-    Example: flask consents erase --subject 3f2a...
+    The visitor is found by any one of their consent ids, which the widget and the receipt show
+    them, or by their subject id. Example: flask consents erase --consent 9b1e...
     """
-    if not consents_mod.HEX32.match(subject_id):
-        raise click.BadParameter("a subject id is 32 hex digits", param_hint="--subject")
-    count = get_store().erase_subject(subject_id, _actor())
+    if (consent_id is None) == (subject_id is None):
+        raise click.UsageError("give exactly one of --consent or --subject")
+    option, given = ("--consent", consent_id) if consent_id else ("--subject", subject_id)
+    if not consents_mod.HEX32.match(given):
+        raise click.BadParameter("an id is 32 hex digits", param_hint=option)
+    store = get_store()
+    if consent_id:
+        row = store.consent(consent_id)
+        if row is None:
+            raise click.ClickException(f"there is no consent {consent_id} (already erased or purged?)")
+        subject_id = row["subject_id"]
+    count = store.erase_subject(subject_id, _actor())
     click.echo(f"erased {count} records")
 
 

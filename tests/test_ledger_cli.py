@@ -152,6 +152,26 @@ def test_erasure_removes_a_subject_and_keeps_the_chain_verifiable(app, client):
     assert bad.exit_code == 2
 
 
+def test_erasure_by_a_consent_id_the_visitor_quotes_removes_all_their_records(app, client):
+    """The widget and the receipt show a visitor their consent id, not their subject id."""
+    cfg = config(client)
+    first = post(client, choice(cfg)).get_json()
+    later = post(client, choice(cfg, "withdraw", subject_id=first["subject_id"])).get_json()
+    other = post(client, choice(cfg)).get_json()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["consents", "erase", "--consent", later["consent_id"]])
+    assert result.exit_code == 0 and "erased 2 records" in result.output, result.output
+    assert client.get(f"/api/v1/consents/{first['consent_id']}").status_code == 404
+    assert client.get(f"/api/v1/consents/{other['consent_id']}").status_code == 200
+    again = runner.invoke(args=["consents", "erase", "--consent", later["consent_id"]])
+    assert again.exit_code == 1 and "there is no consent" in again.output
+    both = runner.invoke(args=["consents", "erase", "--consent", other["consent_id"],
+                               "--subject", other["subject_id"]])
+    neither = runner.invoke(args=["consents", "erase"])
+    assert both.exit_code == neither.exit_code == 2 and "exactly one" in both.output
+    assert count_rows(app) == 1
+
+
 def test_purge_deletes_only_records_expired_long_enough(app, client):
     store = open_store(app.config["DATABASE"])
     cfg = config(client)
