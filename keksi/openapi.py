@@ -73,14 +73,16 @@ SCHEMAS: dict[str, Any] = {
     },
     "SiteConfig": {
         "type": "object",
-        "required": ["site", "name", "lang", "languages", "banner_hash", "consent_days", "texts",
-                     "categories", "notices", "cookies", "endpoint", "receipt_url"],
+        "required": ["site", "name", "lang", "languages", "banner_hash", "choice_hash", "consent_days",
+                     "texts", "categories", "notices", "cookies", "endpoint", "receipt_url"],
         "properties": {
             "site": {"type": "string"},
             "name": {"type": "string"},
             "lang": {"type": "string"},
             "languages": {"type": "array", "items": {"type": "string"}},
             "banner_hash": _HEX64,
+            "choice_hash": dict(_HEX64, description="What the visitor consents to, in every language: "
+                                                    "the widget asks again when it changes."),
             "consent_days": {"type": "integer", "minimum": 1},
             "cookie_domain": {"type": ["string", "null"]},
             "texts": {"type": "object", "additionalProperties": {"type": "string"}},

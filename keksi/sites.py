@@ -369,6 +369,13 @@ def banner_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 
+def choice_hash(site: dict[str, Any]) -> str:
+    """A hash of what a visitor consents to, in every language at once: categories, their
+    services and cookies with all their texts, and the consent lifetime. The widget asks again
+    when it changes, whichever language the visitor chose in (`banner_hash` covers one language)."""
+    return banner_hash({"categories": site["categories"], "consent_days": site["consent_days"]})
+
+
 def cookie_patterns(site: dict[str, Any]) -> dict[str, list[str]]:
     """Category id to the cookie names (or prefixes ending in *) the widget deletes on refusal."""
     return {category["id"]: [cookie["name"] for service in category["services"]

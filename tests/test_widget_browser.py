@@ -582,6 +582,43 @@ def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
     context.close()
 
 
+def test_a_change_in_another_language_than_the_one_chosen_in_still_asks_again(
+        browser: Browser, widget: Widget):
+    """A visitor chose in English and now reads the site in Finnish: a changed cookie purpose (here
+    only its Finnish text) is still a new question; with nothing changed they are not asked."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(widget.page("/en.html", lang="en"))
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    state = context.storage_state()
+    context.close()
+
+    def visit_in_finnish():
+        visit = browser.new_context(storage_state=state)
+        finnish = visit.new_page()
+        finnish.goto(widget.page("/fi.html", lang="fi"))
+        wait_ready(finnish)
+        return visit, finnish
+
+    visit, finnish = visit_in_finnish()
+    expect(banner(finnish)).to_have_count(0)
+    visit.close()
+    site = json.loads(json.dumps(DEMO_SITE))
+    site.update(id=widget.site, origins=[widget.host.url])
+    cookie = site["categories"][2]["services"][0]["cookies"][0]
+    cookie["purpose"] = {"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": cookie["purpose"]["en"]}
+    store = open_store(widget.app.config["DATABASE"])
+    try:
+        store.save_site(site, "tests", create=False)
+    finally:
+        store.close()
+    visit, finnish = visit_in_finnish()
+    expect(finnish.get_by_role("region")).to_be_visible()
+    visit.close()
+
+
 def test_asked_again_when_the_banner_changes_or_the_choice_expired(browser: Browser, widget: Widget):
     url = widget.page()
 

@@ -140,7 +140,8 @@
     ids.forEach(id => c[id] = choices[id] ? 1 : 0);
     if (!ids.some(id => c[id]) && prev && ids.some(id => prev.c[id])) action = "withdraw";
     state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version,
-      h: cfg.banner_hash.slice(0, 16), l: cfg.lang, t, x: t + cfg.consent_days * 86400};
+      h: cfg.banner_hash.slice(0, 16), k: cfg.choice_hash.slice(0, 16), l: cfg.lang, t,
+      x: t + cfg.consent_days * 86400};
     writeCookie();
     queue(queue().concat({site, event_id: uuid(), subject_id: state.s || undefined, action, choices,
       notice_version: state.v, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
@@ -325,6 +326,7 @@
       const material = c.notices.privacy.latest_material_version, ids = optional();
       const changed = state && material && material > state.v;
       if (!state || changed || (state.l == c.lang && state.h != c.banner_hash.slice(0, 16)) ||
+          (state.k && state.k != c.choice_hash.slice(0, 16)) ||
           ids.length != Object.keys(state.c).length || ids.some(id => !(id in state.c))) {
         showBanner(changed && state.v);
       }

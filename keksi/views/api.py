@@ -127,6 +127,7 @@ def site_config(site_id: str):
     body = dict(
         banner,
         banner_hash=banner_hash,
+        choice_hash=sites.choice_hash(site),
         name=site["name"],
         languages=current_app.config["LANGUAGES"],
         notices=linked,
