@@ -512,6 +512,18 @@ def test_consent_mode_default_before_the_google_tag_and_updates(page: Page, widg
     assert [e[0] for e in entries[2:]] == ["js", "config"]
 
 
+def test_consent_mode_defaults_wait_in_the_data_layer_for_a_google_tag_that_comes_later(
+        page: Page, widget: Widget):
+    """Our tag first on the page (as the embed page says), Google's usual snippet after it."""
+    widget.host.script("/gtag-after.js", "window.dataLayer = window.dataLayer || [];"
+                                         "function gtag(){dataLayer.push(arguments);}"
+                                         "gtag('js', new Date()); gtag('config', 'G-TEST');")
+    page.goto(widget.page(tag_in_head=True, tag_attrs="", body='<script src="/gtag-after.js"></script>'))
+    first = page.evaluate("Array.from(dataLayer[0])")
+    assert first[:2] == ["consent", "default"] and first[2]["ad_storage"] == "denied"
+    assert page.evaluate("dataLayer.slice(1).map(e => e[0])") == ["js", "config"]
+
+
 def test_consent_mode_with_only_a_data_layer(page: Page, widget: Widget):
     widget.host.script("/gtm.js", "window.dataLayer = [];")
     page.goto(widget.page(head='<script src="/gtm.js"></script>', tag_in_head=True, tag_attrs=""))

@@ -44,9 +44,9 @@
       analytics_storage: v("analytics"), functionality_storage: v("preferences"),
       personalization_storage: v("preferences"), security_storage: "granted"};
   };
-  function consentMode(command, params) {
+  function consentMode(command, params) { // queued in dataLayer for a Google tag that loads later
     if (W.gtag) W.gtag("consent", command, params);
-    else if (W.dataLayer) (function () { W.dataLayer.push(arguments); })("consent", command, params);
+    else (function () { (W.dataLayer = W.dataLayer || []).push(arguments); })("consent", command, params);
   }
   consentMode("default", Object.assign(mode(() => 0), {wait_for_update: 500}));
   if (state) consentMode("update", mode(get));
