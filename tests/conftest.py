@@ -21,6 +21,17 @@ SAMPLE_NOTICES = ROOT / "notices"
 CHROMIUM = os.environ.get("KEKSI_CHROMIUM", "/usr/lib/chromium/chromium")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help="run the load test at its full size (30,000 choices from 64 connections) "
+                          "instead of the CI size")
+
+
+@pytest.fixture
+def full_size(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--full"))
+
+
 @pytest.fixture
 def notices_dir(tmp_path: Path) -> Path:
     """A private copy of the sample notices that a test may change."""
