@@ -149,3 +149,76 @@ def test_every_marketing_page_is_accessible(page: Page, live_server, app, lang):
     assert_accessible(page, "figures with a bad range")
     page.goto(f"{base}/admin/sites/demo/figures?from=2025-11-23&to=2026-11-22")
     assert_accessible(page, "figures for a year")
+
+
+# Text that passes the forms' checks (no tags) but would run if any page or the widget put it in
+# HTML or an attribute unescaped, decoded entities, or evaluated templates. Each sets __xss if run.
+PASSES_THE_FORMS = {
+    "attribute": '" onmouseover="window.__xss=1" autofocus onfocus="window.__xss=1" x="',
+    "single": "' autofocus onfocus='window.__xss=1' x='",
+    "entities": "&lt;img src=x onerror=window.__xss=1&gt;",
+    "numeric": "&#60;img src=x onerror=window.__xss=1&#62;",
+    "url": "javascript:window.__xss=1",
+    "template": "{{ 7*7 }} ${window.__xss=1} %(site)s {% raw %}",
+}
+
+
+def test_hostile_text_that_passes_the_forms_never_runs_where_it_is_shown(page: Page, live_server, app):
+    """Saved through the real form, then shown in every admin page, the banner preview, the widget
+    on a host page (panel open, every service expanded) and the visitor's receipt: shown as text,
+    never run."""
+    from .widget_host import HostServer, host_page
+    p = PASSES_THE_FORMS
+    base = live_server.url
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    with HostServer() as host:
+        sign_in(page, base)
+        page.goto(f"{base}/admin/sites/new")
+        page.get_by_label("Name", exact=True).fill(p["attribute"])
+        page.get_by_label("Id", exact=True).fill("hostile")
+        page.get_by_label("Origins").fill(host.url)
+        fill_row(page, "necessary", 0, service=p["entities"], provider=p["single"], name="sid",
+                 duration="session", purpose_fi=p["template"], purpose_sv=p["numeric"], purpose_en=p["url"])
+        fill_row(page, "analytics", 0, service=p["numeric"], provider=p["url"], name="_pk_id.*",
+                 cookie_provider=p["attribute"], duration="P13M", purpose_fi=p["single"],
+                 purpose_sv=p["entities"], purpose_en=p["template"])
+        page.get_by_role("button", name="Add the site").click()
+        expect(page.locator(".flash")).to_contain_text("was added")
+
+        def harmless(where: str) -> None:
+            page.mouse.move(5, 5)
+            page.mouse.move(200, 300)
+            page.keyboard.press("Tab")
+            page.wait_for_timeout(50)
+            for frame in page.frames:
+                assert frame.evaluate("window.__xss") is None, f"{where}: {frame.url}"
+            assert page.evaluate("document.querySelectorAll('[onmouseover], [onfocus], [onerror]').length") == 0
+
+        for path in ("/admin/sites/", "/admin/sites/hostile/edit", "/admin/sites/hostile/snippet",
+                     "/admin/sites/hostile/figures"):
+            page.goto(base + path)
+            harmless(path)
+        page.goto(f"{base}/admin/sites/hostile/snippet")
+        for frame in page.locator("iframe").all():
+            frame.scroll_into_view_if_needed()
+            expect(frame.content_frame.locator("[data-keksi]")).to_be_attached()
+        harmless("banner previews")
+
+        page.goto(host.add("/", host_page(f"{base}/widget/v1/consent.js", site="hostile", lang="en")))
+        region = page.get_by_role("region", name="Cookie consent")
+        region.get_by_role("button", name="Choose").click()
+        panel = page.get_by_role("dialog")
+        for summary in panel.locator("summary").all():
+            summary.click()
+        expect(panel).to_contain_text(p["template"])  # shown as text: no template was evaluated
+        expect(panel).to_contain_text(p["entities"])  # entities shown as typed, not decoded into a tag
+        harmless("widget panel")
+        panel.get_by_role("button", name="Accept all").click()
+        acknowledged = """() => (decodeURIComponent(document.cookie).match(/"i":"([0-9a-f]{32})"/) || [])[1]"""
+        consent_id = page.wait_for_function(acknowledged).json_value()
+        page.goto(f"{base}/en/receipt/{consent_id}")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Consent receipt")
+        expect(page.locator("main")).to_contain_text(p["attribute"])
+        harmless("receipt")
+    assert dialogs == []
