@@ -299,6 +299,24 @@ def test_custom_choice_in_the_panel_then_the_panel_shows_the_consent_id(page: Pa
     expect(panel.get_by_role("switch", name="Marketing")).not_to_be_checked()
 
 
+def test_refused_cookies_are_deleted_on_every_path_and_again_on_later_page_loads(page: Page, widget: Widget):
+    url = widget.page("/shop/cart/index.html")
+    page.goto(url)
+    wait_ready(page)
+    page.evaluate("""for (const [c, path] of [['_pk_id.1=a', '/shop'], ['_pk_ses.1=b', '/shop/'],
+                                              ['_gcl_au=c', '/shop/cart'], ['li_fat_id=d', '/'],
+                                              ['unrelated=1', '/shop']])
+                         document.cookie = c + '; path=' + path""")
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    widget.wait_rows(1)
+    assert cookie_names(page) == {"keksi_consent", "unrelated"}
+    # A tag (or the server) sets a refused cookie again: the next page load deletes it.
+    page.evaluate("document.cookie = '_gcl_au=again; path=/'")
+    page.reload()
+    wait_ready(page)
+    assert cookie_names(page) == {"keksi_consent", "unrelated"}
+
+
 def test_withdraw_from_the_footer_link_deletes_cookies_and_is_recorded(page: Page, widget: Widget):
     page.goto(widget.page(body=TAGGED))
     banner(page).get_by_role("button", name=EN["accept"]).click()

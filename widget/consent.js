@@ -154,22 +154,28 @@
       banner = null;
       if (focused && back && back.isConnected) back.focus();
     }
-    // Delete what the refused categories left behind, on this host and its parent domains.
-    const names = [];
-    for (const id in cfg.cookies) if (!choices[id]) names.push(...cfg.cookies[id]);
-    const host = location.hostname.split(".");
-    for (const pair of D.cookie.split("; ")) {
-      const name = pair.split("=")[0];
-      if (!names.some(p => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p)) continue;
-      for (let i = 0; i <= host.length; i++) {
-        D.cookie = name + "=; max-age=0; path=/" + (i < host.length ? "; domain=" + host.slice(i).join(".") : "");
-      }
-    }
+    sweep();
     consentMode("update", mode(get));
     activate();
     const detail = {action, choices};
     listeners.forEach(fn => fn(detail));
     D.dispatchEvent(new CustomEvent("keksi:change", {detail}));
+  }
+
+  // Delete the cookies of refused categories, at the choice and on every later page load (a tag
+  // or the server may set them again): on this host and its parent domains, on "/" and on each
+  // folder of this page's path. HttpOnly cookies are out of a script's reach (widget/README.md).
+  function sweep() {
+    const names = [], host = location.hostname.split("."), paths = ["/"];
+    for (const id in cfg.cookies) if (!get(id)) names.push(...cfg.cookies[id]);
+    location.pathname.split("/").slice(1, -1).reduce((at, part) => (paths.push(at += "/" + part, at + "/"), at), "");
+    for (const pair of D.cookie.split("; ")) {
+      const name = pair.split("=")[0];
+      if (!names.some(p => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p)) continue;
+      for (let i = 0; i <= host.length; i++) for (const path of paths) {
+        D.cookie = name + "=; max-age=0; path=" + path + (i < host.length ? "; domain=" + host.slice(i).join(".") : "");
+      }
+    }
   }
 
   // -- what consent switches on: tagged scripts (in document order) and iframes ---------------
@@ -330,6 +336,7 @@
           ids.length != Object.keys(state.c).length || ids.some(id => !(id in state.c))) {
         showBanner(changed && state.v);
       }
+      if (state) sweep();
       activate();
       P.mark("keksi:ready");
     }))
