@@ -92,6 +92,7 @@ def banner_texts() -> dict[str, str]:
         "gpc_honoured": _("Your browser sent a Global Privacy Control signal, so marketing "
                           "cookies are off."),
         "changed": _("Our privacy notice has changed since you last chose. Please choose again."),
+        "cookies_changed": _("Our cookie notice has changed since you last chose. Please choose again."),
         "see_changes": _("See what changed"),
         "consent_id": _("Your consent ID"),
         "receipt": _("View your receipt"),

@@ -612,6 +612,36 @@ def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
     context.close()
 
 
+def test_asked_again_after_a_material_cookie_notice_version(browser: Browser, own_widget: Widget,
+                                                             notices_dir):
+    widget = own_widget
+    url = widget.page()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url)
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    assert stored_choice(page)["w"] == "2025-09-15"
+    state = context.storage_state()
+    context.close()
+
+    write_version(notices_dir, "cookies", "2026-12-01", material=True)
+    publish_all(widget.app)
+    widget.app.config["FIXED_TODAY"] = "2026-12-01"
+    context = browser.new_context(storage_state=state)
+    page = context.new_page()
+    page.goto(url)
+    region = banner(page)
+    expect(region.get_by_text("Our cookie notice has changed since you last chose.")).to_be_visible()
+    diff = region.get_by_role("link", name="See what changed")
+    expect(diff).to_have_attribute("href", f"{widget.server.url}/en/cookies/diff/2025-09-15/2026-12-01")
+    region.get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(2)
+    wait_until(lambda: stored_choice(page)["w"] == "2026-12-01")
+    context.close()
+
+
 def test_a_change_in_another_language_than_the_one_chosen_in_still_asks_again(
         browser: Browser, widget: Widget):
     """A visitor chose in English and now reads the site in Finnish: a changed cookie purpose (here

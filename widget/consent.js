@@ -139,7 +139,7 @@
     const prev = state, ids = optional(), t = now(), c = {};
     ids.forEach(id => c[id] = choices[id] ? 1 : 0);
     if (!ids.some(id => c[id]) && prev && ids.some(id => prev.c[id])) action = "withdraw";
-    state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version,
+    state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version, w: (cfg.notices.cookies || {}).version,
       h: cfg.banner_hash.slice(0, 16), k: cfg.choice_hash.slice(0, 16), l: cfg.lang, t,
       x: t + cfg.consent_days * 86400};
     writeCookie();
@@ -237,8 +237,8 @@
     banner = h("div", {class: "b", role: "region", "aria-label": T.region, lang: cfg.lang,
       onfocusin: e => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
       h("h2", {}, T.title),
-      from && h("p", {class: "w"}, T.changed + " ",
-        h("a", {href: cfg.notices.privacy.diff_url.replace("{from}", from)}, T.see_changes)),
+      from && h("p", {class: "w"}, T[from[0] == "privacy" ? "changed" : "cookies_changed"] + " ",
+        h("a", {href: cfg.notices[from[0]].diff_url.replace("{from}", from[1])}, T.see_changes)),
       h("p", {}, T.intro),
       gpc && h("p", {}, T.gpc_honoured),
       h("p", {class: "n"}, notice("privacy", T.privacy_link), notice("cookies", T.cookies_link)),
@@ -329,12 +329,16 @@
           open("reopened", link);
         }
       });
-      const material = c.notices.privacy.latest_material_version, ids = optional();
-      const changed = state && material && material > state.v;
+      // A material version of either notice in effect since the choice: say which, link its diff.
+      const ids = optional(), since = slug => {
+        const n = c.notices[slug], seen = state && state[slug == "privacy" ? "v" : "w"];
+        return n && seen && n.latest_material_version > seen && [slug, seen];
+      };
+      const changed = since("privacy") || since("cookies");
       if (!state || changed || (state.l == c.lang && state.h != c.banner_hash.slice(0, 16)) ||
           (state.k && state.k != c.choice_hash.slice(0, 16)) ||
           ids.length != Object.keys(state.c).length || ids.some(id => !(id in state.c))) {
-        showBanner(changed && state.v);
+        showBanner(changed);
       }
       if (state) sweep();
       activate();
