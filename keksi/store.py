@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ import sqlite_utils
 from flask import Flask, current_app, g
 from sqlite_utils.migrations import Migrations
 
+_log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
 
 migrations = Migrations("keksi")
@@ -299,7 +301,7 @@ class Store:
                 self._notices_changed()
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a version was already published: {exc}") from exc
-        self._notices_changed()
+        self._notices_changed(committed=True)
 
     # -- sites ------------------------------------------------------------
 
@@ -512,22 +514,26 @@ class Store:
             self._audit(now, actor, "notice.withdraw", f"{slug}/{version}",
                         {row["lang"]: row["sha256"] for row in rows})
             self._notices_changed()
-        self._notices_changed()
+        self._notices_changed(committed=True)
         return len(rows)
 
-    def _notices_changed(self) -> None:
-        """Replace the notice stamp (see notices_stamp). Called inside the transaction, so that a
+    def _notices_changed(self, *, committed: bool = False) -> None:
+        """Change the notice stamp (see notices_stamp). Called inside the transaction, so that a
         stamp that cannot be written fails the change, and again after the commit, so that a page
-        rendered between the two is not kept under the new stamp."""
+        rendered between the two is not kept under the new stamp. After the commit the change
+        has happened: a stamp that cannot be written then is logged, not reported as a failure
+        (the first write already changed the stamp, so caches still start over)."""
         stamp = _stamp_file(self.path)
-        temporary = f"{stamp}.{os.getpid()}.{threading.get_ident()}"
         try:
-            with open(temporary, "w") as new:
-                new.write(utcnow())
-            os.replace(temporary, stamp)  # a new inode: the stamp changes even within one clock tick
+            # One appended line per change: the file only grows, so (inode, size) never repeats,
+            # even when two changes fall in one tick of the file system's clock.
+            with open(stamp, "a", encoding="utf-8") as log:
+                log.write(f"{utcnow()} {os.getpid()}\n")
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+            if committed:
+                _log.error("the notice stamp %s cannot be written after a committed change (%s); "
+                           "page caches may keep the previous pages until the next change", stamp, exc)
+                return
             raise StoreUnavailable(f"the notice stamp {stamp} cannot be written ({exc})") from exc
 
     # -- users ----------------------------------------------------------------
@@ -665,15 +671,15 @@ def _stamp_file(path: str) -> str:
     return path + ".notices-changed"
 
 
-def notices_stamp(path: str) -> tuple[int, int]:
+def notices_stamp(path: str) -> tuple[int, int, int]:
     """A value that changes whenever any process publishes or withdraws a notice version in the
     database at `path`: one stat() call, cheap enough for every request (keksi.pagecache).
     A backend shared by several hosts would keep this in the database instead."""
     try:
         found = os.stat(_stamp_file(path))
     except OSError:
-        return (0, 0)
-    return (found.st_ino, found.st_mtime_ns)
+        return (0, 0, 0)
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def database_path(app: Flask) -> str:

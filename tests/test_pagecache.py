@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import pytest
 
 from app import create_app
 from keksi import notices, pagecache
+from keksi import store as store_module
 from keksi.store import StoreUnavailable, open_store
 
 from .conftest import publish_all, write_version
@@ -139,5 +141,45 @@ def test_a_stamp_that_cannot_be_written_fails_the_publication(make_app, notices_
             notices.publish(notices_dir, app.config["LANGUAGES"], store, "tests")
         assert not [v for v in store.notice_versions("privacy") if v["version"] == "2026-11-01"]
         assert sorted(p.name for p in tmp_path.glob("keksi.db.notices-changed*")) == [stamp.name]
+    finally:
+        store.close()
+
+
+def test_a_stamp_that_cannot_be_written_after_the_commit_does_not_fail_the_publication(
+        make_app, notices_dir, monkeypatch, caplog):
+    """The versions are committed: reporting a failure would make legal publish again."""
+    app = make_app()
+    write_version(notices_dir, "privacy", "2026-11-01")
+    writes: list[str] = []
+
+    def second_stamp_write_fails(path: Any, *args: Any, **kwargs: Any):
+        if str(path).endswith(".notices-changed"):
+            writes.append(str(path))
+            if len(writes) == 2:
+                raise PermissionError("read-only file system")
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "open", second_stamp_write_fails, raising=False)
+    store = open_store(app.config["DATABASE"])
+    try:
+        notices.publish(notices_dir, app.config["LANGUAGES"], store, "tests")
+        assert [v for v in store.notice_versions("privacy") if v["version"] == "2026-11-01"]
+    finally:
+        store.close()
+    assert len(writes) == 2
+    assert "cannot be written after a committed change" in caplog.text
+
+
+def test_the_stamp_differs_after_every_change_even_within_one_clock_tick(make_app, notices_dir, monkeypatch):
+    app = make_app()
+    path = app.config["DATABASE"]
+    seen = {store_module.notices_stamp(path)}
+    store = open_store(path)
+    try:
+        for _ in range(50):
+            store._notices_changed()
+            stamp = store_module.notices_stamp(path)
+            assert stamp not in seen
+            seen.add(stamp)
     finally:
         store.close()
