@@ -763,8 +763,19 @@ def close_store(exc: BaseException | None = None) -> None:
         return
     if store.read_only:
         store.close()
-    elif store.db.conn.in_transaction:
-        store.db.conn.rollback()
+        return
+    try:
+        if store.db.conn.in_transaction:
+            store.db.conn.rollback()
+        healthy = not store.db.conn.in_transaction
+    except sqlite3.Error:
+        healthy = False
+    if not healthy:  # never hand the next request a connection in an unknown state
+        stores = _kept_stores()
+        if stores.get(store.path) is store:
+            del stores[store.path]
+        with contextlib.suppress(sqlite3.Error):
+            store.close()
 
 
 def init_app(app: Flask) -> None:

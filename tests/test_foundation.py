@@ -217,6 +217,45 @@ def test_a_thread_keeps_its_store_between_requests_with_no_transaction_left_open
     assert len(seen) == 3 and seen[2] is not seen[0], "each thread has its own connection"
 
 
+class _RollbackFails:
+    """A connection whose rollback fails (a disk error at the worst moment)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn, self.closed = conn, False
+
+    in_transaction = True
+
+    def rollback(self) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self.conn, name)
+
+
+def test_a_store_whose_rollback_fails_is_closed_and_not_kept(app):
+    seen = []
+
+    @app.get("/_probe")
+    def probe():
+        kept = store.get_store()
+        seen.append(kept)
+        if len(seen) == 1:
+            kept.db.conn = _RollbackFails(kept.db.conn)
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/_probe").status_code == 200
+    broken = seen[0].db.conn
+    assert broken.closed, "the connection in an unknown state was closed"
+    assert client.get("/_probe").status_code == 200
+    assert seen[1] is not seen[0], "the next request got a new store"
+    assert not seen[1].db.conn.in_transaction
+
+
 # -- the secret key -----------------------------------------------------------------------
 
 
