@@ -10,8 +10,10 @@ Validity: each request reads the store's notice stamp (`store.notices_stamp`, on
 file the store replaces after every publication or withdrawal, by any process: the CLI, the
 admin in another worker) and today's date in KEKSI_TIMEZONE. When either differs from what
 the cached pages were made under, the cache starts over. Only GET and HEAD without a query
-string and without the admin session cookie are served from it; only 200s without
-Set-Cookie are stored. The cache sits inside ProxyFix, so scheme and host are the client's.
+string, without the admin session cookie and without If-Match, If-Unmodified-Since or Range
+are served from it; only 200s without Set-Cookie, made while the stamp and the day stayed
+the same, are stored. Responses carry no Date of their own (keksi.http removes it; the server
+adds a fresh one), so a kept page never replays an old one. The cache sits inside ProxyFix, so scheme and host are the client's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ MARK = "X-Keksi-Shared-Page"
 MAX_ENTRIES = 512
 # Representation headers that a 304 does not repeat (RFC 9110, 15.4.5).
 _NOT_IN_304 = {"content-length", "content-type", "content-encoding", "content-language"}
+# Preconditions and ranges the cache does not evaluate: Flask answers these requests.
+_FOR_FLASK = ("HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE")
 
 
 def mark(response: Response) -> Response:
@@ -47,6 +51,16 @@ class _Entry:
         self.headers_304 = [(k, v) for k, v in headers if k.lower() not in _NOT_IN_304]
 
 
+class _Generation:
+    """The pages made under one (notice stamp, day): replaced whole, never cleared in place, so
+    that a request that began under an older generation can only ever store into that one."""
+    __slots__ = ("made_under", "entries")
+
+    def __init__(self, made_under: tuple[Any, ...]):
+        self.made_under = made_under
+        self.entries: dict[tuple[str, ...], _Entry] = {}
+
+
 class PageCache:
     """WSGI middleware: `app.wsgi_app = PageCache(app.wsgi_app, app)`."""
 
@@ -54,24 +68,27 @@ class PageCache:
         self.wsgi_app = wsgi_app
         self.config = app.config
         self.database = store.database_path(app)
-        self.entries: dict[tuple[str, ...], _Entry] = {}
-        self.made_under: tuple[Any, ...] | None = None
+        self.generation = _Generation(())
+
+    def _now(self) -> tuple[Any, ...]:
+        return (store.notices_stamp(self.database), clock.today(self.config))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         session_cookie = self.config["SESSION_COOKIE_NAME"] + "="
         if (method not in ("GET", "HEAD") or environ.get("QUERY_STRING")
-                or session_cookie in environ.get("HTTP_COOKIE", "")):
-            return self._forward(environ, start_response, None)
-        now = (store.notices_stamp(self.database), clock.today(self.config))
-        if now != self.made_under:
-            self.entries.clear()
-            self.made_under = now
+                or session_cookie in environ.get("HTTP_COOKIE", "")
+                or any(name in environ for name in _FOR_FLASK)):
+            return self._forward(environ, start_response, None, None)
+        now = self._now()
+        generation = self.generation
+        if generation.made_under != now:
+            generation = self.generation = _Generation(now)
         key = (environ["wsgi.url_scheme"], environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
                environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""))
-        entry = self.entries.get(key)
+        entry = generation.entries.get(key)
         if entry is None:
-            return self._forward(environ, start_response, key if method == "GET" else None)
+            return self._forward(environ, start_response, key if method == "GET" else None, generation)
         if not is_resource_modified(environ, etag=entry.etag, last_modified=entry.last_modified):
             start_response("304 Not Modified", entry.headers_304)
             return []
@@ -79,8 +96,10 @@ class PageCache:
         return [] if method == "HEAD" else [entry.body]
 
     def _forward(self, environ: dict[str, Any], start_response: Callable,
-                 key: tuple[str, ...] | None) -> Iterable[bytes]:
-        """Let Flask answer; keep the answer when it is a shareable 200 and `key` is given."""
+                 key: tuple[str, ...] | None, generation: _Generation | None) -> Iterable[bytes]:
+        """Let Flask answer; keep the answer in `generation` when it is a shareable 200, `key` is
+        given, and nothing changed while it was being made (a publication or a new day during
+        the rendering would otherwise leave the old page cached under the new stamp)."""
         seen: dict[str, Any] = {}
 
         def unmarked(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
@@ -90,7 +109,8 @@ class PageCache:
             return start_response(status, seen["headers"], exc_info)
 
         answer = self.wsgi_app(environ, unmarked)
-        if (key is None or not seen.get("shared") or not seen["status"].startswith("200 ")
+        if (key is None or generation is None or not seen.get("shared")
+                or not seen["status"].startswith("200 ")
                 or any(name.lower() == "set-cookie" for name, _ in seen["headers"])):
             return answer
         try:
@@ -98,7 +118,8 @@ class PageCache:
         finally:
             if hasattr(answer, "close"):
                 answer.close()
-        if len(self.entries) >= MAX_ENTRIES:
-            self.entries.clear()
-        self.entries[key] = _Entry(seen["status"], seen["headers"], body)
+        if self._now() == generation.made_under:
+            if len(generation.entries) >= MAX_ENTRIES:
+                generation.entries.clear()
+            generation.entries[key] = _Entry(seen["status"], seen["headers"], body)
         return [body]

@@ -6,6 +6,7 @@ import builtins
 from typing import Any
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from app import create_app
 from keksi import notices, pagecache
@@ -183,3 +184,39 @@ def test_the_stamp_differs_after_every_change_even_within_one_clock_tick(make_ap
             seen.add(stamp)
     finally:
         store.close()
+
+
+def test_a_page_made_while_a_publication_happened_is_not_kept(make_app, notices_dir, monkeypatch):
+    """Two threads of one worker: A renders the old page; meanwhile the publication commits and
+    B, arriving after it, starts a new generation. A's old page must not land in B's generation."""
+    app = make_app()
+    client = app.test_client()
+    real = notices.load_notice
+    calls: list[str] = []
+
+    def publish_during_the_first_render(store: Any, slug: str, *args: Any, **kwargs: Any):
+        loaded = real(store, slug, *args, **kwargs)
+        calls.append(slug)
+        if len(calls) == 1:  # A has read the old text; now the publication lands, then B arrives
+            write_version(notices_dir, "privacy", "2026-11-01", material=True, body="Brand new wording.\n")
+            publish_all(create_app(dict(app.config)))
+            builder = EnvironBuilder(path="/en/", base_url="http://localhost")
+            run_wsgi_app(app.wsgi_app, builder.get_environ(), buffered=True)
+        return loaded
+
+    monkeypatch.setattr(notices, "load_notice", publish_during_the_first_render)
+    assert b"Brand new wording." not in client.get(PAGE).data
+    assert b"Brand new wording." in client.get(PAGE).data
+    assert calls == ["privacy", "privacy"]
+
+
+@pytest.mark.parametrize("header, value", [
+    ("If-Match", '"anything"'), ("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    ("Range", "bytes=0-9"),
+])
+def test_preconditions_and_ranges_the_cache_does_not_evaluate_go_to_flask(client, renders, header, value):
+    client.get(PAGE)
+    client.get(PAGE, headers={header: value})
+    assert renders == ["privacy", "privacy"]
+
+
