@@ -30,6 +30,9 @@ CSP = "; ".join([
 
 def security_headers(response: Response) -> Response:
     headers = response.headers
+    # The server (gunicorn, werkzeug's) adds Date to every response; werkzeug's make_conditional
+    # adds one too, which gunicorn would send as a second Date field.
+    headers.pop("Date", None)
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")

@@ -74,7 +74,7 @@ def test_backup_while_running_restores_to_a_working_site(app, client, tmp_path, 
         store.close()
 
 
-def test_gunicorn_access_log_is_json_without_addresses_or_query_strings(tmp_path):
+def test_gunicorn_sends_one_date_and_logs_json_without_addresses_or_query_strings(tmp_path):
     import http.client
     import json as jsonlib
 
@@ -89,6 +89,13 @@ def test_gunicorn_access_log_is_json_without_addresses_or_query_strings(tmp_path
         response = conn.getresponse()
         response.read()
         assert response.getheader("Server") == "gunicorn", "no version in the banner"
+        # Date is a single field, added by the server: the app's own (werkzeug's make_conditional
+        # adds one) would be a second, and a cached page would replay a stale one.
+        for path in ("/en/privacy", "/en/privacy", "/widget/v1/consent.js"):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200 and len(response.msg.get_all("Date")) == 1, path
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -220,3 +220,8 @@ def test_preconditions_and_ranges_the_cache_does_not_evaluate_go_to_flask(client
     assert renders == ["privacy", "privacy"]
 
 
+
+def test_pages_carry_no_date_of_their_own_so_a_kept_page_never_replays_an_old_one(client):
+    """The server adds Date to each response (tests/test_hardening checks gunicorn's)."""
+    for _ in range(2):
+        assert "Date" not in client.get(PAGE).headers
