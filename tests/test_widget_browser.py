@@ -317,6 +317,39 @@ def test_refused_cookies_are_deleted_on_every_path_and_again_on_later_page_loads
     assert cookie_names(page) == {"keksi_consent", "unrelated"}
 
 
+def save_site(widget: Widget, change: Callable[[dict[str, Any]], None]) -> None:
+    """Replace the test's site with the demo site changed by `change` (as `flask sites edit` does)."""
+    site = json.loads(json.dumps(DEMO_SITE))
+    site.update(id=widget.site, origins=[widget.host.url])
+    change(site)
+    store = open_store(widget.app.config["DATABASE"])
+    try:
+        store.save_site(site, "tests", create=False)
+    finally:
+        store.close()
+
+
+def test_a_refusal_never_deletes_what_a_granted_category_also_lists_nor_the_choice_itself(
+        page: Page, widget: Widget):
+    """Marketing lists broad prefixes that overlap necessary cookies and our own."""
+    def broad(site: dict[str, Any]) -> None:
+        site["categories"][3]["services"][0]["cookies"].extend([
+            dict(site["categories"][3]["services"][0]["cookies"][0], name=name) for name in ("tt_*", "keksi*")])
+
+    save_site(widget, broad)
+    page.goto(widget.page())
+    wait_ready(page)
+    page.evaluate("for (const c of ['tt_session=s', 'tt_promo=p', '_gcl_au=z']) document.cookie = c + '; path=/'")
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    widget.wait_rows(1)
+    # tt_session is necessary, keksi_consent is the choice; tt_promo only marketing lists.
+    assert cookie_names(page) == {"keksi_consent", "tt_session"}
+    page.reload()
+    wait_ready(page)
+    expect(banner(page)).to_have_count(0)
+    assert cookie_names(page) == {"keksi_consent", "tt_session"}
+
+
 def test_withdraw_from_the_footer_link_deletes_cookies_and_is_recorded(page: Page, widget: Widget):
     page.goto(widget.page(body=TAGGED))
     banner(page).get_by_role("button", name=EN["accept"]).click()
@@ -665,15 +698,11 @@ def test_a_change_in_another_language_than_the_one_chosen_in_still_asks_again(
     visit, finnish = visit_in_finnish()
     expect(banner(finnish)).to_have_count(0)
     visit.close()
-    site = json.loads(json.dumps(DEMO_SITE))
-    site.update(id=widget.site, origins=[widget.host.url])
-    cookie = site["categories"][2]["services"][0]["cookies"][0]
-    cookie["purpose"] = {"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": cookie["purpose"]["en"]}
-    store = open_store(widget.app.config["DATABASE"])
-    try:
-        store.save_site(site, "tests", create=False)
-    finally:
-        store.close()
+    def finnish_purpose(site: dict[str, Any]) -> None:
+        cookie = site["categories"][2]["services"][0]["cookies"][0]
+        cookie["purpose"] = {"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": cookie["purpose"]["en"]}
+
+    save_site(widget, finnish_purpose)
     visit, finnish = visit_in_finnish()
     expect(finnish.get_by_role("region")).to_be_visible()
     visit.close()
@@ -700,14 +729,8 @@ def test_asked_again_when_the_banner_changes_or_the_choice_expired(browser: Brow
     context.close()
 
     # `flask sites edit`: a new purpose text is a new banner, so the visitor is asked again.
-    site = json.loads(json.dumps(DEMO_SITE))
-    site.update(id=widget.site, origins=[widget.host.url])
-    site["categories"][2]["purpose"] = {"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": "A new purpose."}
-    store = open_store(widget.app.config["DATABASE"])
-    try:
-        store.save_site(site, "tests", create=False)
-    finally:
-        store.close()
+    save_site(widget, lambda site: site["categories"][2].update(
+        purpose={"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": "A new purpose."}))
     context, page = visit(state)
     expect(banner(page)).to_be_visible()
     expect(banner(page)).to_contain_text("Cookies on this site")

@@ -165,13 +165,15 @@
   // Delete the cookies of refused categories, at the choice and on every later page load (a tag
   // or the server may set them again): on this host and its parent domains, on "/" and on each
   // folder of this page's path. HttpOnly cookies are out of a script's reach (widget/README.md).
+  // A cookie that a granted (or necessary) category also lists stays, and so does our own.
   function sweep() {
-    const names = [], host = location.hostname.split("."), paths = ["/"];
-    for (const id in cfg.cookies) if (!get(id)) names.push(...cfg.cookies[id]);
+    const refused = [], kept = [], host = location.hostname.split("."), paths = ["/"];
+    for (const id in cfg.cookies) (get(id) ? kept : refused).push(...cfg.cookies[id]);
+    const listed = (name, list) => list.some(p => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p);
     location.pathname.split("/").slice(1, -1).reduce((at, part) => (paths.push(at += "/" + part, at + "/"), at), "");
     for (const pair of D.cookie.split("; ")) {
       const name = pair.split("=")[0];
-      if (!names.some(p => p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name == p)) continue;
+      if (name == NAME || !listed(name, refused) || listed(name, kept)) continue;
       for (let i = 0; i <= host.length; i++) for (const path of paths) {
         D.cookie = name + "=; max-age=0; path=" + path + (i < host.length ? "; domain=" + host.slice(i).join(".") : "");
       }
