@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import urllib.parse
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -673,6 +674,52 @@ def test_asked_again_after_a_material_cookie_notice_version(browser: Browser, ow
     widget.wait_rows(2)
     wait_until(lambda: stored_choice(page)["w"] == "2026-12-01")
     context.close()
+
+
+def test_a_choice_stored_by_an_older_widget_is_asked_again_when_it_cannot_show_what_it_covered(
+        browser: Browser, own_widget: Widget, notices_dir):
+    """Cookies written before the `w` (cookie notice version) and `k` (choice hash) fields."""
+    widget = own_widget
+    url = widget.page()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url)
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    current = stored_choice(page)
+    context.close()
+    made_on_the_22nd = int(datetime(2026, 11, 22, 12, tzinfo=timezone.utc).timestamp())
+
+    def visit(*without: str) -> tuple[Any, Page]:
+        choice = {k: v for k, v in current.items() if k not in without}
+        choice["t"] = made_on_the_22nd
+        visit = browser.new_context()
+        visit.add_cookies([{"name": "keksi_consent", "value": urllib.parse.quote(json.dumps(choice)),
+                            "url": widget.host.url}])
+        visitor = visit.new_page()
+        visitor.goto(url)
+        wait_ready(visitor)
+        return visit, visitor
+
+    for missing, asked in (((), False), (("w",), False), (("k",), True)):
+        visit_, visitor = visit(*missing)
+        expect(banner(visitor)).to_have_count(1 if asked else 0)
+        visit_.close()
+
+    # A material cookie notice version after the choice's date: asked, without a diff link,
+    # since the version the visitor saw is not known.
+    write_version(notices_dir, "cookies", "2026-12-01", material=True)
+    publish_all(widget.app)
+    widget.app.config["FIXED_TODAY"] = "2026-12-01"
+    visit_, visitor = visit("w")
+    region = banner(visitor)
+    expect(region.get_by_text("Our cookie notice has changed since you last chose.")).to_be_visible()
+    expect(region.get_by_role("link", name="See what changed")).to_have_count(0)
+    visit_.close()
+    visit_, visitor = visit()  # the version it saw is known: asked, with the diff
+    expect(banner(visitor).get_by_role("link", name="See what changed")).to_have_count(1)
+    visit_.close()
 
 
 def test_a_change_in_another_language_than_the_one_chosen_in_still_asks_again(

@@ -240,7 +240,7 @@
       onfocusin: e => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
       h("h2", {}, T.title),
       from && h("p", {class: "w"}, T[from[0] == "privacy" ? "changed" : "cookies_changed"] + " ",
-        h("a", {href: cfg.notices[from[0]].diff_url.replace("{from}", from[1])}, T.see_changes)),
+        from[1] && h("a", {href: cfg.notices[from[0]].diff_url.replace("{from}", from[1])}, T.see_changes)),
       h("p", {}, T.intro),
       gpc && h("p", {}, T.gpc_honoured),
       h("p", {class: "n"}, notice("privacy", T.privacy_link), notice("cookies", T.cookies_link)),
@@ -332,13 +332,18 @@
         }
       });
       // A material version of either notice in effect since the choice: say which, link its diff.
+      // A choice stored without the version seen (an older widget, or no cookie notice then)
+      // is compared by its date, and the banner then has no diff link.
       const ids = optional(), since = slug => {
         const n = c.notices[slug], seen = state && state[slug == "privacy" ? "v" : "w"];
-        return n && seen && n.latest_material_version > seen && [slug, seen];
+        const after = seen || (state && (state.t > 0 ? new Date(state.t * 1000).toISOString().slice(0, 10) : "0"));
+        return n && after && n.latest_material_version > after && [slug, seen];
       };
       const changed = since("privacy") || since("cookies");
+      // A choice without the hash of what it covered (an older widget) cannot show that it
+      // still applies: ask again.
       if (!state || changed || (state.l == c.lang && state.h != c.banner_hash.slice(0, 16)) ||
-          (state.k && state.k != c.choice_hash.slice(0, 16)) ||
+          state.k != c.choice_hash.slice(0, 16) ||
           ids.length != Object.keys(state.c).length || ids.some(id => !(id in state.c))) {
         showBanner(changed);
       }
