@@ -812,7 +812,9 @@ def test_language_from_data_lang_then_html_lang_then_the_site_default(page: Page
 def test_keyboard_only(page: Page, widget: Widget):
     page.goto(widget.page())
     expect(banner(page)).to_be_visible()
-    # B10: the banner is first in the tab order, before the host page's own first link.
+    # B10: focus moves into the banner when it appears, and it is first in the tab order, before
+    # the host page's own first link.
+    wait_until(lambda: focus_in(page, "[role=region]"))
     page.keyboard.press("Tab")
     assert focus_in(page, "[role=region]"), focused_text(page)
     for _ in range(6):
@@ -863,6 +865,14 @@ def test_keyboard_only(page: Page, widget: Widget):
     rows = widget.wait_rows(2)
     assert rows[1]["action"] == "custom" and json.loads(rows[1]["choices"])["analytics"] is True
     wait_until(lambda: focused_text(page) == "Cookie settings")
+
+
+def test_the_banner_does_not_take_focus_from_a_field_the_visitor_is_in(page: Page, widget: Widget):
+    page.goto(widget.page(body='<label>Search <input id="q" autofocus></label>'))
+    expect(banner(page)).to_be_visible()
+    wait_ready(page)
+    assert page.evaluate("document.activeElement.id") == "q"
+    assert not focus_in(page, "[role=region]")
 
 
 @pytest.fixture(scope="module")

@@ -236,7 +236,7 @@
 
   function showBanner(from) {
     ui();
-    banner = h("div", {class: "b", role: "region", "aria-label": T.region, lang: cfg.lang,
+    banner = h("div", {class: "b", role: "region", "aria-label": T.region, lang: cfg.lang, tabindex: -1,
       onfocusin: e => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
       h("h2", {}, T.title),
       from && h("p", {class: "w"}, T[from[0] == "privacy" ? "changed" : "cookies_changed"] + " ",
@@ -249,6 +249,9 @@
         button(T.reject_all, () => choose("reject_all", all(false), "banner")),
         button(T.choose, e => open("panel", e.currentTarget))));
     root.append(banner);
+    // Focus moves into the banner (B10), unless the visitor is already somewhere on the page.
+    const a = D.activeElement;
+    if (!a || a == D.body || a == D.documentElement) banner.focus({preventScroll: true});
     requestAnimationFrame(() => P.mark("keksi:visible"));
   }
 
