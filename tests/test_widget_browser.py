@@ -646,16 +646,22 @@ def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
     context.close()
 
 
-def test_asked_again_after_a_material_cookie_notice_version(browser: Browser, own_widget: Widget,
-                                                             notices_dir):
-    widget = own_widget
-    url = widget.page()
+def first_choice(browser: Browser, widget: Widget, url: str) -> tuple[Any, Page]:
+    """A new visitor accepts all at `url`; returns once the server has acknowledged it."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(url)
     banner(page).get_by_role("button", name=EN["accept"]).click()
     widget.wait_rows(1)
     wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    return context, page
+
+
+def test_asked_again_after_a_material_cookie_notice_version(browser: Browser, own_widget: Widget,
+                                                             notices_dir):
+    widget = own_widget
+    url = widget.page()
+    context, page = first_choice(browser, widget, url)
     assert stored_choice(page)["w"] == "2025-09-15"
     state = context.storage_state()
     context.close()
@@ -681,12 +687,7 @@ def test_a_choice_stored_by_an_older_widget_is_asked_again_when_it_cannot_show_w
     """Cookies written before the `w` (cookie notice version) and `k` (choice hash) fields."""
     widget = own_widget
     url = widget.page()
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(url)
-    banner(page).get_by_role("button", name=EN["accept"]).click()
-    widget.wait_rows(1)
-    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    context, page = first_choice(browser, widget, url)
     current = stored_choice(page)
     context.close()
     made_on_the_22nd = int(datetime(2026, 11, 22, 12, tzinfo=timezone.utc).timestamp())
