@@ -183,7 +183,8 @@ def check(root: Path, languages: Iterable[str], store: Store, today: date | None
         sample = next(iter(langs.values())).path
         for lang in languages:
             missing_path = Path(sample).with_name(f"{version}.{lang}.md")
-            if lang not in langs and not already_published and group_ok:
+            # Every missing file is named (a file that exists but did not parse has its own problem).
+            if lang not in langs and not already_published and not (root / slug / missing_path.name).exists():
                 problems.append(Problem(
                     str(missing_path),
                     f"missing: version {version} of '{slug}' has no {lang} text; "

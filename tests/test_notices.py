@@ -97,6 +97,10 @@ def test_missing_language_blocks_the_whole_version(store, notices_dir):
     assert [str(p) for p in result.problems] == [
         "notices/privacy/2027-01-01.sv.md: missing: version 2027-01-01 of 'privacy' has no sv text; "
         "a version is published only when it exists in every configured language"]
+    write_version(notices_dir, "cookies", "2027-01-01", langs=["fi"])  # each missing file is named
+    assert [p.path for p in notices.check(notices_dir, LANGS, store).problems] == [
+        "notices/cookies/2027-01-01.sv.md", "notices/cookies/2027-01-01.en.md",
+        "notices/privacy/2027-01-01.sv.md"]
     published, _ = notices.publish(notices_dir, LANGS, store, "aino")
     assert not [s for s in published if s.version == "2027-01-01"]
     assert store.notice_version("privacy", "2027-01-01", "fi") is None
