@@ -105,8 +105,12 @@ def _string(data: dict[str, Any], field: str, max_length: int = 200) -> str:
 
 
 def check_choice(data: dict[str, Any], store: Store, languages: list[str], today: date,
-                 origin: str | None, sec_gpc: bool = False) -> Choice:
-    """Validate a posted choice against the site, the notices and the banners actually served."""
+                 origin: str | None, sec_gpc: bool = False,
+                 own_pages: tuple[str, str] | None = None) -> Choice:
+    """Validate a posted choice against the site, the notices and the banners actually served.
+
+    `own_pages` is (Keksi's own origin, the site its own pages show): choices made there are
+    accepted from that origin whatever the site's list says, so the demo works on any address."""
     for field in sorted(set(data) - FIELDS):
         raise InvalidChoice(field, "is not a field of a consent")
     for field in sorted(REQUIRED):
@@ -117,7 +121,7 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
     site = store.site(site_id)
     if site is None:
         raise InvalidChoice("site", f"{site_id!r} is not a site on this server", status=404)
-    if not sites_mod.origin_allowed(site, origin):
+    if not sites_mod.origin_allowed(site, origin) and (origin, site_id) != own_pages:
         raise InvalidChoice("origin", f"{origin!r} may not record consents for site {site_id!r}; "
                                       "add it to the site's origins", status=403)
 

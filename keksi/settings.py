@@ -110,7 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Consent posts allowed per minute from one address, per worker, before 429.", int),
     Setting("WIDGET_SITE", "",
             "Id of a site whose consent banner Keksi's own public pages show; empty shows none. "
-            "scripts/serve sets demo.", str),
+            "Choices made there are accepted from Keksi's own origin, whatever the site's origins "
+            "list. scripts/serve sets demo.", str),
     Setting("HTTPS", False,
             "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
             _boolean),

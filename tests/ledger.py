@@ -53,11 +53,12 @@ def choice(cfg: dict[str, Any], action: str = "accept_all", **changes: Any) -> d
 
 
 def post(client: Any, body: Any, origin: str | None = ORIGIN, content_type: str = "application/json",
-         **headers: str):
+         base_url: str | None = None, **headers: str):
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     if origin is not None:
         headers["Origin"] = origin
-    return client.post("/api/v1/consents", data=data, content_type=content_type, headers=headers)
+    return client.post("/api/v1/consents", data=data, content_type=content_type, headers=headers,
+                       base_url=base_url)
 
 
 def count_rows(app: Any, table: str = "consents") -> int:

@@ -241,6 +241,24 @@ def test_foreign_or_missing_origin_is_403_without_cors(app, client):
     assert count_rows(app) == 0
 
 
+def test_keksis_own_pages_record_choices_for_the_site_they_show_on_any_address(make_app):
+    """scripts/serve shows the demo banner on Keksi's own pages, on whatever HOST and PORT."""
+    app = make_app(WIDGET_SITE="demo")
+    add_site(app)
+    add_site(app, id="other")
+    client = app.test_client()
+    own = "http://keksi.lan:8765"
+    body = choice(config(client))
+    assert post(client, body, origin=own, base_url=own).status_code == 201
+    foreign = post(client, choice(config(client)), origin="http://elsewhere.lan:8765", base_url=own)
+    assert foreign.status_code == 403
+    other = post(client, choice(config(client, site="other")), origin=own, base_url=own)
+    assert other.status_code == 403, "only the site the pages show"
+    app.config["WIDGET_SITE"] = ""
+    assert post(client, choice(config(client)), origin=own, base_url=own).status_code == 403
+    assert count_rows(app) == 1
+
+
 def test_preflight_only_for_allowed_origins(client):
     allowed = client.options("/api/v1/consents", headers={
         "Origin": ORIGIN, "Access-Control-Request-Method": "POST",

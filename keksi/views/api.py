@@ -196,8 +196,9 @@ def record_consent():
     config = current_app.config
     try:
         data = consents.parse_body(raw)
+        own_pages = (request.host_url.rstrip("/"), config["WIDGET_SITE"]) if config["WIDGET_SITE"] else None
         choice = consents.check_choice(data, store, config["LANGUAGES"], today(), origin,
-                                       sec_gpc=request.headers.get("Sec-GPC") == "1")
+                                       sec_gpc=request.headers.get("Sec-GPC") == "1", own_pages=own_pages)
         row, created = consents.record(
             store, choice,
             ip=consents.truncate_ip(request.remote_addr, config["STORE_IP"] == "truncated"),
