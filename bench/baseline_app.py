@@ -51,7 +51,7 @@ _db: sqlite_utils.Database | None = None
 def _connect() -> sqlite_utils.Database:
     db = sqlite_utils.Database(sqlite3.connect(DATABASE, timeout=5))
     db.execute("PRAGMA busy_timeout = 5000")
-    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA synchronous = FULL")  # as keksi/store.py: the same durability per insert
     return db
 
 

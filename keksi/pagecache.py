@@ -7,13 +7,14 @@ pages a view marks as shareable (`mark()`), and answers repeat requests, 304s in
 without entering Flask.
 
 Validity: each request reads the store's notice stamp (`store.notices_stamp`, one stat() of a
-file the store replaces after every publication or withdrawal, by any process: the CLI, the
+file the store appends to on every publication or withdrawal, by any process: the CLI, the
 admin in another worker) and today's date in KEKSI_TIMEZONE. When either differs from what
 the cached pages were made under, the cache starts over. Only GET and HEAD without a query
 string, without the admin session cookie and without If-Match, If-Unmodified-Since or Range
 are served from it; only 200s without Set-Cookie, made while the stamp and the day stayed
 the same, are stored. Responses carry no Date of their own (keksi.http removes it; the server
-adds a fresh one), so a kept page never replays an old one. The cache sits inside ProxyFix, so scheme and host are the client's.
+adds a fresh one), so a kept page never replays an old one. The cache sits inside ProxyFix,
+so scheme and host are the client's.
 """
 
 from __future__ import annotations
