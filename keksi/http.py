@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
@@ -70,6 +70,15 @@ def error_message(code: int) -> str:
     return messages.get(code, _("Something went wrong on our side. Try again in a moment."))
 
 
+def error_page(code: int, title: str, message: str) -> tuple[str, int]:
+    """An error page in the visitor's language; its language switcher leads to each language's
+    list of notices (the page that was asked for may exist in none of them)."""
+    indexes = [{"lang": lang, "url": url_for("site.index", lang=lang, _external=True)}
+               for lang in current_app.config["LANGUAGES"]]
+    return render_template("site/error.html", code=code, title=title, message=message,
+                           alternates=indexes), code
+
+
 def handle_http_error(exc: HTTPException) -> Any:
     code = exc.code or 500
     # A specific description given with abort(code, message) wins over the generic one.
@@ -77,16 +86,14 @@ def handle_http_error(exc: HTTPException) -> Any:
     description = exc.description if specific else error_message(code)
     if wants_json():
         return jsonify(error=exc.name, message=description, status=code), code
-    return render_template("site/error.html", code=code, title=exc.name,
-                           message=description), code
+    return error_page(code, exc.name, description)
 
 
 def handle_unexpected(exc: Exception) -> Any:
     current_app.logger.exception("unhandled error on %s", request.path)
     if wants_json():
         return jsonify(error="Internal Server Error", message=error_message(500), status=500), 500
-    return render_template("site/error.html", code=500, title="Internal Server Error",
-                           message=error_message(500)), 500
+    return error_page(500, "Internal Server Error", error_message(500))
 
 
 class LangConverter(BaseConverter):
@@ -108,8 +115,7 @@ def handle_store_unavailable(exc: StoreUnavailable) -> Any:
     if wants_json():
         response = jsonify(error="Service Unavailable", field="store", message=str(exc), status=503)
     else:
-        response = current_app.make_response(
-            (render_template("site/error.html", code=503, title="Service Unavailable", message=message), 503))
+        response = current_app.make_response(error_page(503, "Service Unavailable", message))
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     return response

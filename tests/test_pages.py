@@ -465,6 +465,10 @@ def test_404_pages_speak_the_visitors_language(client, url, accept, lang, text):
     assert doc.find("h1").text().startswith(text)
     assert doc.find("main").link(f"/{lang}/")
     assert doc.find("footer").find(data_consent_open=True)
+    switcher = doc.find("nav", cls="languages")
+    assert [a.attrs["href"] for a in switcher.find_all("a")] == [
+        f"http://localhost/{other}/" for other in ("fi", "sv", "en")]
+    assert len(doc.find_all("link", rel="alternate")) == 3
 
 
 def test_404_for_a_missing_version_names_it(client):
