@@ -18,6 +18,14 @@ control_socket_disable = True
 # Request lines and headers are small in Keksi; refuse abuse early.
 limit_request_line = 4094
 limit_request_fields = 60
+# Forwarded headers: the app's ProxyFix trusts X-Forwarded-For/-Proto/-Host from as many proxies as
+# KEKSI_TRUSTED_PROXIES says. gunicorn reads X-Forwarded-Proto itself too: let it do so only when a
+# proxy is configured, and only from FORWARDED_ALLOW_IPS (default: this host, where the README's
+# nginx runs). Without a proxy nobody's forwarded headers count.
+if os.environ.get("KEKSI_TRUSTED_PROXIES", "0").strip() in ("", "0"):
+    forwarded_allow_ips = ""
+else:
+    forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = "-"
 # JSON lines with no client address and no query string: personal data we do not need there.
 logger_class = "keksi.accesslog.JsonAccessLogger"
