@@ -179,10 +179,13 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Everything the widget needs for one site and language",
                 "parameters": [{"name": "site", "in": "path", "required": True, "schema": {"type": "string"}},
-                               _LANG],
+                               {"name": "lang", "in": "query", "required": False,
+                                "schema": {"type": "string", "examples": ["fi", "sv", "en"]},
+                                "description": "A language code; one not served here gives the site's "
+                                               "default language (the answer's `lang`)."}],
                 "responses": {"200": {"description": "The configuration", "content": _json("SiteConfig")},
                               "304": {"description": "Not modified"},
-                              "400": _error("Unknown language"), "404": _error("Unknown site")},
+                              "400": _error("Not a language code"), "404": _error("Unknown site")},
             }
         },
         "/consents": {

@@ -65,7 +65,9 @@ def test_config_refuses_foreign_origin_cors_and_unknown_things(client):
     assert response.get_json()["lang"] == "fi"  # the site's default language
     missing = client.get("/api/v1/sites/nope/config")
     assert missing.status_code == 404 and missing.get_json()["field"] == "site"
-    bad_lang = client.get("/api/v1/sites/demo/config?lang=de")
+    unserved = client.get("/api/v1/sites/demo/config?lang=de")  # a page in German: the site's default
+    assert unserved.status_code == 200 and unserved.get_json()["lang"] == "fi"
+    bad_lang = client.get("/api/v1/sites/demo/config?lang=de-DE%3Cscript%3E")
     assert bad_lang.status_code == 400 and "lang" in bad_lang.get_json()["message"]
 
 
@@ -382,8 +384,8 @@ def test_openapi_document_describes_the_api(client):
 
 
 def test_a_config_error_is_readable_by_an_allowed_page(client):
-    response = client.get("/api/v1/sites/demo/config?lang=de", headers={"Origin": ORIGIN})
+    response = client.get("/api/v1/sites/demo/config?lang=Deutsch", headers={"Origin": ORIGIN})
     assert response.status_code == 400 and response.get_json()["field"] == "lang"
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-    foreign = client.get("/api/v1/sites/demo/config?lang=de", headers={"Origin": "https://evil.example"})
+    foreign = client.get("/api/v1/sites/demo/config?lang=Deutsch", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in foreign.headers

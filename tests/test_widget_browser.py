@@ -801,13 +801,21 @@ def test_language_from_data_lang_then_html_lang_then_the_site_default(page: Page
     region = page.locator("[data-keksi]").locator("[role=region]")
     cases = [("/sv", "en", 'async data-lang="sv"', "sv"),  # data-lang wins over <html lang>
              ("/en", "en-GB", "async", "en"),  # <html lang>, its primary subtag
-             ("/de", "de", "async", "fi")]  # a language the server does not serve: the site's default
+             ("/de", "de", "async", "fi"),  # a language the server does not serve: the site's default
+             ("/none", "", "async", "fi")]  # no language on the page at all
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
     for path, html_lang, attrs, expected in cases:
         texts = widget.config(expected)["texts"]
+        requests.clear()
         page.goto(widget.page(path, lang=html_lang, tag_attrs=attrs))
         expect(region).to_have_attribute("lang", expected)
         expect(region).to_have_attribute("aria-label", texts["region"])
         expect(region.get_by_role("link").first).to_have_attribute("href", re.compile(f"/{expected}/privacy/"))
+        # A first visit costs the script and one configuration request, whatever the language.
+        to_keksi = [url for url in requests if url.startswith(widget.server.url)]
+        assert len(to_keksi) == 2 and to_keksi[0] == widget.script_url, to_keksi
+        assert "/config" in to_keksi[1], to_keksi
 
 
 def test_keyboard_only(page: Page, widget: Widget):

@@ -10,14 +10,11 @@
   const CSS = "__KEKSI_CSS__", VERSION = "__KEKSI_VERSION__";
   const NAME = "keksi_consent", QUEUE = "keksi_queue";
   const base = new URL(me.src).origin, site = me.dataset.site;
-  // Ask for the site's configuration first; everything else is set up while it travels. A
-  // language the server does not serve is refused (without CORS headers): then the site's default.
-  const url = base + "/api/v1/sites/" + encodeURIComponent(site) + "/config";
-  const load = u => fetch(u); // no cookies cross-origin; matches <link rel=preload crossorigin>
+  // Ask for the site's configuration first, in one request; everything else is set up while it
+  // travels. The server answers a language it does not serve with the site's default.
   const lang = me.dataset.lang || D.documentElement.lang.toLowerCase().split("-")[0];
-  const config = (lang ? load(url + "?lang=" + encodeURIComponent(lang)) : Promise.reject())
-    .then(r => r.ok ? r : Promise.reject())
-    .catch(() => load(url))
+  const config = fetch(base + "/api/v1/sites/" + encodeURIComponent(site) + "/config" + // no cookies
+      (/^[a-z]{2,3}$/.test(lang) ? "?lang=" + lang : "")) // cross-origin; as <link rel=preload crossorigin>
     .then(r => r.ok ? r.json() : Promise.reject(Error("config: HTTP " + r.status)))
     .then(c => (P.mark("keksi:config"), c));
   const gpc = navigator.globalPrivacyControl === true;

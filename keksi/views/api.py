@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ from ..store import StoreUnavailable, get_store
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_CONSENT_BODY = 4096
+LANGUAGE_TAG = re.compile(r"[a-z]{2,3}")  # an ISO 639 code, as the widget takes it from <html lang>
 
 
 def _lang_arg(default: str | None = None) -> str:
@@ -113,9 +115,13 @@ def site_config(site_id: str):
     cors_origin = origin if sites.origin_allowed(site, origin) else None
     lang = request.args.get("lang", site["default_language"])
     if lang not in current_app.config["LANGUAGES"]:
-        # CORS on the error too, so that the widget on an allowed page can read why.
-        return _cors(error(400, "lang", f"lang {lang!r} is not served here; use one of "
-                                        f"{', '.join(current_app.config['LANGUAGES'])}."), cors_origin)
+        if LANGUAGE_TAG.fullmatch(lang):
+            # A page in a language not served here (its <html lang>): the site's default, in the
+            # same single request; the answer's `lang` says which language it is.
+            lang = site["default_language"]
+        else:  # CORS on the error too, so that the widget on an allowed page can read why.
+            return _cors(error(400, "lang", f"lang {lang!r} is not a language code; use one of "
+                                            f"{', '.join(current_app.config['LANGUAGES'])}."), cors_origin)
     g.lang = lang
     banner, content, banner_hash = _banner(sites.canonical_json(site), lang)
     remembered = current_app.extensions.setdefault("keksi.banners", set())
