@@ -51,7 +51,7 @@ from tests.widget_host import HostServer, host_page  # noqa: E402
 
 PEER = "vanilla-cookieconsent@3.1.0"
 PEER_FILES = ("package/dist/cookieconsent.umd.js", "package/dist/cookieconsent.css")
-TARGET_GZIP = 6 * 1024
+TARGET_GZIP = 6_000  # "6 KB" in issue 4; KB = 1000 bytes, as in docs/peers.md
 TARGET_MS = 50.0
 
 
@@ -194,7 +194,7 @@ def main() -> None:
     print(f"| Keksi / peer | {gz(ours) / gz(peer_all):.2f} | {br(ours) / br(peer_all):.2f} | "
           f"{len(ours) / len(peer_all):.2f} |")
     verdict = "meets" if gz(ours) <= TARGET_GZIP else "MISSES"
-    print(f"\nSize target: at most 6 KiB ({TARGET_GZIP:,} B) gzip: {verdict} it ({gz(ours):,} B); "
+    print(f"\nSize target: at most 6 KB ({TARGET_GZIP:,} B) gzip: {verdict} it ({gz(ours):,} B); "
           f"a third of the peer would be {gz(peer_all) // 3:,} B.\n")
 
     def row(name: str, samples: list[list[float]], config: bool = True) -> str:
