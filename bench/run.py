@@ -1,11 +1,12 @@
-"""Keksi's server and ledger benchmarks, each against a baseline measured in the same run.
+"""Keksi's benchmarks, each against a baseline measured in the same run: one command for all.
 
-    .venv/bin/python bench/run.py            # the default run (about 5 minutes)
+    .venv/bin/python bench/run.py            # the default run (about 7 minutes)
     .venv/bin/python bench/run.py --quick    # one 3 s run per HTTP figure, a small ledger (about 1 minute)
     .venv/bin/python bench/run.py --full     # also the ledger at 10,000,000 rows (about 10 GB of disk)
 
 Diagnosis options: --only post|page|304 (repeatable), --workers N, --runs N, --seconds S,
---skip-http, --skip-ledger, --keep (keep the scratch databases), --no-write.
+--skip-http, --skip-ledger, --skip-widget, --skip-admin, --keep (keep the scratch databases),
+--no-write.
 
 1. Consent posts under gunicorn with the production config (gunicorn.conf.py, 4 workers)
    against bench/baseline_app.py under the same settings, whose endpoint only inserts the
@@ -16,6 +17,9 @@ Diagnosis options: --only post|page|304 (repeatable), --workers N, --runs N, --s
 3. The ledger at 100,000 and 1,000,000 rows (10,000,000 with --full): bytes per row,
    `flask consents export` rows/s and peak memory, `flask consents verify` rows/s, and a
    candidate admin figures query with and without an index (bench/ledger.py).
+4. Then, as they are run alone: the widget's size beside vanilla-cookieconsent and its time to
+   a visible banner (bench/widget_size.py), and the admin figures page at 1,000,000 choices
+   (bench/admin_figures.py, 100,000 with --quick). Each prints its own table.
 
 Only 127.0.0.1 is loaded. Every server this script starts is stopped by it, by process id.
 The table is printed and written, with the machine and the date, to bench/README.md under
@@ -552,6 +556,8 @@ def main() -> int:
                         help="run only these HTTP figures (diagnosis; repeatable)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-ledger", action="store_true")
+    parser.add_argument("--skip-widget", action="store_true", help="do not run bench/widget_size.py")
+    parser.add_argument("--skip-admin", action="store_true", help="do not run bench/admin_figures.py")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/README.md")
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
     options = parser.parse_args()
@@ -612,12 +618,19 @@ def main() -> int:
         for l in ledgers:
             print(f"{l['rows']:,} rows: export plan: {l['export_plan']}; figures plans: "
                   f"{l['figures']['site_recorded_at_plan']} | {l['figures']['covering_plan']}")
-    print(f"\n(total {time.monotonic() - started:.0f} s)")
     if not options.no_write:
         notes = NOTES_FILE.read_text(encoding="utf-8") if NOTES_FILE.exists() else ""
         write_readme(section_text(info, options, summary, ledger_md, http, ledgers, notes))
         log("wrote bench/README.md (## Server and ledger)")
-    return 0
+    status = 0
+    for skip, script, args in ((options.skip_widget, "widget_size.py", ["--runs", "11" if options.quick else "31"]),
+                               (options.skip_admin, "admin_figures.py",
+                                ["100000" if options.quick else "1000000"] + (["--no-write"] if options.no_write else []))):
+        if not skip:
+            log(f"== bench/{script} {' '.join(args)}")
+            status |= subprocess.run([sys.executable, str(BENCH / script), *args], cwd=ROOT).returncode
+    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    return status
 
 
 if __name__ == "__main__":
