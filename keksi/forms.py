@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, PasswordField, SelectMultipleField,
                      StringField, TextAreaField)
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .auth import MIN_PASSWORD, ROLES
-from .notices import MAX_SOURCE_BYTES
+from .notices import MAX_SOURCE_BYTES, removed_markup
+from .site_forms import PlainText
 
 
 class LoginForm(FlaskForm):
@@ -47,6 +51,31 @@ class ActionForm(FlaskForm):
     """A form with nothing but its CSRF token: logout, withdraw."""
 
 
+class NoticeText(PlainText):
+    """Refuse HTML tags in a notice's title or change summary: they are shown as text."""
+
+    def __call__(self, form: Any, field: Any) -> None:
+        try:
+            super().__call__(form, field)
+        except ValidationError:  # the same check, with a message about notices, not the banner
+            raise ValidationError(_("Write plain text without HTML tags such as <script>: titles and "
+                                    "summaries are shown as text.")) from None
+
+
+class NoticeMarkdown:
+    """Refuse HTML that rendering would remove from a notice: scripts, frames, event handlers,
+    javascript: links. Saying so beats publishing a text that does not show what was written."""
+
+    def __call__(self, form: Any, field: Any) -> None:
+        found = removed_markup(field.data or "")
+        if found:
+            shown = [item if len(item) <= 40 else item[:39] + "…" for item in found]
+            raise ValidationError(_(
+                "This text has HTML or links that are removed when the notice is shown: %(found)s. "
+                "Remove them: notices show text, headings, lists, tables and links to http, https, "
+                "mailto and tel addresses.", found=", ".join(shown)))
+
+
 def notice_version_form(languages: list[str], language_names: dict[str, str]) -> type[FlaskForm]:
     """A form for a new version: its date and materiality, and a title, summary and text per language."""
 
@@ -62,11 +91,13 @@ def notice_version_form(languages: list[str], language_names: dict[str, str]) ->
     for lang in languages:
         name = language_names.get(lang, lang)
         setattr(NoticeVersionForm, f"title_{lang}", StringField(
-            _l("Title (%(language)s)", language=name), validators=[DataRequired(), Length(max=200)]))
+            _l("Title (%(language)s)", language=name),
+            validators=[DataRequired(), Length(max=200), NoticeText()]))
         setattr(NoticeVersionForm, f"summary_{lang}", TextAreaField(
             _l("Change summary (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 3}))
+            validators=[DataRequired(), Length(max=2000), NoticeText()], render_kw={"rows": 3}))
         setattr(NoticeVersionForm, f"body_{lang}", TextAreaField(
             _l("Text in Markdown (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=MAX_SOURCE_BYTES)], render_kw={"rows": 18}))
+            validators=[DataRequired(), Length(max=MAX_SOURCE_BYTES), NoticeMarkdown()],
+            render_kw={"rows": 18}))
     return NoticeVersionForm

@@ -16,6 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -328,6 +329,10 @@ ALLOWED_ATTRIBUTES = {
 ALLOWED_SCHEMES = {"http", "https", "mailto", "tel"}
 
 
+MARKDOWN: dict[str, Any] = {"extensions": ["tables", "sane_lists", "toc"],
+                            "extension_configs": {"toc": {"permalink": False}}, "output_format": "html"}
+
+
 # A link to another notice is written as its slug, relative: `[cookie notice](../cookies)`.
 NOTICE_LINK_RE = re.compile(r"^(?:\.\./|\./)*(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)/?(?P<fragment>#[\w-]*)?$")
 
@@ -344,10 +349,7 @@ def render(body: str, notices_root: str = "/") -> Markup:
             return f"{notices_root}{match['slug']}{match['fragment'] or ''}"
         return value
 
-    html = markdown.markdown(
-        body, extensions=["tables", "sane_lists", "toc"],
-        extension_configs={"toc": {"permalink": False}}, output_format="html",
-    )
+    html = markdown.markdown(body, **MARKDOWN)
     # h1 is the page's own title: demote any the author wrote.
     html = re.sub(r"<(/?)h1\b", r"<\1h2", html)
     clean = nh3.clean(
@@ -355,6 +357,54 @@ def render(body: str, notices_root: str = "/") -> Markup:
         link_rel="noopener noreferrer", attribute_filter=resolve_links,
     )
     return Markup(clean)
+
+
+class _Tags(HTMLParser):
+    """Each start and end tag of some HTML, with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.tags.append((tag, []))
+
+
+def _tags(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    parser = _Tags()
+    parser.feed(html)
+    parser.close()
+    return parser.tags
+
+
+def _link_kept(href: str) -> bool:
+    # Ask nh3 itself, so that this check and `render` never disagree about a scheme.
+    html = nh3.clean(f'<a href="{escape(href)}">x</a>', tags={"a"}, attributes={"a": {"href"}},
+                     url_schemes=ALLOWED_SCHEMES)
+    return "href=" in html
+
+
+def removed_markup(body: str) -> list[str]:
+    """What `render` would remove from what the author wrote, each named once: HTML tags
+    (`<script>`) and attributes (`onerror`) outside the allow-list, and link addresses whose
+    scheme is not allowed (`javascript:alert(1)`). What Markdown itself generates is not counted."""
+    converter = markdown.Markdown(**MARKDOWN)
+    html = converter.convert(body)
+    found: list[str] = []
+    for fragment in converter.htmlStash.rawHtmlBlocks:
+        for tag, attrs in _tags(str(fragment)):
+            if tag not in ALLOWED_TAGS and tag != "h1":  # h1 is demoted to h2, not removed
+                found.append(f"<{tag}>")
+                continue
+            allowed = ALLOWED_ATTRIBUTES.get("h2" if tag == "h1" else tag, set())
+            found += [name for name, _ in attrs if name not in allowed]
+    for tag, attrs in _tags(html):
+        if tag == "a":
+            found += [value for name, value in attrs if name == "href" and value and not _link_kept(value)]
+    return list(dict.fromkeys(found))
 
 
 # -- diffs -----------------------------------------------------------------

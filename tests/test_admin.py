@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -172,6 +173,19 @@ def test_legal_publishes_a_version_in_every_language_with_preview_and_diff(app, 
     assert "<h1>Title en</h1>" in client.get("/en/privacy").get_data(as_text=True)
 
 
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+def audit_entries(app) -> int:
+    store = open_store(app.config["DATABASE"])
+    try:
+        return len(store.audit_log(limit=10_000))
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"effective_date": "2020-01-01"}, "in the past"),
     ({"effective_date": "2026-04-09"}, "in the past"),
@@ -180,29 +194,57 @@ def test_legal_publishes_a_version_in_every_language_with_preview_and_diff(app, 
     ({"summary_en": "   "}, "This field is required"),
     ({"body_fi": ""}, "This field is required"),
     ({"title_fi": "x" * 201}, "200"),
+    ({"summary_sv": "x" * 2001}, "2000"),
+    ({"title_fi": "<script>alert(2)</script>"}, "Write plain text without HTML tags"),
+    ({"summary_en": "Now with <b>bold</b> news"}, "Write plain text without HTML tags"),
+    ({"body_fi": "<script>alert(1)</script>\n\nText.\n"}, "removed when the notice is shown: &lt;script&gt;."),
+    ({"body_sv": "Text.\n\n<iframe src=\"https://evil.example\"></iframe>\n"}, "shown: &lt;iframe&gt;."),
+    ({"body_en": 'Text <b onclick="alert(1)">bold</b>.\n'}, "removed when the notice is shown: onclick."),
+    ({"body_en": "[Click](javascript:alert(1)) and [more](JavaScript:void(0))\n"},
+     "removed when the notice is shown: javascript:alert(1), JavaScript:void(0)."),
 ])
-def test_bad_versions_are_refused_beside_the_field(app, client, change, message):
+def test_bad_versions_are_refused_beside_the_field(app, client, notices_dir, change, message):
     sign_in(client, "legal@example.fi")
+    before = files(notices_dir), audit_entries(app)
     data = version_form(csrf(client, "/admin/notices/privacy/new"), step="publish")
     data.update(change)
     response = client.post("/admin/notices/privacy/new", data=data)
     html = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert message in html and 'class="error"' in html and 'aria-invalid="true"' in html
+    name = next(iter(change))
+    error = re.search(rf'<p class="error" id="{name}-error">([^<]*)</p>', html)
+    assert error and message in error.group(1), f"no error beside {name}"
+    assert re.search(rf'id="{name}"[^>]* aria-invalid="true"|aria-invalid="true"[^>]* id="{name}"', html)
+    assert re.search(rf'aria-describedby="[^"]*\b{name}-error"', html), "the error is tied to its field"
     store = open_store(app.config["DATABASE"])
     assert len(store.notice_versions(slug="privacy")) == 6, "nothing saved"
     store.close()
+    assert (files(notices_dir), audit_entries(app)) == before, "nothing written to notices/ or logged"
 
 
-def test_hostile_markdown_and_titles_are_harmless_in_preview(client):
+def test_hostile_markdown_and_titles_are_refused_and_shown_back_as_text(client):
     sign_in(client, "legal@example.fi")
     data = version_form(csrf(client, "/admin/notices/privacy/new"),
                         body='<script>alert(1)</script><img src=x onerror=alert(1)>[x](javascript:alert(1))\n')
     data["title_en"] = "<script>alert(2)</script>"
-    html = client.post("/admin/notices/privacy/new", data=data).get_data(as_text=True)
-    preview = html.split('id="preview-heading"')[1].split("<form")[0]
-    assert "<script" not in preview and "<img" not in preview and 'href="javascript:' not in preview
+    response = client.post("/admin/notices/privacy/new", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="preview-heading"' not in html
+    assert "<script>alert" not in html and "<img" not in html and 'href="javascript:' not in html
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    for lang in ("fi", "sv", "en"):
+        assert (f'id="body_{lang}-error">This text has HTML or links that are removed when the notice is '
+                "shown: &lt;script&gt;, &lt;img&gt;, javascript:alert(1).") in html
+
+
+def test_markdown_that_renders_as_written_is_not_refused(client):
+    sign_in(client, "legal@example.fi")
+    body = ("Write `<script>` in code, a < b, <abbr title=\"General Data Protection Regulation\">GDPR</abbr>.\n\n"
+            "| Cookie | Days |\n|:--|--:|\n| keksi_consent | 365 |\n\n"
+            "See the [cookie notice](../cookies), <https://example.fi> or [mail us](mailto:dpo@example.fi).\n")
+    response = client.post("/admin/notices/privacy/new",
+                           data=version_form(csrf(client, "/admin/notices/privacy/new"), body=body))
+    assert response.status_code == 200 and 'id="preview-heading"' in response.get_data(as_text=True)
 
 
 def test_a_second_version_on_the_same_date_is_refused(app, client):
