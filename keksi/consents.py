@@ -22,9 +22,9 @@ from .store import GENESIS_HASH, Store, chain_hash
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
 SURFACES = ("banner", "panel", "reopened")
-FIELDS = {"site", "event_id", "subject_id", "action", "choices", "notice_version", "banner_hash",
-          "lang", "ui_surface", "page", "widget_version", "gpc"}
-REQUIRED = FIELDS - {"subject_id", "widget_version", "page", "gpc"}
+FIELDS = {"site", "event_id", "subject_id", "action", "choices", "notice_version", "cookie_notice_version",
+          "banner_hash", "lang", "ui_surface", "page", "widget_version", "gpc"}
+REQUIRED = FIELDS - {"subject_id", "cookie_notice_version", "widget_version", "page", "gpc"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 WIDGET_VERSION = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
@@ -36,7 +36,10 @@ HASHED_COLUMNS = (
     "page", "notice_slug", "notice_version", "notice_sha256", "banner_hash", "widget_version",
     "ip", "user_agent", "gpc", "recorded_at", "valid_until",
 )
-EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + ("content_hash",)
+# Added later: hashed after the columns above only when one of them is set, so that rows
+# recorded before they existed keep verifying.
+LATER_HASHED_COLUMNS = ("cookie_notice_slug", "cookie_notice_version", "cookie_notice_sha256")
+EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + LATER_HASHED_COLUMNS + ("content_hash",)
 
 
 class InvalidChoice(ValueError):
@@ -87,6 +90,7 @@ class Choice:
     notice_slug: str
     notice_version: str
     notice_sha256: str
+    cookie_notice: tuple[str, str, str] | None  # slug, version, SHA-256
     banner_hash: str
     lang: str
     ui_surface: str
@@ -165,10 +169,13 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
 
     notice_slug = site["notices"]["privacy"]
     notice_version = _string(data, "notice_version", 10)
-    notice_sha256 = store.notice_version_hash(notice_slug, notice_version, lang)
-    if notice_sha256 is None or date.fromisoformat(notice_version) > today:
-        raise InvalidChoice("notice_version", f"{notice_version!r} is not a version of the "
-                                              f"'{notice_slug}' notice that has been in effect")
+    notice_sha256 = _version_in_effect(store, "notice_version", notice_slug, notice_version, lang, today)
+    cookie_notice = None
+    if data.get("cookie_notice_version") is not None:  # older widgets do not send it
+        cookie_slug = site["notices"]["cookies"]
+        cookie_version = _string(data, "cookie_notice_version", 10)
+        cookie_notice = (cookie_slug, cookie_version, _version_in_effect(
+            store, "cookie_notice_version", cookie_slug, cookie_version, lang, today))
 
     banner_hash = _string(data, "banner_hash", 64)
     banner = store.banner_origin(banner_hash) if HEX64.match(banner_hash) else None
@@ -196,9 +203,17 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
 
     return Choice(site=site, event_id=event_id, subject_id=subject_id, action=action,
                   choices={k: choices[k] for k in categories}, notice_slug=notice_slug,
-                  notice_version=notice_version, notice_sha256=notice_sha256,
+                  notice_version=notice_version, notice_sha256=notice_sha256, cookie_notice=cookie_notice,
                   banner_hash=banner_hash, lang=lang, ui_surface=ui_surface, page=page[:512],
                   widget_version=widget_version, gpc=gpc or sec_gpc)
+
+
+def _version_in_effect(store: Store, field: str, slug: str, version: str, lang: str, today: date) -> str:
+    """The SHA-256 of a published version of `slug` in `lang` that has taken effect."""
+    sha256 = store.notice_version_hash(slug, version, lang)
+    if sha256 is None or date.fromisoformat(version) > today:
+        raise InvalidChoice(field, f"{version!r} is not a version of the '{slug}' notice that has been in effect")
+    return sha256
 
 
 def truncate_ip(address: str | None, keep: bool = True) -> str | None:
@@ -236,8 +251,11 @@ def coarse_user_agent(user_agent: str | None, keep: bool = True) -> str | None:
 
 
 def content_hash(record: dict[str, Any]) -> str:
-    payload = json.dumps([record.get(column) for column in HASHED_COLUMNS],
-                         ensure_ascii=False, separators=(",", ":"))
+    values = [record.get(column) for column in HASHED_COLUMNS]
+    later = [record.get(column) for column in LATER_HASHED_COLUMNS]
+    if any(value is not None for value in later):
+        values += later
+    payload = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -262,6 +280,9 @@ def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str 
         "notice_slug": choice.notice_slug,
         "notice_version": choice.notice_version,
         "notice_sha256": choice.notice_sha256,
+        "cookie_notice_slug": choice.cookie_notice[0] if choice.cookie_notice else None,
+        "cookie_notice_version": choice.cookie_notice[1] if choice.cookie_notice else None,
+        "cookie_notice_sha256": choice.cookie_notice[2] if choice.cookie_notice else None,
         "banner_hash": choice.banner_hash,
         "widget_version": choice.widget_version,
         "ip": ip,
@@ -366,6 +387,8 @@ def receipt(row: dict[str, Any]) -> dict[str, Any]:
         "ui_surface": row["ui_surface"],
         "notice": {"slug": row["notice_slug"], "version": row["notice_version"],
                    "sha256": row["notice_sha256"]},
+        "cookie_notice": {"slug": row["cookie_notice_slug"], "version": row["cookie_notice_version"],
+                          "sha256": row["cookie_notice_sha256"]} if row.get("cookie_notice_version") else None,
         "banner_hash": row["banner_hash"],
         "gpc": bool(row["gpc"]),
     }

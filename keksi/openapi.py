@@ -28,6 +28,9 @@ _LANG = {"name": "lang", "in": "query", "required": False,
          "schema": {"type": "string", "examples": ["fi", "sv", "en"]},
          "description": "A configured language; default: the browser's, else the site's or server's default."}
 
+_NOTICE_SEEN = {"type": "object", "required": ["slug", "version", "sha256", "url"],
+                "properties": {"slug": {"type": "string"}, "version": _DATE, "sha256": _HEX64, "url": _URL}}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -122,6 +125,8 @@ SCHEMAS: dict[str, Any] = {
             "choices": {"type": "object", "additionalProperties": {"type": "boolean"},
                         "description": "Every category of the site; necessary must be true."},
             "notice_version": _DATE,
+            "cookie_notice_version": {**_DATE, "description": "The cookie notice version in effect when the "
+                                                              "visitor chose; absent from older widgets."},
             "banner_hash": _HEX64,
             "lang": {"type": "string"},
             "ui_surface": {"enum": ["banner", "panel", "reopened"]},
@@ -141,16 +146,16 @@ SCHEMAS: dict[str, Any] = {
     "Receipt": {
         "type": "object",
         "required": ["consent_id", "site", "action", "choices", "recorded_at", "valid_until", "lang",
-                     "ui_surface", "notice", "banner_hash", "gpc", "receipt_url"],
+                     "ui_surface", "notice", "cookie_notice", "banner_hash", "gpc", "receipt_url"],
         "properties": {
             "consent_id": _HEX32, "site": {"type": "string"},
             "action": {"enum": ["accept_all", "reject_all", "custom", "withdraw"]},
             "choices": {"type": "object", "additionalProperties": {"type": "boolean"}},
             "recorded_at": _TIME, "valid_until": _TIME, "lang": {"type": "string"},
             "ui_surface": {"enum": ["banner", "panel", "reopened"]},
-            "notice": {"type": "object", "required": ["slug", "version", "sha256", "url"],
-                       "properties": {"slug": {"type": "string"}, "version": _DATE, "sha256": _HEX64,
-                                      "url": _URL}},
+            "notice": _NOTICE_SEEN,
+            "cookie_notice": {"oneOf": [_NOTICE_SEEN, {"type": "null"}],
+                              "description": "Null for records made before it was recorded."},
             "banner_hash": _HEX64, "gpc": {"type": "boolean"}, "receipt_url": _URL,
         },
     },

@@ -171,6 +171,15 @@ def _consents_by_site(db: sqlite_utils.Database) -> None:
     db["consents"].create_index(["site", "seq"])
 
 
+@migrations(name="0006_cookie_notice_in_consents")
+def _cookie_notice_in_consents(db: sqlite_utils.Database) -> None:
+    # The cookie notice version in effect when the visitor chose (the widget asks again when a
+    # material one follows), so the record shows which cookie list the choice was made under.
+    # Empty for rows recorded before, and for sites without a cookie notice.
+    for column in ("cookie_notice_slug", "cookie_notice_version", "cookie_notice_sha256"):
+        db.execute(f"ALTER TABLE consents ADD COLUMN {column} TEXT")
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 

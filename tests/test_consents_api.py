@@ -352,6 +352,23 @@ def test_receipts_json_and_page(app, client):
     assert "no-store" in page.headers["Cache-Control"]
 
 
+def test_the_cookie_notice_version_the_visitor_chose_under_is_recorded(app, client):
+    cfg = config(client, lang="en")
+    assert cfg["notices"]["cookies"]["version"] == "2025-09-15"
+    answer = post(client, choice(cfg, cookie_notice_version="2025-09-15")).get_json()
+    body = client.get(f"/api/v1/consents/{answer['consent_id']}").get_json()
+    jsonschema.validate(body, schema("Receipt"))
+    assert body["cookie_notice"]["version"] == "2025-09-15"
+    assert body["cookie_notice"]["url"] == "http://localhost/en/cookies/2025-09-15"
+    assert len(body["cookie_notice"]["sha256"]) == 64
+    older_widget = post(client, choice(cfg)).get_json()  # no cookie_notice_version: still recorded
+    assert client.get(f"/api/v1/consents/{older_widget['consent_id']}").get_json()["cookie_notice"] is None
+    for version, status in (("2030-01-01", 400), ("2026-04-09", 400), (20250915, 400)):
+        refused = post(client, choice(cfg, cookie_notice_version=version))
+        assert refused.status_code == status and refused.get_json()["field"] == "cookie_notice_version", version
+    assert count_rows(app) == 2
+
+
 def test_receipt_says_when_a_later_choice_replaced_it(client):
     cfg = config(client, lang="en")
     first = post(client, choice(cfg)).get_json()

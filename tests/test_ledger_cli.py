@@ -123,6 +123,18 @@ def test_verify_finds_an_edited_row(app, client):
     assert "broken at record 3" in result.output and "content was changed" in result.output
 
 
+def test_records_with_and_without_a_cookie_notice_version_verify_and_an_edit_of_it_is_found(app, client):
+    """The cookie notice columns came later: rows without them keep their original hash."""
+    cfg = config(client)
+    post(client, choice(cfg))
+    post(client, choice(cfg, cookie_notice_version=cfg["notices"]["cookies"]["version"]))
+    runner = app.test_cli_runner()
+    assert "2 records verified" in runner.invoke(args=["consents", "verify"]).output
+    _tamper(app, "UPDATE consents SET cookie_notice_version = '2026-04-09' WHERE seq = 2", "consents_no_update")
+    result = runner.invoke(args=["consents", "verify"])
+    assert result.exit_code == 1 and "broken at record 2" in result.output
+
+
 def test_verify_finds_a_deleted_row_and_a_rewritten_chain(app, client):
     record_some(client, 4)
     _tamper(app, "DELETE FROM consent_chain WHERE seq = 2", "consent_chain_no_delete")

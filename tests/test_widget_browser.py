@@ -677,7 +677,8 @@ def test_asked_again_after_a_material_cookie_notice_version(browser: Browser, ow
     diff = region.get_by_role("link", name="See what changed")
     expect(diff).to_have_attribute("href", f"{widget.server.url}/en/cookies/diff/2025-09-15/2026-12-01")
     region.get_by_role("button", name=EN["accept"]).click()
-    widget.wait_rows(2)
+    rows = widget.wait_rows(2)
+    assert [row["cookie_notice_version"] for row in rows] == ["2025-09-15", "2026-12-01"]
     wait_until(lambda: stored_choice(page)["w"] == "2026-12-01")
     context.close()
 

@@ -141,7 +141,7 @@
       x: t + cfg.consent_days * 86400};
     writeCookie();
     queue(queue().concat({site, event_id: uuid(), subject_id: state.s || undefined, action, choices,
-      notice_version: state.v, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
+      notice_version: state.v, cookie_notice_version: state.w, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
       page: location.pathname, widget_version: VERSION, gpc}));
     flush(1);
     if (dialog && dialog.open) dialog.close();

@@ -245,8 +245,10 @@ def get_consent(consent_id: str):
         return error(404, "consent_id", "There is no consent with this ID.")
     body = consents.receipt(row)
     body["receipt_url"] = url_for("site.receipt", lang=row["lang"], consent_id=consent_id, _external=True)
-    body["notice"]["url"] = url_for("site.notice_version", lang=row["lang"], slug=row["notice_slug"],
-                                    version=row["notice_version"], _external=True)
+    for notice in (body["notice"], body["cookie_notice"]):
+        if notice:
+            notice["url"] = url_for("site.notice_version", lang=row["lang"], slug=notice["slug"],
+                                    version=notice["version"], _external=True)
     response = jsonify(body)
     response.headers["Cache-Control"] = "private, no-store"
     return response
