@@ -7,8 +7,8 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, EmailField, PasswordField, SelectMultipleField,
-                     StringField, TextAreaField)
+from wtforms import (BooleanField, DateField, EmailField, HiddenField, PasswordField,
+                     SelectMultipleField, StringField, TextAreaField)
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -87,6 +87,8 @@ def notice_version_form(languages: list[str], language_names: dict[str, str]) ->
             _l("Material change"),
             description=_l("New purposes, data categories, recipients or controller: visitors "
                            "who consented under an earlier version are asked again."))
+        # The SHA-256 of the sources last previewed: only these may be published.
+        previewed = HiddenField()
 
     for lang in languages:
         name = language_names.get(lang, lang)

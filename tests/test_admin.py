@@ -60,6 +60,21 @@ def version_form(token: str, date: str = "2027-01-15", step: str = "preview", ma
     return data
 
 
+def previewed(response) -> str:
+    """The hidden SHA-256 of what a preview page showed."""
+    match = re.search(r'name="previewed" type="hidden" value="([0-9a-f]{64})"', response.get_data(as_text=True))
+    assert match, "no preview digest on the page"
+    return match.group(1)
+
+
+def publish(client, token: str, **fields):
+    """Preview a version, then publish exactly what was previewed, as the form's buttons do."""
+    preview = client.post("/admin/notices/privacy/new", data=version_form(token, **fields))
+    data = version_form(token, step="publish", **fields)
+    data["previewed"] = previewed(preview)
+    return client.post("/admin/notices/privacy/new", data=data)
+
+
 def test_every_admin_page_needs_sign_in(client):
     for url in ("/admin/", "/admin/notices", "/admin/notices/privacy/new", "/admin/audit", "/admin/users"):
         response = client.get(url)
@@ -155,7 +170,8 @@ def test_legal_publishes_a_version_in_every_language_with_preview_and_diff(app, 
     assert 'value="publish"' in html
     store = open_store(app.config["DATABASE"])
     assert store.notice_version("privacy", "2027-01-15", "fi") is None, "a preview publishes nothing"
-    published = client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    published = client.post("/admin/notices/privacy/new",
+                            data=dict(version_form(token, step="publish"), previewed=previewed(preview)))
     assert published.status_code == 302
     rows = [store.notice_version("privacy", "2027-01-15", lang) for lang in ("fi", "sv", "en")]
     log = store.audit_log()
@@ -247,18 +263,74 @@ def test_markdown_that_renders_as_written_is_not_refused(client):
     assert response.status_code == 200 and 'id="preview-heading"' in response.get_data(as_text=True)
 
 
+NOT_PREVIEWED = "Nothing was published: only a previewed text can be."
+
+
+def assert_not_published(app, response) -> None:
+    """Refused at the top of the form, with the preview of the text as posted shown again."""
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409
+    summary = html.split('class="error-summary" role="alert">')[1].split("</div>")[0]
+    assert NOT_PREVIEWED in summary and html.index("error-summary") < html.index('id="preview-heading"')
+    assert 'id="preview-heading"' in html and 'value="publish"' in html
+    assert 'class="error"' not in html, "no field is at fault"
+    store = open_store(app.config["DATABASE"])
+    assert store.notice_version("privacy", "2027-01-15", "fi") is None, "nothing saved"
+    store.close()
+
+
+def test_publishing_without_a_preview_shows_the_preview_instead(app, client):
+    sign_in(client, "legal@example.fi")
+    token = csrf(client, "/admin/notices/privacy/new")
+    refused = client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    assert_not_published(app, refused)
+    forged = client.post("/admin/notices/privacy/new",
+                         data=dict(version_form(token, step="publish"), previewed="0" * 64))
+    assert_not_published(app, forged)
+    # the page that refused is itself a preview: its Publish button publishes
+    again = client.post("/admin/notices/privacy/new",
+                        data=dict(version_form(token, step="publish"), previewed=previewed(refused)))
+    assert again.status_code == 302
+
+
+@pytest.mark.parametrize("change", [
+    {"body_sv": "New text.\n\n## Part\n\nAdded after the preview.\n"},
+    {"title_en": "Another title"},
+    {"summary_fi": "Another summary"},
+    {"effective_date": "2027-01-16"},
+    {"material": None},
+])
+def test_text_changed_after_the_preview_is_previewed_again_not_published(app, client, change):
+    sign_in(client, "legal@example.fi")
+    token = csrf(client, "/admin/notices/privacy/new")
+    preview = client.post("/admin/notices/privacy/new", data=version_form(token))
+    data = dict(version_form(token, step="publish"), previewed=previewed(preview), **change)
+    data = {key: value for key, value in data.items() if value is not None}
+    refused = client.post("/admin/notices/privacy/new", data=data)
+    assert_not_published(app, refused)
+    store = open_store(app.config["DATABASE"])
+    assert store.notice_version("privacy", "2027-01-16", "fi") is None
+    store.close()
+    assert previewed(refused) != previewed(preview)
+    if "body_sv" in change:
+        preview_section = refused.get_data(as_text=True).split('id="preview-heading"')[1].split("<form")[0]
+        assert "Added after the preview." in preview_section
+
+
 def test_a_second_version_on_the_same_date_is_refused(app, client):
     sign_in(client, "legal@example.fi")
     token = csrf(client, "/admin/notices/privacy/new")
-    assert client.post("/admin/notices/privacy/new", data=version_form(token, step="publish")).status_code == 302
-    again = client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    preview = client.post("/admin/notices/privacy/new", data=version_form(token))
+    data = dict(version_form(token, step="publish"), previewed=previewed(preview))
+    assert client.post("/admin/notices/privacy/new", data=data).status_code == 302
+    again = client.post("/admin/notices/privacy/new", data=data)
     assert again.status_code == 400 and "exists already" in again.get_data(as_text=True)
 
 
 def test_upcoming_versions_can_be_withdrawn_but_versions_in_effect_never(app, client):
     sign_in(client, "legal@example.fi")
     token = csrf(client, "/admin/notices/privacy/new")
-    client.post("/admin/notices/privacy/new", data=version_form(token, step="publish"))
+    assert publish(client, token).status_code == 302
     listing = client.get("/admin/notices").get_data(as_text=True)
     assert "Withdraw the version of 15 January 2027" in listing or "2027" in listing
     token = csrf(client, "/admin/notices")

@@ -52,6 +52,13 @@ def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_serve
     assert page.get_by_role("heading", name="Preview").is_visible()
     assert page.locator("ol.diff ins", has_text="A new paragraph in en").count() == 1
     assert_accessible(page, "preview")
+    # a change after the preview is previewed again, not published unseen
+    page.get_by_label("Change summary (English)").fill("We now use a new processor (en), edited.")
+    page.get_by_role("button", name="Publish").click()
+    assert "Nothing was published" in page.get_by_role("alert").inner_text()
+    assert page.locator("details.preview", has_text="English").locator("dd").text_content() == \
+        "We now use a new processor (en), edited."
+    assert_accessible(page, "preview again")
     page.get_by_role("button", name="Publish").click()
     assert "is published" in page.locator(".flash").inner_text()
     assert_accessible(page, "notices with an upcoming version")

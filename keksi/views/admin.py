@@ -184,12 +184,13 @@ def notice_new(slug: str):
     form_class = notice_version_form(languages, LANGUAGE_NAMES)
     form = form_class(data=_form_defaults(notice, slug) if request.method == "GET" else None)
     previews: list[dict[str, Any]] = []
+    not_previewed = False
     status = 200
     if request.method == "POST":
         sources = _validate_version(form, slug, notice)
         if sources is None:
             status = 400
-        elif request.form.get("step") == "publish":
+        elif request.form.get("step") == "publish" and form.previewed.data == _digest(sources):
             try:
                 store.publish_notice_versions([s.row() for s in sources], _actor())
             except StoreError as exc:
@@ -199,9 +200,21 @@ def notice_new(slug: str):
                 flash(_("Version %(date)s of “%(slug)s” is published.", date=sources[0].version, slug=slug))
                 return redirect(url_for("admin.notice_list"))
         else:
+            # A publish without a preview, or of text changed since, shows this text's preview instead.
+            not_previewed = request.form.get("step") == "publish"
+            status = 409 if not_previewed else 200
             previews = [_preview(source, notice) for source in sources]
+            form.previewed.data = _digest(sources)
     return render_template("admin/notice_form.html", form=form, slug=slug, notice=notice,
-                           languages=languages, previews=previews), status
+                           languages=languages, previews=previews, not_previewed=not_previewed), status
+
+
+def _digest(sources: list[notices.Source]) -> str:
+    """The SHA-256 of a version's exact files, path and text of each language."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(f"{source.path}\n{source.sha256}\n".encode())
+    return digest.hexdigest()
 
 
 def _validate_version(form: Any, slug: str, notice: notices.Notice | None) -> list[notices.Source] | None:
@@ -238,6 +251,7 @@ def _preview(source: notices.Source, notice: notices.Notice | None) -> dict[str,
     return {
         "lang": source.lang,
         "title": source.title,
+        "summary": source.summary,
         "html": notices.render(source.body, url_for("site.index", lang=source.lang)),
         "diff": notices.diff(old["body"], source.body) if old else [],
         "against": current.version if current else None,
