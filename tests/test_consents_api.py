@@ -228,7 +228,7 @@ def test_deeply_nested_json_under_the_cap_is_a_clean_400(app, client):
 def test_a_body_over_4_kb_gets_413(app, client):
     body = choice(config(client), page="/" + "a" * 5000)
     response = post(client, body)
-    assert response.status_code == 413
+    assert response.status_code == 413 and response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "4096" in response.get_json()["message"]
     assert count_rows(app) == 0
 
@@ -283,6 +283,10 @@ def test_a_flood_from_one_address_gets_429_and_others_are_unaffected(make_app):
     assert statuses.count(201) == 2 and statuses.count(429) == 8  # burst of 6 // 3
     limited = post(client, choice(cfg))
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    # The allowed page may read the answer and its Retry-After; a foreign one learns nothing.
+    assert limited.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert limited.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert "Access-Control-Allow-Origin" not in post(client, choice(cfg), origin="https://evil.example").headers
     other = client.post("/api/v1/consents", data=json.dumps(choice(cfg)),
                         headers={"Origin": ORIGIN}, environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert other.status_code == 201

@@ -33,6 +33,7 @@ def test_a_database_locked_past_the_timeout_gets_503_and_a_retry_succeeds(make_a
         response = post(client, body)
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "2"
+        assert response.headers["Access-Control-Allow-Origin"] == ORIGIN  # the page can read why
         assert response.get_json()["field"] == "store"
         assert "not recorded" in response.get_json()["message"]
         assert client.get("/en/privacy").status_code == 200, "WAL readers are not blocked by the writer"

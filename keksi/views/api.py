@@ -189,15 +189,22 @@ def consent_preflight():
 def record_consent():
     """Record one choice; 201 only after it is committed."""
     origin = request.headers.get("Origin")
+
+    def refused(response: Response) -> Response:
+        """Let an allowed page read why its post failed (Retry-After included); tell a foreign one nothing."""
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        return _cors(response, origin if _allowed_anywhere(origin) else None)
+
     wait = _rate_limiter().hit(request.remote_addr or "")
     if wait:
-        return error(429, "rate", "Too many choices from this address; wait and try again.",
-                     **{"Retry-After": str(int(wait) + 1)})
+        return refused(error(429, "rate", "Too many choices from this address; wait and try again.",
+                             **{"Retry-After": str(int(wait) + 1)}))
+    too_large = error(413, "body", f"The body is larger than {MAX_CONSENT_BODY} bytes.")
     if request.content_length is not None and request.content_length > MAX_CONSENT_BODY:
-        return error(413, "body", f"The body is larger than {MAX_CONSENT_BODY} bytes.")
+        return refused(too_large)
     raw = request.get_data(cache=False)
     if len(raw) > MAX_CONSENT_BODY:
-        return error(413, "body", f"The body is larger than {MAX_CONSENT_BODY} bytes.")
+        return refused(too_large)
     store = get_store()
     config = current_app.config
     try:
@@ -212,12 +219,10 @@ def record_consent():
                                                   config["STORE_USER_AGENT"] == "coarse"),
             zone=ZoneInfo(config["TIMEZONE"]))
     except consents.InvalidChoice as exc:
-        # Let an allowed page read why its post failed; tell a foreign one nothing.
-        return _cors(error(exc.status, exc.field, exc.message),
-                     origin if _allowed_anywhere(origin) else None)
+        return refused(error(exc.status, exc.field, exc.message))
     except StoreUnavailable as exc:
-        return error(503, "store", f"The choice was not recorded: {exc}. Retry shortly.",
-                     **{"Retry-After": "2"})
+        return refused(error(503, "store", f"The choice was not recorded: {exc}. Retry shortly.",
+                             **{"Retry-After": "2"}))
     body = _consent_answer(row)
     response = jsonify(body)
     response.status_code = 201
