@@ -120,13 +120,15 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "site": {"type": "string", "maxLength": 64},
             "event_id": {"type": "string", "format": "uuid", "description": "Made once per choice; a retry reuses it."},
-            "subject_id": {**_HEX32, "description": "From an earlier answer; absent on a first visit."},
+            "subject_id": {"oneOf": [_HEX32, {"type": "null"}],
+                           "description": "From an earlier answer; absent (or null) on a first visit."},
             "action": {"enum": ["accept_all", "reject_all", "custom", "withdraw"]},
             "choices": {"type": "object", "additionalProperties": {"type": "boolean"},
                         "description": "Every category of the site; necessary must be true."},
             "notice_version": _DATE,
-            "cookie_notice_version": {**_DATE, "description": "The cookie notice version in effect when the "
-                                                              "visitor chose; absent from older widgets."},
+            "cookie_notice_version": {"oneOf": [_DATE, {"type": "null"}],
+                                      "description": "The cookie notice version in effect when the visitor "
+                                                     "chose; absent (or null) from older widgets."},
             "banner_hash": _HEX64,
             "lang": {"type": "string"},
             "ui_surface": {"enum": ["banner", "panel", "reopened"]},
