@@ -36,7 +36,8 @@ ROW = {
     "subject_id": None, "site": "demo", "action": "accept_all",
     "choices": '{"necessary":true,"preferences":true,"analytics":true,"marketing":true}',
     "ui_surface": "banner", "lang": "fi", "page": "/pricing", "notice_slug": "privacy",
-    "notice_version": "2026-04-09", "notice_sha256": "5" * 64, "banner_hash": "b" * 64,
+    "notice_version": "2026-04-09", "notice_sha256": "5" * 64, "cookie_notice_slug": "cookies",
+    "cookie_notice_version": "2025-09-15", "cookie_notice_sha256": "6" * 64, "banner_hash": "b" * 64,
     "widget_version": "1.0.0", "ip": "127.0.0.0", "user_agent": "Other / Other", "gpc": 0,
     "content_hash": "c" * 64,
 }

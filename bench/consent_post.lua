@@ -1,5 +1,5 @@
 -- wrk script: POST /api/v1/consents with a unique, valid body per request.
--- wrk ... -s consent_post.lua URL -- NONCE NOTICE_VERSION BANNER_HASH ORIGIN
+-- wrk ... -s consent_post.lua URL -- NONCE NOTICE_VERSION BANNER_HASH ORIGIN COOKIE_NOTICE_VERSION [PATH]
 -- NONCE is 8 hex digits, fresh per run; each request's event_id is
 -- NONCE-THREAD-RAND-RAND-COUNTER, so ids are unique within and across runs.
 
@@ -16,7 +16,8 @@ function init(args)
    notice_version = args[2]
    banner_hash = args[3]
    origin = args[4]
-   path = args[5] or "/api/v1/consents"
+   cookie_notice_version = args[5]
+   path = args[6] or "/api/v1/consents"
    math.randomseed(tonumber(nonce, 16) + tid)
    headers = {["Origin"] = origin, ["Content-Type"] = "text/plain;charset=UTF-8"}
 end
@@ -35,6 +36,7 @@ function request()
    local body = '{"site":"demo","event_id":"' .. event_id .. '","action":"' .. action ..
       '","choices":{"necessary":true,"preferences":' .. pref .. ',"analytics":' .. analytics ..
       ',"marketing":' .. marketing .. '},"notice_version":"' .. notice_version ..
+      '","cookie_notice_version":"' .. cookie_notice_version ..
       '","banner_hash":"' .. banner_hash .. '","lang":"fi","ui_surface":"banner",' ..
       '"page":"/pricing","widget_version":"bench","gpc":false}'
    return wrk.format("POST", path, headers, body)

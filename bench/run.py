@@ -254,6 +254,7 @@ def http_benchmarks(work: Path, runs: int, seconds: float, connections: int, thr
         assert status == 200, body
         cfg = json.loads(body)
         notice_version, banner_hash = cfg["notices"]["privacy"]["version"], cfg["banner_hash"]
+        cookie_version = cfg["notices"]["cookies"]["version"]
         status, headers, page = keksi.request("GET", "/fi/privacy")
         assert status == 200, page[:300]
         etag = headers["etag"]
@@ -262,7 +263,8 @@ def http_benchmarks(work: Path, runs: int, seconds: float, connections: int, thr
         # One real post through the same script's body shape, to fail early and clearly.
         probe = {"site": "demo", "event_id": "00000000-0000-4000-8000-000000000000", "action": "accept_all",
                  "choices": {"necessary": True, "preferences": True, "analytics": True, "marketing": True},
-                 "notice_version": notice_version, "banner_hash": banner_hash, "lang": "fi",
+                 "notice_version": notice_version, "cookie_notice_version": cookie_version,
+                 "banner_hash": banner_hash, "lang": "fi",
                  "ui_surface": "banner", "page": "/pricing", "widget_version": "bench", "gpc": False}
         status, _, body = keksi.request("POST", "/api/v1/consents", json.dumps(probe),
                                         {"Origin": ORIGIN, "Content-Type": "text/plain;charset=UTF-8"})
@@ -280,7 +282,7 @@ def http_benchmarks(work: Path, runs: int, seconds: float, connections: int, thr
         assert status == 200 and len(constant) == len(page)
         base_etag = baseline.request("GET", "/page")[1]["etag"]
 
-        post_args = lambda: [secrets.token_hex(4), notice_version, banner_hash, ORIGIN]  # noqa: E731
+        post_args = lambda: [secrets.token_hex(4), notice_version, banner_hash, ORIGIN, cookie_version]  # noqa: E731
         scenarios = {
             "post": {
                 "keksi": lambda s: wrk(keksi.url("/api/v1/consents"), s, connections, threads,
