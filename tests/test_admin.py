@@ -146,16 +146,30 @@ def test_wrong_role_gets_403(client):
         assert "does not have the role" in response.get_data(as_text=True)
 
 
+EXPIRED = "Nothing was saved because the form had expired."
+
+
 def test_a_form_posted_without_its_csrf_token_is_refused(app, client):
     sign_in(client, "legal@example.fi")
     data = version_form("", step="publish")
     del data["csrf_token"]
     response = client.post("/admin/notices/privacy/new", data=data)
-    assert response.status_code == 400
+    assert response.status_code == 400 and EXPIRED in response.get_data(as_text=True)
+    client.get("/admin/?lang=fi")
+    forged = client.post("/admin/notices/privacy/new", data=dict(data, csrf_token="forged"))
+    assert forged.status_code == 400
+    assert "Mitään ei tallennettu, koska lomake oli vanhentunut." in forged.get_data(as_text=True)
     store = open_store(app.config["DATABASE"])
     assert store.notice_version("privacy", "2027-01-15", "fi") is None
     store.close()
     assert client.post("/admin/login", data={"email": "legal@example.fi", "password": PASSWORD}).status_code == 400
+    admin = app.test_client()
+    sign_in(admin, "admin@example.fi")
+    refused = admin.post("/admin/users", data={"email": "new@example.fi", "roles": ["legal"]})
+    assert refused.status_code == 400 and EXPIRED in refused.get_data(as_text=True)
+    store = open_store(app.config["DATABASE"])
+    assert store.user_by_email("new@example.fi") is None
+    store.close()
 
 
 def test_legal_publishes_a_version_in_every_language_with_preview_and_diff(app, client):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from keksi.store import open_store
+
 from .test_admin import PASSWORD, add_user
 
 pytestmark = pytest.mark.browser
@@ -16,6 +18,7 @@ WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "w
 def app(make_app):
     app = make_app(FIXED_TODAY="2026-11-22")
     add_user(app, "legal@example.fi", "legal")
+    add_user(app, "marketing@example.fi", "marketing")
     add_user(app, "admin@example.fi", "admin")
     return app
 
@@ -31,6 +34,16 @@ def sign_in(page, base: str, email: str, lang: str = "en") -> None:
     page.locator("#password").fill(PASSWORD)
     page.locator("form.admin-form button[type=submit]").click()
     page.wait_for_url(f"{base}/admin/")
+
+
+def preview_in_finnish(page, base: str, effective_date: str) -> None:
+    """Legal, in Finnish, dates a new privacy version, writes its summaries and asks for a preview."""
+    sign_in(page, base, "legal@example.fi", lang="fi")
+    page.goto(f"{base}/admin/notices/privacy/new")
+    page.locator("#effective_date").fill(effective_date)
+    for lang in ("fi", "sv", "en"):
+        page.locator(f"#summary_{lang}").fill("Summary")
+    page.locator("button[value=preview]").click()
 
 
 def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_server, app):
@@ -76,12 +89,7 @@ def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_serve
 
 def test_errors_are_announced_beside_the_field_and_pages_are_accessible_in_finnish(page, live_server):
     base = live_server.url
-    sign_in(page, base, "legal@example.fi", lang="fi")
-    page.goto(f"{base}/admin/notices/privacy/new")
-    page.locator("#effective_date").fill("2020-01-01")
-    for lang in ("fi", "sv", "en"):
-        page.locator(f"#summary_{lang}").fill("Summary")
-    page.locator("button[value=preview]").click()
+    preview_in_finnish(page, base, "2020-01-01")
     date_input = page.locator("#effective_date")
     assert date_input.get_attribute("aria-invalid") == "true"
     described = date_input.get_attribute("aria-describedby")
@@ -120,3 +128,43 @@ def test_admin_pages_are_accessible_and_403_is_a_whole_page(page, live_server):
     assert "does not have the role" in other.inner_text("main")
     assert_accessible(other, "403 page")
     context.close()
+
+
+@pytest.mark.parametrize("email, url, lang, message", [
+    ("legal@example.fi", "/admin/sites/", "fi", "Tililläsi ei ole tämän sivun vaatimaa roolia."),
+    ("marketing@example.fi", "/admin/notices", "sv", "Ditt konto har inte den roll som krävs för den här sidan."),
+])
+def test_the_other_roles_pages_answer_403_in_the_users_language(page, live_server, email, url, lang, message):
+    base = live_server.url
+    sign_in(page, base, email, lang=lang)
+    response = page.goto(f"{base}{url}")
+    assert response.status == 403
+    assert page.locator("html").get_attribute("lang") == lang
+    assert page.get_by_role("heading", level=1).inner_text() == message
+    assert_accessible(page, f"403 page ({lang})")
+
+
+def test_a_form_whose_csrf_token_was_removed_is_refused_and_nothing_is_saved(page, live_server, app):
+    base = live_server.url
+    preview_in_finnish(page, base, "2027-01-15")
+    publish = page.locator("button[value=publish]")
+    removed = publish.evaluate("""button => {
+        const token = button.form.querySelector("input[name=csrf_token]");
+        if (!token) return false;
+        token.remove();
+        return true;
+    }""")
+    assert removed, "the form had a CSRF token to remove"
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        publish.click()
+    assert posted.value.status == 400
+    assert page.get_by_role("heading", level=1).inner_text() == (
+        "Mitään ei tallennettu, koska lomake oli vanhentunut. Kopioi kirjoittamasi teksti talteen, "
+        "lataa lomake uudelleen ja lähetä se uudestaan.")
+    assert_accessible(page, "form expired (fi)")
+    store = open_store(app.config["DATABASE"])
+    try:
+        assert store.notice_version("privacy", "2027-01-15", "fi") is None
+        assert not [e for e in store.audit_log(limit=10_000) if "2027-01-15" in e["subject"]]
+    finally:
+        store.close()

@@ -14,10 +14,12 @@ from typing import Any, Callable
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
 
 from .. import auth, notices
 from ..clock import today
 from ..forms import ActionForm, LoginForm, SetPasswordForm, UserForm, notice_version_form
+from ..http import error_page
 from ..i18n import LANGUAGE_NAMES
 from ..store import StoreError, get_store
 
@@ -52,6 +54,14 @@ def _no_cache(response):
 def _admin_context() -> dict[str, Any]:
     return {"user": g.get("user"), "has_role": auth.has_role,
             "url_endpoints": current_app.view_functions}
+
+
+@bp.errorhandler(CSRFError)
+def _form_expired(exc: CSRFError):
+    """A form posted without a valid CSRF token (expired, or removed): nothing was done."""
+    # In the admin's language, and saying what to do, where flask-wtf gives an English reason.
+    return error_page(400, exc.name, _("Nothing was saved because the form had expired. Copy any text "
+                                       "you wrote, reload the form and send it again."))
 
 
 def role_required(*roles: str) -> Callable:
