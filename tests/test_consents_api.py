@@ -356,6 +356,23 @@ def test_receipts_json_and_page(app, client):
     assert "no-store" in page.headers["Cache-Control"]
 
 
+def test_a_subject_id_the_server_did_not_give_on_the_site_is_replaced_by_a_new_one(app, client):
+    cfg = config(client)
+    first = post(client, choice(cfg)).get_json()
+    again = post(client, choice(cfg, subject_id=first["subject_id"])).get_json()
+    assert again["subject_id"] == first["subject_id"], "the server's own subject links the choices"
+    made_up = "0123456789abcdef" * 2
+    forged = post(client, choice(cfg, subject_id=made_up))
+    assert forged.status_code == 201 and forged.get_json()["subject_id"] not in (made_up, first["subject_id"])
+    add_site(app, id="other")
+    elsewhere = post(client, choice(config(client, site="other"), subject_id=first["subject_id"])).get_json()
+    assert elsewhere["subject_id"] != first["subject_id"], "subjects do not cross sites"
+    erase = app.test_cli_runner().invoke(args=["consents", "erase", "--subject", first["subject_id"]])
+    assert "erased 2 records" in erase.output
+    after = post(client, choice(cfg, subject_id=first["subject_id"])).get_json()
+    assert after["subject_id"] != first["subject_id"], "an erased subject starts afresh"
+
+
 def test_the_cookie_notice_version_the_visitor_chose_under_is_recorded(app, client):
     cfg = config(client, lang="en")
     assert cfg["notices"]["cookies"]["version"] == "2025-09-15"
