@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,19 @@ def version_form(token: str, date: str = "2027-01-15", step: str = "preview", ma
         data[f"summary_{lang}"] = f"Summary {lang}"
         data[f"body_{lang}"] = body
     return data
+
+
+def textarea(page: str, field_id: str) -> str:
+    """The text of a textarea, as the browser shows it (WTForms starts it with a line break)."""
+    match = re.search(rf'<textarea[^>]* id="{field_id}"[^>]*>\r?\n?(.*?)</textarea>', page, re.DOTALL)
+    assert match, f"no textarea {field_id}"
+    return unescape(match.group(1)).replace("\r\n", "\n")
+
+
+def input_value(page: str, field_id: str) -> str:
+    match = re.search(rf'<input[^>]* id="{field_id}"[^>]* value="([^"]*)"', page)
+    assert match, f"no input {field_id}"
+    return unescape(match.group(1))
 
 
 def previewed(response) -> str:
@@ -175,7 +189,12 @@ def test_a_form_posted_without_its_csrf_token_is_refused(app, client):
 def test_legal_publishes_a_version_in_every_language_with_preview_and_diff(app, client):
     sign_in(client, "legal@example.fi")
     form = client.get("/admin/notices/privacy/new").get_data(as_text=True)
-    assert "## 1. Rekisterinpitäjä" in form or "Rekisterinpitäjä" in form, "starts from the current text"
+    store = open_store(app.config["DATABASE"])
+    current = {lang: store.notice_version("privacy", "2026-04-09", lang) for lang in ("fi", "sv", "en")}
+    store.close()
+    for lang, row in current.items():  # the form starts from the current version's text
+        assert textarea(form, f"body_{lang}") == row["body"]
+        assert input_value(form, f"title_{lang}") == row["title"]
     token = csrf(client, "/admin/notices/privacy/new")
     preview = client.post("/admin/notices/privacy/new", data=version_form(token))
     html = preview.get_data(as_text=True)
@@ -346,7 +365,7 @@ def test_upcoming_versions_can_be_withdrawn_but_versions_in_effect_never(app, cl
     token = csrf(client, "/admin/notices/privacy/new")
     assert publish(client, token).status_code == 302
     listing = client.get("/admin/notices").get_data(as_text=True)
-    assert "Withdraw the version of 15 January 2027" in listing or "2027" in listing
+    assert "Withdraw the version of 15 January 2027</button>" in listing
     token = csrf(client, "/admin/notices")
     withdrawn = client.post("/admin/notices/privacy/2027-01-15/withdraw", data={"csrf_token": token})
     assert withdrawn.status_code == 302
