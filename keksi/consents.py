@@ -6,6 +6,7 @@ Everything here takes plain arguments and the store; the API view turns
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import ipaddress
@@ -18,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Iterable, Iterator
 
 from . import sites as sites_mod
-from .store import GENESIS_HASH, Store, chain_hash
+from .store import GENESIS_HASH, Store, chain_hash, removal_content
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
 SURFACES = ("banner", "panel", "reopened")
@@ -331,30 +332,79 @@ class VerifyResult:
 
 
 def verify(store: Store) -> VerifyResult:
-    """Walk the chain from the start; report the first link that does not hold."""
+    """Walk the chain from the start; report the first link that does not hold.
+
+    A link is a consent record, or a removal (an erasure or purge) listing the records it
+    removed. A record that is gone must have been listed by a later removal link: a record
+    deleted any other way is reported, even with a consent_removals row written by hand.
+    """
     prev = GENESIS_HASH
     checked = removed = 0
+    gone: list[list[int]] = []  # ranges of records found missing, to be listed by a removal link
+    listed: list[list[int]] = []  # the ranges every removal link so far has listed
     for link in store.iter_chain():
         seq = link["seq"]
         if link["prev_hash"] != prev:
             return VerifyResult(checked, removed, seq, "its link to the previous record does not match")
         if chain_hash(link["prev_hash"], link["chain_content_hash"]) != link["row_hash"]:
             return VerifyResult(checked, removed, seq, "its chain hash does not match its content hash")
-        if link["consent_id"] is None:
+        if link["link_reason"] is not None:
+            ranges = json.loads(link["link_ranges"])
+            content = removal_content(link["link_reason"], link["link_removed_at"], ranges)
+            if hashlib.sha256(content.encode()).hexdigest() != link["chain_content_hash"]:
+                return VerifyResult(checked, removed, seq, "the removal's list of records was changed")
+            if any(end >= seq for _start, end in ranges):
+                return VerifyResult(checked, removed, seq, "the removal lists records after itself")
+            listed.extend(ranges)
+        elif link["consent_id"] is None:
             if not link["removed"]:
                 return VerifyResult(checked, removed, seq, "the record is missing and no erasure or "
                                                            "purge removed it")
+            _add_to_ranges(gone, seq)
             removed += 1
+            checked += 1
         else:
             if content_hash(link) != link["chain_content_hash"] or link["content_hash"] != link["chain_content_hash"]:
                 return VerifyResult(checked, removed, seq, "the record's content was changed after it "
                                                            "was recorded")
+            checked += 1
         prev = link["row_hash"]
-        checked += 1
+    unlisted = _first_uncovered(gone, listed)
+    if unlisted is not None:
+        return VerifyResult(checked, removed, unlisted, "the record was deleted, but no erasure or purge "
+                                                        "in the chain lists it")
     orphans = store.orphan_consents()
     if orphans:
         return VerifyResult(checked, removed, orphans[0], "a record was added outside the chain")
     return VerifyResult(checked, removed, None, None)
+
+
+def _add_to_ranges(ranges: list[list[int]], seq: int) -> None:
+    """Append an ascending `seq`, joining it to the last range when they touch (memory stays
+    small however many records a purge removed)."""
+    if ranges and ranges[-1][1] + 1 == seq:
+        ranges[-1][1] = seq
+    else:
+        ranges.append([seq, seq])
+
+
+def _first_uncovered(gone: list[list[int]], listed: list[list[int]]) -> int | None:
+    """The first seq in the ranges `gone` that no range in `listed` covers, or None."""
+    union: list[list[int]] = []
+    for start, end in sorted(listed):
+        if union and start <= union[-1][1] + 1:
+            union[-1][1] = max(union[-1][1], end)
+        else:
+            union.append([start, end])
+    starts = [start for start, _end in union]
+    for start, end in gone:
+        at = start
+        while at <= end:
+            i = bisect.bisect_right(starts, at) - 1
+            if i < 0 or union[i][1] < at:
+                return at
+            at = union[i][1] + 1
+    return None
 
 
 # -- export -------------------------------------------------------------------------

@@ -180,6 +180,62 @@ def _cookie_notice_in_consents(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE consents ADD COLUMN {column} TEXT")
 
 
+@migrations(name="0007_chained_removals")
+def _chained_removals(db: sqlite_utils.Database) -> None:
+    # Each erasure or purge becomes a link of the consent chain listing the records it removed,
+    # so a record deleted by hand (with a forged consent_removals row) no longer verifies.
+    db["removal_links"].create(
+        {"seq": int, "reason": str, "removed_at": str, "ranges": str},
+        pk="seq", not_null={"reason", "removed_at", "ranges"},
+    )
+    db.executescript(
+        """
+        CREATE TRIGGER removal_links_no_update BEFORE UPDATE ON removal_links
+        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
+        CREATE TRIGGER removal_links_no_delete BEFORE DELETE ON removal_links
+        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
+        """
+    )
+    # Removals made before this migration are chained now, in one link.
+    removed = [row[0] for row in db.execute("SELECT seq FROM consent_removals ORDER BY seq").fetchall()]
+    if removed:
+        _append_removal_link(db.conn, "before-chaining", utcnow(), removed)
+
+
+def removal_content(reason: str, removed_at: str, ranges: list[list[int]]) -> str:
+    """What a removal link's content hash covers (see consents.verify)."""
+    return json.dumps({"removal": reason, "at": removed_at, "ranges": ranges}, separators=(",", ":"))
+
+
+def seq_ranges(seqs: list[int]) -> list[list[int]]:
+    """[1, 2, 3, 7] -> [[1, 3], [7, 7]]: a purge removes long runs of neighbouring records."""
+    ranges: list[list[int]] = []
+    for seq in sorted(seqs):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges
+
+
+def _append_chain_link(conn: sqlite3.Connection, content: str) -> tuple[int, str]:
+    """Append a link for `content` (a hex content hash) at the next seq; return (seq, prev_hash)."""
+    last = conn.execute("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1").fetchone()
+    prev_hash = last[1] if last else GENESIS_HASH
+    seq = (last[0] if last else 0) + 1
+    conn.execute("INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
+                 [seq, content, prev_hash, chain_hash(prev_hash, content)])
+    return seq, prev_hash
+
+
+def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str, seqs: list[int]) -> None:
+    ranges = seq_ranges(seqs)
+    content = hashlib.sha256(removal_content(reason, removed_at, ranges).encode()).hexdigest()
+    seq, _ = _append_chain_link(conn, content)
+    conn.execute("INSERT INTO removal_links (seq, reason, removed_at, ranges) VALUES (?, ?, ?, ?)",
+                 [seq, reason, removed_at, json.dumps(ranges, separators=(",", ":"))])
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -408,19 +464,14 @@ class Store:
             existing = self.consent_by_event(record["event_id"])
             if existing:
                 return existing, False
-            last = self._query("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1")
-            prev_hash = last[0]["row_hash"] if last else GENESIS_HASH
-            seq = (last[0]["seq"] if last else 0) + 1
+            # Plain INSERTs: sqlite-utils' insert() adds catalog queries and savepoints per call.
+            seq, _ = _append_chain_link(self.db.conn, record["content_hash"])
             row = dict(record, seq=seq)
             day = row.pop("day")
             columns = ", ".join(row)
-            # Plain INSERTs: sqlite-utils' insert() adds catalog queries and savepoints per call.
             self.db.conn.execute(f"INSERT INTO consents ({columns}) VALUES ({', '.join('?' * len(row))})",
                                  list(row.values()))
             self._count(row["site"], day, row["action"], json.loads(row["choices"]))
-            self.db.conn.execute(
-                "INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
-                [seq, record["content_hash"], prev_hash, chain_hash(prev_hash, record["content_hash"])])
         return row, True
 
     def _count(self, site: str, day: str, action: str, choices: dict[str, bool]) -> None:
@@ -480,9 +531,10 @@ class Store:
         cursor.row_factory = sqlite3.Row
         cursor.execute(
             "SELECT ch.seq, ch.content_hash AS chain_content_hash, ch.prev_hash, ch.row_hash, "
-            "r.reason AS removed, c.* FROM consent_chain ch "
+            "r.reason AS removed, l.reason AS link_reason, l.removed_at AS link_removed_at, "
+            "l.ranges AS link_ranges, c.* FROM consent_chain ch "
             "LEFT JOIN consents c ON c.seq = ch.seq LEFT JOIN consent_removals r ON r.seq = ch.seq "
-            "ORDER BY ch.seq")
+            "LEFT JOIN removal_links l ON l.seq = ch.seq ORDER BY ch.seq")
         while True:
             rows = cursor.fetchmany(batch)
             if not rows:
@@ -508,6 +560,8 @@ class Store:
                     [(seq, reason, now) for seq in chunk])
                 marks = ",".join("?" * len(chunk))
                 self.db.execute(f"DELETE FROM consents WHERE seq IN ({marks})", chunk)
+            if seqs:
+                _append_removal_link(self.db.conn, reason, now, seqs)
             self._audit(now, actor, f"consents.{reason}", f"{len(seqs)} records", {"rows": len(seqs)})
         return len(seqs)
 

@@ -142,6 +142,58 @@ def test_verify_finds_a_deleted_row_and_a_rewritten_chain(app, client):
     assert result.exit_code == 1 and "broken at record 3" in result.output
 
 
+def test_a_record_deleted_with_a_forged_removal_mark_is_found(app, client):
+    """Without dropping any trigger: mark a record removed by hand, then delete it."""
+    record_some(client, 4)
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.db.execute("INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', 'now')")
+        store.db.execute("DELETE FROM consents WHERE seq = 2")
+        store.db.conn.commit()
+    finally:
+        store.close()
+    result = app.test_cli_runner().invoke(args=["consents", "verify"])
+    assert result.exit_code == 1, result.output
+    assert "broken at record 2" in result.output and "no erasure or purge in the chain lists it" in result.output
+
+
+def test_an_edited_list_of_removed_records_is_found(app, client):
+    answers = record_some(client, 4)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["consents", "erase", "--subject", answers[1]["subject_id"]])
+    assert "4 records verified, 1 of them erased" in runner.invoke(args=["consents", "verify"]).output
+    _tamper(app, "UPDATE removal_links SET ranges = '[[1,2]]'", "removal_links_no_update")
+    result = runner.invoke(args=["consents", "verify"])
+    assert result.exit_code == 1 and "list of records was changed" in result.output
+
+
+def test_removals_made_before_they_were_chained_are_chained_by_the_migration(make_app):
+    """A ledger from before migration 0007, with an erasure made the old way, still verifies."""
+    app = make_app()
+    add_site(app)
+    client = app.test_client()
+    record_some(client, 3)
+    store = open_store(app.config["DATABASE"])
+    try:  # back to the schema before 0007, then an erasure as it was done then
+        store.db.executescript(
+            "DROP TABLE removal_links; DELETE FROM _sqlite_migrations WHERE name = '0007_chained_removals';"
+            "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', '2026-11-01');"
+            "DELETE FROM consents WHERE seq = 2;")
+        store.db.conn.commit()
+    finally:
+        store.close()
+    migrated = make_app(DATABASE=app.config["DATABASE"])  # the app migrates on start
+    result = migrated.test_cli_runner().invoke(args=["consents", "verify"])
+    assert result.exit_code == 0 and "3 records verified, 1 of them erased" in result.output, result.output
+    store = open_store(app.config["DATABASE"])
+    try:
+        assert [(r["reason"], r["ranges"]) for r in store.db.query("SELECT * FROM removal_links")] == [
+            ("before-chaining", "[[2,2]]")]
+    finally:
+        store.close()
+    assert post(migrated.test_client(), choice(config(migrated.test_client()))).status_code == 201
+
+
 def test_erasure_removes_a_subject_and_keeps_the_chain_verifiable(app, client):
     cfg = config(client)
     mine = post(client, choice(cfg)).get_json()
