@@ -26,8 +26,8 @@ def add_user(app, email: str, *roles: str, password: str | None = PASSWORD) -> i
         store.close()
 
 
-def csrf(client, url: str) -> str:
-    html = client.get(url).get_data(as_text=True)
+def csrf(client, url: str, **options) -> str:
+    html = client.get(url, **options).get_data(as_text=True)
     match = (re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
              or re.search(r'type="hidden" name="csrf_token" value="([^"]+)"', html))
     assert match, f"no CSRF token on {url}"

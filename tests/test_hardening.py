@@ -9,22 +9,12 @@ from keksi import consents
 from keksi.store import open_store
 
 from .ledger import add_site, choice, config, post
+from .test_admin import PASSWORD, add_user, csrf
 from .test_notices import HOSTILE, write_version
 
 SAMPLE_ARGS = {"lang": "en", "slug": "privacy", "version": "2026-04-09", "old": "2025-03-01",
                "new": "2026-04-09", "site_id": "demo", "consent_id": "0" * 32, "token": "x" * 43,
                "filename": "site.css", "site": "demo"}
-
-
-def every_get_url(app) -> list[str]:
-    urls = []
-    with app.test_request_context():
-        for rule in app.url_map.iter_rules():
-            if "GET" not in rule.methods:
-                continue
-            values = {arg: SAMPLE_ARGS.get(arg, "x") for arg in rule.arguments}
-            urls.append(rule.build(values, append_unknown=False)[1])
-    return sorted(set(urls))
 
 
 @pytest.fixture
@@ -34,22 +24,55 @@ def app(make_app):
     return app
 
 
-def test_every_route_sends_the_security_headers(app, client):
-    urls = every_get_url(app)
-    assert len(urls) >= 15
-    for url in urls:
-        response = client.get(url, headers={"Origin": "http://localhost:8000"})
-        assert response.status_code < 500, url
-        headers = response.headers
-        csp = headers.get("Content-Security-Policy", "")
-        assert csp, url
-        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, url
-        assert "frame-ancestors" in csp, url
-        assert headers["X-Content-Type-Options"] == "nosniff", url
-        assert headers.get("Referrer-Policy"), url
-        assert "max-age=" in headers["Strict-Transport-Security"], url
-        for cookie in headers.getlist("Set-Cookie"):
-            assert "Secure" in cookie and "HttpOnly" in cookie, (url, cookie)
+def every_url(app, method: str) -> list[str]:
+    urls = []
+    with app.test_request_context():
+        for rule in app.url_map.iter_rules():
+            if method not in rule.methods:
+                continue
+            values = {arg: SAMPLE_ARGS.get(arg, "x") for arg in rule.arguments}
+            urls.append(rule.build(values, append_unknown=False)[1])
+    return sorted(set(urls))
+
+
+def assert_hardened(response, what: str) -> None:
+    assert response.status_code < 500, what
+    headers = response.headers
+    csp = headers.get("Content-Security-Policy", "")
+    assert csp, what
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, what
+    assert "frame-ancestors" in csp, what
+    assert headers["X-Content-Type-Options"] == "nosniff", what
+    assert headers.get("Referrer-Policy"), what
+    assert "max-age=" in headers["Strict-Transport-Security"], what
+    for cookie in headers.getlist("Set-Cookie"):
+        assert "Secure" in cookie and "HttpOnly" in cookie, (what, cookie)
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_every_route_sends_the_security_headers(app, signed_in):
+    """Every GET, signed out and signed in with every role (so admin pages render, not redirect),
+    every POST sent without its form (refused), and an unknown address."""
+    client = app.test_client()
+    base = "https://keksi.example"  # HTTPS: the session cookie is Secure
+    if signed_in:
+        add_user(app, "everyone@example.fi", "legal", "marketing", "admin")
+        client.get("/admin/login?lang=en", base_url=base)
+        login = client.post("/admin/login", base_url=base, headers={"Referer": f"{base}/admin/login"}, data={
+            "csrf_token": csrf(client, "/admin/login", base_url=base),
+            "email": "everyone@example.fi", "password": PASSWORD})
+        assert login.status_code == 302, login.get_data(as_text=True)
+    statuses = []
+    for url in every_url(app, "GET"):
+        response = client.get(url, base_url=base, headers={"Origin": "http://localhost:8000"})
+        assert_hardened(response, f"GET {url}")
+        statuses.append(response.status_code)
+    admin_pages = [url for url in every_url(app, "GET") if url.startswith("/admin/") and "login" not in url]
+    if signed_in:
+        assert statuses.count(200) >= len(admin_pages), "the admin pages were rendered, not redirected"
+    for url in every_url(app, "POST"):
+        assert_hardened(client.post(url, base_url=base, data={}), f"POST {url}")
+    assert_hardened(client.get("/no/such/page", base_url=base), "404")
 
 
 def test_backup_while_running_restores_to_a_working_site(app, client, tmp_path, make_app):
