@@ -1,4 +1,5 @@
-"""Marketing's forms for a site: the fields of a definition, and its cookies as repeated rows.
+"""Marketing's forms for a site: the fields of a definition, each category's name and purpose
+in every language, and its cookies as repeated rows.
 
 The form only collects; `keksi.sites.validate` decides what is a valid site, exactly as
 for `flask sites add`. `build_definition` turns the form into the definition dict and
@@ -21,7 +22,7 @@ from wtforms import (BooleanField, FieldList, Form, FormField, IntegerField, Sel
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
-from .sites import MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES
+from .sites import MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
 
 EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
@@ -50,6 +51,11 @@ def _text(label: Any, max_length: int = MAX_TEXT, **kwargs: Any) -> StringField:
         Length(max=max_length, message=_l("Use at most %(max)d characters.")), PlainText()], **kwargs)
 
 
+def _purpose(label: Any) -> TextAreaField:
+    return TextAreaField(label, filters=[_strip], render_kw={"rows": 2}, validators=[
+        Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()])
+
+
 def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> type[Form]:
     """One cookie: its service and provider, its name, duration, and purpose in each language."""
 
@@ -63,17 +69,30 @@ def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> typ
         cookie_provider = _text(_l("Set by (if not the provider)"))
 
     for lang in languages:
-        setattr(CookieRow, f"purpose_{lang}", TextAreaField(
-            _l("Purpose (%(language)s)", language=language_names.get(lang, lang)), filters=[_strip],
-            validators=[Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()],
-            render_kw={"rows": 2}))
+        setattr(CookieRow, f"purpose_{lang}", _purpose(
+            _l("Purpose (%(language)s)", language=language_names.get(lang, lang))))
     return CookieRow
+
+
+def category_texts_form(languages: list[str], language_names: dict[str, str]) -> type[Form]:
+    """What visitors read about a category: its name and purpose in each language."""
+
+    class CategoryTexts(Form):
+        pass
+
+    for lang in languages:
+        name = language_names.get(lang, lang)
+        setattr(CategoryTexts, f"label_{lang}", _text(_l("Category name (%(language)s)", language=name)))
+        setattr(CategoryTexts, f"purpose_{lang}", _purpose(
+            _l("Category purpose (%(language)s)", language=name)))
+    return CategoryTexts
 
 
 def site_form(languages: list[str], language_names: dict[str, str], notice_slugs: list[str],
               create: bool) -> type[FlaskForm]:
     """The form for a new site (with an id field) or for editing one (the id is fixed)."""
     row = cookie_row_form(languages, language_names)
+    texts = category_texts_form(languages, language_names)
 
     class SiteForm(FlaskForm):
         name = _text(_l("Name"), 200, description=_l("Shown in this admin only, such as "
@@ -113,6 +132,7 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
     for category in STANDARD_CATEGORIES:
         if category != "necessary":
             setattr(SiteForm, f"show_{category}", BooleanField(_l("Ask visitors about this category")))
+        setattr(SiteForm, f"texts_{category}", FormField(texts))
         setattr(SiteForm, f"rows_{category}", FieldList(FormField(row)))
     return SiteForm
 
@@ -142,21 +162,38 @@ def form_data(site: dict[str, Any], languages: list[str]) -> dict[str, Any]:
     for category in STANDARD_CATEGORIES:
         if category != "necessary":
             data[f"show_{category}"] = category in by_id
-        rows = []
-        for service in by_id.get(category, {}).get("services", []):
-            provider = _in(service["provider"], lang)
-            base = {"service": _in(service["name"], lang), "provider": provider}
-            if not service["cookies"]:  # shown, so that saving asks what to do with it
-                rows.append(dict(base))
-            for cookie in service["cookies"]:
-                cookie_provider = _in(cookie["provider"], lang)
-                row = dict(base, name=cookie["name"], duration=cookie["duration"],
-                           cookie_provider="" if cookie_provider == provider else cookie_provider)
-                for code in languages:
-                    row[f"purpose_{code}"] = _in(cookie["purpose"], code)
-                rows.append(row)
-        data[f"rows_{category}"] = rows
+        data[f"texts_{category}"] = _texts_data(by_id.get(category), category, languages)
+        data[f"rows_{category}"] = _rows_data(by_id.get(category), languages, lang)
     return data
+
+
+def _texts_data(category: dict[str, Any] | None, category_id: str, languages: list[str]) -> dict[str, str]:
+    """A category's name and purpose per language: its own, else the catalogs' standard ones."""
+    standard = standard_texts(category_id, languages) if category_id in STANDARD_CATEGORIES else {}
+    data = {}
+    for key in ("label", "purpose"):
+        own = (category or {}).get(key)
+        for code in languages:
+            data[f"{key}_{code}"] = _in(own, code) if own else standard.get(key, {}).get(code, "")
+    return data
+
+
+def _rows_data(category: dict[str, Any] | None, languages: list[str], lang: str) -> list[dict[str, str]]:
+    """A category's cookies as form rows, one row per cookie."""
+    rows = []
+    for service in (category or {}).get("services", []):
+        provider = _in(service["provider"], lang)
+        base = {"service": _in(service["name"], lang), "provider": provider}
+        if not service["cookies"]:  # shown, so that saving asks what to do with it
+            rows.append(dict(base))
+        for cookie in service["cookies"]:
+            cookie_provider = _in(cookie["provider"], lang)
+            row = dict(base, name=cookie["name"], duration=cookie["duration"],
+                       cookie_provider="" if cookie_provider == provider else cookie_provider)
+            for code in languages:
+                row[f"purpose_{code}"] = _in(cookie["purpose"], code)
+            rows.append(row)
+    return rows
 
 
 def new_site_data(languages: list[str], default_language: str, consent_days: int,
@@ -169,6 +206,7 @@ def new_site_data(languages: list[str], default_language: str, consent_days: int
     for category in STANDARD_CATEGORIES:
         if category != "necessary":
             data[f"show_{category}"] = True
+        data[f"texts_{category}"] = _texts_data(None, category, languages)
     return data
 
 
@@ -185,7 +223,7 @@ class Built:
 
     definition: dict[str, Any]
     fields: dict[str, Any] = field(default_factory=dict)  # error key -> form field
-    purposes: dict[str, dict[str, Any]] = field(default_factory=dict)  # error key -> {lang: field}
+    purposes: dict[str, dict[str, Any]] = field(default_factory=dict)  # texts' key -> {lang: field}
     origin_lines: list[int] = field(default_factory=list)  # origins[i] -> line number
     categories: dict[str, str] = field(default_factory=dict)  # "categories[i]" -> category id
     errors: dict[str, list[str]] = field(default_factory=dict)  # category id or "" -> messages
@@ -203,8 +241,10 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
                      existing: dict[str, Any] | None) -> Built:
     """The site definition the form describes; empty cookie rows are left out.
 
-    An edited site keeps what this form does not show: the order of its categories, any
-    category beyond the four standard ones, and a standard category's own label or purpose.
+    An edited site keeps what this form does not show: the order of its categories and any
+    category beyond the four standard ones. A standard category's name or purpose still the same
+    as the catalogs' is left out, so that the banner keeps following the catalogs and saving an
+    unchanged form changes nothing.
     """
     built = Built(definition={})
     origins = []
@@ -234,8 +274,7 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
     order += [c for c in STANDARD_CATEGORIES if c not in order]
     categories = []
     for category_id in order:
-        index = len(categories)
-        prefix = f"categories[{index}]"
+        prefix = f"categories[{len(categories)}]"
         if category_id not in STANDARD_CATEGORIES:
             categories.append(old[category_id])  # made with the CLI; kept as it is
             built.categories[prefix] = category_id
@@ -251,7 +290,8 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
         built.fields.update(rows.fields)
         built.purposes.update(rows.purposes)
         built.inherited |= rows.inherited
-        category = {k: v for k, v in old.get(category_id, {}).items() if k not in ("id", "services")}
+        category = _category_texts(form[f"texts_{category_id}"].form, languages, category_id,
+                                   old.get(category_id), prefix, built)
         categories.append({"id": category_id, **category, "services": services})
         built.categories[prefix] = category_id
         if first_rows:
@@ -259,6 +299,25 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
     definition["categories"] = categories
     built.definition = definition
     return built
+
+
+def _category_texts(texts: Any, languages: list[str], category_id: str, before: dict[str, Any] | None,
+                    prefix: str, built: Built) -> dict[str, Any]:
+    """A category's label and purpose from its fields, in the shape they had when unchanged."""
+    standard = standard_texts(category_id, languages) if category_id in STANDARD_CATEGORIES else {}
+    result: dict[str, Any] = {}
+    for key in ("label", "purpose"):
+        fields = {lang: texts[f"{key}_{lang}"] for lang in languages}
+        built.purposes[f"{prefix}.{key}"] = fields
+        value = {lang: f.data or "" for lang, f in fields.items()}
+        stored = (before or {}).get(key)
+        if stored is None and value == standard.get(key):
+            continue  # still the catalogs' texts: the banner keeps following them
+        if isinstance(stored, str) and all(text == stored for text in value.values()):
+            result[key] = stored  # one text for every language, as it was given
+        else:
+            result[key] = value
+    return result
 
 
 def _services(rows: Any, languages: list[str], prefix: str, built: Built) -> tuple[list[dict], list[Any]]:
@@ -360,7 +419,8 @@ def attach_errors(form: FlaskForm, errors: dict[str, str], built: Built) -> None
     """Put each of validate's findings beside its field; a field keeps only its first message."""
     for key, raw in errors.items():
         if key in built.purposes:
-            _purpose_errors(built.purposes[key])
+            _text_errors(built.purposes[key], _("Enter the name in this language.") if key.endswith(".label")
+                         else _("Enter the purpose in this language."))
             continue
         target, probe = None, key
         while probe:  # the field itself, else its nearest parent: a cookie row, a service
@@ -381,11 +441,12 @@ def attach_errors(form: FlaskForm, errors: dict[str, str], built: Built) -> None
             add_error(target, message)
 
 
-def _purpose_errors(fields: dict[str, Any]) -> None:
+def _text_errors(fields: dict[str, Any], empty: str) -> None:
+    """Beside each language's field of a text that validate refused: why (`empty` if empty)."""
     for lang_field in fields.values():
         if lang_field.errors:
             continue
         if not lang_field.data:
-            add_error(lang_field, _("Enter the purpose in this language."))
+            add_error(lang_field, empty)
         elif len(lang_field.data) > MAX_TEXT:
             add_error(lang_field, _("Use at most %(max)d characters.", max=MAX_TEXT))

@@ -66,6 +66,17 @@ def category_purpose(category_id: str) -> str:
     return purposes[category_id]
 
 
+def standard_texts(category_id: str, languages: list[str]) -> dict[str, dict[str, str]]:
+    """A standard category's label and purpose from the catalogs, one text per language: what
+    the banner shows when its definition gives none."""
+    texts: dict[str, dict[str, str]] = {"label": {}, "purpose": {}}
+    for lang in languages:
+        with force_locale(lang):
+            texts["label"][lang] = category_label(category_id)
+            texts["purpose"][lang] = category_purpose(category_id)
+    return texts
+
+
 def banner_texts() -> dict[str, str]:
     """Every text the widget shows, in the current locale."""
     return {

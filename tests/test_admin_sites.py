@@ -347,6 +347,71 @@ def test_categories_made_with_the_cli_are_kept(app, marketing):
     assert stored_site(app, "custom") == before
 
 
+# -- category names and purposes ----------------------------------------------------------------
+
+
+def category(cfg: dict[str, Any], category_id: str) -> dict[str, Any]:
+    return next(c for c in cfg["categories"] if c["id"] == category_id)
+
+
+def standard(app: Any, category_id: str) -> dict[str, dict[str, str]]:
+    """A standard category's label and purpose from the catalogs, per language."""
+    with app.test_request_context():
+        return sites.standard_texts(category_id, LANGS)
+
+
+def test_each_category_name_and_purpose_is_in_the_form_in_every_language(app, marketing):
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    assert values["texts_analytics-label_sv"] == "Analys"
+    assert values["texts_necessary-label_fi"] == "Välttämättömät"
+    assert values["texts_analytics-purpose_fi"] == standard(app, "analytics")["purpose"]["fi"]
+    page = marketing.get("/admin/sites/demo/edit").get_data(as_text=True)
+    assert "show_necessary" not in page  # always on
+    assert form_values(marketing, "/admin/sites/new")["texts_marketing-label_en"] == "Marketing"
+
+
+def test_a_purpose_edited_in_swedish_reaches_the_widget_in_swedish_only(app, marketing):
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values["texts_analytics-purpose_sv"] = "Räknar besök med Matomo, på våra egna servrar."
+    values["texts_necessary-label_sv"] = "Nödvändiga för webbplatsen"
+    page = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"),
+                          follow_redirects=True).get_data(as_text=True)
+    assert "Svenska: the banner changed." in page and "Suomi: the banner did not change." in page
+    analytics = category(config(marketing, lang="sv"), "analytics")
+    assert analytics["purpose"] == "Räknar besök med Matomo, på våra egna servrar."
+    assert analytics["label"] == "Analys"
+    assert category(config(marketing, lang="sv"), "necessary")["label"] == "Nödvändiga för webbplatsen"
+    assert category(config(marketing, lang="fi"), "analytics")["purpose"] == \
+        standard(app, "analytics")["purpose"]["fi"]
+    stored = {c["id"]: c for c in stored_site(app, "demo")["categories"]}
+    assert stored["analytics"]["purpose"]["sv"].startswith("Räknar besök med Matomo")
+    assert "label" not in stored["analytics"]  # unchanged: still the catalogs' text
+    assert "purpose" not in stored["marketing"] and "label" not in stored["marketing"]
+
+
+REFUSED = [
+    ("texts_analytics-label_sv", "", "Enter the name in this language"),
+    ("texts_necessary-purpose_fi", "<script>alert(1)</script>", "without HTML tags"),
+    ("texts_preferences-label_fi", "<img src=x onerror=alert(1)>", "without HTML tags"),
+    ("texts_marketing-label_en", "x" * 501, "at most 500 characters"),
+]
+
+
+@pytest.mark.parametrize("field_id, value, message", REFUSED, ids=[f"{r[0]}={r[1][:20]!r}" for r in REFUSED])
+def test_a_bad_category_text_is_answered_beside_its_field_and_nothing_is_saved(app, marketing, field_id,
+                                                                             value, message):
+    before = stored_site(app, "demo")
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values[field_id] = value
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert message in error_beside(page, field_id), error_beside(page, field_id) or page[:3000]
+    assert "Nothing was saved" in page and f'href="#{field_id}"' in page
+    assert stored_site(app, "demo") == before
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+
+
 # -- hostile input ------------------------------------------------------------------------------
 
 HOSTILE = [

@@ -76,13 +76,14 @@ def _notice_slugs() -> list[str]:
 
 
 def category_name(site: dict[str, Any] | None, category_id: str) -> str:
-    """A category's name in the admin's language."""
-    if category_id in sites.STANDARD_CATEGORIES:
-        return sites.category_label(category_id)
+    """A category's name in the admin's language: its own, else the catalogs' for a standard one."""
     for category in (site or {}).get("categories", []):
         if category["id"] == category_id and category.get("label"):
             label = category["label"]
-            return label if isinstance(label, str) else label.get(current_language(), category_id)
+            return label if isinstance(label, str) else (label.get(current_language())
+                                                         or next(iter(label.values())))
+    if category_id in sites.STANDARD_CATEGORIES:
+        return sites.category_label(category_id)
     return category_id
 
 
@@ -188,9 +189,9 @@ def _fields_with_errors(form: Any) -> list[tuple[Any, str | None, int | None]]:
              "notice_privacy", "notice_cookies", "csrf_token"]
     found = [(form[name], None, None) for name in order if name in form and form[name].errors]
     for category in sites.STANDARD_CATEGORIES:
-        show = f"show_{category}"
-        if show in form and form[show].errors:
-            found.append((form[show], category, None))
+        own = [form[f"show_{category}"]] if f"show_{category}" in form else []
+        own += list(form[f"texts_{category}"].form)
+        found += [(f, category, None) for f in own if f.errors]
         for number, entry in enumerate(form[f"rows_{category}"].entries, 1):
             found += [(f, category, number) for f in entry.form if f.errors]
     return found
@@ -202,7 +203,7 @@ def _has_errors(form: Any) -> bool:
 
 def _error_summary(form: Any, built: Built | None, site: dict[str, Any] | None) -> list[dict[str, str]]:
     """The problems listed at the top of the page, each linking to its field."""
-    if request.method != "POST" or request.form.get("step") == "more":
+    if built is None:  # not a save: nothing was checked
         return []
     items = []
     for f, category, number in _fields_with_errors(form):
