@@ -1,5 +1,5 @@
 """Marketing's forms for a site: the fields of a definition, each category's name and purpose
-in every language, and its cookies as repeated rows.
+in every language, its cookies as repeated rows, and categories of marketing's own.
 
 The form only collects; `keksi.sites.validate` decides what is a valid site, exactly as
 for `flask sites add`. `build_definition` turns the form into the definition dict and
@@ -26,6 +26,9 @@ from .sites import MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
 
 EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
+MAX_CATEGORIES = 20  # as many as `sites.validate` allows
+MAX_CUSTOM = MAX_CATEGORIES - len(STANDARD_CATEGORIES)
+MAX_CATEGORY_ID = 40
 MAX_ORIGINS_TEXT = 20_000
 
 # Something that looks like an HTML tag. The banner shows text only, so a "<script>" in a
@@ -88,6 +91,19 @@ def category_texts_form(languages: list[str], language_names: dict[str, str]) ->
     return CategoryTexts
 
 
+def custom_category_form(texts: type[Form], row: type[Form]) -> type[Form]:
+    """A category of marketing's own: an id, its texts and its cookie rows."""
+
+    class CustomCategory(texts):  # type: ignore[misc, valid-type]
+        category_id = StringField(
+            _l("Category id"), filters=[_strip],
+            validators=[Length(max=MAX_CATEGORY_ID, message=_l("Use at most %(max)d characters."))])
+        rows = FieldList(FormField(row))
+        remove = BooleanField(_l("Remove this category when saving"))
+
+    return CustomCategory
+
+
 def site_form(languages: list[str], language_names: dict[str, str], notice_slugs: list[str],
               create: bool) -> type[FlaskForm]:
     """The form for a new site (with an id field) or for editing one (the id is fixed)."""
@@ -134,6 +150,7 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
             setattr(SiteForm, f"show_{category}", BooleanField(_l("Ask visitors about this category")))
         setattr(SiteForm, f"texts_{category}", FormField(texts))
         setattr(SiteForm, f"rows_{category}", FieldList(FormField(row)))
+    SiteForm.custom = FieldList(FormField(custom_category_form(texts, row)), max_entries=MAX_CUSTOM)
     return SiteForm
 
 
@@ -164,6 +181,9 @@ def form_data(site: dict[str, Any], languages: list[str]) -> dict[str, Any]:
             data[f"show_{category}"] = category in by_id
         data[f"texts_{category}"] = _texts_data(by_id.get(category), category, languages)
         data[f"rows_{category}"] = _rows_data(by_id.get(category), languages, lang)
+    data["custom"] = [dict(_texts_data(c, c["id"], languages), category_id=c["id"],
+                           rows=_rows_data(c, languages, lang))
+                      for c in site["categories"] if c["id"] not in STANDARD_CATEGORIES]
     return data
 
 
@@ -211,10 +231,23 @@ def new_site_data(languages: list[str], default_language: str, consent_days: int
 
 
 def add_empty_rows(form: FlaskForm, count: int = EMPTY_ROWS) -> None:
-    for category in STANDARD_CATEGORIES:
-        rows = form[f"rows_{category}"]
+    """Offer `count` more empty cookie rows under every category."""
+    lists = [form[f"rows_{category}"] for category in STANDARD_CATEGORIES]
+    lists += [entry.form.rows for entry in form.custom.entries]
+    for rows in lists:
         for _ in range(count):
             rows.append_entry()
+
+
+def add_category(form: FlaskForm) -> Any | None:
+    """An empty block for a new category of marketing's own, with empty cookie rows; None when
+    the site has as many categories as it may."""
+    if len(form.custom.entries) >= MAX_CUSTOM:
+        return None
+    entry = form.custom.append_entry()
+    for _ in range(EMPTY_ROWS):
+        entry.form.rows.append_entry()
+    return entry
 
 
 @dataclass
@@ -239,12 +272,12 @@ def _row_values(entry: Any, languages: list[str]) -> dict[str, str]:
 
 def build_definition(form: FlaskForm, languages: list[str], site_id: str,
                      existing: dict[str, Any] | None) -> Built:
-    """The site definition the form describes; empty cookie rows are left out.
+    """The site definition the form describes; empty cookie rows, empty new categories and
+    categories marked for removal are left out.
 
-    An edited site keeps what this form does not show: the order of its categories and any
-    category beyond the four standard ones. A standard category's name or purpose still the same
-    as the catalogs' is left out, so that the banner keeps following the catalogs and saving an
-    unchanged form changes nothing.
+    An edited site keeps the order of its categories; new ones of marketing's own come last. A
+    name or purpose still the same as the catalogs' (standard categories) or as stored (one text
+    for every language) is kept as it was, so that saving an unchanged form changes nothing.
     """
     built = Built(definition={})
     origins = []
@@ -270,18 +303,34 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
         built.fields["id"] = form.site_id
 
     old = {c["id"]: c for c in existing["categories"]} if existing else {}
-    order = [c["id"] for c in existing["categories"]] if existing else []
-    order += [c for c in STANDARD_CATEGORIES if c not in order]
-    categories = []
-    for category_id in order:
-        prefix = f"categories[{len(categories)}]"
-        if category_id not in STANDARD_CATEGORIES:
-            categories.append(old[category_id])  # made with the CLI; kept as it is
-            built.categories[prefix] = category_id
+    kept: dict[str, Any] = {}  # a stored custom category's id -> its block (its id is read-only)
+    new_blocks = []
+    for entry in form.custom.entries:
+        category_id = entry.form.category_id.data or ""
+        if entry.form.remove.data:
             continue
+        if category_id in old and category_id not in STANDARD_CATEGORIES and category_id not in kept:
+            kept[category_id] = entry
+        elif not _is_empty(entry.form, languages):
+            new_blocks.append(entry)
+    # (category id, its custom block, or None for a standard category), in the banner's order
+    order: list[tuple[str, Any]] = [(c, kept.get(c)) for c in old if c in STANDARD_CATEGORIES or c in kept]
+    order += [(c, None) for c in STANDARD_CATEGORIES if c not in old]
+    order += [(entry.form.category_id.data or "", entry) for entry in new_blocks]
+    categories = []
+    for category_id, entry in order:
+        prefix = f"categories[{len(categories)}]"
+        if entry is None:
+            texts, row_list = form[f"texts_{category_id}"].form, form[f"rows_{category_id}"]
+        else:
+            texts, row_list = entry.form, entry.form.rows
+            built.fields[f"{prefix}.id"] = entry.form.category_id
+            if category_id in STANDARD_CATEGORIES:
+                add_error(entry.form.category_id, _(
+                    "%(id)s is the id of a standard category. Choose another id.", id=category_id))
         rows = Built(definition={})
-        services, first_rows = _services(form[f"rows_{category_id}"], languages, prefix, rows)
-        shown = category_id == "necessary" or bool(form[f"show_{category_id}"].data)
+        services, first_rows = _services(row_list, languages, prefix, rows)
+        shown = entry is not None or category_id == "necessary" or bool(form[f"show_{category_id}"].data)
         if not shown:
             if services:
                 add_error(form[f"show_{category_id}"], _(
@@ -290,8 +339,7 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
         built.fields.update(rows.fields)
         built.purposes.update(rows.purposes)
         built.inherited |= rows.inherited
-        category = _category_texts(form[f"texts_{category_id}"].form, languages, category_id,
-                                   old.get(category_id), prefix, built)
+        category = _category_texts(texts, languages, category_id, old.get(category_id), prefix, built)
         categories.append({"id": category_id, **category, "services": services})
         built.categories[prefix] = category_id
         if first_rows:
@@ -299,6 +347,13 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
     definition["categories"] = categories
     built.definition = definition
     return built
+
+
+def _is_empty(block: Any, languages: list[str]) -> bool:
+    """A custom category block with nothing filled in: added, then left as it was."""
+    texts = [block[f"{key}_{lang}"].data for key in ("label", "purpose") for lang in languages]
+    rows = [any(_row_values(entry, languages).values()) for entry in block.rows.entries]
+    return not block.category_id.data and not any(texts) and not any(rows)
 
 
 def _category_texts(texts: Any, languages: list[str], category_id: str, before: dict[str, Any] | None,
@@ -395,7 +450,12 @@ def _message(key: str, raw: str, built: Built) -> str:
             "cookies": _("A service can have at most %(max)s cookies.", max=MAX_ITEMS),
         }
     elif key.startswith("categories"):
-        messages = {"services": _("A category can have at most %(max)s services.", max=MAX_ITEMS)}
+        messages = {
+            "services": _("A category can have at most %(max)s services.", max=MAX_ITEMS),
+            "id": (_("Another category has this id. Choose another id.") if "listed twice" in raw else
+                   _("Use lower-case letters, digits, - and _ only, at most %(max)s characters, such as "
+                     "customer-chat.", max=MAX_CATEGORY_ID)),
+        }
     else:
         messages = {
             "id": _("Use lower-case letters, digits, - and _ only, at most 64 characters, such as "

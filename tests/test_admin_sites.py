@@ -97,12 +97,16 @@ class FormReader(HTMLParser):
             self.values[self._textarea] += data
 
 
+def read_form(page: str) -> dict[str, str]:
+    reader = FormReader()
+    reader.feed(page)
+    return reader.values
+
+
 def form_values(client: Any, url: str) -> dict[str, str]:
     response = client.get(url)
     assert response.status_code == 200, response.get_data(as_text=True)
-    reader = FormReader()
-    reader.feed(response.get_data(as_text=True))
-    return reader.values
+    return read_form(response.get_data(as_text=True))
 
 
 def definition_to_form(values: dict[str, str], site: dict[str, Any], create: bool) -> dict[str, str]:
@@ -334,20 +338,46 @@ def test_a_category_can_be_left_out_of_the_banner_only_without_cookies(app, mark
     assert [c["id"] for c in stored_site(app, "demo")["categories"]] == ["necessary", "preferences", "analytics"]
 
 
-def test_categories_made_with_the_cli_are_kept(app, marketing):
+def test_categories_made_with_the_cli_are_in_the_form_and_kept_as_they_are(app, marketing):
     custom = {"id": "support", "label": {"fi": "Tuki", "sv": "Stöd", "en": "Support"},
               "purpose": "Chat.", "services": []}
     add_site(app, dict(DEMO_SITE, id="custom", categories=[*DEMO_SITE["categories"][:2], custom,
                                                             DEMO_SITE["categories"][2]]))
     before = stored_site(app, "custom")
-    page = marketing.get("/admin/sites/custom/edit").get_data(as_text=True)
-    assert "categories set up from the command line: support" in page
     values = form_values(marketing, "/admin/sites/custom/edit")
+    assert values["custom-0-category_id"] == "support" and values["custom-0-label_sv"] == "Stöd"
+    assert [values[f"custom-0-purpose_{lang}"] for lang in LANGS] == ["Chat."] * 3
+    page = marketing.get("/admin/sites/custom/edit").get_data(as_text=True)
+    assert re.search(r'<input[^>]*id="custom-0-category_id"[^>]*readonly', page)  # in every choice made
+    # Saved unchanged, in the order it had: one purpose for every language stays one text.
     assert marketing.post("/admin/sites/custom/edit", data=dict(values, step="save")).status_code == 302
     assert stored_site(app, "custom") == before
 
 
-# -- category names and purposes ----------------------------------------------------------------
+# -- category names and purposes, and categories of marketing's own ------------------------------
+
+
+CHAT = {"category_id": "customer-chat", "label_fi": "Asiakaspalvelun chat", "label_sv": "Kundtjänstens chatt",
+        "label_en": "Customer chat", "purpose_fi": "Muistaa keskustelusi asiakaspalvelun kanssa.",
+        "purpose_sv": "Minns ditt samtal med kundtjänsten.", "purpose_en": "Remembers your chat with us.",
+        "rows-0-service": "Chat", "rows-0-provider": "Tiimityö Oy", "rows-0-name": "chat_id",
+        "rows-0-duration": "P30D", "rows-0-purpose_fi": "Keskustelun tunniste.",
+        "rows-0-purpose_sv": "Samtalets id.", "rows-0-purpose_en": "The chat's id."}
+
+
+def with_new_categories(client: Any, url: str = "/admin/sites/demo/edit", count: int = 1,
+                        **values: str) -> dict[str, str]:
+    """The form's values after pressing "Add a category" `count` times (each a POST that saves
+    nothing, as without JavaScript), then `values` filled in."""
+    form = form_values(client, url)
+    for number in range(count):
+        response = client.post(url, data=dict(form, step="add-category"))
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200, page
+        assert f'<a href="#custom-{number}">A new category was added' in page
+        form = read_form(page)
+        assert form[f"custom-{number}-category_id"] == "" and f"custom-{number}-rows-2-name" in form
+    return dict(form, **values)
 
 
 def category(cfg: dict[str, Any], category_id: str) -> dict[str, Any]:
@@ -366,8 +396,9 @@ def test_each_category_name_and_purpose_is_in_the_form_in_every_language(app, ma
     assert values["texts_necessary-label_fi"] == "Välttämättömät"
     assert values["texts_analytics-purpose_fi"] == standard(app, "analytics")["purpose"]["fi"]
     page = marketing.get("/admin/sites/demo/edit").get_data(as_text=True)
-    assert "show_necessary" not in page  # always on
-    assert form_values(marketing, "/admin/sites/new")["texts_marketing-label_en"] == "Marketing"
+    assert "show_necessary" not in page and "texts_necessary-remove" not in page  # always on, never removed
+    new = form_values(marketing, "/admin/sites/new")
+    assert new["texts_marketing-label_en"] == "Marketing" and not any(k.startswith("custom-") for k in new)
 
 
 def test_a_purpose_edited_in_swedish_reaches_the_widget_in_swedish_only(app, marketing):
@@ -389,7 +420,60 @@ def test_a_purpose_edited_in_swedish_reaches_the_widget_in_swedish_only(app, mar
     assert "purpose" not in stored["marketing"] and "label" not in stored["marketing"]
 
 
+def test_marketing_adds_a_category_of_its_own_and_the_widget_shows_it(app, marketing):
+    before = stored_site(app, "demo")
+    values = with_new_categories(marketing, **{f"custom-0-{k}": v for k, v in CHAT.items()})
+    assert stored_site(app, "demo") == before  # adding a block saves nothing
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    ids = [c["id"] for c in stored_site(app, "demo")["categories"]]
+    assert ids == [c["id"] for c in before["categories"]] + ["customer-chat"]
+    cfg = config(marketing, lang="sv")
+    chat = category(cfg, "customer-chat")
+    assert chat["label"] == "Kundtjänstens chatt" and chat["required"] is False
+    assert chat["purpose"] == "Minns ditt samtal med kundtjänsten."
+    assert chat["services"][0]["cookies"][0]["name"] == "chat_id"
+    assert chat["services"][0]["cookies"][0]["purpose"] == "Samtalets id."
+    assert cfg["cookies"]["customer-chat"] == ["chat_id"]  # deleted when refused
+    # Visitors can choose it: a choice naming it is accepted.
+    assert post(marketing, choice(cfg, "accept_all")).status_code == 201
+
+    # Back in the form, its id cannot be changed; the removal box takes it off the banner.
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    assert values["custom-0-label_en"] == "Customer chat" and values["custom-0-rows-0-name"] == "chat_id"
+    values["custom-0-remove"] = "y"
+    assert marketing.post("/admin/sites/demo/edit", data=dict(values, step="save")).status_code == 302
+    assert [c["id"] for c in stored_site(app, "demo")["categories"]] == [c["id"] for c in before["categories"]]
+    assert "customer-chat" not in [c["id"] for c in config(marketing, lang="sv")["categories"]]
+
+
+def test_a_new_site_may_have_a_category_of_its_own(app, marketing):
+    values = with_new_categories(marketing, "/admin/sites/new", **{f"custom-0-{k}": v for k, v in CHAT.items()})
+    values = definition_to_form(values, NEW_SITE, create=True)
+    assert marketing.post("/admin/sites/new", data=values).status_code == 302
+    assert [c["id"] for c in stored_site(app, "web-shop")["categories"]][-1] == "customer-chat"
+
+
+def test_an_added_category_left_empty_is_ignored(app, marketing):
+    before = stored_site(app, "demo")
+    values = with_new_categories(marketing, count=2)
+    assert marketing.post("/admin/sites/demo/edit", data=dict(values, step="save")).status_code == 302
+    assert stored_site(app, "demo") == before
+
+
 REFUSED = [
+    ("custom-0-category_id", "<script>alert(1)</script>", "lower-case letters"),
+    ("custom-0-category_id", "Customer Chat", "lower-case letters"),
+    ("custom-0-category_id", "", "lower-case letters"),
+    ("custom-0-category_id", "x" * 41, "at most 40 characters"),
+    ("custom-0-category_id", "analytics", "the id of a standard category"),
+    ("custom-1-category_id", "customer-chat", "Another category has this id"),
+    ("custom-0-label_sv", "<script>alert(1)</script>", "without HTML tags"),
+    ("custom-0-label_sv", "", "Enter the name in this language"),
+    ("custom-0-purpose_fi", "<img src=x onerror=alert(1)>", "without HTML tags"),
+    ("custom-0-purpose_en", "ä" * 501, "at most 500 characters"),
+    ("custom-0-purpose_en", " ", "Enter the purpose in this language"),
+    ("custom-0-rows-0-duration", "forever", "Enter session"),
     ("texts_analytics-label_sv", "", "Enter the name in this language"),
     ("texts_necessary-purpose_fi", "<script>alert(1)</script>", "without HTML tags"),
     ("texts_preferences-label_fi", "<img src=x onerror=alert(1)>", "without HTML tags"),
@@ -398,10 +482,13 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("field_id, value, message", REFUSED, ids=[f"{r[0]}={r[1][:20]!r}" for r in REFUSED])
-def test_a_bad_category_text_is_answered_beside_its_field_and_nothing_is_saved(app, marketing, field_id,
-                                                                             value, message):
+def test_a_bad_category_is_answered_beside_its_field_and_nothing_is_saved(app, marketing, field_id, value,
+                                                                        message):
     before = stored_site(app, "demo")
-    values = form_values(marketing, "/admin/sites/demo/edit")
+    second = {f"custom-1-{k}": v for k, v in CHAT.items() if k != "category_id"}
+    second["custom-1-category_id"] = "second"
+    values = with_new_categories(marketing, count=2, **{f"custom-0-{k}": v for k, v in CHAT.items()},
+                                 **second)
     values[field_id] = value
     response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
     page = response.get_data(as_text=True)
@@ -410,6 +497,16 @@ def test_a_bad_category_text_is_answered_beside_its_field_and_nothing_is_saved(a
     assert "Nothing was saved" in page and f'href="#{field_id}"' in page
     assert stored_site(app, "demo") == before
     assert "<script>alert(1)" not in page and "<img src=x" not in page
+
+
+def test_no_more_categories_than_a_site_may_have(app, marketing):
+    values = with_new_categories(marketing, count=16)
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="add-category"))
+    page = response.get_data(as_text=True)
+    assert "A site can have at most 20 categories." in page and 'name="custom-16-category_id"' not in page
+    values["custom-99-category_id"] = "one-too-many"  # posted anyway: left out
+    assert 'custom-16-category_id' not in marketing.post(
+        "/admin/sites/demo/edit", data=dict(values, step="more")).get_data(as_text=True)
 
 
 # -- hostile input ------------------------------------------------------------------------------

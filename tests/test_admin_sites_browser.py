@@ -224,3 +224,54 @@ def test_hostile_text_that_passes_the_forms_never_runs_where_it_is_shown(page: P
         expect(page.locator("main")).to_contain_text(p["attribute"])
         harmless("receipt")
     assert dialogs == []
+
+
+def test_marketing_edits_a_purpose_and_adds_a_category_in_the_form(page: Page, live_server, app):
+    """Without any script of ours: "Add a category" posts the form and gets it back with one more
+    block; a bad id is answered beside it; the saved texts reach the widget's config."""
+    base = live_server.url
+    add_site(app)
+    sign_in(page, base)
+    page.goto(f"{base}/admin/sites/demo/edit")
+    analytics = page.locator("#category-analytics")
+    expect(analytics.get_by_label("Category name (Svenska)")).to_have_value("Analys")
+    analytics.get_by_label("Category purpose (Svenska)").fill("Räknar besök på våra egna servrar.")
+    page.get_by_role("button", name="Add a category").click()
+
+    status = page.get_by_role("status")
+    expect(status).to_contain_text("A new category was added")
+    expect(analytics.get_by_label("Category purpose (Svenska)")).to_have_value(
+        "Räknar besök på våra egna servrar.")  # kept, though nothing was saved
+    status.get_by_role("link").click()
+    block = page.get_by_role("group", name="New category")
+    block.get_by_label("Category id").fill("Customer Chat")
+    names = {"fi": "Asiakaspalvelun chat", "sv": "Kundtjänstens chatt", "en": "Customer chat"}
+    purposes = {"fi": "Muistaa keskustelusi.", "sv": "Minns ditt samtal.", "en": "Remembers your chat."}
+    for lang, language in LANGUAGE_NAMES.items():
+        block.get_by_label(f"Category name ({language})").fill(names[lang])
+        block.get_by_label(f"Category purpose ({language})").fill(purposes[lang])
+    for name, value in {"service": "Chat", "provider": "Tiimityö Oy", "name": "chat_id", "duration": "P30D",
+                        "purpose_fi": "Tunniste.", "purpose_sv": "Id.", "purpose_en": "The id."}.items():
+        page.locator(f"#custom-0-rows-0-{name}").fill(value)
+    assert_accessible(page, "edit site with a new category")
+    page.get_by_role("button", name="Save").click()
+
+    id_field = page.locator("#custom-0-category_id")
+    expect(page.locator(".error-summary")).to_contain_text("Customer chat: Category id")
+    expect(page.locator("#custom-0-category_id-error")).to_contain_text("lower-case letters")
+    expect(id_field).to_have_attribute("aria-invalid", "true")
+    assert "custom-0-category_id-error" in id_field.get_attribute("aria-describedby")
+    assert_accessible(page, "edit site with a bad category id")
+    id_field.fill("customer-chat")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash").first).to_contain_text("were saved")
+
+    cfg = page.context.request.get(f"{base}/api/v1/sites/demo/config?lang=sv", headers={"Origin": ORIGIN}).json()
+    by_id = {c["id"]: c for c in cfg["categories"]}
+    assert by_id["analytics"]["purpose"] == "Räknar besök på våra egna servrar."
+    assert (by_id["customer-chat"]["label"], by_id["customer-chat"]["purpose"]) == (names["sv"], purposes["sv"])
+    assert by_id["customer-chat"]["services"][0]["cookies"][0]["name"] == "chat_id"
+    page.goto(f"{base}/admin/sites/demo/edit")
+    expect(page.get_by_role("group", name="Customer chat").get_by_label("Category id")).to_have_attribute(
+        "readonly", "")
+    assert_accessible(page, "edit site with a category of its own")

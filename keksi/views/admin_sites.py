@@ -25,8 +25,8 @@ from .. import consents, figures, sites
 from ..clock import today
 from ..http import CSP
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
-from ..site_forms import (MORE_ROWS, Built, add_empty_rows, add_error, attach_errors, build_definition,
-                          form_data, new_site_data, site_form)
+from ..site_forms import (MAX_CATEGORIES, MORE_ROWS, Built, add_category, add_empty_rows, add_error,
+                          attach_errors, build_definition, form_data, new_site_data, site_form)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, role_required
 
@@ -87,6 +87,17 @@ def category_name(site: dict[str, Any] | None, category_id: str) -> str:
     return category_id
 
 
+def block_name(site: dict[str, Any] | None, block: str | Any) -> str:
+    """What the form calls a category: a standard one by its id, a custom one by its block, whose
+    name in the admin's language (else in any language, else its id) may not be saved yet."""
+    if isinstance(block, str):
+        return category_name(site, block)
+    fields = block.form
+    names = [fields[f"label_{lang}"].data for lang in [current_language(), *current_app.config["LANGUAGES"]]
+             if f"label_{lang}" in fields]
+    return next((n for n in names if n), None) or fields.category_id.data or _("New category")
+
+
 # -- the list ------------------------------------------------------------------------
 
 
@@ -122,6 +133,7 @@ def _form_page(site: dict[str, Any] | None):
     form_class = site_form(languages, LANGUAGE_NAMES, slugs, create)
     status = 200
     built: Built | None = None
+    note: dict[str, str] | None = None  # what the "Add a category" button did
     if request.method == "GET":
         data = (new_site_data(languages, config["DEFAULT_LANGUAGE"], config["CONSENT_DAYS"], slugs)
                 if create else form_data(site, languages))
@@ -129,8 +141,15 @@ def _form_page(site: dict[str, Any] | None):
         add_empty_rows(form)
     else:
         form = form_class()
-        if request.form.get("step") == "more":
-            add_empty_rows(form, MORE_ROWS)  # nothing is checked or saved
+        step = request.form.get("step", "save")
+        # The buttons other than save only change the form: nothing is checked or saved.
+        if step == "more":
+            add_empty_rows(form, MORE_ROWS)
+        elif step == "add-category":
+            entry = add_category(form)
+            note = ({"text": _("A new category was added at the end of the form. Fill it in, then save."),
+                     "id": entry.id} if entry else
+                    {"text": _("A site can have at most %(max)s categories.", max=MAX_CATEGORIES), "id": ""})
         else:
             result = _save(form, site, languages, slugs)
             if not isinstance(result, Built):
@@ -138,10 +157,9 @@ def _form_page(site: dict[str, Any] | None):
             built, status = result, 409 if result.conflict else 400
     return render_template("admin/site_form.html", form=form, site=site, create=create,
                            languages=languages, categories=sites.STANDARD_CATEGORIES,
-                           category_name=lambda cid: category_name(site, cid),
-                           summary=_error_summary(form, built, site),
-                           kept=[c for c in (site or {}).get("categories", [])
-                                 if c["id"] not in sites.STANDARD_CATEGORIES]), status
+                           block_name=lambda block: block_name(site, block),
+                           summary=_error_summary(form, built, site), note=note,
+                           stored_ids={c["id"] for c in (site or {}).get("categories", [])}), status
 
 
 def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: list[str]):
@@ -183,17 +201,20 @@ def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: l
     return redirect(url_for("admin_sites.site_list"))
 
 
-def _fields_with_errors(form: Any) -> list[tuple[Any, str | None, int | None]]:
-    """(field, category, row number) for every field with an error, in the order of the page."""
+def _fields_with_errors(form: Any) -> list[tuple[Any, Any, int | None]]:
+    """(field, category, row number) for every field with an error, in the order of the page; the
+    category is a standard one's id or a custom category's block."""
     order = ["name", "site_id", "origins", "default_language", "consent_days", "cookie_domain",
              "notice_privacy", "notice_cookies", "csrf_token"]
     found = [(form[name], None, None) for name in order if name in form and form[name].errors]
-    for category in sites.STANDARD_CATEGORIES:
-        own = [form[f"show_{category}"]] if f"show_{category}" in form else []
-        own += list(form[f"texts_{category}"].form)
-        found += [(f, category, None) for f in own if f.errors]
-        for number, entry in enumerate(form[f"rows_{category}"].entries, 1):
-            found += [(f, category, number) for f in entry.form if f.errors]
+    blocks = [(c, [form[f"show_{c}"]] if f"show_{c}" in form else [], form[f"texts_{c}"].form,
+               form[f"rows_{c}"]) for c in sites.STANDARD_CATEGORIES]
+    blocks += [(e, [e.form.category_id], e.form, e.form.rows) for e in form.custom.entries]
+    for block, own, texts, rows in blocks:
+        own += [f for f in texts if f.short_name.startswith(("label_", "purpose_"))]
+        found += [(f, block, None) for f in own if f.errors]
+        for number, entry in enumerate(rows.entries, 1):
+            found += [(f, block, number) for f in entry.form if f.errors]
     return found
 
 
@@ -211,11 +232,11 @@ def _error_summary(form: Any, built: Built | None, site: dict[str, Any] | None) 
             items.append({"id": "", "text": _("The form expired. Reload the page and try again.")})
             continue
         label = str(f.label.text)
-        if category and number:
-            label = _("%(category)s, cookie %(number)s: %(field)s", category=category_name(site, category),
+        if category is not None and number:
+            label = _("%(category)s, cookie %(number)s: %(field)s", category=block_name(site, category),
                       number=number, field=label)
-        elif category:
-            label = f"{category_name(site, category)}: {label}"
+        elif category is not None:
+            label = f"{block_name(site, category)}: {label}"
         items.append({"id": f.id, "text": f"{label}: {' '.join(str(e) for e in f.errors)}"})
     for category, messages in (built.errors.items() if built else []):
         for message in messages:
