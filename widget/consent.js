@@ -246,10 +246,15 @@
         button(T.reject_all, () => choose("reject_all", all(false), "banner")),
         button(T.choose, e => open("panel", e.currentTarget))));
     root.append(banner);
-    // Focus moves into the banner (B10), unless the visitor is already somewhere on the page.
-    const a = D.activeElement;
-    if (!a || a == D.body || a == D.documentElement) banner.focus({preventScroll: true});
-    requestAnimationFrame(() => P.mark("keksi:visible"));
+    requestAnimationFrame(() => {
+      P.mark("keksi:visible");
+      // Focus moves into the banner (B10), unless the visitor is already somewhere on the page:
+      // once the frame is painted, which a focus now (style and layout at once) would delay.
+      setTimeout(() => {
+        const a = D.activeElement;
+        if (banner && (!a || a == D.body || a == D.documentElement)) banner.focus({preventScroll: true});
+      });
+    });
   }
 
   // -- the panel: a modal dialog -------------------------------------------------------------
