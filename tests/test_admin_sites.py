@@ -595,7 +595,7 @@ def test_a_form_without_its_csrf_token_is_refused_and_nothing_is_saved(app, mark
     del values["csrf_token"]
     response = marketing.post("/admin/sites/new", data=values)
     assert response.status_code == 400
-    assert "The CSRF token is missing." in response.get_data(as_text=True)
+    assert "Nothing was saved because the form had expired." in response.get_data(as_text=True)
     assert stored_site(app, "web-shop") is None
     values["csrf_token"] = "forged"
     assert marketing.post("/admin/sites/new", data=values).status_code == 400

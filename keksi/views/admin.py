@@ -57,7 +57,7 @@ def _admin_context() -> dict[str, Any]:
 
 
 @bp.errorhandler(CSRFError)
-def _form_expired(exc: CSRFError):
+def form_expired(exc: CSRFError):
     """A form posted without a valid CSRF token (expired, or removed): nothing was done."""
     # In the admin's language, and saying what to do, where flask-wtf gives an English reason.
     return error_page(400, exc.name, _("Nothing was saved because the form had expired. Copy any text "

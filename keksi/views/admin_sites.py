@@ -19,6 +19,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, g, make_respo
 from flask_babel import force_locale, format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
 from wtforms import Form, StringField
 
 from .. import consents, figures, sites
@@ -28,9 +29,10 @@ from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
 from ..site_forms import (MAX_CATEGORIES, MORE_ROWS, Built, add_category, add_empty_rows, add_error,
                           attach_errors, build_definition, form_data, new_site_data, site_form)
 from ..store import StoreError, database_path, get_store, open_store
-from .admin import _load_user, role_required
+from .admin import _load_user, form_expired, role_required
 
 bp = Blueprint("admin_sites", __name__, url_prefix="/admin/sites")
+bp.register_error_handler(CSRFError, form_expired)  # the same translated answer as the rest of the admin
 
 MAX_FORM_BYTES = 1024 * 1024  # a site with many cookies posts more than the app's usual limit
 MAX_FORM_PARTS = 10_000
