@@ -185,17 +185,30 @@ consents_cli = AppGroup("consents", help="Verify, export, erase and purge consen
 
 
 @consents_cli.command("verify")
-def consents_verify() -> None:
+@click.option("--head", "expect", metavar="LINK:HASH",
+              help="A chain head printed by an earlier run: check the chain still passes through it.")
+def consents_verify(expect: str | None) -> None:
     """Check the hash chain of every consent record; exit 1 at the first broken link.
 
-    Example: flask consents verify
+    Prints the chain's head: keep it outside the server (an audit file, a ticket) and pass it
+    to a later run with --head, which then also shows that nothing before it was rewritten.
+
+    Example: flask consents verify --head 1042:3f5a…
     """
-    result = consents_mod.verify(get_store())
+    head = None
+    if expect is not None:
+        link, _, row_hash = expect.partition(":")
+        if not link.isdigit() or not consents_mod.HEX64.match(row_hash):
+            raise click.BadParameter("give LINK:HASH as printed by an earlier run", param_hint="--head")
+        head = (int(link), row_hash)
+    result = consents_mod.verify(get_store(), head)
     if not result.ok:
         click.secho(f"broken at record {result.broken_at}: {result.problem} "
                     f"({result.checked} records before it verified)", fg="red", err=True)
         raise SystemExit(1)
     click.echo(f"ok: {result.checked} records verified, {result.removed} of them erased or purged")
+    if result.head:
+        click.echo(f"chain head: {result.head[0]}:{result.head[1]}")
 
 
 def _day(value: str | None, name: str) -> str | None:

@@ -325,14 +325,19 @@ class VerifyResult:
     removed: int
     broken_at: int | None
     problem: str | None
+    head: tuple[int, str] | None = None  # the last link (seq, row hash): worth writing down elsewhere
 
     @property
     def ok(self) -> bool:
         return self.broken_at is None
 
 
-def verify(store: Store) -> VerifyResult:
+def verify(store: Store, expect: tuple[int, str] | None = None) -> VerifyResult:
     """Walk the chain from the start; report the first link that does not hold.
+
+    `expect` is a head recorded by an earlier run (seq, row hash): the chain must still pass
+    through it. Whoever can write the database could rebuild the whole chain; a head kept
+    elsewhere (by an auditor, in a ticket) shows that nothing before it was rewritten.
 
     A link is a consent record, or a removal (an erasure or purge) listing the records it
     removed. A record that is gone must have been listed by a later removal link: a record
@@ -342,6 +347,7 @@ def verify(store: Store) -> VerifyResult:
     checked = removed = 0
     gone: list[list[int]] = []  # ranges of records found missing, to be listed by a removal link
     listed: list[list[int]] = []  # the ranges every removal link so far has listed
+    head: tuple[int, str] | None = None
     for link in store.iter_chain():
         seq = link["seq"]
         if link["prev_hash"] != prev:
@@ -368,7 +374,13 @@ def verify(store: Store) -> VerifyResult:
                 return VerifyResult(checked, removed, seq, "the record's content was changed after it "
                                                            "was recorded")
             checked += 1
+        if expect is not None and seq == expect[0] and link["row_hash"] != expect[1]:
+            return VerifyResult(checked, removed, seq, "the chain no longer passes through the head "
+                                                       "recorded earlier: it was rewritten")
         prev = link["row_hash"]
+        head = (seq, prev)
+    if expect is not None and (head is None or head[0] < expect[0]):
+        return VerifyResult(checked, removed, expect[0], "the chain ends before the head recorded earlier")
     unlisted = _first_uncovered(gone, listed)
     if unlisted is not None:
         return VerifyResult(checked, removed, unlisted, "the record was deleted, but no erasure or purge "
@@ -376,7 +388,7 @@ def verify(store: Store) -> VerifyResult:
     orphans = store.orphan_consents()
     if orphans:
         return VerifyResult(checked, removed, orphans[0], "a record was added outside the chain")
-    return VerifyResult(checked, removed, None, None)
+    return VerifyResult(checked, removed, None, None, head)
 
 
 def _add_to_ranges(ranges: list[list[int]], seq: int) -> None:

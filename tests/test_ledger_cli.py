@@ -142,6 +142,37 @@ def test_verify_finds_a_deleted_row_and_a_rewritten_chain(app, client):
     assert result.exit_code == 1 and "broken at record 3" in result.output
 
 
+def test_a_head_recorded_earlier_shows_a_rebuilt_chain(app, client):
+    """Someone with the database rewrites a record and rebuilds every hash after it."""
+    record_some(client, 3)
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["consents", "verify"])
+    head = first.output.split("chain head: ")[1].strip()
+    assert head.startswith("3:")
+    record_some(client, 2)
+    assert runner.invoke(args=["consents", "verify", "--head", head]).exit_code == 0
+    store = open_store(app.config["DATABASE"])
+    try:  # record 2 rewritten, its content hash and the chain after it recomputed
+        for trigger in ("consents_no_update", "consent_chain_no_update"):
+            store.db.execute(f"DROP TRIGGER {trigger}")
+        store.db.execute("UPDATE consents SET page = '/rewritten' WHERE seq = 2")
+        prev = store.db.execute("SELECT row_hash FROM consent_chain WHERE seq = 1").fetchone()[0]
+        for row in list(store.db.query("SELECT * FROM consents WHERE seq >= 2 ORDER BY seq")):
+            digest = consents.content_hash(row)
+            store.db.execute("UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
+            prev_new = consents.chain_hash(prev, digest)
+            store.db.execute("UPDATE consent_chain SET content_hash = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
+                             [digest, prev, prev_new, row["seq"]])
+            prev = prev_new
+        store.db.conn.commit()
+    finally:
+        store.close()
+    assert runner.invoke(args=["consents", "verify"]).exit_code == 0, "rebuilt: it verifies on its own"
+    rewritten = runner.invoke(args=["consents", "verify", "--head", head])
+    assert rewritten.exit_code == 1 and "rewritten" in rewritten.output
+    assert runner.invoke(args=["consents", "verify", "--head", "3:nothex"]).exit_code == 2
+
+
 def test_a_record_deleted_with_a_forged_removal_mark_is_found(app, client):
     """Without dropping any trigger: mark a record removed by hand, then delete it."""
     record_some(client, 4)
