@@ -6,7 +6,6 @@ Everything here takes plain arguments and the store; the API view turns
 
 from __future__ import annotations
 
-import bisect
 import csv
 import hashlib
 import ipaddress
@@ -19,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Iterable, Iterator
 
 from . import sites as sites_mod
-from .store import GENESIS_HASH, Store, chain_hash, removal_content
+from .store import GENESIS_HASH, Store, chain_hash, removal_digest
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
 SURFACES = ("banner", "panel", "reopened")
@@ -335,19 +334,20 @@ class VerifyResult:
 def verify(store: Store, expect: tuple[int, str] | None = None) -> VerifyResult:
     """Walk the chain from the start; report the first link that does not hold.
 
+    A link is a consent record, or a removal (an erasure or purge) listing the ranges of
+    records it removed. A record that is gone must be in a range of a later removal link: a
+    record deleted any other way is reported, even with a consent_removals row written by hand.
+    Memory stays flat: the removed ranges are read in order beside the chain.
+
     `expect` is a head recorded by an earlier run (seq, row hash): the chain must still pass
     through it. Whoever can write the database could rebuild the whole chain; a head kept
     elsewhere (by an auditor, in a ticket) shows that nothing before it was rewritten.
-
-    A link is a consent record, or a removal (an erasure or purge) listing the records it
-    removed. A record that is gone must have been listed by a later removal link: a record
-    deleted any other way is reported, even with a consent_removals row written by hand.
     """
     prev = GENESIS_HASH
     checked = removed = 0
-    gone: list[list[int]] = []  # ranges of records found missing, to be listed by a removal link
-    listed: list[list[int]] = []  # the ranges every removal link so far has listed
     head: tuple[int, str] | None = None
+    ranges = store.removal_ranges()
+    current = next(ranges, None)  # (first, last, link_seq) of the range that may hold the next gone record
     for link in store.iter_chain():
         seq = link["seq"]
         if link["prev_hash"] != prev:
@@ -355,18 +355,27 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> VerifyResult:
         if chain_hash(link["prev_hash"], link["chain_content_hash"]) != link["row_hash"]:
             return VerifyResult(checked, removed, seq, "its chain hash does not match its content hash")
         if link["link_reason"] is not None:
-            ranges = json.loads(link["link_ranges"])
-            content = removal_content(link["link_reason"], link["link_removed_at"], ranges)
-            if hashlib.sha256(content.encode()).hexdigest() != link["chain_content_hash"]:
+            listed = [0, 0]  # ranges read, and of them ending at or after the link itself
+
+            def read(link_seq: int = seq) -> Iterator[tuple[int, int]]:
+                for first, last, _ in store.removal_ranges(link_seq):
+                    listed[0] += 1
+                    listed[1] += last >= link_seq
+                    yield first, last
+
+            if removal_digest(link["link_reason"], link["link_removed_at"], read()) != link["chain_content_hash"]:
                 return VerifyResult(checked, removed, seq, "the removal's list of records was changed")
-            if any(end >= seq for _start, end in ranges):
-                return VerifyResult(checked, removed, seq, "the removal lists records after itself")
-            listed.extend(ranges)
+            if not listed[0] or listed[1]:
+                return VerifyResult(checked, removed, seq, "the removal lists no records, or records after itself")
         elif link["consent_id"] is None:
             if not link["removed"]:
                 return VerifyResult(checked, removed, seq, "the record is missing and no erasure or "
                                                            "purge removed it")
-            _add_to_ranges(gone, seq)
+            while current is not None and current[1] < seq:
+                current = next(ranges, None)
+            if current is None or current[0] > seq or current[2] <= seq:
+                return VerifyResult(checked, removed, seq, "the record was deleted, but no erasure or "
+                                                           "purge in the chain lists it")
             removed += 1
             checked += 1
         else:
@@ -381,42 +390,10 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> VerifyResult:
         head = (seq, prev)
     if expect is not None and (head is None or head[0] < expect[0]):
         return VerifyResult(checked, removed, expect[0], "the chain ends before the head recorded earlier")
-    unlisted = _first_uncovered(gone, listed)
-    if unlisted is not None:
-        return VerifyResult(checked, removed, unlisted, "the record was deleted, but no erasure or purge "
-                                                        "in the chain lists it")
     orphans = store.orphan_consents()
     if orphans:
         return VerifyResult(checked, removed, orphans[0], "a record was added outside the chain")
     return VerifyResult(checked, removed, None, None, head)
-
-
-def _add_to_ranges(ranges: list[list[int]], seq: int) -> None:
-    """Append an ascending `seq`, joining it to the last range when they touch (memory stays
-    small however many records a purge removed)."""
-    if ranges and ranges[-1][1] + 1 == seq:
-        ranges[-1][1] = seq
-    else:
-        ranges.append([seq, seq])
-
-
-def _first_uncovered(gone: list[list[int]], listed: list[list[int]]) -> int | None:
-    """The first seq in the ranges `gone` that no range in `listed` covers, or None."""
-    union: list[list[int]] = []
-    for start, end in sorted(listed):
-        if union and start <= union[-1][1] + 1:
-            union[-1][1] = max(union[-1][1], end)
-        else:
-            union.append([start, end])
-    starts = [start for start, _end in union]
-    for start, end in gone:
-        at = start
-        while at <= end:
-            i = bisect.bisect_right(starts, at) - 1
-            if i < 0 or union[i][1] < at:
-                return at
-            at = union[i][1] + 1
-    return None
 
 
 # -- export -------------------------------------------------------------------------

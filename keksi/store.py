@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import sqlite_utils
 from flask import Flask, current_app, g
@@ -183,57 +183,83 @@ def _cookie_notice_in_consents(db: sqlite_utils.Database) -> None:
 @migrations(name="0007_chained_removals")
 def _chained_removals(db: sqlite_utils.Database) -> None:
     # Each erasure or purge becomes a link of the consent chain listing the records it removed,
-    # so a record deleted by hand (with a forged consent_removals row) no longer verifies.
-    db["removal_links"].create(
-        {"seq": int, "reason": str, "removed_at": str, "ranges": str},
-        pk="seq", not_null={"reason", "removed_at", "ranges"},
-    )
+    # so a record deleted by hand (with a forged consent_removals row) no longer verifies. The
+    # list is kept as ranges of neighbouring records, one row each, so that neither writing
+    # nor verifying it needs memory in proportion to the records removed.
     db.executescript(
         """
+        CREATE TABLE removal_links (
+            seq INTEGER PRIMARY KEY, reason TEXT NOT NULL, removed_at TEXT NOT NULL, ranges INTEGER NOT NULL);
+        CREATE TABLE removal_ranges (
+            first INTEGER PRIMARY KEY, last INTEGER NOT NULL, link_seq INTEGER NOT NULL);
+        CREATE INDEX idx_removal_ranges_link ON removal_ranges (link_seq, first);
         CREATE TRIGGER removal_links_no_update BEFORE UPDATE ON removal_links
         BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
         CREATE TRIGGER removal_links_no_delete BEFORE DELETE ON removal_links
         BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
+        CREATE TRIGGER removal_ranges_no_update BEFORE UPDATE ON removal_ranges
+        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
+        CREATE TRIGGER removal_ranges_no_delete BEFORE DELETE ON removal_ranges
+        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
         """
     )
     # Removals made before this migration are chained now, in one link.
-    removed = [row[0] for row in db.execute("SELECT seq FROM consent_removals ORDER BY seq").fetchall()]
-    if removed:
-        _append_removal_link(db.conn, "before-chaining", utcnow(), removed)
+    removed = (row[0] for row in db.conn.execute("SELECT seq FROM consent_removals ORDER BY seq"))
+    _append_removal_link(db.conn, "before-chaining", utcnow(), removed)
 
 
-def removal_content(reason: str, removed_at: str, ranges: list[list[int]]) -> str:
-    """What a removal link's content hash covers (see consents.verify)."""
-    return json.dumps({"removal": reason, "at": removed_at, "ranges": ranges}, separators=(",", ":"))
+def removal_digest(reason: str, removed_at: str, ranges: Iterable[tuple[int, int]]) -> str:
+    """A removal link's content hash: its reason, time and ranges (first, last) in order."""
+    digest = hashlib.sha256(f"removal {reason} {removed_at}\n".encode())
+    for first, last in ranges:
+        digest.update(f"{first}-{last}\n".encode())
+    return digest.hexdigest()
 
 
-def seq_ranges(seqs: list[int]) -> list[list[int]]:
-    """[1, 2, 3, 7] -> [[1, 3], [7, 7]]: a purge removes long runs of neighbouring records."""
-    ranges: list[list[int]] = []
-    for seq in sorted(seqs):
-        if ranges and seq == ranges[-1][1] + 1:
-            ranges[-1][1] = seq
-        else:
-            ranges.append([seq, seq])
-    return ranges
+def _seq_ranges(seqs: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """Ascending seqs as ranges: 1, 2, 3, 7 -> (1, 3), (7, 7)."""
+    first = last = None
+    for seq in seqs:
+        if last is not None and seq == last + 1:
+            last = seq
+            continue
+        if first is not None:
+            yield first, last
+        first = last = seq
+    if first is not None:
+        yield first, last
 
 
-def _append_chain_link(conn: sqlite3.Connection, content: str) -> tuple[int, str]:
-    """Append a link for `content` (a hex content hash) at the next seq; return (seq, prev_hash)."""
+def _append_chain_link(conn: sqlite3.Connection, content: str) -> int:
+    """Append a link for `content` (a hex content hash) at the next seq; return that seq."""
     last = conn.execute("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1").fetchone()
     prev_hash = last[1] if last else GENESIS_HASH
     seq = (last[0] if last else 0) + 1
     conn.execute("INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
                  [seq, content, prev_hash, chain_hash(prev_hash, content)])
-    return seq, prev_hash
+    return seq
 
 
-def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str, seqs: list[int]) -> None:
-    ranges = seq_ranges(seqs)
-    content = hashlib.sha256(removal_content(reason, removed_at, ranges).encode()).hexdigest()
-    seq, _ = _append_chain_link(conn, content)
+def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str, seqs: Iterable[int]) -> None:
+    """Chain a removal of `seqs` (ascending), inside the caller's transaction; none, no link."""
+    link_seq = (conn.execute("SELECT max(seq) FROM consent_chain").fetchone()[0] or 0) + 1
+    written = 0
+
+    def write(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+        nonlocal written
+        for first, last in ranges:  # the ranges name the link's seq before it is appended
+            conn.execute("INSERT INTO removal_ranges (first, last, link_seq) VALUES (?, ?, ?)",
+                         [first, last, link_seq])
+            written += 1
+            yield first, last
+
+    content = removal_digest(reason, removed_at, write(_seq_ranges(seqs)))
+    if not written:
+        return
+    appended = _append_chain_link(conn, content)
+    assert appended == link_seq, (appended, link_seq)
     conn.execute("INSERT INTO removal_links (seq, reason, removed_at, ranges) VALUES (?, ?, ?, ?)",
-                 [seq, reason, removed_at, json.dumps(ranges, separators=(",", ":"))])
+                 [link_seq, reason, removed_at, written])
 
 
 def utcnow() -> str:
@@ -465,7 +491,7 @@ class Store:
             if existing:
                 return existing, False
             # Plain INSERTs: sqlite-utils' insert() adds catalog queries and savepoints per call.
-            seq, _ = _append_chain_link(self.db.conn, record["content_hash"])
+            seq = _append_chain_link(self.db.conn, record["content_hash"])
             row = dict(record, seq=seq)
             day = row.pop("day")
             columns = ", ".join(row)
@@ -532,7 +558,7 @@ class Store:
         cursor.execute(
             "SELECT ch.seq, ch.content_hash AS chain_content_hash, ch.prev_hash, ch.row_hash, "
             "r.reason AS removed, l.reason AS link_reason, l.removed_at AS link_removed_at, "
-            "l.ranges AS link_ranges, c.* FROM consent_chain ch "
+            "c.* FROM consent_chain ch "
             "LEFT JOIN consents c ON c.seq = ch.seq LEFT JOIN consent_removals r ON r.seq = ch.seq "
             "LEFT JOIN removal_links l ON l.seq = ch.seq ORDER BY ch.seq")
         while True:
@@ -541,6 +567,15 @@ class Store:
                 break
             for row in rows:
                 yield dict(row)
+
+    def removal_ranges(self, link_seq: int | None = None) -> Iterator[tuple[int, int, int]]:
+        """(first, last, link_seq) of the removed ranges, of one removal link or of all, by first."""
+        if link_seq is None:
+            cursor = self.db.conn.execute("SELECT first, last, link_seq FROM removal_ranges ORDER BY first")
+        else:
+            cursor = self.db.conn.execute("SELECT first, last, link_seq FROM removal_ranges "
+                                          "WHERE link_seq = ? ORDER BY first", [link_seq])
+        yield from cursor
 
     def orphan_consents(self) -> list[int]:
         """Consent rows with no chain link: inserted around the store."""
@@ -560,8 +595,7 @@ class Store:
                     [(seq, reason, now) for seq in chunk])
                 marks = ",".join("?" * len(chunk))
                 self.db.execute(f"DELETE FROM consents WHERE seq IN ({marks})", chunk)
-            if seqs:
-                _append_removal_link(self.db.conn, reason, now, seqs)
+            _append_removal_link(self.db.conn, reason, now, sorted(seqs))
             self._audit(now, actor, f"consents.{reason}", f"{len(seqs)} records", {"rows": len(seqs)})
         return len(seqs)
 
