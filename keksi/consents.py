@@ -137,10 +137,11 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
     subject_id = data.get("subject_id")
     if subject_id is not None and (not isinstance(subject_id, str) or not HEX32.match(subject_id)):
         raise InvalidChoice("subject_id", "must be the 32 hex digits the server gave, or absent")
-    if subject_id is not None and not store.subject_known(site_id, subject_id):
-        # Not one this server gave on this site (made up, from another site, or erased since): the
-        # choice is kept under a new subject, so nobody can attach choices to another's subject
-        # or pull others' records into an erasure. The answer carries the new one.
+    if subject_id is not None and not store.subject_known(subject_id):
+        # Not one this server gave (made up, or erased since): the choice is kept under a new
+        # subject, so nobody can attach choices to a subject of their making or pull others'
+        # records into an erasure. The answer carries the new one. (Sites that share a cookie
+        # domain share the browser's subject, as they share its cookie.)
         subject_id = None
 
     action = _string(data, "action", 20)

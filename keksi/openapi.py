@@ -121,9 +121,9 @@ SCHEMAS: dict[str, Any] = {
             "site": {"type": "string", "maxLength": 64},
             "event_id": {"type": "string", "format": "uuid", "description": "Made once per choice; a retry reuses it."},
             "subject_id": {"oneOf": [_HEX32, {"type": "null"}],
-                           "description": "From an earlier answer on this site; absent (or null) on a "
-                                          "first visit. One the server did not give on this site is "
-                                          "replaced by a new one (see the answer)."},
+                           "description": "From an earlier answer; absent (or null) on a first visit. "
+                                          "One the server did not give (or has erased) is replaced by a "
+                                          "new one (see the answer)."},
             "action": {"enum": ["accept_all", "reject_all", "custom", "withdraw"]},
             "choices": {"type": "object", "additionalProperties": {"type": "boolean"},
                         "description": "Every category of the site; necessary must be true."},

@@ -475,10 +475,9 @@ class Store:
         rows = self._query("SELECT * FROM consents WHERE consent_id = ?", [consent_id])
         return dict(rows[0]) if rows else None
 
-    def subject_known(self, site: str, subject_id: str) -> bool:
-        """Whether the server issued `subject_id` on `site` and still holds a choice under it."""
-        return bool(self._query("SELECT 1 FROM consents WHERE subject_id = ? AND site = ? LIMIT 1",
-                                [subject_id, site]))
+    def subject_known(self, subject_id: str) -> bool:
+        """Whether this server issued `subject_id` and still holds a choice under it."""
+        return bool(self._query("SELECT 1 FROM consents WHERE subject_id = ? LIMIT 1", [subject_id]))
 
     def append_consent(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Append one choice and its chain link, committed before returning.

@@ -441,6 +441,30 @@ def test_a_choice_made_while_the_server_is_down_is_kept_and_sent_later_once(page
     assert stored_choice(page)["i"] == rows[1]["consent_id"]
 
 
+def test_choices_queued_after_an_erasure_share_the_new_subject(page: Page, widget: Widget):
+    """The visitor's subject was erased; two choices wait offline, each carrying the old one."""
+    page.goto(widget.page(body=TAGGED))
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    first = widget.wait_rows(1)[0]
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    store = open_store(widget.app.config["DATABASE"])
+    try:
+        assert store.erase_subject(first["subject_id"], "tests") == 1
+    finally:
+        store.close()
+    widget.faults.always = "unreachable"
+    for button in (EN["reject"], EN["accept"]):
+        page.evaluate("keksi.open()")
+        dialog(page).get_by_role("button", name=button).click()
+    wait_until(lambda: len(json.loads(page.evaluate("localStorage.getItem('keksi_queue')") or "[]")) == 2)
+    widget.faults.always = None
+    page.reload()
+    rows = widget.wait_rows(2)
+    assert [row["action"] for row in rows] == ["withdraw", "accept_all"]
+    assert rows[0]["subject_id"] == rows[1]["subject_id"] != first["subject_id"]
+    wait_until(lambda: stored_choice(page)["s"] == rows[1]["subject_id"])
+
+
 def test_server_errors_are_retried_and_refusals_are_dropped(page: Page, widget: Widget):
     widget.faults.plan = [503, 429, 400]
     served = widget.faults.served

@@ -110,8 +110,9 @@
       .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
       .then(answer => { // acknowledged, or refused for good (a 4xx other than 429)
         const rest = queue().filter(b => b.event_id != body.event_id);
-        if (answer) {
-          rest.forEach(b => b.subject_id = b.subject_id || answer.subject_id);
+        if (answer) { // the server's subject, also where it replaced the one posted (erased since)
+          rest.forEach(b => b.subject_id = !b.subject_id || b.subject_id == body.subject_id ?
+            answer.subject_id : b.subject_id);
           if (state && !rest.length) {
             Object.assign(state, {s: answer.subject_id, i: answer.consent_id,
               x: Math.floor(Date.parse(answer.valid_until) / 1000) || state.x});
