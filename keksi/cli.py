@@ -207,6 +207,12 @@ def consents_verify(expect: str | None) -> None:
                     f"({result.checked} records before it verified)", fg="red", err=True)
         raise SystemExit(1)
     click.echo(f"ok: {result.checked} records verified, {result.removed} of them erased or purged")
+    if head is not None:
+        # Whoever can write the database could also chain a removal: list those since the head,
+        # to compare with the erasure requests and retention runs on record.
+        for link in get_store().removal_links(head[0]):
+            click.echo(f"removed since the head: link {link['seq']}, {link['reason']} of "
+                       f"{link['records']} records at {link['removed_at']}")
     if result.head:
         click.echo(f"chain head: {result.head[0]}:{result.head[1]}")
 

@@ -576,6 +576,13 @@ class Store:
                                           "WHERE link_seq = ? ORDER BY first", [link_seq])
         yield from cursor
 
+    def removal_links(self, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The erasures and purges chained after link `after_seq`, with how many records each removed."""
+        return [dict(row) for row in self._query(
+            "SELECT l.seq, l.reason, l.removed_at, sum(r.last - r.first + 1) AS records FROM removal_links l "
+            "JOIN removal_ranges r ON r.link_seq = l.seq WHERE l.seq > ? GROUP BY l.seq ORDER BY l.seq",
+            [after_seq])]
+
     def orphan_consents(self) -> list[int]:
         """Consent rows with no chain link: inserted around the store."""
         rows = self._query("SELECT c.seq FROM consents c LEFT JOIN consent_chain ch ON ch.seq = c.seq "

@@ -149,20 +149,24 @@ def test_a_head_recorded_earlier_shows_a_rebuilt_chain(app, client):
     first = runner.invoke(args=["consents", "verify"])
     head = first.output.split("chain head: ")[1].strip()
     assert head.startswith("3:")
-    record_some(client, 2)
-    assert runner.invoke(args=["consents", "verify", "--head", head]).exit_code == 0
+    later = record_some(client, 2)
+    runner.invoke(args=["consents", "erase", "--subject", later[0]["subject_id"]])
+    since = runner.invoke(args=["consents", "verify", "--head", head])
+    assert since.exit_code == 0 and "removed since the head: link 6, erase of 1 records" in since.output
     store = open_store(app.config["DATABASE"])
     try:  # record 2 rewritten, its content hash and the chain after it recomputed
         for trigger in ("consents_no_update", "consent_chain_no_update"):
             store.db.execute(f"DROP TRIGGER {trigger}")
         store.db.execute("UPDATE consents SET page = '/rewritten' WHERE seq = 2")
         prev = store.db.execute("SELECT row_hash FROM consent_chain WHERE seq = 1").fetchone()[0]
-        for row in list(store.db.query("SELECT * FROM consents WHERE seq >= 2 ORDER BY seq")):
-            digest = consents.content_hash(row)
-            store.db.execute("UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
+        for link in list(store.db.query("SELECT seq, content_hash FROM consent_chain WHERE seq >= 2 ORDER BY seq")):
+            row = next(iter(store.db.query("SELECT * FROM consents WHERE seq = ?", [link["seq"]])), None)
+            digest = consents.content_hash(row) if row else link["content_hash"]  # removals keep theirs
+            if row:
+                store.db.execute("UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
             prev_new = consents.chain_hash(prev, digest)
             store.db.execute("UPDATE consent_chain SET content_hash = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
-                             [digest, prev, prev_new, row["seq"]])
+                             [digest, prev, prev_new, link["seq"]])
             prev = prev_new
         store.db.conn.commit()
     finally:
