@@ -825,6 +825,7 @@ def test_asked_again_when_the_banner_changes_or_the_choice_expired(browser: Brow
 def test_language_from_data_lang_then_html_lang_then_the_site_default(page: Page, widget: Widget):
     region = page.locator("[data-keksi]").locator("[role=region]")
     cases = [("/sv", "en", 'async data-lang="sv"', "sv"),  # data-lang wins over <html lang>
+             ("/sv-fi", "en", 'async data-lang="SV-FI"', "sv"),  # ... in any case, its primary subtag
              ("/en", "en-GB", "async", "en"),  # <html lang>, its primary subtag
              ("/de", "de", "async", "fi"),  # a language the server does not serve: the site's default
              ("/none", "", "async", "fi")]  # no language on the page at all

@@ -12,7 +12,7 @@
   const base = new URL(me.src).origin, site = me.dataset.site;
   // Ask for the site's configuration first, in one request; everything else is set up while it
   // travels. The server answers a language it does not serve with the site's default.
-  const lang = me.dataset.lang || D.documentElement.lang.toLowerCase().split("-")[0];
+  const lang = (me.dataset.lang || D.documentElement.lang).toLowerCase().split("-")[0];
   const config = fetch(base + "/api/v1/sites/" + encodeURIComponent(site) + "/config" + // no cookies
       (/^[a-z]{2,3}$/.test(lang) ? "?lang=" + lang : "")) // cross-origin; as <link rel=preload crossorigin>
     .then(r => r.ok ? r.json() : Promise.reject(Error("config: HTTP " + r.status)))
