@@ -22,12 +22,10 @@ from wtforms import (BooleanField, FieldList, Form, FormField, IntegerField, Sel
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
-from .sites import MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
+from .sites import MAX_CATEGORIES, MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
 
 EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
-MAX_CATEGORIES = 20  # as many as `sites.validate` allows
-MAX_CUSTOM = MAX_CATEGORIES - len(STANDARD_CATEGORIES)
 MAX_CATEGORY_ID = 40
 MAX_ORIGINS_TEXT = 20_000
 
@@ -150,7 +148,10 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
             setattr(SiteForm, f"show_{category}", BooleanField(_l("Ask visitors about this category")))
         setattr(SiteForm, f"texts_{category}", FormField(texts))
         setattr(SiteForm, f"rows_{category}", FieldList(FormField(row)))
-    SiteForm.custom = FieldList(FormField(custom_category_form(texts, row)), max_entries=MAX_CUSTOM)
+    # No max_entries: WTForms would drop the blocks past it from a post without a word, and a
+    # stored site may have more categories of its own than standard ones left out can make room
+    # for. `sites.validate` counts every category; the view's form limits bound the post.
+    SiteForm.custom = FieldList(FormField(custom_category_form(texts, row)))
     return SiteForm
 
 
@@ -239,10 +240,21 @@ def add_empty_rows(form: FlaskForm, count: int = EMPTY_ROWS) -> None:
             rows.append_entry()
 
 
+def category_count(form: FlaskForm) -> int:
+    """How many categories the form asks about: necessary, the standard ones shown, and every
+    block of marketing's own not marked for removal (one still empty too: it is being filled in)."""
+    shown = [c for c in STANDARD_CATEGORIES if c == "necessary" or form[f"show_{c}"].data]
+    return len(shown) + sum(not entry.form.remove.data for entry in form.custom.entries)
+
+
+def too_many_categories() -> str:
+    return _("A site can have at most %(max)s categories. To add another, remove one.", max=MAX_CATEGORIES)
+
+
 def add_category(form: FlaskForm) -> Any | None:
     """An empty block for a new category of marketing's own, with empty cookie rows; None when
-    the site has as many categories as it may."""
-    if len(form.custom.entries) >= MAX_CUSTOM:
+    the form has as many categories as `sites.validate` allows."""
+    if category_count(form) >= MAX_CATEGORIES:
         return None
     entry = form.custom.append_entry()
     for _ in range(EMPTY_ROWS):
@@ -340,6 +352,9 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
         built.purposes.update(rows.purposes)
         built.inherited |= rows.inherited
         category = _category_texts(texts, languages, category_id, old.get(category_id), prefix, built)
+        if len(categories) == MAX_CATEGORIES:  # the first one too many: validate's "categories"
+            built.fields["categories"] = (entry.form.category_id if entry is not None
+                                          else form[f"show_{category_id}"])
         categories.append({"id": category_id, **category, "services": services})
         built.categories[prefix] = category_id
         if first_rows:
@@ -449,6 +464,8 @@ def _message(key: str, raw: str, built: Built) -> str:
             "provider": _("Enter the service's provider (at most %(max)s characters).", max=MAX_TEXT),
             "cookies": _("A service can have at most %(max)s cookies.", max=MAX_ITEMS),
         }
+    elif key == "categories":  # the only list-level finding a form can cause: too many
+        return too_many_categories()
     elif key.startswith("categories"):
         messages = {
             "services": _("A category can have at most %(max)s services.", max=MAX_ITEMS),

@@ -34,6 +34,7 @@ DURATION_RE = re.compile(r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<day
                          r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?)?$")
 MAX_TEXT = 500
 MAX_ITEMS = 50
+MAX_CATEGORIES = 20  # of any kind, standard or not
 
 
 class InvalidSite(ValueError):
@@ -235,8 +236,8 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
 
     categories = data.get("categories")
     clean_categories: list[dict[str, Any]] = []
-    if not isinstance(categories, list) or not categories or len(categories) > 20:
-        errors["categories"] = "must be a list of 1 to 20 categories"
+    if not isinstance(categories, list) or not categories or len(categories) > MAX_CATEGORIES:
+        errors["categories"] = f"must be a list of 1 to {MAX_CATEGORIES} categories"
         categories = []
     seen: set[str] = set()
     for i, category in enumerate(categories):

@@ -500,13 +500,61 @@ def test_a_bad_category_is_answered_beside_its_field_and_nothing_is_saved(app, m
 
 
 def test_no_more_categories_than_a_site_may_have(app, marketing):
-    values = with_new_categories(marketing, count=16)
+    values = with_new_categories(marketing, count=16)  # the demo's four, and sixteen of its own
     response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="add-category"))
     page = response.get_data(as_text=True)
-    assert "A site can have at most 20 categories." in page and 'name="custom-16-category_id"' not in page
-    values["custom-99-category_id"] = "one-too-many"  # posted anyway: left out
-    assert 'custom-16-category_id' not in marketing.post(
-        "/admin/sites/demo/edit", data=dict(values, step="more")).get_data(as_text=True)
+    assert "A site can have at most 20 categories. To add another, remove one." in page
+    assert 'name="custom-16-category_id"' not in page
+    # A block posted anyway is kept (as the 17th), never dropped: the empty ones are left out when
+    # saving, so it fits.
+    extra = {f"custom-99-{k}": v for k, v in CHAT.items()}
+    values = read_form(marketing.post("/admin/sites/demo/edit",
+                                      data=dict(values, **extra, step="more")).get_data(as_text=True))
+    assert values["custom-16-category_id"] == "customer-chat"
+    assert marketing.post("/admin/sites/demo/edit", data=dict(values, step="save")).status_code == 302
+    assert [c["id"] for c in stored_site(app, "demo")["categories"]][-1] == "customer-chat"
+
+
+def test_a_site_added_with_the_cli_at_the_limit_can_be_edited(app, marketing, tmp_path):
+    """necessary and 19 categories of its own: more than the form's blocks used to allow."""
+    own = [{"id": f"own-{i}", "label": {"fi": f"Oma {i}", "sv": f"Egen {i}", "en": f"Own {i}"},
+            "purpose": f"Purpose {i}.", "services": []} for i in range(sites.MAX_CATEGORIES - 1)]
+    own[-1]["services"] = [{"name": "Chat", "provider": "Tiimityö Oy", "cookies": [
+        {"name": "chat_id", "purpose": {lang: f"The chat's id ({lang})." for lang in LANGS},
+         "duration": "P30D"}]}]
+    source = tmp_path / "full.json"
+    source.write_text(json.dumps(dict(DEMO_SITE, id="full", categories=[DEMO_SITE["categories"][0], *own])),
+                      encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["sites", "add", str(source)])
+    assert result.exit_code == 0, result.output
+    before = stored_site(app, "full")
+    url = "/admin/sites/full/edit"
+
+    values = form_values(marketing, url)
+    assert values["custom-18-category_id"] == "own-18" and values["custom-18-rows-0-name"] == "chat_id"
+    response = marketing.post(url, data=dict(values, step="save"))
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    assert stored_site(app, "full") == before
+
+    # One more is refused, beside the button that would add it, and beside a category asked about.
+    response = marketing.post(url, data=dict(values, step="add-category"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'name="custom-19-category_id"' not in page
+    beside = re.search(r'<p class="error" id="add-category-error">(.*?)</p>', page, re.S).group(1)
+    assert "A site can have at most 20 categories. To add another, remove one." in html.unescape(beside)
+    assert re.search(r'<button[^>]*id="add-category"[^>]*aria-describedby="add-category-error"', page)
+    response = marketing.post(url, data=dict(values, show_analytics="y", step="save"))
+    assert response.status_code == 400
+    assert "at most 20 categories" in error_beside(response.get_data(as_text=True), "show_analytics")
+    response = marketing.post(url, data=dict(values, **{f"custom-19-{k}": v for k, v in CHAT.items()},
+                                             step="save"))  # posted without the button
+    assert response.status_code == 400
+    assert "at most 20 categories" in error_beside(response.get_data(as_text=True), "custom-19-category_id")
+    assert stored_site(app, "full") == before
+
+    # Marking one for removal makes room for another.
+    response = marketing.post(url, data=dict(values, **{"custom-0-remove": "y"}, step="add-category"))
+    assert '<a href="#custom-19">A new category was added' in response.get_data(as_text=True)
 
 
 # -- hostile input ------------------------------------------------------------------------------

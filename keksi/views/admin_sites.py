@@ -26,8 +26,8 @@ from .. import consents, figures, sites
 from ..clock import today
 from ..http import CSP
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
-from ..site_forms import (MAX_CATEGORIES, MORE_ROWS, Built, add_category, add_empty_rows, add_error,
-                          attach_errors, build_definition, form_data, new_site_data, site_form)
+from ..site_forms import (MORE_ROWS, Built, add_category, add_empty_rows, add_error, attach_errors,
+                          build_definition, form_data, new_site_data, site_form, too_many_categories)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, form_expired, role_required
 
@@ -136,6 +136,7 @@ def _form_page(site: dict[str, Any] | None):
     status = 200
     built: Built | None = None
     note: dict[str, str] | None = None  # what the "Add a category" button did
+    refused = ""  # why it added nothing, beside the button
     if request.method == "GET":
         data = (new_site_data(languages, config["DEFAULT_LANGUAGE"], config["CONSENT_DAYS"], slugs)
                 if create else form_data(site, languages))
@@ -149,9 +150,12 @@ def _form_page(site: dict[str, Any] | None):
             add_empty_rows(form, MORE_ROWS)
         elif step == "add-category":
             entry = add_category(form)
-            note = ({"text": _("A new category was added at the end of the form. Fill it in, then save."),
-                     "id": entry.id} if entry else
-                    {"text": _("A site can have at most %(max)s categories.", max=MAX_CATEGORIES), "id": ""})
+            if entry:
+                note = {"text": _("A new category was added at the end of the form. Fill it in, then save."),
+                        "id": entry.id}
+            else:
+                refused = too_many_categories()
+                note = {"text": refused, "id": "add-category"}
         else:
             result = _save(form, site, languages, slugs)
             if not isinstance(result, Built):
@@ -160,7 +164,7 @@ def _form_page(site: dict[str, Any] | None):
     return render_template("admin/site_form.html", form=form, site=site, create=create,
                            languages=languages, categories=sites.STANDARD_CATEGORIES,
                            block_name=lambda block: block_name(site, block),
-                           summary=_error_summary(form, built, site), note=note,
+                           summary=_error_summary(form, built, site), note=note, refused=refused,
                            stored_ids={c["id"] for c in (site or {}).get("categories", [])}), status
 
 
