@@ -248,8 +248,8 @@ def test_the_form_shows_a_stored_site_and_saving_it_unchanged_changes_nothing(ap
     page = response.get_data(as_text=True)
     assert response.request.path == "/admin/sites/"
     assert stored_site(app, "demo") == before
-    for name in ("Suomi", "Svenska", "English"):
-        assert f"{name}: the banner did not change." in page
+    assert "The banner did not change: nobody is asked to choose again." in page
+    assert "asked to choose again." not in page.replace("nobody is asked to choose again.", "")
     assert {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS} == hashes
 
 
@@ -260,21 +260,76 @@ def test_the_edit_form_says_before_saving_that_visitors_may_be_asked_again(marke
     assert 'aria-describedby="banner-note"' in page
 
 
+EVERYONE_AGAIN = "Every visitor is asked to choose again, whatever language they chose in."
+
+
+def hashes(client: Any) -> dict[str, tuple[str, str]]:
+    """Each language's (banner hash, choice hash), as the widget gets them."""
+    return {lang: (cfg["banner_hash"], cfg["choice_hash"]) for lang in LANGS
+            for cfg in [config(client, lang=lang)]}
+
+
+def test_a_text_changed_in_one_language_asks_every_visitor_again(app, marketing):
+    """The choice hash covers every language's texts, and the widget asks everyone again when it
+    changes: the message says so, not that only Finnish visitors are asked."""
+    before = hashes(marketing)
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values["texts_analytics-purpose_fi"] = "Laskee käyntejä Matomolla omilla palvelimillamme."
+    page = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"),
+                          follow_redirects=True).get_data(as_text=True)
+    assert EVERYONE_AGAIN in page
+    assert "nobody is asked" not in page and "The banner changed in" not in page
+    after = hashes(marketing)
+    assert all(after[lang][1] != before[lang][1] for lang in LANGS)  # every visitor, in any language
+    assert after["fi"][0] != before["fi"][0]
+    assert after["sv"][0] == before["sv"][0] and after["en"][0] == before["en"][0]
+
+
 def test_a_change_visitors_see_makes_a_new_banner_only_where_it_shows(app, marketing):
-    hashes = {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS}
+    before = hashes(marketing)
     values = form_values(marketing, "/admin/sites/demo/edit")
     values["rows_analytics-0-purpose_en"] = "Counts visits."
     values["name"] = "Tiimityö"  # not on the banner
     page = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"),
                           follow_redirects=True).get_data(as_text=True)
-    assert "English: the banner changed. Visitors who chose before are asked to choose again." in page
-    assert "Suomi: the banner did not change." in page and "Svenska: the banner did not change." in page
+    assert EVERYONE_AGAIN in page
     site = stored_site(app, "demo")
     assert site["name"] == "Tiimityö"
     assert site["categories"][2]["services"][0]["cookies"][0]["purpose"]["en"] == "Counts visits."
-    after = {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS}
-    assert after["en"] != hashes["en"] and after["fi"] == hashes["fi"] and after["sv"] == hashes["sv"]
+    after = hashes(marketing)
+    assert after["en"][0] != before["en"][0]
+    assert after["fi"][0] == before["fi"][0] and after["sv"][0] == before["sv"][0]
     assert audit_actions(app)[0] == "site.edit"
+
+
+def test_a_new_banner_without_a_new_choice_names_its_languages(app, marketing):
+    """The cookie domain is on each language's banner but not in what visitors consent to."""
+    before = hashes(marketing)
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values["cookie_domain"] = "example.fi"
+    page = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"),
+                          follow_redirects=True).get_data(as_text=True)
+    assert "The banner changed in these languages: Suomi, Svenska, and English." in page
+    assert "Visitors who chose in them are asked to choose again. Nobody else is asked." in page
+    assert EVERYONE_AGAIN not in page
+    after = hashes(marketing)
+    assert all(after[lang][1] == before[lang][1] and after[lang][0] != before[lang][0] for lang in LANGS)
+
+
+def test_who_is_asked_again_names_the_one_language_whose_banner_changed(app, monkeypatch):
+    """Only one language's banner texts changed (such as a catalog's, which the form does not edit)."""
+    site = sites.validate(DEMO_SITE, LANGS)
+    real_banner = sites.banner
+
+    def banner(definition: dict[str, Any], lang: str) -> dict[str, Any]:
+        content = real_banner(definition, lang)
+        return dict(content, texts={}) if definition is site and lang == "sv" else content
+
+    monkeypatch.setattr(sites, "banner", banner)
+    with app.test_request_context("/admin/sites/demo/edit"):  # the default language, Finnish
+        message = admin_sites.who_is_asked_again(site, dict(site), LANGS)
+    assert message == ("Banneri muuttui yhdellä kielellä (Svenska): sillä kielellä valinneita kävijöitä "
+                       "pyydetään valitsemaan uudelleen. Muita ei pyydetä.")
 
 
 def test_emptying_a_row_removes_the_cookie_and_empty_rows_are_ignored(app, marketing):
@@ -407,7 +462,7 @@ def test_a_purpose_edited_in_swedish_reaches_the_widget_in_swedish_only(app, mar
     values["texts_necessary-label_sv"] = "Nödvändiga för webbplatsen"
     page = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"),
                           follow_redirects=True).get_data(as_text=True)
-    assert "Svenska: the banner changed." in page and "Suomi: the banner did not change." in page
+    assert EVERYONE_AGAIN in page
     analytics = category(config(marketing, lang="sv"), "analytics")
     assert analytics["purpose"] == "Räknar besök med Matomo, på våra egna servrar."
     assert analytics["label"] == "Analys"

@@ -14,11 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton
+from babel.lists import format_list
 from flask import (Blueprint, Response, abort, current_app, flash, g, make_response, redirect,
                    render_template, request, session, stream_with_context, url_for)
 from flask_babel import force_locale, format_decimal, format_percent
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from wtforms import Form, StringField
 
@@ -184,7 +186,6 @@ def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: l
         clean = None
     if clean is None or _has_errors(form) or built.errors:
         return built
-    before = {lang: sites.banner_hash(sites.banner(site, lang)) for lang in languages} if site else {}
     try:
         store.save_site(clean, actor=g.user["email"], create=create)
     except StoreError as exc:  # another save got there first
@@ -196,15 +197,26 @@ def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: l
                 name=clean["name"]))
         return redirect(url_for("admin_sites.snippet", site_id=clean["id"]))
     flash(_("The changes to %(name)s were saved.", name=clean["name"]))
-    for lang in languages:
-        after = sites.banner_hash(sites.banner(clean, lang))
-        if after != before[lang]:
-            flash(_("%(language)s: the banner changed. Visitors who chose before are asked to choose "
-                    "again.", language=language_name(lang)))
-        else:
-            flash(_("%(language)s: the banner did not change. Nobody is asked again.",
-                    language=language_name(lang)))
+    flash(who_is_asked_again(site, clean, languages))
     return redirect(url_for("admin_sites.site_list"))
+
+
+def who_is_asked_again(before: dict[str, Any], after: dict[str, Any], languages: list[str]) -> str:
+    """Who the widget asks to choose again after a save, as it decides: everyone when the choice
+    hash changed (it covers every language), else those who chose in a language whose banner changed."""
+    if sites.choice_hash(after) != sites.choice_hash(before):
+        return _("What visitors consent to changed: a category, a cookie, a text about them in some "
+                 "language, or how long consent lasts. Every visitor is asked to choose again, whatever "
+                 "language they chose in.")
+    changed = [lang for lang in languages if sites.banner_hash(sites.banner(after, lang))
+               != sites.banner_hash(sites.banner(before, lang))]
+    if not changed:
+        return _("The banner did not change: nobody is asked to choose again.")
+    names = format_list([language_name(lang) for lang in changed], locale=current_language())
+    return ngettext("The banner changed in one language, %(languages)s: visitors who chose in it are asked "
+                    "to choose again. Nobody else is asked.",
+                    "The banner changed in these languages: %(languages)s. Visitors who chose in them are "
+                    "asked to choose again. Nobody else is asked.", len(changed), languages=names)
 
 
 def _fields_with_errors(form: Any) -> list[tuple[Any, Any, int | None]]:
