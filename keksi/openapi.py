@@ -77,9 +77,11 @@ SCHEMAS: dict[str, Any] = {
     "SiteConfig": {
         "type": "object",
         "required": ["site", "name", "lang", "languages", "banner_hash", "choice_hash", "consent_days",
-                     "texts", "categories", "notices", "cookies", "endpoint", "receipt_url"],
+                     "texts", "categories", "notices", "cookies", "endpoint", "receipt_url", "timezone"],
         "properties": {
             "site": {"type": "string"},
+            "timezone": {"type": "string", "description": "KEKSI_TIMEZONE, in which notice versions take "
+                                                          "effect (for dating a stored choice)."},
             "name": {"type": "string"},
             "lang": {"type": "string"},
             "languages": {"type": "array", "items": {"type": "string"}},

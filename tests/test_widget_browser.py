@@ -717,9 +717,9 @@ def test_a_choice_stored_by_an_older_widget_is_asked_again_when_it_cannot_show_w
     context.close()
     made_on_the_22nd = int(datetime(2026, 11, 22, 12, tzinfo=timezone.utc).timestamp())
 
-    def visit(*without: str) -> tuple[Any, Page]:
+    def visit(*without: str, made: int = made_on_the_22nd) -> tuple[Any, Page]:
         choice = {k: v for k, v in current.items() if k not in without}
-        choice["t"] = made_on_the_22nd
+        choice["t"] = made
         visit = browser.new_context()
         visit.add_cookies([{"name": "keksi_consent", "value": urllib.parse.quote(json.dumps(choice)),
                             "url": widget.host.url}])
@@ -745,6 +745,12 @@ def test_a_choice_stored_by_an_older_widget_is_asked_again_when_it_cannot_show_w
     visit_.close()
     visit_, visitor = visit()  # the version it saw is known: asked, with the diff
     expect(banner(visitor).get_by_role("link", name="See what changed")).to_have_count(1)
+    visit_.close()
+    # Chosen at 01:30 on 1 December in Helsinki (23:30 UTC the day before): the new version was
+    # already in effect where versions take effect, so that choice covered it.
+    just_after = int(datetime(2026, 11, 30, 23, 30, tzinfo=timezone.utc).timestamp())
+    visit_, visitor = visit("w", made=just_after)
+    expect(banner(visitor)).to_have_count(0)
     visit_.close()
 
 

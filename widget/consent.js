@@ -339,10 +339,14 @@
       });
       // A material version of either notice in effect since the choice: say which, link its diff.
       // A choice stored without the version seen (an older widget, or no cookie notice then)
-      // is compared by its date, and the banner then has no diff link.
+      // is compared by its date where versions take effect, and the banner has no diff link.
+      const day = t => { // YYYY-MM-DD in the server's time zone (sv-SE writes dates that way)
+        try { return new Date(t * 1000).toLocaleDateString("sv-SE", {timeZone: c.timezone}); }
+        catch (e) { return new Date(t * 1000).toISOString().slice(0, 10); }
+      };
       const ids = optional(), since = slug => {
         const n = c.notices[slug], seen = state && state[slug == "privacy" ? "v" : "w"];
-        const after = seen || (state && (state.t > 0 ? new Date(state.t * 1000).toISOString().slice(0, 10) : "0"));
+        const after = seen || (state && (state.t > 0 ? day(state.t) : "0"));
         return n && after && n.latest_material_version > after && [slug, seen];
       };
       const changed = since("privacy") || since("cookies");

@@ -136,6 +136,7 @@ def site_config(site_id: str):
         choice_hash=sites.choice_hash(site),
         name=site["name"],
         languages=current_app.config["LANGUAGES"],
+        timezone=current_app.config["TIMEZONE"],
         notices=linked,
         cookies=sites.cookie_patterns(site),
         endpoint=url_for("api.record_consent", _external=True),
