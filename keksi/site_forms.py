@@ -17,8 +17,8 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, FieldList, Form, FormField, IntegerField, SelectField,
-                     StringField, TextAreaField)
+from wtforms import (BooleanField, FieldList, Form, FormField, HiddenField, IntegerField,
+                     SelectField, StringField, TextAreaField)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
@@ -38,6 +38,12 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def _lines(value: Any) -> Any:
+    # Browsers post a textarea's line breaks as CRLF: without this, a stored text with a line
+    # break would never compare equal to itself posted back.
+    return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
 class PlainText:
     """Refuse text that contains HTML tags."""
 
@@ -53,7 +59,7 @@ def _text(label: Any, max_length: int = MAX_TEXT, **kwargs: Any) -> StringField:
 
 
 def _purpose(label: Any) -> TextAreaField:
-    return TextAreaField(label, filters=[_strip], render_kw={"rows": 2}, validators=[
+    return TextAreaField(label, filters=[_lines, _strip], render_kw={"rows": 2}, validators=[
         Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()])
 
 
@@ -68,6 +74,9 @@ def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> typ
         duration = StringField(_l("Duration"), filters=[_strip],
                                validators=[Length(max=40, message=_l("Use at most %(max)d characters."))])
         cookie_provider = _text(_l("Set by (if not the provider)"))
+        # Which stored service and cookie the row was filled in from ("2.0", or "2" for a service
+        # without cookies), so that saving can keep their texts as stored; empty in a new row.
+        ref = HiddenField(filters=[_strip])
 
     for lang in languages:
         setattr(CookieRow, f"purpose_{lang}", _purpose(
@@ -202,15 +211,13 @@ def _texts_data(category: dict[str, Any] | None, category_id: str, languages: li
 def _rows_data(category: dict[str, Any] | None, languages: list[str], lang: str) -> list[dict[str, str]]:
     """A category's cookies as form rows, one row per cookie."""
     rows = []
-    for service in (category or {}).get("services", []):
-        provider = _in(service["provider"], lang)
-        base = {"service": _in(service["name"], lang), "provider": provider}
+    for j, service in enumerate((category or {}).get("services", [])):
+        base = {"service": _in(service["name"], lang), "provider": _in(service["provider"], lang)}
         if not service["cookies"]:  # shown, so that saving asks what to do with it
-            rows.append(dict(base))
-        for cookie in service["cookies"]:
-            cookie_provider = _in(cookie["provider"], lang)
-            row = dict(base, name=cookie["name"], duration=cookie["duration"],
-                       cookie_provider="" if cookie_provider == provider else cookie_provider)
+            rows.append(dict(base, ref=str(j)))
+        for k, cookie in enumerate(service["cookies"]):
+            row = dict(base, name=cookie["name"], duration=cookie["duration"], ref=f"{j}.{k}",
+                       cookie_provider=_shown_cookie_provider(service, cookie, lang))
             for code in languages:
                 row[f"purpose_{code}"] = _in(cookie["purpose"], code)
             rows.append(row)
@@ -288,8 +295,10 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
     categories marked for removal are left out.
 
     An edited site keeps the order of its categories; new ones of marketing's own come last. A
-    name or purpose still the same as the catalogs' (standard categories) or as stored (one text
-    for every language) is kept as it was, so that saving an unchanged form changes nothing.
+    text still the same as the catalogs' (standard categories) or as the form showed it from the
+    stored definition is kept as stored, in its shape (one text for every language, or one per
+    language where the form shows only the default language's), so that saving an unchanged form
+    changes nothing: not the choice hash, and no language's text.
     """
     built = Built(definition={})
     origins = []
@@ -315,6 +324,8 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
         built.fields["id"] = form.site_id
 
     old = {c["id"]: c for c in existing["categories"]} if existing else {}
+    # The language the form showed single-language texts in (services' names and providers)
+    shown_language = existing["default_language"] if existing else form.default_language.data
     kept: dict[str, Any] = {}  # a stored custom category's id -> its block (its id is read-only)
     new_blocks = []
     for entry in form.custom.entries:
@@ -341,7 +352,8 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
                 add_error(entry.form.category_id, _(
                     "%(id)s is the id of a standard category. Choose another id.", id=category_id))
         rows = Built(definition={})
-        services, first_rows = _services(row_list, languages, prefix, rows)
+        stored = old.get(category_id) if entry is None or category_id in kept else None
+        services, first_rows = _services(row_list, languages, prefix, rows, stored, shown_language)
         shown = entry is not None or category_id == "necessary" or bool(form[f"show_{category_id}"].data)
         if not shown:
             if services:
@@ -383,16 +395,59 @@ def _category_texts(texts: Any, languages: list[str], category_id: str, before: 
         stored = (before or {}).get(key)
         if stored is None and value == standard.get(key):
             continue  # still the catalogs' texts: the banner keeps following them
-        if isinstance(stored, str) and all(text == stored for text in value.values()):
-            result[key] = stored  # one text for every language, as it was given
-        else:
-            result[key] = value
+        result[key] = _texts(value, stored)
     return result
 
 
-def _services(rows: Any, languages: list[str], prefix: str, built: Built) -> tuple[list[dict], list[Any]]:
+def _texts(value: dict[str, str], stored: Any) -> Any:
+    """A text edited in every language's field: the stored value as it was (one text for every
+    language stays one text) while each field still shows what the form filled in from it."""
+    if stored is not None and all(text == _in(stored, lang) for lang, text in value.items()):
+        return stored
+    return value
+
+
+def _one_text(posted: str, stored: Any, lang: str) -> Any:
+    """A text the form shows in one field, in the stored default language `lang`: the stored value
+    as it was while the field still shows what the form filled in from it.
+
+    Edited, a text stored per language gets the edited text in `lang` and keeps the others: they
+    were written for this site (by its definition's author or a translator) and the form cannot
+    show them, so replacing them all with one text would lose them without a word. The others may
+    need the same edit; `flask sites show` lists them. A single text edited stays a single text.
+    """
+    if stored is None:
+        return posted
+    if posted == _in(stored, lang):
+        return stored
+    if isinstance(stored, dict) and posted:
+        return {**stored, lang: posted}
+    return posted
+
+
+def _shown_cookie_provider(service: dict[str, Any], cookie: dict[str, Any], lang: str) -> str:
+    """What a cookie row's "Set by" shows: empty when the cookie's provider is the service's."""
+    provider = _in(cookie.get("provider"), lang)
+    return "" if provider == _in(service["provider"], lang) else provider
+
+
+def _stored_row(ref: str, category: dict[str, Any] | None) -> tuple[dict | None, dict | None]:
+    """The stored service and cookie a row was filled in from, by its ref; None for a new row."""
+    match = re.fullmatch(r"(\d+)(?:\.(\d+))?", ref or "")
+    services = (category or {}).get("services", [])
+    if not match or int(match[1]) >= len(services):
+        return None, None
+    service = services[int(match[1])]
+    cookies = service["cookies"]
+    cookie = cookies[int(match[2])] if match[2] is not None and int(match[2]) < len(cookies) else None
+    return service, cookie
+
+
+def _services(rows: Any, languages: list[str], prefix: str, built: Built, category: dict[str, Any] | None,
+              lang: str) -> tuple[list[dict], list[Any]]:
     """A category's services from its cookie rows: rows with the same service and provider
-    form one service, in the order they first appear."""
+    form one service, in the order they first appear. A text a row still shows as the stored
+    `category` has it (in `lang`, the stored default language) is kept in its stored shape."""
     services: list[dict[str, Any]] = []
     first_rows: list[Any] = []
     keys: dict[tuple[str, str], int] = {}
@@ -401,11 +456,15 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built) -> tup
         if not any(values.values()):
             continue  # an empty row: nothing to add, or a cookie removed
         row = entry.form
+        stored_service, stored_cookie = _stored_row(row.ref.data, category)
         key = (values["service"], values["provider"])
         if key not in keys:
             keys[key] = len(services)
             j = len(services)
-            services.append({"name": values["service"], "provider": values["provider"], "cookies": []})
+            services.append({
+                "name": _one_text(values["service"], (stored_service or {}).get("name"), lang),
+                "provider": _one_text(values["provider"], (stored_service or {}).get("provider"), lang),
+                "cookies": []})
             first_rows.append(row)
             built.fields[f"{prefix}.services[{j}]"] = row.service
             built.fields[f"{prefix}.services[{j}].name"] = row.service
@@ -414,10 +473,11 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built) -> tup
         j = keys[key]
         cookies = services[j]["cookies"]
         k = len(cookies)
+        purpose = {code: values[f"purpose_{code}"] for code in languages}
         cookies.append({
             "name": values["name"],
-            "provider": values["cookie_provider"] or values["provider"],
-            "purpose": {lang: values[f"purpose_{lang}"] for lang in languages},
+            "provider": _cookie_provider(values, services[j]["provider"], stored_service, stored_cookie, lang),
+            "purpose": _texts(purpose, stored_cookie["purpose"]) if stored_cookie else purpose,
             "duration": values["duration"],
         })
         cookie = f"{prefix}.services[{j}].cookies[{k}]"
@@ -431,6 +491,23 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built) -> tup
             built.inherited.add(f"{cookie}.provider")
         built.purposes[f"{cookie}.purpose"] = {lang: row[f"purpose_{lang}"] for lang in languages}
     return services, first_rows
+
+
+def _cookie_provider(values: dict[str, str], provider: Any, stored_service: dict[str, Any] | None,
+                     stored_cookie: dict[str, Any] | None, lang: str) -> Any:
+    """A cookie's provider from its row: "Set by", else the service's `provider`; as stored while
+    the row still shows what the form filled in from the stored cookie and its service."""
+    if stored_service is None or stored_cookie is None or "provider" not in stored_cookie:
+        return values["cookie_provider"] or provider
+    shown = _shown_cookie_provider(stored_service, stored_cookie, lang)
+    if values["cookie_provider"]:
+        return _one_text(values["cookie_provider"], stored_cookie["provider"] if shown else None, lang)
+    if not shown:
+        # Shown empty: the same as the service's provider in `lang`, so it follows that field as an
+        # edit of its own would, keeping the cookie's texts in the other languages (which may differ
+        # from the service's) and all of it while the provider is unchanged.
+        return _one_text(values["provider"], stored_cookie["provider"], lang)
+    return provider  # "Set by" emptied: the service's provider, as the form's help says
 
 
 # -- validate's findings, beside the fields ---------------------------------------------

@@ -409,6 +409,98 @@ def test_categories_made_with_the_cli_are_in_the_form_and_kept_as_they_are(app, 
     assert stored_site(app, "custom") == before
 
 
+# -- cookie purposes and services' names and providers as the CLI gave them ----------------------
+
+
+MATOMO = {"name": {"fi": "Matomo-tilastot", "sv": "Matomo-statistik", "en": "Matomo statistics"},
+          "provider": {"fi": "Tiimityö Oy", "sv": "Tiimityö Ab", "en": "Tiimityö Ltd"},
+          "cookies": [
+              {"name": "_pk_id.*", "duration": "P13M", "purpose": "Erottaa käynnit toisistaan."},
+              # The same provider as the service's in the default language only: "Set by" shows empty.
+              {"name": "_pk_ses.*", "duration": "PT30M", "purpose": "Yhdistää käynnin.\nKestää 30 min.",
+               "provider": {"fi": "Tiimityö Oy", "sv": "Tiimityö Ab (Matomo)", "en": "Tiimityö Ltd"}}]}
+
+
+@pytest.fixture
+def texts_site(app) -> dict[str, Any]:
+    """A site added as `flask sites add` would: a single-text cookie purpose for every language,
+    a service's name and provider per language, and its cookies' providers taken from it."""
+    analytics = dict(DEMO_SITE["categories"][2], services=[MATOMO])
+    return add_site(app, dict(DEMO_SITE, id="texts", categories=[*DEMO_SITE["categories"][:2], analytics,
+                                                                *DEMO_SITE["categories"][3:]]))
+
+
+def as_posted(values: dict[str, str]) -> dict[str, str]:
+    """The form's values as a browser posts them: a textarea's line breaks as CRLF."""
+    return {k: v.replace("\n", "\r\n") if "purpose_" in k else v for k, v in values.items()}
+
+
+def test_a_site_with_texts_as_the_cli_gave_them_is_saved_unchanged_exactly(app, marketing, texts_site):
+    before = stored_site(app, "texts")
+    assert before["categories"][2]["services"][0]["cookies"][0]["purpose"] == "Erottaa käynnit toisistaan."
+    values = form_values(marketing, "/admin/sites/texts/edit")
+    assert values["rows_analytics-0-service"] == "Matomo-tilastot"
+    assert values["rows_analytics-0-provider"] == "Tiimityö Oy"
+    purpose = [values[f"rows_analytics-0-purpose_{lang}"] for lang in LANGS]
+    assert purpose == ["Erottaa käynnit toisistaan."] * 3
+    assert values["rows_analytics-1-cookie_provider"] == ""
+    response = marketing.post("/admin/sites/texts/edit", data=dict(as_posted(values), step="save"),
+                              follow_redirects=True)
+    assert response.request.path == "/admin/sites/", response.get_data(as_text=True)
+    after = stored_site(app, "texts")
+    assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+    assert sites.choice_hash(after) == sites.choice_hash(before)
+    assert "The banner did not change: nobody is asked to choose again." in response.get_data(as_text=True)
+    # The texts shown were the stored default language's: changing it in the same save keeps them too.
+    response = marketing.post("/admin/sites/texts/edit",
+                              data=dict(as_posted(values), default_language="sv", step="save"))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert stored_site(app, "texts") == dict(before, default_language="sv")
+
+
+def test_one_cookie_purpose_edited_changes_that_purpose_only(app, marketing, texts_site):
+    before = stored_site(app, "texts")
+    values = as_posted(form_values(marketing, "/admin/sites/texts/edit"))
+    values["rows_analytics-0-purpose_sv"] = "Skiljer besök åt."
+    page = marketing.post("/admin/sites/texts/edit", data=dict(values, step="save"),
+                          follow_redirects=True).get_data(as_text=True)
+    assert EVERYONE_AGAIN in page
+    expected = json.loads(json.dumps(before))
+    expected["categories"][2]["services"][0]["cookies"][0]["purpose"] = {
+        "fi": "Erottaa käynnit toisistaan.", "sv": "Skiljer besök åt.", "en": "Erottaa käynnit toisistaan."}
+    assert stored_site(app, "texts") == expected
+
+
+def test_a_service_name_given_per_language_edited_keeps_the_other_languages(app, marketing, texts_site):
+    before = stored_site(app, "texts")
+    values = as_posted(form_values(marketing, "/admin/sites/texts/edit"))
+    for row in (0, 1):  # the service's name is in each of its cookies' rows
+        values[f"rows_analytics-{row}-service"] = "Matomo-kävijätilastot"
+    assert marketing.post("/admin/sites/texts/edit", data=dict(values, step="save")).status_code == 302
+    expected = json.loads(json.dumps(before))
+    expected["categories"][2]["services"][0]["name"]["fi"] = "Matomo-kävijätilastot"
+    assert stored_site(app, "texts") == expected
+
+
+def test_a_new_provider_reaches_the_cookies_whose_set_by_is_empty_in_its_language(app, marketing, texts_site):
+    values = as_posted(form_values(marketing, "/admin/sites/texts/edit"))
+    for row in (0, 1):
+        values[f"rows_analytics-{row}-provider"] = "Analyysi Oy"
+    assert marketing.post("/admin/sites/texts/edit", data=dict(values, step="save")).status_code == 302
+    matomo = stored_site(app, "texts")["categories"][2]["services"][0]
+    provider = {"fi": "Analyysi Oy", "sv": "Tiimityö Ab", "en": "Tiimityö Ltd"}
+    assert matomo["provider"] == provider and matomo["name"] == MATOMO["name"]
+    assert matomo["cookies"][0]["provider"] == provider
+    assert matomo["cookies"][1]["provider"] == {"fi": "Analyysi Oy", "sv": "Tiimityö Ab (Matomo)",
+                                                "en": "Tiimityö Ltd"}
+    # "Set by" filled in where it showed empty: the cookie's own provider, one text as typed.
+    values = as_posted(form_values(marketing, "/admin/sites/texts/edit"))
+    values["rows_analytics-0-cookie_provider"] = "Matomo Cloud"
+    assert marketing.post("/admin/sites/texts/edit", data=dict(values, step="save")).status_code == 302
+    cookies = stored_site(app, "texts")["categories"][2]["services"][0]["cookies"]
+    assert cookies[0]["provider"] == "Matomo Cloud" and cookies[1]["provider"]["sv"] == "Tiimityö Ab (Matomo)"
+
+
 # -- category names and purposes, and categories of marketing's own ------------------------------
 
 
