@@ -33,6 +33,13 @@ BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
 migrations = Migrations("keksi")
 
 
+def _append_only(table: str, message: str, *, delete: bool = True) -> str:
+    """SQL for triggers that refuse UPDATE (and DELETE) on `table` with `message`."""
+    statements = ["UPDATE"] + (["DELETE"] if delete else [])
+    return "".join(f"CREATE TRIGGER {table}_no_{statement.lower()} BEFORE {statement} ON {table} "
+                   f"BEGIN SELECT RAISE(ABORT, '{message}'); END;\n" for statement in statements)
+
+
 @migrations(name="0001_wal", transactional=False)
 def _wal(db: sqlite_utils.Database) -> None:
     # journal_mode can only change outside a transaction, hence its own step.
@@ -123,13 +130,9 @@ def _sites_and_consents(db: sqlite_utils.Database) -> None:
         CREATE TRIGGER consents_delete_only_when_removed BEFORE DELETE ON consents
         WHEN NOT EXISTS (SELECT 1 FROM consent_removals WHERE seq = OLD.seq)
         BEGIN SELECT RAISE(ABORT, 'consent records are removed only by erasure or purge'); END;
-        CREATE TRIGGER consent_chain_no_update BEFORE UPDATE ON consent_chain
-        BEGIN SELECT RAISE(ABORT, 'the consent chain is append-only'); END;
-        CREATE TRIGGER consent_chain_no_delete BEFORE DELETE ON consent_chain
-        BEGIN SELECT RAISE(ABORT, 'the consent chain is append-only'); END;
-        CREATE TRIGGER consent_removals_no_update BEFORE UPDATE ON consent_removals
-        BEGIN SELECT RAISE(ABORT, 'removal records are append-only'); END;
         """
+        + _append_only("consent_chain", "the consent chain is append-only")
+        + _append_only("consent_removals", "removal records are append-only", delete=False)
     )
 
 
@@ -193,15 +196,9 @@ def _chained_removals(db: sqlite_utils.Database) -> None:
         CREATE TABLE removal_ranges (
             first INTEGER PRIMARY KEY, last INTEGER NOT NULL, link_seq INTEGER NOT NULL);
         CREATE INDEX idx_removal_ranges_link ON removal_ranges (link_seq, first);
-        CREATE TRIGGER removal_links_no_update BEFORE UPDATE ON removal_links
-        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
-        CREATE TRIGGER removal_links_no_delete BEFORE DELETE ON removal_links
-        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
-        CREATE TRIGGER removal_ranges_no_update BEFORE UPDATE ON removal_ranges
-        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
-        CREATE TRIGGER removal_ranges_no_delete BEFORE DELETE ON removal_ranges
-        BEGIN SELECT RAISE(ABORT, 'removal links are append-only'); END;
         """
+        + _append_only("removal_links", "removal links are append-only")
+        + _append_only("removal_ranges", "removal links are append-only")
     )
     # Removals made before this migration are chained now, in one link.
     removed = (row[0] for row in db.conn.execute("SELECT seq FROM consent_removals ORDER BY seq"))
@@ -230,19 +227,27 @@ def _seq_ranges(seqs: Iterable[int]) -> Iterator[tuple[int, int]]:
         yield first, last
 
 
-def _append_chain_link(conn: sqlite3.Connection, content: str) -> int:
-    """Append a link for `content` (a hex content hash) at the next seq; return that seq."""
+def _chain_end(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The seq the next link takes, and the row hash it links to."""
     last = conn.execute("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1").fetchone()
-    prev_hash = last[1] if last else GENESIS_HASH
-    seq = (last[0] if last else 0) + 1
+    return ((last[0] + 1, last[1]) if last else (1, GENESIS_HASH))
+
+
+def _insert_chain_link(conn: sqlite3.Connection, seq: int, prev_hash: str, content: str) -> None:
     conn.execute("INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
                  [seq, content, prev_hash, chain_hash(prev_hash, content)])
+
+
+def _append_chain_link(conn: sqlite3.Connection, content: str) -> int:
+    """Append a link for `content` (a hex content hash) at the next seq; return that seq."""
+    seq, prev_hash = _chain_end(conn)
+    _insert_chain_link(conn, seq, prev_hash, content)
     return seq
 
 
 def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str, seqs: Iterable[int]) -> None:
     """Chain a removal of `seqs` (ascending), inside the caller's transaction; none, no link."""
-    link_seq = (conn.execute("SELECT max(seq) FROM consent_chain").fetchone()[0] or 0) + 1
+    link_seq, prev_hash = _chain_end(conn)
     written = 0
 
     def write(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -256,8 +261,7 @@ def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str,
     content = removal_digest(reason, removed_at, write(_seq_ranges(seqs)))
     if not written:
         return
-    appended = _append_chain_link(conn, content)
-    assert appended == link_seq, (appended, link_seq)
+    _insert_chain_link(conn, link_seq, prev_hash, content)
     conn.execute("INSERT INTO removal_links (seq, reason, removed_at, ranges) VALUES (?, ?, ?, ?)",
                  [link_seq, reason, removed_at, written])
 
