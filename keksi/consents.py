@@ -286,9 +286,7 @@ def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str 
         "notice_slug": choice.notice_slug,
         "notice_version": choice.notice_version,
         "notice_sha256": choice.notice_sha256,
-        "cookie_notice_slug": choice.cookie_notice[0] if choice.cookie_notice else None,
-        "cookie_notice_version": choice.cookie_notice[1] if choice.cookie_notice else None,
-        "cookie_notice_sha256": choice.cookie_notice[2] if choice.cookie_notice else None,
+        **dict(zip(LATER_HASHED_COLUMNS, choice.cookie_notice or (None, None, None))),
         "banner_hash": choice.banner_hash,
         "widget_version": choice.widget_version,
         "ip": ip,
@@ -356,17 +354,11 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> VerifyResult:
         if chain_hash(link["prev_hash"], link["chain_content_hash"]) != link["row_hash"]:
             return VerifyResult(checked, removed, seq, "its chain hash does not match its content hash")
         if link["link_reason"] is not None:
-            listed = [0, 0]  # ranges read, and of them ending at or after the link itself
-
-            def read(link_seq: int = seq) -> Iterator[tuple[int, int]]:
-                for first, last, _ in store.removal_ranges(link_seq):
-                    listed[0] += 1
-                    listed[1] += last >= link_seq
-                    yield first, last
-
-            if removal_digest(link["link_reason"], link["link_removed_at"], read()) != link["chain_content_hash"]:
+            listed = ((first, last) for first, last, _ in store.removal_ranges(seq))
+            if removal_digest(link["link_reason"], link["link_removed_at"], listed) != link["chain_content_hash"]:
                 return VerifyResult(checked, removed, seq, "the removal's list of records was changed")
-            if not listed[0] or listed[1]:
+            count, highest = store.removal_extent(seq)
+            if not count or highest >= seq:
                 return VerifyResult(checked, removed, seq, "the removal lists no records, or records after itself")
         elif link["consent_id"] is None:
             if not link["removed"]:

@@ -580,6 +580,12 @@ class Store:
                                           "WHERE link_seq = ? ORDER BY first", [link_seq])
         yield from cursor
 
+    def removal_extent(self, link_seq: int) -> tuple[int, int | None]:
+        """How many ranges a removal link lists, and the last record it lists."""
+        row = self.db.conn.execute("SELECT count(*), max(last) FROM removal_ranges WHERE link_seq = ?",
+                                   [link_seq]).fetchone()
+        return row[0], row[1]
+
     def removal_links(self, after_seq: int = 0) -> list[dict[str, Any]]:
         """The erasures and purges chained after link `after_seq`, with how many records each removed."""
         return [dict(row) for row in self._query(
