@@ -200,12 +200,14 @@ def record_consent():
     if wait:
         return refused(error(429, "rate", "Too many choices from this address; wait and try again.",
                              **{"Retry-After": str(int(wait) + 1)}))
-    too_large = error(413, "body", f"The body is larger than {MAX_CONSENT_BODY} bytes.")
+    def too_large() -> Response:
+        return refused(error(413, "body", f"The body is larger than {MAX_CONSENT_BODY} bytes."))
+
     if request.content_length is not None and request.content_length > MAX_CONSENT_BODY:
-        return refused(too_large)
+        return too_large()
     raw = request.get_data(cache=False)
     if len(raw) > MAX_CONSENT_BODY:
-        return refused(too_large)
+        return too_large()
     store = get_store()
     config = current_app.config
     try:
