@@ -51,17 +51,6 @@ class ActionForm(FlaskForm):
     """A form with nothing but its CSRF token: logout, withdraw."""
 
 
-class NoticeText(PlainText):
-    """Refuse HTML tags in a notice's title or change summary: they are shown as text."""
-
-    def __call__(self, form: Any, field: Any) -> None:
-        try:
-            super().__call__(form, field)
-        except ValidationError:  # the same check, with a message about notices, not the banner
-            raise ValidationError(_("Write plain text without HTML tags such as <script>: titles and "
-                                    "summaries are shown as text.")) from None
-
-
 class NoticeMarkdown:
     """Refuse HTML that rendering would remove from a notice: scripts, frames, event handlers,
     javascript: links. Saying so beats publishing a text that does not show what was written."""
@@ -90,14 +79,17 @@ def notice_version_form(languages: list[str], language_names: dict[str, str]) ->
         # The SHA-256 of the sources last previewed: only these may be published.
         previewed = HiddenField()
 
+    # Titles and summaries are shown as text: HTML tags in them are refused.
+    plain = PlainText(_l("Write plain text without HTML tags such as <script>: titles and summaries are "
+                         "shown as text."))
     for lang in languages:
         name = language_names.get(lang, lang)
         setattr(NoticeVersionForm, f"title_{lang}", StringField(
             _l("Title (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=200), NoticeText()]))
+            validators=[DataRequired(), Length(max=200), plain]))
         setattr(NoticeVersionForm, f"summary_{lang}", TextAreaField(
             _l("Change summary (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=2000), NoticeText()], render_kw={"rows": 3}))
+            validators=[DataRequired(), Length(max=2000), plain], render_kw={"rows": 3}))
         setattr(NoticeVersionForm, f"body_{lang}", TextAreaField(
             _l("Text in Markdown (%(language)s)", language=name),
             validators=[DataRequired(), Length(max=MAX_SOURCE_BYTES), NoticeMarkdown()],

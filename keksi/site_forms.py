@@ -45,12 +45,16 @@ def _lines(value: Any) -> Any:
 
 
 class PlainText:
-    """Refuse text that contains HTML tags."""
+    """Refuse text that contains HTML tags; `message` says where the text is shown."""
+
+    def __init__(self, message: Any = None):
+        self.message = message
 
     def __call__(self, form: Any, field: Any) -> None:
         if isinstance(field.data, str) and _MARKUP.search(field.data):
-            raise ValidationError(_("Write plain text without HTML tags such as <script>: the banner "
-                                    "shows text only."))
+            # str(): a lazy string counts as safe markup in templates, and this message has a "<".
+            raise ValidationError(str(self.message) if self.message else _(
+                "Write plain text without HTML tags such as <script>: the banner shows text only."))
 
 
 def _text(label: Any, max_length: int = MAX_TEXT, **kwargs: Any) -> StringField:
