@@ -80,7 +80,7 @@ class PageCache:
         if (method not in ("GET", "HEAD") or environ.get("QUERY_STRING")
                 or session_cookie in environ.get("HTTP_COOKIE", "")
                 or any(name in environ for name in _FOR_FLASK)):
-            return self._forward(environ, start_response, None, None)
+            return self._forward(environ, start_response, None)
         now = self._now()
         generation = self.generation
         if generation.made_under != now:
@@ -89,7 +89,7 @@ class PageCache:
                environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""))
         entry = generation.entries.get(key)
         if entry is None:
-            return self._forward(environ, start_response, key if method == "GET" else None, generation)
+            return self._forward(environ, start_response, (generation, key) if method == "GET" else None)
         if not is_resource_modified(environ, etag=entry.etag, last_modified=entry.last_modified):
             start_response("304 Not Modified", entry.headers_304)
             return []
@@ -97,10 +97,10 @@ class PageCache:
         return [] if method == "HEAD" else [entry.body]
 
     def _forward(self, environ: dict[str, Any], start_response: Callable,
-                 key: tuple[str, ...] | None, generation: _Generation | None) -> Iterable[bytes]:
-        """Let Flask answer; keep the answer in `generation` when it is a shareable 200, `key` is
-        given, and nothing changed while it was being made (a publication or a new day during
-        the rendering would otherwise leave the old page cached under the new stamp)."""
+                 slot: tuple[_Generation, tuple[str, ...]] | None) -> Iterable[bytes]:
+        """Let Flask answer; with a `slot` (generation, key), keep the answer there when it is a
+        shareable 200 and nothing changed while it was being made (a publication or a new day
+        during the rendering would otherwise leave the old page cached under the new stamp)."""
         seen: dict[str, Any] = {}
 
         def unmarked(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
@@ -110,7 +110,7 @@ class PageCache:
             return start_response(status, seen["headers"], exc_info)
 
         answer = self.wsgi_app(environ, unmarked)
-        if (key is None or generation is None or not seen.get("shared")
+        if (slot is None or not seen.get("shared")
                 or not seen["status"].startswith("200 ")
                 or any(name.lower() == "set-cookie" for name, _ in seen["headers"])):
             return answer
@@ -119,6 +119,7 @@ class PageCache:
         finally:
             if hasattr(answer, "close"):
                 answer.close()
+        generation, key = slot
         if self._now() == generation.made_under:
             if len(generation.entries) >= MAX_ENTRIES:
                 generation.entries.clear()
