@@ -10,7 +10,6 @@ Nothing here touches a request: callers pass the store, languages and today's da
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import re
@@ -405,63 +404,3 @@ def removed_markup(body: str) -> list[str]:
         if tag == "a":
             found += [value for name, value in attrs if name == "href" and value and not _link_kept(value)]
     return list(dict.fromkeys(found))
-
-
-# -- diffs -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DiffLine:
-    kind: str  # same, added, removed (whole lines); before, after (a changed line, words marked)
-    html: Markup  # the line, escaped; in before/after lines the changed words are in <del>/<ins>
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\s+|[^\s]+", text)
-
-
-def _inline_diff(old: str, new: str) -> tuple[Markup, Markup]:
-    a, b = _words(old), _words(new)
-    old_out, new_out = [], []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        left, right = escape("".join(a[i1:i2])), escape("".join(b[j1:j2]))
-        if op == "equal":
-            old_out.append(left)
-            new_out.append(right)
-        else:
-            if left:
-                old_out.append(Markup("<del>%s</del>") % left)
-            if right:
-                new_out.append(Markup("<ins>%s</ins>") % right)
-    return Markup("").join(old_out), Markup("").join(new_out)
-
-
-def diff(old_body: str, new_body: str) -> list[DiffLine]:
-    """Line-by-line diff of two Markdown bodies; changed lines get a word-level diff."""
-    old_lines = [line for line in old_body.splitlines() if line.strip()]
-    new_lines = [line for line in new_body.splitlines() if line.strip()]
-    result: list[DiffLine] = []
-    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            result.extend(DiffLine("same", escape(line)) for line in old_lines[i1:i2])
-        elif op == "delete":
-            result.extend(DiffLine("removed", escape(line)) for line in old_lines[i1:i2])
-        elif op == "insert":
-            result.extend(DiffLine("added", escape(line)) for line in new_lines[j1:j2])
-        else:
-            old_chunk, new_chunk = old_lines[i1:i2], new_lines[j1:j2]
-            for k in range(max(len(old_chunk), len(new_chunk))):
-                if k < len(old_chunk) and k < len(new_chunk):
-                    # Pair lines as one changed line only when most of their words agree.
-                    ratio = difflib.SequenceMatcher(None, old_chunk[k].split(), new_chunk[k].split()).ratio()
-                    if ratio >= 0.5:
-                        old_html, new_html = _inline_diff(old_chunk[k], new_chunk[k])
-                        result.append(DiffLine("before", old_html))
-                        result.append(DiffLine("after", new_html))
-                        continue
-                if k < len(old_chunk):
-                    result.append(DiffLine("removed", escape(old_chunk[k])))
-                if k < len(new_chunk):
-                    result.append(DiffLine("added", escape(new_chunk[k])))
-    return result

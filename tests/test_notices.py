@@ -1,4 +1,4 @@
-"""Notice sources: validation, publishing, immutability, rendering and diffs."""
+"""Notice sources: validation, publishing, immutability and rendering."""
 
 from __future__ import annotations
 
@@ -183,21 +183,6 @@ def test_render_keeps_structure_and_resolves_notice_links():
     assert 'href="/sv/cookies"' in html
     assert 'href="https://tietosuoja.fi/"' in html and 'rel="noopener noreferrer"' in html
     assert 'href="mailto:dpo@example.org"' in html
-
-
-def test_diff_marks_additions_removals_and_changed_words():
-    old = "Same line.\n\nWe keep data for 24 months.\n\nGone line.\n"
-    new = "Same line.\n\nWe keep data for 36 months.\n\nNew line here.\n"
-    lines = notices.diff(old, new)
-    kinds = [line.kind for line in lines]
-    assert kinds == ["same", "before", "after", "removed", "added"]
-    assert "<del>24</del>" in lines[1].html and "<ins>36</ins>" in lines[2].html
-    assert lines[3].html == "Gone line." and lines[4].html == "New line here."
-
-
-def test_diff_escapes_markup():
-    lines = notices.diff("a\n", "<script>alert(1)</script>\n")
-    assert all("<script>" not in line.html for line in lines)
 
 
 def test_a_new_version_dated_before_the_one_in_effect_is_refused(store, notices_dir):

@@ -16,7 +16,7 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
-from .. import auth, notices
+from .. import auth, diffs, notices
 from ..clock import today
 from ..forms import ActionForm, LoginForm, SetPasswordForm, UserForm, notice_version_form
 from ..http import error_page
@@ -263,7 +263,7 @@ def _preview(source: notices.Source, notice: notices.Notice | None) -> dict[str,
         "title": source.title,
         "summary": source.summary,
         "html": notices.render(source.body, url_for("site.index", lang=source.lang)),
-        "diff": notices.diff(old["body"], source.body) if old else [],
+        "diff": diffs.diff(old["body"], source.body, url_for("site.index", lang=source.lang)) if old else (),
         "against": current.version if current else None,
     }
 

@@ -13,7 +13,7 @@ from flask import (Blueprint, Response, abort, current_app, g, make_response, re
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from .. import consents, notices, pagecache, sites
+from .. import consents, diffs, notices, pagecache, sites
 from ..clock import today
 from ..http import conditional
 from ..i18n import best_language, current_language
@@ -171,7 +171,7 @@ def notice_diff(slug: str, old: str, new: str):
     store = get_store()
     old_row = store.notice_version(slug, old, g.lang)
     new_row = store.notice_version(slug, new, g.lang)
-    lines = notices.diff(old_row["body"], new_row["body"])
+    lines = diffs.diff(old_row["body"], new_row["body"], url_for("site.index"))
     between = [v for v in notice.versions if old_v.effective < v.effective <= new_v.effective] \
         if old_v.effective < new_v.effective else []
     response = make_response(render_template(
