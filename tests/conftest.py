@@ -17,7 +17,10 @@ from keksi import notices
 from keksi.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_NOTICES = ROOT / "notices"
+# The notices the tests' expectations are written against: a frozen copy, so that the sample notices
+# shipped in notices/ can gain versions without rewriting the tests (tests/test_sample_notices.py checks those).
+SAMPLE_NOTICES = ROOT / "tests" / "fixtures" / "notices"
+SHIPPED_NOTICES = ROOT / "notices"
 CHROMIUM = os.environ.get("KEKSI_CHROMIUM", "/usr/lib/chromium/chromium")
 
 
