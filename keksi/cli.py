@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from . import auth
+from . import catalogue as catalogue_mod
 from . import consents as consents_mod
 from . import notices as notices_mod
 from . import sites as sites_mod
@@ -360,9 +361,51 @@ def backup_command(destination: str) -> None:
     click.echo(f"backed up to {destination}: integrity ok, {chain.checked} consent records verified")
 
 
+catalogue_cli = AppGroup("catalogue", help="The service catalogue that sites and the site audit draw on.")
+
+
+@catalogue_cli.command("list")
+@click.option("--lang", default="en", show_default=True, help="Language of the purposes shown.")
+def catalogue_list(lang: str) -> None:
+    """List the catalogue's services: id, category, provider and cookies.
+
+    Example: flask --app app catalogue list --lang fi
+    """
+    for entry in catalogue_mod.services():
+        cookies = ", ".join(c["name"] for c in entry["cookies"]) or "(no cookies)"
+        click.echo(f"{entry['id']}\t{entry['category']}\t{entry['provider'] or '(the site itself)'}\t{cookies}")
+        click.echo(f"\t{entry['purpose'].get(lang) or entry['purpose']['en']}")
+
+
+@catalogue_cli.command("import-ocd")
+@click.argument("file", type=click.File("rb"))
+def catalogue_import_ocd(file) -> None:
+    """Import the Open Cookie Database CSV (Apache-2.0) to classify cookies the catalogue lacks.
+
+    Example: flask --app app catalogue import-ocd open-cookie-database.csv
+    """
+    data = file.read(catalogue_mod.MAX_OCD_BYTES + 1)
+    try:
+        rows = catalogue_mod.parse_ocd(data)
+    except catalogue_mod.CatalogueError as error:
+        raise click.ClickException(OCD_PROBLEMS[error.code].format(**error.params)) from None
+    target = catalogue_mod.save_ocd(rows, Path(current_app.instance_path))
+    click.echo(f"imported {len(rows)} cookies into {target}")
+
+
+OCD_PROBLEMS = {
+    "too_large": "the file is larger than {limit} bytes",
+    "not_utf8": "the file is not UTF-8 text (byte {position})",
+    "missing_columns": "this is not an Open Cookie Database CSV: it lacks the columns {columns}",
+    "too_many_rows": "the file has more than {limit} rows",
+    "bad_csv": "the CSV breaks at line {line}: {reason}",
+}
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(backup_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(notices_cli)
     app.cli.add_command(sites_cli)
     app.cli.add_command(consents_cli)
+    app.cli.add_command(catalogue_cli)
