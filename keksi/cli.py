@@ -6,8 +6,9 @@ import getpass
 import json
 import sys
 import tomllib
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
@@ -16,7 +17,9 @@ from flask.cli import AppGroup, with_appcontext
 from . import auth
 from . import catalogue as catalogue_mod
 from . import consents as consents_mod
+from . import figures as figures_mod
 from . import notices as notices_mod
+from . import proof
 from . import sites as sites_mod
 from .clock import today
 from .store import StoreError, get_store, open_store
@@ -185,37 +188,98 @@ def sites_remove(site_id: str) -> None:
 consents_cli = AppGroup("consents", help="Verify, export, erase and purge consent records.")
 
 
+def _head(value: str | None, option: str) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    link, _, row_hash = value.partition(":")
+    if not link.isdigit() or not consents_mod.HEX64.match(row_hash):
+        raise click.BadParameter("give LINK:HASH as printed by an earlier run", param_hint=option)
+    return int(link), row_hash
+
+
+def _zone():
+    return ZoneInfo(current_app.config["TIMEZONE"])
+
+
 @consents_cli.command("verify")
 @click.option("--head", "expect", metavar="LINK:HASH",
               help="A chain head printed by an earlier run: check the chain still passes through it.")
-def consents_verify(expect: str | None) -> None:
-    """Check the hash chain of every consent record; exit 1 at the first broken link.
+@click.option("--audit-head", "audit_expect", metavar="ID:HASH",
+              help="An audit head printed by an earlier run: check the audit log still passes through it.")
+def consents_verify(expect: str | None, audit_expect: str | None) -> None:
+    """Check every proof the database holds; exit 1 naming each problem.
 
-    Prints the chain's head: keep it outside the server (an audit file, a ticket) and pass it
-    to a later run with --head, which then also shows that nothing before it was rewritten.
+    The hash chain of the consent records (in time order, each removal listed by an erasure
+    or purge), the audit log's own chain, every notice version and banner against its SHA-256,
+    and the daily figures against the records. Prints both heads: keep them outside the server
+    (an audit file, a ticket) and pass them to a later run with --head and --audit-head, which
+    then also shows that nothing before them was rewritten.
 
-    Example: flask consents verify --head 1042:3f5a…
+    Example: flask consents verify --head 1042:3f5a… --audit-head 87:9c0e…
     """
-    head = None
-    if expect is not None:
-        link, _, row_hash = expect.partition(":")
-        if not link.isdigit() or not consents_mod.HEX64.match(row_hash):
-            raise click.BadParameter("give LINK:HASH as printed by an earlier run", param_hint="--head")
-        head = (int(link), row_hash)
-    result = consents_mod.verify(get_store(), head)
-    if not result.ok:
+    head, audit_head = _head(expect, "--head"), _head(audit_expect, "--audit-head")
+    store = get_store()
+    result = consents_mod.verify(store, head)
+    if result.ok:
+        click.echo(f"ok: {result.checked} records verified, {result.removed} of them erased or purged")
+    else:
         click.secho(f"broken at record {result.broken_at}: {result.problem} "
                     f"({result.checked} records before it verified)", fg="red", err=True)
-        raise SystemExit(1)
-    click.echo(f"ok: {result.checked} records verified, {result.removed} of them erased or purged")
-    if head is not None:
+    if result.ok and head is not None:
         # Whoever can write the database could also chain a removal: list those since the head,
         # to compare with the erasure requests and retention runs on record.
-        for link in get_store().removal_links(head[0]):
+        for link in store.removal_links(head[0]):
             click.echo(f"removed since the head: link {link['seq']}, {link['reason']} of "
                        f"{link['records']} records at {link['removed_at']}")
+    problems, audit_head_now = proof.check_all(store, audit_head)
+    for where, what in problems:
+        click.secho(f"{where}: {what}", fg="red", err=True)
+    figures_ok = _report_figures(figures_mod.check(store, _zone()))
     if result.head:
         click.echo(f"chain head: {result.head[0]}:{result.head[1]}")
+    if audit_head_now and not problems:
+        click.echo(f"audit head: {audit_head_now[0]}:{audit_head_now[1]}")
+    if not (result.ok and figures_ok) or problems:
+        raise SystemExit(1)
+
+
+def _report_figures(check: figures_mod.FiguresCheck) -> bool:
+    """Print the outcome of a figures check; False when the figures do not match the ledger."""
+    if check.uncounted:
+        click.echo(f"figures not proven: {check.uncounted} erasures or purges were made before "
+                   "removals were counted (migration 0008)")
+        return True
+    for site, day, what, kept, derived in check.mismatches[:20]:
+        click.secho(f"figures of {site} on {day}: {what} is {kept}, the records give {derived}", fg="red", err=True)
+    if check.mismatches:
+        return False
+    click.echo(f"figures ok: every daily figure matches the {check.checked} records held and the removals")
+    return True
+
+
+@consents_cli.command("figures")
+@click.option("--check", "check_only", is_flag=True, help="Recompute every figure from the records; exit 1 on a mismatch.")
+@click.option("--site", help="The site whose figures to print as CSV.")
+@click.option("--from", "first", help="First day, YYYY-MM-DD (default: 30 days before --to).")
+@click.option("--to", "last", help="Last day, YYYY-MM-DD (default: today).")
+def consents_figures(check_only: bool, site: str | None, first: str | None, last: str | None) -> None:
+    """Print a site's daily figures as CSV, or check every figure against the ledger (--check).
+
+    Example: flask consents figures --check
+    """
+    store = get_store()
+    if check_only:
+        if not _report_figures(figures_mod.check(store, _zone())):
+            raise SystemExit(1)
+        return
+    definition = store.site(site) if site else None
+    if definition is None:
+        raise click.UsageError("give --site ID to print its figures, or --check")
+    try:
+        start, end = figures_mod.parse_range(first, last, today())
+    except figures_mod.RangeError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(figures_mod.to_csv(figures_mod.load(store, definition, start, end)), nl=False)
 
 
 def _day(value: str | None, name: str) -> str | None:
@@ -277,22 +341,23 @@ def consents_erase(consent_id: str | None, subject_id: str | None) -> None:
         if row is None:
             raise click.ClickException(f"there is no consent {consent_id} (already erased or purged?)")
         subject_id = row["subject_id"]
-    count = store.erase_subject(subject_id, _actor())
+    count = consents_mod.erase(store, subject_id, _actor(), _zone())
     click.echo(f"erased {count} records")
 
 
 @consents_cli.command("purge")
 @click.option("--older-than", "days", type=click.IntRange(min=0), default=None,
-              help="Days after expiry (default: KEKSI_RETENTION_DAYS).")
+              help="Days since a record stopped being in force (default: KEKSI_RETENTION_DAYS).")
 def consents_purge(days: int | None) -> None:
-    """Delete records that expired more than DAYS ago (retention).
+    """Delete the records whose retention has run out (Keksi also does this daily by itself).
 
+    A record stops being in force when it expires, or earlier when the same visitor's next
+    choice on the same site replaces or withdraws it; it is deleted DAYS after that.
     Example: flask consents purge --older-than 730
     """
     days = current_app.config["RETENTION_DAYS"] if days is None else days
-    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    count = get_store().purge_expired(cutoff, _actor())
-    click.echo(f"purged {count} records that expired before {cutoff[:10]}")
+    count, cutoff = consents_mod.purge(get_store(), days, _actor(), _zone())
+    click.echo(f"purged {count} records that stopped being in force before {cutoff[:10]}")
 
 
 users_cli = AppGroup("users", help="Manage the people who use the admin.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from typing import Any, Mapping
@@ -18,3 +18,10 @@ def today(config: Mapping[str, Any] | None = None) -> date:
     if fixed:
         return date.fromisoformat(fixed)
     return datetime.now(ZoneInfo(config["TIMEZONE"])).date()
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """A moment (default now) in UTC as the store writes times: 2026-12-02T06:00:00.000000+00:00.
+    Fixed width, so such strings compare in time order."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")

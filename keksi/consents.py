@@ -15,7 +15,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import sites as sites_mod
 from .store import GENESIS_HASH, Store, chain_hash, removal_digest
@@ -306,9 +306,17 @@ def _iso(moment: datetime) -> str:
 
 def record(store: Store, choice: Choice, ip: str | None, user_agent: str | None,
            now: datetime | None = None, zone: tzinfo = timezone.utc) -> tuple[dict[str, Any], bool]:
-    """Store the choice (once per event_id) and return (row, created)."""
-    row = build_record(choice, now or datetime.now(timezone.utc), ip, user_agent, zone)
-    stored, created = store.append_consent(row)
+    """Store the choice (once per event_id) and return (row, created).
+
+    The time is taken under the store's write lock, so records are chained in time order;
+    should the clock step back, a record takes the time of the one before it."""
+    def build(last_recorded_at: str | None) -> dict[str, Any]:
+        moment = now or datetime.now(timezone.utc)
+        if last_recorded_at and _iso(moment) < last_recorded_at:
+            moment = datetime.fromisoformat(last_recorded_at)
+        return build_record(choice, moment, ip, user_agent, zone)
+
+    stored, created = store.append_consent(choice.event_id, build)
     if not created and stored["site"] != choice.site["id"]:
         raise InvalidChoice("event_id", "was already used for another site", status=409)
     return stored, created
@@ -334,59 +342,120 @@ def verify(store: Store, expect: tuple[int, str] | None = None) -> VerifyResult:
     """Walk the chain from the start; report the first link that does not hold.
 
     A link is a consent record, or a removal (an erasure or purge) listing the ranges of
-    records it removed. A record that is gone must be in a range of a later removal link: a
-    record deleted any other way is reported, even with a consent_removals row written by hand.
-    Memory stays flat: the removed ranges are read in order beside the chain.
+    records it removed and what they counted in the daily figures. A record that is gone must
+    be in a range of a later removal link: a record deleted any other way is reported, even with
+    consent_removals or removal_ranges rows written by hand. Records must be chained in time
+    order. Memory stays flat: the removed ranges are read in order beside the chain.
 
     `expect` is a head recorded by an earlier run (seq, row hash): the chain must still pass
     through it. Whoever can write the database could rebuild the whole chain; a head kept
     elsewhere (by an auditor, in a ticket) shows that nothing before it was rewritten.
     """
-    prev = GENESIS_HASH
-    checked = removed = 0
-    head: tuple[int, str] | None = None
-    ranges = store.removal_ranges()
-    current = next(ranges, None)  # (first, last, link_seq) of the range that may hold the next gone record
+    walk = _ChainWalk(store)
     for link in store.iter_chain():
-        seq = link["seq"]
-        if link["prev_hash"] != prev:
-            return VerifyResult(checked, removed, seq, "its link to the previous record does not match")
-        if chain_hash(link["prev_hash"], link["chain_content_hash"]) != link["row_hash"]:
-            return VerifyResult(checked, removed, seq, "its chain hash does not match its content hash")
-        if link["link_reason"] is not None:
-            listed = ((first, last) for first, last, _ in store.removal_ranges(seq))
-            if removal_digest(link["link_reason"], link["link_removed_at"], listed) != link["chain_content_hash"]:
-                return VerifyResult(checked, removed, seq, "the removal's list of records was changed")
-            count, highest = store.removal_extent(seq)
-            if not count or highest >= seq:
-                return VerifyResult(checked, removed, seq, "the removal lists no records, or records after itself")
-        elif link["consent_id"] is None:
-            if not link["removed"]:
-                return VerifyResult(checked, removed, seq, "the record is missing and no erasure or "
-                                                           "purge removed it")
-            while current is not None and current[1] < seq:
-                current = next(ranges, None)
-            if current is None or current[0] > seq or current[2] <= seq:
-                return VerifyResult(checked, removed, seq, "the record was deleted, but no erasure or "
-                                                           "purge in the chain lists it")
-            removed += 1
-            checked += 1
-        else:
-            if content_hash(link) != link["chain_content_hash"] or link["content_hash"] != link["chain_content_hash"]:
-                return VerifyResult(checked, removed, seq, "the record's content was changed after it "
-                                                           "was recorded")
-            checked += 1
-        if expect is not None and seq == expect[0] and link["row_hash"] != expect[1]:
-            return VerifyResult(checked, removed, seq, "the chain no longer passes through the head "
-                                                       "recorded earlier: it was rewritten")
-        prev = link["row_hash"]
-        head = (seq, prev)
-    if expect is not None and (head is None or head[0] < expect[0]):
-        return VerifyResult(checked, removed, expect[0], "the chain ends before the head recorded earlier")
+        problem = walk.step(link)
+        if problem is None and expect is not None and link["seq"] == expect[0] and link["row_hash"] != expect[1]:
+            problem = "the chain no longer passes through the head recorded earlier: it was rewritten"
+        if problem:
+            return VerifyResult(walk.checked, walk.removed, link["seq"], problem)
+    if expect is not None and (walk.head is None or walk.head[0] < expect[0]):
+        return VerifyResult(walk.checked, walk.removed, expect[0], "the chain ends before the head recorded earlier")
     orphans = store.orphan_consents()
     if orphans:
-        return VerifyResult(checked, removed, orphans[0], "a record was added outside the chain")
-    return VerifyResult(checked, removed, None, None, head)
+        return VerifyResult(walk.checked, walk.removed, orphans[0], "a record was added outside the chain")
+    stray = store.stray_removal_rows()
+    if stray:
+        return VerifyResult(walk.checked, walk.removed, stray[0], "a removal row belongs to no erasure or "
+                                                                  "purge in the chain")
+    return VerifyResult(walk.checked, walk.removed, None, None, walk.head)
+
+
+class _ChainWalk:
+    """One pass over the chain's links in order; `step` returns the problem with a link, or None."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.prev = GENESIS_HASH
+        self.checked = self.removed = 0
+        self.head: tuple[int, str] | None = None
+        self.last_time: datetime | None = None
+        self.ranges = store.removal_ranges()
+        self.current = next(self.ranges, None)  # (first, last, link_seq) that may hold the next gone record
+
+    def step(self, link: dict[str, Any]) -> str | None:
+        if link["prev_hash"] != self.prev:
+            return "its link to the previous record does not match"
+        if chain_hash(link["prev_hash"], link["chain_content_hash"]) != link["row_hash"]:
+            return "its chain hash does not match its content hash"
+        if link["link_reason"] is not None:
+            problem = self._removal(link)
+        elif link["consent_id"] is None:
+            problem = self._gone(link["seq"], link["removed"])
+        else:
+            problem = self._record(link)
+        self.prev = link["row_hash"]
+        self.head = (link["seq"], self.prev)
+        return problem
+
+    def _removal(self, link: dict[str, Any]) -> str | None:
+        seq = link["seq"]
+        listed = ((first, last) for first, last, _ in self.store.removal_ranges(seq))
+        counts = self.store.removal_counts(seq)
+        if removal_digest(link["link_reason"], link["link_removed_at"], listed, counts) != link["chain_content_hash"]:
+            return "the removal's list of records was changed"
+        count, highest = self.store.removal_extent(seq)
+        if not count or highest >= seq:
+            return "the removal lists no records, or records after itself"
+        return None
+
+    def _gone(self, seq: int, marked: str | None) -> str | None:
+        if not marked:
+            return "the record is missing and no erasure or purge removed it"
+        while self.current is not None and self.current[1] < seq:
+            self.current = next(self.ranges, None)
+        # The range must belong to a removal link later in the chain; verify() checks at the end
+        # that every range's link is a removal link of the chain.
+        if self.current is None or self.current[0] > seq or self.current[2] <= seq:
+            return "the record was deleted, but no erasure or purge in the chain lists it"
+        self.removed += 1
+        self.checked += 1
+        return None
+
+    def _record(self, link: dict[str, Any]) -> str | None:
+        if content_hash(link) != link["chain_content_hash"] or link["content_hash"] != link["chain_content_hash"]:
+            return "the record's content was changed after it was recorded"
+        try:
+            recorded = datetime.fromisoformat(link["recorded_at"])
+        except (TypeError, ValueError):
+            return "the record's time is not a valid time"
+        if recorded.tzinfo is None or (self.last_time is not None and recorded < self.last_time):
+            return "the record is dated before the record chained ahead of it: it was appended out of time order"
+        self.last_time = recorded
+        self.checked += 1
+        return None
+
+
+# -- erasure and retention ------------------------------------------------------------
+
+
+def day_of_in(zone: tzinfo) -> Callable[[str], str]:
+    """A record's recorded_at -> its day in `zone`, as `build_record` counts it in the daily figures."""
+    def day_of(recorded_at: str) -> str:
+        return datetime.fromisoformat(recorded_at).astimezone(zone).date().isoformat()
+    return day_of
+
+
+def erase(store: Store, subject_id: str, actor: str, zone: tzinfo) -> int:
+    """Remove every record of one visitor; return how many."""
+    return store.erase_subject(subject_id, actor, day_of_in(zone))
+
+
+def purge(store: Store, days: int, actor: str, zone: tzinfo, now: datetime | None = None) -> tuple[int, str]:
+    """Remove the records that stopped being in force more than `days` days ago; return (how many,
+    the cutoff). A record stops being in force when it expires, or earlier when the same visitor's
+    next choice on the same site replaces or withdraws it: retention counts from then."""
+    cutoff = _iso((now or datetime.now(timezone.utc)) - timedelta(days=days))
+    return store.purge_ended(cutoff, actor, day_of_in(zone)), cutoff
 
 
 # -- export -------------------------------------------------------------------------

@@ -20,12 +20,13 @@ import logging
 import os
 import sqlite3
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlite_utils
 from flask import Flask, current_app, g
 from sqlite_utils.migrations import Migrations
+
+from .clock import utc_iso
 
 _log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
@@ -33,9 +34,9 @@ BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
 migrations = Migrations("keksi")
 
 
-def _append_only(table: str, message: str, *, delete: bool = True) -> str:
-    """SQL for triggers that refuse UPDATE (and DELETE) on `table` with `message`."""
-    statements = ["UPDATE"] + (["DELETE"] if delete else [])
+def _append_only(table: str, message: str, *, delete: bool = True, update: bool = True) -> str:
+    """SQL for triggers that refuse UPDATE and DELETE (or one of them) on `table` with `message`."""
+    statements = (["UPDATE"] if update else []) + (["DELETE"] if delete else [])
     return "".join(f"CREATE TRIGGER {table}_no_{statement.lower()} BEFORE {statement} ON {table} "
                    f"BEGIN SELECT RAISE(ABORT, '{message}'); END;\n" for statement in statements)
 
@@ -205,12 +206,81 @@ def _chained_removals(db: sqlite_utils.Database) -> None:
     _append_removal_link(db.conn, "before-chaining", utcnow(), removed)
 
 
-def removal_digest(reason: str, removed_at: str, ranges: Iterable[tuple[int, int]]) -> str:
-    """A removal link's content hash: its reason, time and ranges (first, last) in order."""
+@migrations(name="0008_ledger_proof")
+def _ledger_proof(db: sqlite_utils.Database) -> None:
+    # Banners and the audit log are proof too: nothing deletes them. The audit log is chained
+    # like the ledger (each entry's hash covers the one before), so an entry edited, removed or
+    # inserted between two others no longer verifies.
+    db.executescript(
+        "DROP TRIGGER audit_log_append_only;"
+        "ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;"
+        "ALTER TABLE audit_log ADD COLUMN row_hash TEXT;")
+    prev = GENESIS_HASH
+    for row in list(db.query("SELECT * FROM audit_log ORDER BY id")):
+        row_hash = chain_hash(prev, audit_content_hash(row))
+        db.execute("UPDATE audit_log SET prev_hash = ?, row_hash = ? WHERE id = ?", [prev, row_hash, row["id"]])
+        prev = row_hash
+    # What each removal took out of the daily figures (which stay as they were: they hold no
+    # personal data), so that the figures can be derived from the records still held plus these
+    # counts. Covered by the removal link's hash.
+    db.executescript(
+        """
+        CREATE TABLE removal_counts (
+            link_seq INTEGER NOT NULL, site TEXT NOT NULL, day TEXT NOT NULL, action TEXT NOT NULL,
+            n INTEGER NOT NULL, PRIMARY KEY (link_seq, site, day, action));
+        CREATE TABLE removal_category_counts (
+            link_seq INTEGER NOT NULL, site TEXT NOT NULL, day TEXT NOT NULL, category TEXT NOT NULL,
+            granted INTEGER NOT NULL, total INTEGER NOT NULL, PRIMARY KEY (link_seq, site, day, category));
+        CREATE TABLE maintenance (
+            task TEXT PRIMARY KEY, last_run_at TEXT, last_count INTEGER, claimed_until TEXT);
+        """
+        + _append_only("audit_log", "the audit log is append-only")
+        # banner_versions_immutable (0003) already refuses UPDATE.
+        + _append_only("banner_versions", "banner versions are immutable", update=False)
+        + _append_only("removal_counts", "removal links are append-only")
+        + _append_only("removal_category_counts", "removal links are append-only")
+    )
+    # The first scheduled purge runs a day after this migration (see keksi.retention).
+    db.execute("INSERT INTO maintenance (task, last_run_at) VALUES ('purge', ?)", [utcnow()])
+
+
+def audit_content_hash(row: dict[str, Any]) -> str:
+    """An audit entry's content hash: its id and every field, in a fixed order."""
+    values = [row["id"], row["at"], row["actor"], row["action"], row["subject"], row["detail"]]
+    return hashlib.sha256(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
+Counts = tuple[list[tuple[str, str, str, int]], list[tuple[str, str, str, int, int]]]
+
+
+def removal_digest(reason: str, removed_at: str, ranges: Iterable[tuple[int, int]],
+                   counts: Counts | None = None) -> str:
+    """A removal link's content hash: its reason, time and ranges (first, last) in order, then
+    what it took out of the daily figures (links made before migration 0008 have no counts)."""
     digest = hashlib.sha256(f"removal {reason} {removed_at}\n".encode())
     for first, last in ranges:
         digest.update(f"{first}-{last}\n".encode())
+    actions, categories = counts or ([], [])
+    for site, day, action, n in sorted(actions):
+        digest.update(f"n {site} {day} {action} {n}\n".encode())
+    for site, day, category, granted, total in sorted(categories):
+        digest.update(f"c {site} {day} {category} {granted} {total}\n".encode())
     return digest.hexdigest()
+
+
+def _tally(rows: Iterable[sqlite3.Row], day_of: Callable[[str], str]) -> Counts:
+    """What `rows` count in the daily figures, as `_count` added them: (actions, categories)."""
+    actions: collections.Counter = collections.Counter()
+    categories: dict[tuple[str, str, str], list[int]] = {}
+    for row in rows:
+        day = day_of(row["recorded_at"])
+        actions[(row["site"], day, row["action"])] += 1
+        for category, granted in json.loads(row["choices"]).items():
+            counts = categories.setdefault((row["site"], day, category), [0, 0])
+            counts[0] += int(granted)
+            counts[1] += 1
+    return ([(*key, n) for key, n in sorted(actions.items())],
+            [(*key, granted, total) for key, (granted, total) in sorted(categories.items())])
 
 
 def _seq_ranges(seqs: Iterable[int]) -> Iterator[tuple[int, int]]:
@@ -245,8 +315,10 @@ def _append_chain_link(conn: sqlite3.Connection, content: str) -> int:
     return seq
 
 
-def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str, seqs: Iterable[int]) -> None:
-    """Chain a removal of `seqs` (ascending), inside the caller's transaction; none, no link."""
+def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str, seqs: Iterable[int],
+                         counts: Counts | None = None) -> None:
+    """Chain a removal of `seqs` (ascending) and what it took out of the daily figures, inside the
+    caller's transaction; no seqs, no link."""
     link_seq, prev_hash = _chain_end(conn)
     written = 0
 
@@ -258,16 +330,21 @@ def _append_removal_link(conn: sqlite3.Connection, reason: str, removed_at: str,
             written += 1
             yield first, last
 
-    content = removal_digest(reason, removed_at, write(_seq_ranges(seqs)))
+    content = removal_digest(reason, removed_at, write(_seq_ranges(seqs)), counts)
     if not written:
         return
+    if counts:
+        conn.executemany("INSERT INTO removal_counts (link_seq, site, day, action, n) VALUES (?, ?, ?, ?, ?)",
+                         [(link_seq, *row) for row in counts[0]])
+        conn.executemany("INSERT INTO removal_category_counts (link_seq, site, day, category, granted, total) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", [(link_seq, *row) for row in counts[1]])
     _insert_chain_link(conn, link_seq, prev_hash, content)
     conn.execute("INSERT INTO removal_links (seq, reason, removed_at, ranges) VALUES (?, ?, ?, ?)",
                  [link_seq, reason, removed_at, written])
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return utc_iso()
 
 
 class StoreError(Exception):
@@ -405,6 +482,10 @@ class Store:
 
     # -- sites ------------------------------------------------------------
 
+    def site_texts(self) -> list[tuple[str, str]]:
+        """Every site's id and stored definition text, as saved."""
+        return [tuple(row) for row in self.db.conn.execute("SELECT id, definition FROM sites ORDER BY id")]
+
     def sites(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT definition FROM sites ORDER BY id")
         return [json.loads(row["definition"]) for row in rows]
@@ -483,16 +564,21 @@ class Store:
         """Whether this server issued `subject_id` and still holds a choice under it."""
         return bool(self._query("SELECT 1 FROM consents WHERE subject_id = ? LIMIT 1", [subject_id]))
 
-    def append_consent(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def append_consent(self, event_id: str,
+                       build: Callable[[str | None], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         """Append one choice and its chain link, committed before returning.
 
-        Returns (row, created). A record whose event_id is already stored is not
-        written again: the stored row comes back with created=False.
+        `build(last_recorded_at)` makes the record under the write lock, so that records are
+        chained in the order of their times (verify reports any that are not). Returns (row,
+        created). A record whose event_id is already stored is not written again: the stored
+        row comes back with created=False.
         """
         with self._write():
-            existing = self.consent_by_event(record["event_id"])
+            existing = self.consent_by_event(event_id)
             if existing:
                 return existing, False
+            last = self.db.conn.execute("SELECT recorded_at FROM consents ORDER BY seq DESC LIMIT 1").fetchone()
+            record = build(last[0] if last else None)
             # Plain INSERTs: sqlite-utils' insert() adds catalog queries and savepoints per call.
             seq = _append_chain_link(self.db.conn, record["content_hash"])
             row = dict(record, seq=seq)
@@ -586,6 +672,70 @@ class Store:
                                    [link_seq]).fetchone()
         return row[0], row[1]
 
+    def removal_counts(self, link_seq: int) -> Counts:
+        """What one removal link took out of the daily figures: (actions, categories)."""
+        return ([tuple(r) for r in self.db.conn.execute(
+                    "SELECT site, day, action, n FROM removal_counts WHERE link_seq = ?", [link_seq])],
+                [tuple(r) for r in self.db.conn.execute(
+                    "SELECT site, day, category, granted, total FROM removal_category_counts "
+                    "WHERE link_seq = ?", [link_seq])])
+
+    def stray_removal_rows(self) -> list[int]:
+        """Removal rows (ranges, counts or links) that belong to no removal link of the chain: the
+        first records their ranges claim, or their link's seq."""
+        chained = ("(SELECT 1 FROM removal_links l JOIN consent_chain ch ON ch.seq = l.seq "
+                   "WHERE l.seq = {}.link_seq)")
+        rows = self.db.conn.execute(
+            f"SELECT first FROM removal_ranges r WHERE NOT EXISTS {chained.format('r')} UNION "
+            f"SELECT link_seq FROM removal_counts n WHERE NOT EXISTS {chained.format('n')} UNION "
+            f"SELECT link_seq FROM removal_category_counts k WHERE NOT EXISTS {chained.format('k')} UNION "
+            "SELECT seq FROM removal_links l WHERE NOT EXISTS (SELECT 1 FROM consent_chain ch WHERE ch.seq = l.seq) "
+            "ORDER BY 1 LIMIT 10")
+        return [row[0] for row in rows]
+
+    def uncounted_removals(self) -> int:
+        """Removal links made before removals were counted (migration 0008)."""
+        return self.db.conn.execute(
+            "SELECT count(*) FROM removal_links l WHERE NOT EXISTS "
+            "(SELECT 1 FROM removal_counts n WHERE n.link_seq = l.seq)").fetchone()[0]
+
+    def figure_rows(self) -> dict[str, list[tuple]]:
+        """Every daily figure as kept, and every count removals took out of them."""
+        def rows(sql: str) -> list[tuple]:
+            return [tuple(r) for r in self.db.conn.execute(sql)]
+        return {
+            "actions": rows("SELECT site, day, action, n FROM consent_daily"),
+            "categories": rows("SELECT site, day, category, granted, total FROM consent_daily_categories"),
+            "removed_actions": rows("SELECT site, day, action, n FROM removal_counts"),
+            "removed_categories": rows("SELECT site, day, category, granted, total FROM removal_category_counts"),
+        }
+
+    def iter_notice_texts(self) -> Iterator[dict[str, Any]]:
+        """Every published notice version with its text."""
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        yield from (dict(row) for row in cursor.execute("SELECT * FROM notice_versions ORDER BY slug, version, lang"))
+
+    def iter_banners(self) -> Iterator[dict[str, Any]]:
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        yield from (dict(row) for row in cursor.execute("SELECT * FROM banner_versions ORDER BY hash"))
+
+    def records_without_their_texts(self) -> list[int]:
+        """Records whose notice version, cookie notice version or banner is no longer stored under
+        the SHA-256 the record holds (a text replaced together with its hash)."""
+        rows = self.db.conn.execute(
+            "SELECT c.seq FROM consents c "
+            "LEFT JOIN notice_versions n ON n.slug = c.notice_slug AND n.version = c.notice_version "
+            "AND n.lang = c.lang "
+            "LEFT JOIN notice_versions k ON k.slug = c.cookie_notice_slug AND k.version = c.cookie_notice_version "
+            "AND k.lang = c.lang "
+            "LEFT JOIN banner_versions b ON b.hash = c.banner_hash "
+            "WHERE n.sha256 IS NOT c.notice_sha256 OR b.hash IS NULL "
+            "OR (c.cookie_notice_version IS NOT NULL AND k.sha256 IS NOT c.cookie_notice_sha256) "
+            "ORDER BY c.seq LIMIT 10")
+        return [row[0] for row in rows]
+
     def removal_links(self, after_seq: int = 0) -> list[dict[str, Any]]:
         """The erasures and purges chained after link `after_seq`, with how many records each removed."""
         return [dict(row) for row in self._query(
@@ -599,11 +749,16 @@ class Store:
                            "WHERE ch.seq IS NULL ORDER BY c.seq LIMIT 10")
         return [row["seq"] for row in rows]
 
-    def remove_consents(self, where: str, params: list[Any], reason: str, actor: str) -> int:
-        """Delete the content of matching consents, keeping their chain links; audit without personal data."""
+    def remove_consents(self, where: str, params: list[Any], reason: str, actor: str,
+                        day_of: Callable[[str], str]) -> int:
+        """Delete the content of the consents `c` matching `where`, keeping their chain links; chain
+        the removal with what it took out of the daily figures (`day_of` gives a recorded_at's
+        day there); audit it without personal data."""
         now = utcnow()
         with self._write():
-            seqs = [row["seq"] for row in self._query(f"SELECT seq FROM consents WHERE {where}", params)]
+            rows = self._query("SELECT seq, site, action, choices, recorded_at FROM consents c "
+                               f"WHERE {where} ORDER BY seq", params)
+            seqs = [row["seq"] for row in rows]
             for start in range(0, len(seqs), 500):
                 chunk = seqs[start:start + 500]
                 self.db.conn.executemany(
@@ -611,15 +766,44 @@ class Store:
                     [(seq, reason, now) for seq in chunk])
                 marks = ",".join("?" * len(chunk))
                 self.db.execute(f"DELETE FROM consents WHERE seq IN ({marks})", chunk)
-            _append_removal_link(self.db.conn, reason, now, sorted(seqs))
+            _append_removal_link(self.db.conn, reason, now, seqs, _tally(rows, day_of))
             self._audit(now, actor, f"consents.{reason}", f"{len(seqs)} records", {"rows": len(seqs)})
+            if reason == "purge":
+                self.db.execute("UPDATE maintenance SET last_run_at = ?, last_count = ?, claimed_until = NULL "
+                                "WHERE task = 'purge'", [now, len(seqs)])
         return len(seqs)
 
-    def erase_subject(self, subject_id: str, actor: str) -> int:
-        return self.remove_consents("subject_id = ?", [subject_id], "erase", actor)
+    def erase_subject(self, subject_id: str, actor: str, day_of: Callable[[str], str]) -> int:
+        return self.remove_consents("c.subject_id = ?", [subject_id], "erase", actor, day_of)
 
-    def purge_expired(self, valid_before: str, actor: str) -> int:
-        return self.remove_consents("valid_until < ?", [valid_before], "purge", actor)
+    def purge_ended(self, before: str, actor: str, day_of: Callable[[str], str]) -> int:
+        """Remove the records that stopped being in force before `before`: expired, or replaced or
+        withdrawn by the same subject's next record on the same site. Marks the purge as run."""
+        return self.remove_consents(
+            "c.valid_until < ? OR EXISTS (SELECT 1 FROM consents n WHERE n.subject_id = c.subject_id "
+            "AND n.site = c.site AND n.seq > c.seq AND n.recorded_at < ?)", [before, before],
+            "purge", actor, day_of)
+
+    # -- scheduled maintenance (keksi.retention) ------------------------------
+
+    def claim_task(self, task: str, now: str, due_before: str, claim_until: str) -> bool:
+        """Claim `task` for this process if its last run ended before `due_before` and nobody holds
+        an unexpired claim: at most one worker of one host runs it at a time."""
+        with self._write():
+            cursor = self.db.execute(
+                "UPDATE maintenance SET claimed_until = ? WHERE task = ? AND (last_run_at IS NULL "
+                "OR last_run_at < ?) AND (claimed_until IS NULL OR claimed_until < ?)",
+                [claim_until, task, due_before, now])
+            return cursor.rowcount == 1
+
+    def release_task(self, task: str) -> None:
+        """Give up a claim after a failed run, so the next check may try again."""
+        with self._write():
+            self.db.execute("UPDATE maintenance SET claimed_until = NULL WHERE task = ?", [task])
+
+    def task_status(self, task: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM maintenance WHERE task = ?", [task])
+        return dict(rows[0]) if rows else None
 
     # -- notices: withdrawing an upcoming version --------------------------
 
@@ -740,10 +924,21 @@ class Store:
         return [dict(row, detail=json.loads(row["detail"] or "null")) for row in rows]
 
     def _audit(self, at: str, actor: str, action: str, subject: str, detail: Any) -> None:
-        self.db["audit_log"].insert(
-            {"at": at, "actor": actor, "action": action, "subject": subject,
-             "detail": json.dumps(detail, sort_keys=True)}
-        )
+        """Append an audit entry chained to the one before (under the write lock, as in the ledger)."""
+        with self._write():
+            last = self.db.conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+            row = {"id": last[0] + 1 if last else 1, "at": at, "actor": actor, "action": action,
+                   "subject": subject, "detail": json.dumps(detail, sort_keys=True)}
+            row["prev_hash"] = last[1] if last else GENESIS_HASH
+            row["row_hash"] = chain_hash(row["prev_hash"], audit_content_hash(row))
+            self.db.conn.execute(f"INSERT INTO audit_log ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                 list(row.values()))
+
+    def iter_audit(self) -> Iterator[dict[str, Any]]:
+        """Every audit entry with its chain hashes, oldest first."""
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        yield from (dict(row) for row in cursor.execute("SELECT * FROM audit_log ORDER BY id"))
 
     # -- helpers ----------------------------------------------------------
 

@@ -67,3 +67,27 @@ def count_rows(app: Any, table: str = "consents") -> int:
         return store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         store.close()
+
+
+def record_some(client: Any, n: int = 3, lang: str = "en") -> list[dict[str, Any]]:
+    """Post `n` choices, accepting and rejecting in turn; return the answers."""
+    cfg = config(client, lang=lang)
+    return [post(client, choice(cfg, "accept_all" if i % 2 == 0 else "reject_all")).get_json()
+            for i in range(n)]
+
+
+def tamper(app: Any, sql: str, *triggers: str) -> None:
+    """Change the database as someone with write access to the file would: drop the triggers
+    in the way, then run `sql`."""
+    store = open_store(app.config["DATABASE"])
+    try:
+        for trigger in triggers:
+            store.db.execute(f"DROP TRIGGER {trigger}")
+        store.db.executescript(sql)
+    finally:
+        store.close()
+
+
+def printed(output: str, label: str) -> str:
+    """The value of a line `label: value` that a command printed."""
+    return next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith(label + ": "))

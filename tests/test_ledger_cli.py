@@ -12,7 +12,7 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
-from .ledger import DEMO_SITE, ROOT, add_site, choice, config, count_rows, post
+from .ledger import DEMO_SITE, ROOT, add_site, choice, config, count_rows, post, printed, record_some, tamper
 
 
 @pytest.fixture
@@ -20,12 +20,6 @@ def app(make_app):
     app = make_app()
     add_site(app)
     return app
-
-
-def record_some(client, n: int = 3, lang: str = "en") -> list[dict]:
-    cfg = config(client, lang=lang)
-    return [post(client, choice(cfg, "accept_all" if i % 2 == 0 else "reject_all")).get_json()
-            for i in range(n)]
 
 
 def test_sites_round_trip_through_show_edit_and_add(make_app, tmp_path):
@@ -104,19 +98,9 @@ def test_verify_passes_on_an_honest_ledger(app, client):
     assert result.exit_code == 0 and "5 records verified" in result.output
 
 
-def _tamper(app, sql: str, trigger: str) -> None:
-    store = open_store(app.config["DATABASE"])
-    try:
-        store.db.execute(f"DROP TRIGGER {trigger}")
-        store.db.execute(sql)
-        store.db.conn.commit()
-    finally:
-        store.close()
-
-
 def test_verify_finds_an_edited_row(app, client):
     record_some(client, 5)
-    _tamper(app, "UPDATE consents SET action = 'accept_all', choices = '{}' WHERE seq = 3",
+    tamper(app, "UPDATE consents SET action = 'accept_all', choices = '{}' WHERE seq = 3",
             "consents_no_update")
     result = app.test_cli_runner().invoke(args=["consents", "verify"])
     assert result.exit_code == 1
@@ -130,14 +114,14 @@ def test_records_with_and_without_a_cookie_notice_version_verify_and_an_edit_of_
     post(client, choice(cfg, cookie_notice_version=cfg["notices"]["cookies"]["version"]))
     runner = app.test_cli_runner()
     assert "2 records verified" in runner.invoke(args=["consents", "verify"]).output
-    _tamper(app, "UPDATE consents SET cookie_notice_version = '2026-04-09' WHERE seq = 2", "consents_no_update")
+    tamper(app, "UPDATE consents SET cookie_notice_version = '2026-04-09' WHERE seq = 2", "consents_no_update")
     result = runner.invoke(args=["consents", "verify"])
     assert result.exit_code == 1 and "broken at record 2" in result.output
 
 
 def test_verify_finds_a_deleted_row_and_a_rewritten_chain(app, client):
     record_some(client, 4)
-    _tamper(app, "DELETE FROM consent_chain WHERE seq = 2", "consent_chain_no_delete")
+    tamper(app, "DELETE FROM consent_chain WHERE seq = 2", "consent_chain_no_delete")
     result = app.test_cli_runner().invoke(args=["consents", "verify"])
     assert result.exit_code == 1 and "broken at record 3" in result.output
 
@@ -147,7 +131,7 @@ def test_a_head_recorded_earlier_shows_a_rebuilt_chain(app, client):
     record_some(client, 3)
     runner = app.test_cli_runner()
     first = runner.invoke(args=["consents", "verify"])
-    head = first.output.split("chain head: ")[1].strip()
+    head = printed(first.output, "chain head")
     assert head.startswith("3:")
     later = record_some(client, 2)
     runner.invoke(args=["consents", "erase", "--subject", later[0]["subject_id"]])
@@ -197,7 +181,7 @@ def test_an_edited_list_of_removed_records_is_found(app, client):
     runner = app.test_cli_runner()
     runner.invoke(args=["consents", "erase", "--subject", answers[1]["subject_id"]])
     assert "4 records verified, 1 of them erased" in runner.invoke(args=["consents", "verify"]).output
-    _tamper(app, "UPDATE removal_ranges SET last = last + 1", "removal_ranges_no_update")
+    tamper(app, "UPDATE removal_ranges SET last = last + 1", "removal_ranges_no_update")
     result = runner.invoke(args=["consents", "verify"])
     assert result.exit_code == 1 and "list of records was changed" in result.output
 

@@ -21,6 +21,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
 from app import create_app
+from keksi import consents
 from keksi.store import open_store
 
 from .conftest import SAMPLE_NOTICES, TODAY, LiveServer, publish_all, write_version
@@ -449,7 +450,7 @@ def test_choices_queued_after_an_erasure_share_the_new_subject(page: Page, widge
     wait_until(lambda: (stored_choice(page) or {}).get("i"))
     store = open_store(widget.app.config["DATABASE"])
     try:
-        assert store.erase_subject(first["subject_id"], "tests") == 1
+        assert consents.erase(store, first["subject_id"], "tests", timezone.utc) == 1
     finally:
         store.close()
     widget.faults.always = "unreachable"

@@ -1,0 +1,256 @@
+"""The proof has no side doors: tampering by someone who can write the database file is reported.
+
+Each test changes the database as such a person could (dropping triggers where needed, or
+writing only rows the triggers allow) and checks that `flask consents verify` names it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from keksi import consents
+from keksi.store import open_store
+
+from .conftest import TODAY
+from .ledger import add_site, choice, config, post, printed, record_some, tamper
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    add_site(app)
+    return app
+
+
+def verify(app, *args: str):
+    return app.test_cli_runner().invoke(args=["consents", "verify", *args])
+
+
+def assert_reported(app, *expected: str) -> None:
+    result = verify(app)
+    assert result.exit_code == 1, result.output
+    for text in expected:
+        assert text in result.output, result.output
+
+
+# -- removals -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("link_seq", [4, 99], ids=["a consent link", "past the end"])
+def test_a_record_deleted_behind_a_hand_made_range_is_found(app, client, link_seq):
+    """Without dropping any trigger: a removal mark and a range naming a link that is no removal."""
+    record_some(client, 4)
+    tamper(app, "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', 'now');"
+                f"INSERT INTO removal_ranges (first, last, link_seq) VALUES (2, 2, {link_seq});"
+                "DELETE FROM consents WHERE seq = 2;")
+    assert_reported(app, "a removal row belongs to no erasure or purge in the chain")
+
+
+def test_counts_of_a_removal_cannot_be_edited_or_added_beside_it(app, client):
+    answers = record_some(client, 3)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]]).exit_code == 0
+    assert verify(app).exit_code == 0
+    tamper(app, "UPDATE removal_counts SET n = n + 1", "removal_counts_no_update")
+    assert_reported(app, "broken at record 4", "list of records was changed")
+
+
+def test_counts_pointing_at_no_removal_are_found(app, client):
+    record_some(client, 2)
+    tamper(app, f"INSERT INTO removal_counts (link_seq, site, day, action, n) VALUES (2, 'demo', '{TODAY}', "
+                "'accept_all', 5)")
+    assert_reported(app, "a removal row belongs to no erasure or purge")
+
+
+# -- time order ---------------------------------------------------------------------
+
+
+def _append_as_forger(app, cfg: dict, recorded_at: datetime) -> None:
+    """Chain a record dated `recorded_at`, correctly hashed, behind the records already there."""
+    store = open_store(app.config["DATABASE"])
+    try:
+        checked = consents.check_choice(choice(cfg), store, ["fi", "sv", "en"],
+                                        datetime.fromisoformat(TODAY).date(), "http://localhost:8000")
+        record = consents.build_record(checked, recorded_at, None, None)
+        store.append_consent(checked.event_id, lambda last: record)
+    finally:
+        store.close()
+
+
+def test_records_appended_out_of_time_order_are_found(app, client):
+    cfg = config(client)
+    record_some(client, 3)
+    assert verify(app).exit_code == 0
+    _append_as_forger(app, cfg, datetime.now(timezone.utc) - timedelta(days=30))
+    assert_reported(app, "broken at record 4", "appended out of time order")
+
+
+def test_a_clock_that_steps_back_keeps_the_ledger_in_time_order(app, client):
+    """An honest server whose clock is set back (NTP) dates the record as the one before it."""
+    cfg = config(client)
+    store = open_store(app.config["DATABASE"])
+    try:
+        for moment in (datetime.now(timezone.utc), datetime.now(timezone.utc) - timedelta(minutes=5)):
+            checked = consents.check_choice(choice(cfg), store, ["fi", "sv", "en"],
+                                            datetime.fromisoformat(TODAY).date(), "http://localhost:8000")
+            consents.record(store, checked, None, None, now=moment)
+        times = [row["recorded_at"] for row in store.iter_consents()]
+    finally:
+        store.close()
+    assert times[0] == times[1]
+    assert verify(app).exit_code == 0
+
+
+# -- notices, banners and the audit log -----------------------------------------------
+
+
+def test_a_notice_rewritten_under_its_old_hash_is_found(app, client):
+    record_some(client, 1)
+    tamper(app, "UPDATE notice_versions SET body = 'We sell your data.' WHERE slug = 'privacy' AND lang = 'en'",
+           "notice_versions_immutable")
+    assert_reported(app, "notice privacy/", ".en: the text its pages show is not the text published")
+
+
+def test_a_notice_source_rewritten_keeping_its_hash_is_found(app, client):
+    tamper(app, "UPDATE notice_versions SET source = source || 'x' WHERE slug = 'cookies' AND lang = 'sv'",
+           "notice_versions_immutable")
+    assert_reported(app, "notice cookies/", "no longer has the SHA-256 recorded when it was published")
+
+
+def test_a_notice_replaced_with_a_new_hash_is_found_by_the_records_and_the_audit_log(app, client):
+    """Text and hash both rewritten: the hash verifies, but the records and the audit log hold the old one."""
+    record_some(client, 2)
+    store = open_store(app.config["DATABASE"])
+    try:
+        row = store.db.execute("SELECT slug, version, source FROM notice_versions WHERE slug = 'privacy' "
+                               "AND lang = 'en' ORDER BY version DESC LIMIT 1").fetchone()
+    finally:
+        store.close()
+    source = row[2].replace("\n\n", "\n\nWe also sell your data.\n\n", 1)
+    from keksi.notices import parse_source, sha256
+    parsed = parse_source("x", row[0], row[1], "en", source)
+    tamper(app, f"UPDATE notice_versions SET source = '{source.replace(chr(39), chr(39) * 2)}', "
+                f"body = '{parsed.body.replace(chr(39), chr(39) * 2)}', sha256 = '{sha256(source)}' "
+                f"WHERE slug = 'privacy' AND version = '{row[1]}' AND lang = 'en'", "notice_versions_immutable")
+    assert_reported(app, "the audit log does not record its publication with this SHA-256",
+                    "record 1: a notice version or banner it refers to was replaced or removed")
+
+
+def test_a_banner_rewritten_under_its_hash_is_found(app, client):
+    record_some(client, 1)
+    tamper(app, "UPDATE banner_versions SET content = replace(content, 'Accept', 'Okay')",
+           "banner_versions_immutable")
+    assert_reported(app, "banner ", "no longer has the hash it was stored under")
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM banner_versions", "DELETE FROM audit_log", "UPDATE audit_log SET actor = 'someone'",
+    "UPDATE banner_versions SET content = '{}'",
+])
+def test_banners_and_the_audit_log_refuse_delete_and_update(app, client, statement):
+    record_some(client, 1)
+    store = open_store(app.config["DATABASE"])
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            store.db.execute(statement)
+    finally:
+        store.close()
+
+
+def test_a_deleted_banner_is_found_by_the_records_that_refer_to_it(app, client):
+    record_some(client, 1)
+    tamper(app, "DELETE FROM banner_versions", "banner_versions_no_delete")
+    assert_reported(app, "record 1: a notice version or banner it refers to was replaced or removed")
+
+
+def _audit_entries(app) -> int:
+    store = open_store(app.config["DATABASE"])
+    try:
+        return store.db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+    finally:
+        store.close()
+
+
+def test_the_audit_log_is_chained_and_an_edit_is_found(app, client):
+    entries = _audit_entries(app)
+    assert entries >= 3  # the sample notices' publications
+    assert printed(verify(app).output, "audit head").startswith(f"{entries}:")
+    tamper(app, "UPDATE audit_log SET actor = 'someone else' WHERE id = 2", "audit_log_no_update")
+    assert_reported(app, "audit entry 2: its content was changed")
+
+
+def test_an_audit_entry_removed_from_the_middle_is_found(app, client):
+    tamper(app, "DELETE FROM audit_log WHERE id = 2", "audit_log_no_delete")
+    assert_reported(app, "audit entry 3: its link to the previous entry does not match")
+
+
+def test_audit_entries_cut_from_the_end_are_found_with_the_head_kept_outside(app, client):
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.audit("tests", "user.add", "someone@example.fi", {"roles": ["legal"]})
+    finally:
+        store.close()
+    head = printed(verify(app).output, "audit head")
+    last = int(head.split(":")[0])
+    tamper(app, f"DELETE FROM audit_log WHERE id = {last}", "audit_log_no_delete")
+    assert verify(app).exit_code == 0, "alone, a shorter log is still a chain"
+    result = verify(app, "--audit-head", head)
+    assert result.exit_code == 1 and "the audit log ends before the head recorded earlier" in result.output
+    assert verify(app, "--audit-head", "1:nothex").exit_code == 2
+
+
+# -- the daily figures ---------------------------------------------------------------
+
+
+def test_figures_edited_by_hand_are_found(app, client):
+    record_some(client, 3)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["consents", "figures", "--check"]).exit_code == 0
+    tamper(app, "UPDATE consent_daily SET n = n + 40 WHERE action = 'accept_all'")
+    check = runner.invoke(args=["consents", "figures", "--check"])
+    assert check.exit_code == 1
+    assert "accept_all is 42, the records give 2" in check.output, check.output
+    assert_reported(app, "figures of demo on")
+
+
+def test_category_figures_edited_by_hand_are_found(app, client):
+    record_some(client, 2)
+    tamper(app, "UPDATE consent_daily_categories SET granted = total WHERE category = 'marketing'")
+    assert_reported(app, "marketing granted is 2, the records give 1")
+
+
+def test_figures_stay_derivable_after_erasure_and_purge(app, client):
+    """Removals keep the figures (no personal data) and count what they took out of them."""
+    answers = record_some(client, 4)
+    post(client, choice(config(client, lang="en"), "withdraw", subject_id=answers[2]["subject_id"]))
+    runner = app.test_cli_runner()
+    assert "erased 1 records" in runner.invoke(args=["consents", "erase", "--subject", answers[1]["subject_id"]]).output
+    purged = runner.invoke(args=["consents", "purge", "--older-than", "0"])
+    assert "purged 1 records" in purged.output, purged.output  # the choice withdrawn just now
+    result = runner.invoke(args=["consents", "figures", "--check"])
+    assert result.exit_code == 0 and "figures ok: every daily figure matches the 3 records" in result.output
+    day = datetime.now(ZoneInfo(app.config["TIMEZONE"])).date().isoformat()
+    csv_out = runner.invoke(args=["consents", "figures", "--site", "demo", "--from", day, "--to", day]).output
+    assert csv_out.splitlines()[1].startswith(f"{day},2,2,0,1,5"), csv_out
+    verified = verify(app)
+    assert verified.exit_code == 0 and "figures ok" in verified.output, verified.output
+
+
+def test_figures_of_a_forged_removal_of_no_records_are_refused(app, client):
+    """Counts added to an honest removal change its hash."""
+    answers = record_some(client, 2)
+    app.test_cli_runner().invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]])
+    tamper(app, f"INSERT INTO removal_counts (link_seq, site, day, action, n) VALUES (3, 'demo', '2026-01-01', "
+                "'custom', 7)")
+    assert_reported(app, "broken at record 3", "list of records was changed")
+
+
+def test_a_site_definition_changed_without_a_save_is_found(app, client):
+    record_some(client, 1)
+    assert verify(app).exit_code == 0
+    tamper(app, """UPDATE sites SET definition = replace(definition, '"consent_days": 365', '"consent_days": 3650')""")
+    assert_reported(app, "site demo: its definition is not the one its last audited save recorded")
