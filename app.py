@@ -10,7 +10,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from keksi import cli, http, i18n, pagecache, settings, store
+from keksi import cli, http, i18n, pagecache, retention, settings, store
 from keksi.views import admin, api, health, site
 from keksi.views import widget as widget_views
 from keksi.views import admin_sites
@@ -62,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     http.init_app(app)
     csrf.init_app(app)
+    retention.init_app(app)
 
     csrf.exempt(api.record_consent)  # checked by Origin allow-list instead; it carries no cookie
     app.register_blueprint(api.bp)

@@ -96,7 +96,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONSENT_DAYS", 365,
             "How long a consent lasts when a site does not set its own consent_days.", int),
     Setting("RETENTION_DAYS", 730,
-            "Days after a consent expires before `flask consents purge` deletes it.", int),
+            "Days a consent record is kept after it stops being in force: after it expires, or after the "
+            "same visitor's next choice on the site replaces or withdraws it, whichever comes first.", int),
+    Setting("AUTO_PURGE", True,
+            "Purge records past their retention once a day inside Keksi (one worker, in the background, "
+            "when a request arrives); false leaves it to `flask consents purge`.", _boolean),
     Setting("TRUSTED_PROXIES", 0,
             "How many reverse proxies in front of Keksi to trust for X-Forwarded-For; 0 takes the "
             "address from the socket.", int),
