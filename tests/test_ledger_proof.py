@@ -254,3 +254,23 @@ def test_a_site_definition_changed_without_a_save_is_found(app, client):
     assert verify(app).exit_code == 0
     tamper(app, """UPDATE sites SET definition = replace(definition, '"consent_days": 365', '"consent_days": 3650')""")
     assert_reported(app, "site demo: its definition is not the one its last audited save recorded")
+
+
+def test_an_audit_log_from_before_migration_0008_is_chained_by_it(make_app):
+    app = make_app()
+    add_site(app)
+    record_some(app.test_client(), 2)
+    entries = _audit_entries(app)
+    tamper(app, "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;"
+                "DROP TRIGGER banner_versions_no_delete; DROP TABLE removal_counts;"
+                "DROP TABLE removal_category_counts; DROP TABLE maintenance;"
+                "ALTER TABLE audit_log DROP COLUMN prev_hash; ALTER TABLE audit_log DROP COLUMN row_hash;"
+                "CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+                "DELETE FROM _sqlite_migrations WHERE name = '0008_ledger_proof';")
+    migrated = make_app(publish=False, DATABASE=app.config["DATABASE"])  # the app migrates on start
+    result = verify(migrated)
+    assert result.exit_code == 0, result.output
+    assert printed(result.output, "audit head").startswith(f"{entries}:")
+    tamper(migrated, "UPDATE audit_log SET detail = '{}' WHERE id = 1", "audit_log_no_update")
+    assert_reported(migrated, "audit entry 1: its content was changed")
