@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from keksi import sites  # noqa: E402
+from keksi import notices, sites  # noqa: E402
 from keksi.consents import HASHED_COLUMNS, content_hash  # noqa: E402
 from keksi.store import GENESIS_HASH, Store, chain_hash, open_store  # noqa: E402
 from keksi.store import migrations as store_migrations  # noqa: E402
@@ -87,8 +87,6 @@ def generate(path: str, rows: int, end: datetime, log=print) -> float:
     # by Keksi's own code, as on an upgraded server.
     later = [m.name for m in store_migrations.pending(store.db) if m.name > LEDGER_MIGRATION]
     store_migrations.apply(store.db, stop_before=later or None)
-    definition = json.loads((ROOT / "sites" / "demo.json").read_text(encoding="utf-8"))
-    store.save_site(sites.validate(definition, ["fi", "sv", "en"]), "bench", create=True)
     store.close()
 
     conn = sqlite3.connect(path, isolation_level=None)
@@ -98,8 +96,11 @@ def generate(path: str, rows: int, end: datetime, log=print) -> float:
     start, _ = time_range(end)
     step_us = DAYS * 86400 * 1_000_000 / rows
     start_us = int(start.timestamp() * 1_000_000)
-    notice_hashes = ["%064x" % rng.getrandbits(256) for _ in range(2)]
-    banners = ["%064x" % rng.getrandbits(256) for _ in range(6)]
+    # Records refer to the sample notices and to banners stored after the rows (`_texts`), by
+    # their real hashes, as `flask consents verify` checks.
+    notice_hashes = {(path.name[:10], path.name[11:13]): notices.read_source(path, ROOT / "notices").sha256
+                     for path in (ROOT / "notices" / "privacy").glob("*.md")}
+    banners = {lang: sites.canonical_json({"bench banner": lang}) for lang in ("fi", "sv", "en")}
     ips = [f"198.51.{i}.0" for i in range(256)] + [f"2001:db8:{i:x}::" for i in range(64)]
     prev = GENESIS_HASH
     seq = 0
@@ -138,8 +139,8 @@ def generate(path: str, rows: int, end: datetime, log=print) -> float:
                 "page": PAGES[seq % len(PAGES)],
                 "notice_slug": "privacy",
                 "notice_version": "2025-03-01" if old else "2026-04-09",
-                "notice_sha256": notice_hashes[old],
-                "banner_hash": banners[seq % len(banners)],
+                "notice_sha256": notice_hashes[("2025-03-01" if old else "2026-04-09", LANGS[seq % 10])],
+                "banner_hash": sites.banner_hash(json.loads(banners[LANGS[seq % 10]])),
                 "widget_version": "1.0.0",
                 "ip": ips[seq % len(ips)],
                 "user_agent": AGENTS[seq % len(AGENTS)],
@@ -158,15 +159,25 @@ def generate(path: str, rows: int, end: datetime, log=print) -> float:
         conn.execute("COMMIT")
         log(f"  generated {seq:,} / {rows:,} rows ({time.perf_counter() - started:.0f} s)")
     conn.close()
+    store = open_store(path)
     if later:
-        store = open_store(path)
         log(f"  applying the later migrations over the rows: {', '.join(later)}")
         store.migrate()
-        store.close()
+    _texts(store, banners)
+    store.close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return time.perf_counter() - started
+
+
+def _texts(store: Store, banners: dict[str, str]) -> None:
+    """The site, the sample notices and the banners the rows refer to, saved as Keksi saves them."""
+    definition = json.loads((ROOT / "sites" / "demo.json").read_text(encoding="utf-8"))
+    store.save_site(sites.validate(definition, ["fi", "sv", "en"]), "bench", create=True)
+    notices.publish(ROOT / "notices", ["fi", "sv", "en"], store, "bench")
+    for lang, content in banners.items():
+        store.remember_banner(sites.banner_hash(json.loads(content)), SITE, lang, content)
 
 
 def file_bytes(path: str) -> int:
@@ -205,7 +216,10 @@ def _flask(args: list[str], database: str) -> dict:
     on Linux, so RUSAGE_CHILDREN would report the generator's memory, not the command's.
     CPU seconds matter because this machine is shared: wall time includes waiting for a CPU.
     """
-    env = dict(os.environ, KEKSI_DATABASE=database, KEKSI_SECRET_KEY="bench", FLASK_APP="app.py")
+    # UTC: migration 0004 derived the daily figures of the generated rows by UTC day, and verify
+    # recomputes them by day in KEKSI_TIMEZONE.
+    env = dict(os.environ, KEKSI_DATABASE=database, KEKSI_SECRET_KEY="bench", FLASK_APP="app.py",
+               KEKSI_TIMEZONE="UTC")
     with tempfile.NamedTemporaryFile(suffix=".time") as measured, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", measured.name,
