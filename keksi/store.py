@@ -347,6 +347,13 @@ def utcnow() -> str:
     return utc_iso()
 
 
+# Records out of force before the cutoff (given twice). The unary + keeps SQLite on the subject
+# index: given the (site, seq) index instead, it scanned every later record of the site for each
+# record (100k records: over 15 minutes instead of 1 s).
+PURGE_WHERE = ("c.valid_until < ? OR EXISTS (SELECT 1 FROM consents n WHERE n.subject_id = c.subject_id "
+               "AND +n.site = c.site AND +n.seq > c.seq AND n.recorded_at < ?)")
+
+
 class StoreError(Exception):
     """A write the store refused; the message says why."""
 
@@ -779,10 +786,7 @@ class Store:
     def purge_ended(self, before: str, actor: str, day_of: Callable[[str], str]) -> int:
         """Remove the records that stopped being in force before `before`: expired, or replaced or
         withdrawn by the same subject's next record on the same site. Marks the purge as run."""
-        return self.remove_consents(
-            "c.valid_until < ? OR EXISTS (SELECT 1 FROM consents n WHERE n.subject_id = c.subject_id "
-            "AND n.site = c.site AND n.seq > c.seq AND n.recorded_at < ?)", [before, before],
-            "purge", actor, day_of)
+        return self.remove_consents(PURGE_WHERE, [before, before], "purge", actor, day_of)
 
     # -- scheduled maintenance (keksi.retention) ------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 
 from app import create_app
 from keksi import consents, retention
-from keksi.store import open_store
+from keksi.store import PURGE_WHERE, open_store
 
 from .conftest import TODAY
 from .ledger import ORIGIN, add_site, choice, config, count_rows, tamper
@@ -80,6 +80,17 @@ def test_retention_of_a_replaced_or_withdrawn_consent_counts_from_then_not_from_
     assert {untouched["consent_id"], elsewhere["consent_id"], withdrawal["consent_id"]} <= remaining(app)
     verified = app.test_cli_runner().invoke(args=["consents", "verify"])
     assert verified.exit_code == 0 and "figures ok" in verified.output, verified.output
+
+
+def test_the_purge_finds_each_records_successor_through_the_subject_index(app):
+    """Through the (site, seq) index it read every later record of the site for each record."""
+    store = open_store(app.config["DATABASE"])
+    try:
+        plan = " ".join(row[-1] for row in store.db.execute(
+            f"EXPLAIN QUERY PLAN SELECT seq FROM consents c WHERE {PURGE_WHERE}", ["x", "x"]))
+    finally:
+        store.close()
+    assert "SEARCH n USING INDEX idx_consents_subject_id (subject_id=?)" in plan, plan
 
 
 def test_healthz_and_the_dashboard_warn_in_the_readers_language_when_purging_is_overdue(app, client):
