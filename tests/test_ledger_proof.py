@@ -244,7 +244,7 @@ def test_figures_of_a_forged_removal_of_no_records_are_refused(app, client):
     """Counts added to an honest removal change its hash."""
     answers = record_some(client, 2)
     app.test_cli_runner().invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]])
-    tamper(app, f"INSERT INTO removal_counts (link_seq, site, day, action, n) VALUES (3, 'demo', '2026-01-01', "
+    tamper(app, "INSERT INTO removal_counts (link_seq, site, day, action, n) VALUES (3, 'demo', '2026-01-01', "
                 "'custom', 7)")
     assert_reported(app, "broken at record 3", "list of records was changed")
 

@@ -153,7 +153,11 @@ def test_of_several_processes_checking_at_once_one_purges(app, client):
         thread.join(timeout=60)
     assert sorted(results, key=str) == [1] + [None] * 5
     assert len(purge_runs(app)) == 1
-    assert retention.purge_if_due(open_store(app.config["DATABASE"]), 730, timezone.utc) is None, "not due again"
+    store = open_store(app.config["DATABASE"])
+    try:
+        assert retention.purge_if_due(store, 730, timezone.utc) is None, "not due again"
+    finally:
+        store.close()
 
 
 def test_a_claim_left_by_a_worker_that_died_expires(app, client):
@@ -217,3 +221,10 @@ def _get_json(port: int, path: str) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path)
     return json.loads(conn.getresponse().read())
+
+
+def test_healthz_names_a_pending_migration_before_reading_the_schedule(app, client):
+    tamper(app, "DROP TABLE maintenance; DELETE FROM _sqlite_migrations WHERE name = '0008_ledger_proof';")
+    answer = client.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.get_json() == {"status": "error", "database": "ok", "pending_migrations": ["0008_ledger_proof"]}

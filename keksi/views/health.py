@@ -19,11 +19,11 @@ def healthz():
     try:
         store = get_store()
         pending = store.pending_migrations()
+        if pending:
+            return jsonify(status="error", database="ok", pending_migrations=pending), 503
         purge = retention.status(store)
     except Exception as exc:  # any failure to read the database means unhealthy
         return jsonify(status="error", database=str(exc)), 503
-    if pending:
-        return jsonify(status="error", database="ok", pending_migrations=pending), 503
     body = {"status": "ok", "database": "ok", "retention": purge}
     if purge["overdue"]:
         body["status"] = "warning"
