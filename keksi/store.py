@@ -244,6 +244,17 @@ def _ledger_proof(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO maintenance (task, last_run_at) VALUES ('purge', ?)", [utcnow()])
 
 
+@migrations(name="0009_widget_builds")
+def _widget_builds(db: sqlite_utils.Database) -> None:
+    # Code escrow (CNIL 2020-092): every widget build served, byte for byte, by the version each
+    # consent record names, so that a record shows which code the visitor ran, not only its hash.
+    db["widget_builds"].create(
+        {"version": str, "sha256": str, "script": str, "first_served_at": str},
+        pk="version", not_null={"sha256", "script", "first_served_at"},
+    )
+    db.executescript(_append_only("widget_builds", "widget builds are kept as first served"))
+
+
 def audit_content_hash(row: dict[str, Any]) -> str:
     """An audit entry's content hash: its id and every field, in a fixed order."""
     values = [row["id"], row["at"], row["actor"], row["action"], row["subject"], row["detail"]]
@@ -482,10 +493,10 @@ class Store:
                     self._audit(now, actor, "notice.publish",
                                 f"{row['slug']}/{row['version']}.{row['lang']}",
                                 {"sha256": row["sha256"], "material": bool(row["material"])})
-                self._notices_changed()
+                self._changed("notices")
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a version was already published: {exc}") from exc
-        self._notices_changed(committed=True)
+        self._changed("notices", committed=True)
 
     # -- sites ------------------------------------------------------------
 
@@ -520,6 +531,8 @@ class Store:
                                 [definition["name"], text, now, site_id])
             self._audit(now, actor, "site.add" if create else "site.edit", site_id,
                         {"sha256": hashlib.sha256(text.encode()).hexdigest()})
+            self._changed("sites")
+        self._changed("sites", committed=True)
 
     def remove_site(self, site_id: str, actor: str) -> None:
         with self._write():
@@ -530,6 +543,8 @@ class Store:
                                  "kept; remove its origins instead to stop it collecting new ones")
             self.db.execute("DELETE FROM sites WHERE id = ?", [site_id])
             self._audit(utcnow(), actor, "site.remove", site_id, None)
+            self._changed("sites")
+        self._changed("sites", committed=True)
 
     # -- banner versions ----------------------------------------------------
 
@@ -556,6 +571,35 @@ class Store:
     def banner_version(self, banner_hash: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM banner_versions WHERE hash = ?", [banner_hash])
         return dict(rows[0]) if rows else None
+
+    def banner_versions(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Every banner version (of one site), newest first, without its content."""
+        clause, params = _where(("site = ?", site))
+        rows = self._query("SELECT hash, site, lang, first_served_at FROM banner_versions"
+                           f"{clause} ORDER BY first_served_at DESC, hash", params)
+        return [dict(row) for row in rows]
+
+    # -- widget builds --------------------------------------------------------
+
+    def remember_widget_build(self, version: str, script: str) -> None:
+        """Keep a widget build the first time it is served; a version is kept only once."""
+        if self._query("SELECT 1 FROM widget_builds WHERE version = ?", [version]):
+            return
+        with self._write():
+            self.db.execute(
+                "INSERT OR IGNORE INTO widget_builds (version, sha256, script, first_served_at) "
+                "VALUES (?, ?, ?, ?)",
+                [version, hashlib.sha256(script.encode("utf-8")).hexdigest(), script, utcnow()])
+
+    def widget_build(self, version: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM widget_builds WHERE version = ?", [version])
+        return dict(rows[0]) if rows else None
+
+    def widget_builds(self) -> list[dict[str, Any]]:
+        """Every widget build kept, newest first, without its script."""
+        rows = self._query("SELECT version, sha256, length(CAST(script AS BLOB)) AS size, first_served_at "
+                           "FROM widget_builds ORDER BY first_served_at DESC")
+        return [dict(row) for row in rows]
 
     # -- consents -----------------------------------------------------------
 
@@ -824,17 +868,17 @@ class Store:
             self.db.execute("DELETE FROM notice_versions WHERE slug = ? AND version = ?", [slug, version])
             self._audit(now, actor, "notice.withdraw", f"{slug}/{version}",
                         {row["lang"]: row["sha256"] for row in rows})
-            self._notices_changed()
-        self._notices_changed(committed=True)
+            self._changed("notices")
+        self._changed("notices", committed=True)
         return len(rows)
 
-    def _notices_changed(self, *, committed: bool = False) -> None:
-        """Change the notice stamp (see notices_stamp). Called inside the transaction, so that a
-        stamp that cannot be written fails the change, and again after the commit, so that a page
-        rendered between the two is not kept under the new stamp. After the commit the change
+    def _changed(self, what: str, *, committed: bool = False) -> None:
+        """Change the stamp of `what` ("notices" or "sites", see stamp()). Called inside the
+        transaction, so that a stamp that cannot be written fails the change, and again after the
+        commit, so that a page or configuration made between the two is not kept under the new stamp. After the commit the change
         has happened: a stamp that cannot be written then is logged, not reported as a failure
         (the first write already changed the stamp, so caches still start over)."""
-        stamp = _stamp_file(self.path)
+        stamp = _stamp_file(self.path, what)
         try:
             # One appended line per change: the file only grows, so (inode, size) never repeats,
             # even when two changes fall in one tick of the file system's clock.
@@ -842,10 +886,10 @@ class Store:
                 log.write(f"{utcnow()} {os.getpid()}\n")
         except OSError as exc:
             if committed:
-                _log.error("the notice stamp %s cannot be written after a committed change (%s); "
-                           "page caches may keep the previous pages until the next change", stamp, exc)
+                _log.error("the %s stamp %s cannot be written after a committed change (%s); "
+                           "caches may keep what they made before until the next change", what, stamp, exc)
                 return
-            raise StoreUnavailable(f"the notice stamp {stamp} cannot be written ({exc})") from exc
+            raise StoreUnavailable(f"the {what.rstrip('s')} stamp {stamp} cannot be written ({exc})") from exc
 
     # -- users ----------------------------------------------------------------
 
@@ -989,19 +1033,25 @@ def chain_hash(prev_hash: str, content_hash: str) -> str:
     return hashlib.sha256(f"{prev_hash}:{content_hash}".encode()).hexdigest()
 
 
-def _stamp_file(path: str) -> str:
-    return path + ".notices-changed"
+def _stamp_file(path: str, what: str = "notices") -> str:
+    return f"{path}.{what}-changed"
 
 
-def notices_stamp(path: str) -> tuple[int, int, int]:
-    """A value that changes whenever any process publishes or withdraws a notice version in the
-    database at `path`: one stat() call, cheap enough for every request (keksi.pagecache).
-    A backend shared by several hosts would keep this in the database instead."""
+def stamp(path: str, what: str) -> tuple[int, int, int]:
+    """A value that changes whenever any process changes `what` in the database at `path`:
+    "notices" (a version published or withdrawn) or "sites" (a site added, edited or removed).
+    One stat() call, cheap enough for every request (keksi.pagecache, the widget's
+    configuration). A backend shared by several hosts would keep this in the database instead."""
     try:
-        found = os.stat(_stamp_file(path))
+        found = os.stat(_stamp_file(path, what))
     except OSError:
         return (0, 0, 0)
     return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+def notices_stamp(path: str) -> tuple[int, int, int]:
+    """The notices' stamp (see stamp())."""
+    return stamp(path, "notices")
 
 
 def database_path(app: Flask) -> str:

@@ -1,4 +1,5 @@
-"""The embeddable consent widget: build widget/consent.js into one minified, precompressed script.
+"""The embeddable consent widget: build widget/consent.js into one minified, precompressed script,
+and keep every build served in the store (code escrow).
 
 The build minifies the script (rjsmin) and the stylesheet (rcssmin), puts the stylesheet into
 the script as a string (the widget adopts it as a constructed stylesheet, which a strict host
@@ -18,6 +19,8 @@ from pathlib import Path
 import brotli
 import rcssmin
 import rjsmin
+
+from .store import Store
 
 CSS_MARK = '"__KEKSI_CSS__"'
 VERSION_MARK = "__KEKSI_VERSION__"
@@ -101,3 +104,16 @@ def current(folder: Path) -> Build:
                     _builds[where] = _build(texts, source_hash)
                 _seen[where] = stamp
     return _builds[where]
+
+
+def archive(build: Build, store: Store, archived: set[str]) -> None:
+    """Keep `build` in the store under its version the first time this process serves it.
+
+    Every consent record names the widget version that posted it; with the exact script kept
+    (CNIL 2020-092 asks for code escrow), the record shows which code the visitor ran.
+    `archived` is the process's set of versions already kept: one query per build and process.
+    """
+    if build.version in archived:
+        return
+    store.remember_widget_build(build.version, build.identity.decode("utf-8"))
+    archived.add(build.version)

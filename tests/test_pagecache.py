@@ -178,7 +178,7 @@ def test_the_stamp_differs_after_every_change_even_within_one_clock_tick(make_ap
     store = open_store(path)
     try:
         for _ in range(50):
-            store._notices_changed()
+            store._changed("notices")
             stamp = store_module.notices_stamp(path)
             assert stamp not in seen
             seen.add(stamp)

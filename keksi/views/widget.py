@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request
 
 from .. import widget
+from ..store import get_store
 
 bp = Blueprint("widget", __name__, url_prefix="/widget/v1")
 
@@ -24,6 +25,9 @@ def _encoding() -> str:
 def script():
     """The widget script for `<script src=… data-site=…>`; cacheable by any site."""
     build = widget.current(Path(current_app.root_path) / "widget")
+    # Kept before it is served: a record naming this version can always show its code. When the
+    # database is locked the script is refused (503) rather than served unkept.
+    widget.archive(build, get_store(), current_app.extensions.setdefault("keksi.widget_builds", set()))
     encoding = _encoding()
     response = Response(build.body(encoding), mimetype="text/javascript")
     response.headers["Content-Type"] = "text/javascript; charset=utf-8"
