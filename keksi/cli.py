@@ -23,6 +23,7 @@ from . import proof
 from . import sites as sites_mod
 from .clock import today
 from .store import StoreError, get_store, open_store
+from .views.admin_proof import proof_links
 
 notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
 
@@ -299,9 +300,12 @@ def _day(value: str | None, name: str) -> str | None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv")
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8", lazy=False), default="-",
               help="File to write (default: standard output).")
-def consents_export(site: str, since: str | None, until: str | None, fmt: str, output) -> None:
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
+              help="Where Keksi's admin is reached: each record links its banner and widget code there.")
+def consents_export(site: str, since: str | None, until: str | None, fmt: str, output, base_url: str) -> None:
     """Stream a site's consent records as CSV or JSON Lines, in constant memory.
 
+    Each record links the banner version and widget build it names, in the admin (legal).
     Example: flask consents export --site demo --since 2026-01-01 --format jsonl -o audit.jsonl
     """
     store = get_store()
@@ -310,10 +314,12 @@ def consents_export(site: str, since: str | None, until: str | None, fmt: str, o
     since, until = _day(since, "--since"), _day(until, "--until")
     total = store.count_consents(site, since, until)
     rows = store.iter_consents(site, since, until)
+    with current_app.test_request_context(base_url=base_url):
+        links = proof_links()
     with click.progressbar(length=total, label="exporting", file=sys.stderr,
                            show_pos=True) as bar:
         step = 0
-        for step, _ in enumerate(consents_mod.export(rows, output, fmt), 1):
+        for step, _ in enumerate(consents_mod.export(rows, output, fmt, links), 1):
             if step % 1000 == 0:
                 bar.update(1000)
         bar.update(step % 1000)

@@ -25,3 +25,8 @@ def utc_iso(moment: datetime | None = None) -> str:
     Fixed width, so such strings compare in time order."""
     moment = moment or datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_utc(text: str) -> datetime:
+    """A UTC time as the ledger and the store write it (`…Z` or `…+00:00`), as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)

@@ -39,7 +39,9 @@ HASHED_COLUMNS = (
 # Added later: hashed after the columns above only when one of them is set, so that rows
 # recorded before they existed keep verifying.
 LATER_HASHED_COLUMNS = ("cookie_notice_slug", "cookie_notice_version", "cookie_notice_sha256")
-EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + LATER_HASHED_COLUMNS + ("content_hash",)
+# Then where legal reads the banner and the widget code the record names (not hashed: derived).
+PROOF_COLUMNS = ("banner_url", "widget_url")
+EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + LATER_HASHED_COLUMNS + ("content_hash",) + PROOF_COLUMNS
 
 
 class InvalidChoice(ValueError):
@@ -461,8 +463,11 @@ def purge(store: Store, days: int, actor: str, zone: tzinfo, now: datetime | Non
 # -- export -------------------------------------------------------------------------
 
 
-def export(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> Iterator[int]:
-    """Write rows as CSV or JSON Lines, yielding after each so a caller can show progress."""
+def export(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str,
+           links: Callable[[dict[str, Any]], tuple[str, str | None]]) -> Iterator[int]:
+    """Write rows as CSV or JSON Lines, yielding after each so a caller can show progress.
+    `links(row)` gives the URLs of the banner version and widget build the row names."""
+    rows = (dict(row, **dict(zip(PROOF_COLUMNS, links(row)))) for row in rows)
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
@@ -480,15 +485,30 @@ def export(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> Iterator[i
         raise ValueError(f"unknown format {fmt!r}: use csv or jsonl")
 
 
+# The fragment that makes the widget open its panel on the page it is on (widget/consent.js).
+OPEN_PANEL = "#keksi-settings"
+
+
+def change_urls(row: dict[str, Any], origins: Iterable[str]) -> list[str]:
+    """The page where a choice was made, on each of the site's origins, opening the widget's
+    panel: where the visitor changes or withdraws it. The site's home page when the record
+    keeps no page path."""
+    page = row.get("page") or "/"
+    if not page.startswith("/") or page.startswith("//"):
+        page = "/"
+    return [origin + page + OPEN_PANEL for origin in origins]
+
+
 def receipt(row: dict[str, Any]) -> dict[str, Any]:
-    """What a visitor may see of their own record: no subject id, address or browser."""
+    """What a visitor may see of their own record: no subject id, address or browser. A
+    withdrawal has no `valid_until`: it consents to nothing that could expire."""
     return {
         "consent_id": row["consent_id"],
         "site": row["site"],
         "action": row["action"],
         "choices": json.loads(row["choices"]),
         "recorded_at": row["recorded_at"],
-        "valid_until": row["valid_until"],
+        "valid_until": None if row["action"] == "withdraw" else row["valid_until"],
         "lang": row["lang"],
         "ui_surface": row["ui_surface"],
         "notice": {"slug": row["notice_slug"], "version": row["notice_version"],

@@ -15,15 +15,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_date as babel_format_date
+from babel.dates import format_time as babel_format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, current_app, g, request, session
-from flask_babel import Babel
+from flask_babel import Babel, force_locale
+from flask_babel import gettext as _
 
 babel = Babel()
 
@@ -70,6 +73,19 @@ def format_date(value: date | str, lang: str | None = None) -> str:
     lang = lang or current_language()
     pattern = current_app.config["DATE_FORMATS"].get(lang, "long")
     return babel_format_date(value, pattern, locale=lang)
+
+
+def format_moment(moment: datetime, lang: str | None = None) -> str:
+    """A moment in KEKSI_TIMEZONE as the language writes it, with the offset from UTC:
+    "2.12.2026 klo 7.55 (UTC+2)", "2.12.2026 kl. 07:55 (UTC+2)", "2 December 2026 at 7:55 AM (UTC+2)"."""
+    lang = lang or current_language()
+    local = moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    minutes = int(local.utcoffset().total_seconds() // 60)
+    hours, rest = divmod(abs(minutes), 60)
+    zone = f"UTC{'+' if minutes >= 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
+    with force_locale(lang):
+        return _("%(date)s at %(time)s (%(zone)s)", date=format_date(local.date(), lang),
+                 time=babel_format_time(local, "short", locale=lang), zone=zone)
 
 
 def language_name(lang: str) -> str:

@@ -152,12 +152,23 @@ SCHEMAS: dict[str, Any] = {
     "Receipt": {
         "type": "object",
         "required": ["consent_id", "site", "action", "choices", "recorded_at", "valid_until", "lang",
-                     "ui_surface", "notice", "cookie_notice", "banner_hash", "gpc", "receipt_url"],
+                     "ui_surface", "notice", "cookie_notice", "banner_hash", "gpc", "receipt_url",
+                     "banner_url", "change_urls", "recorded_at_text", "valid_until_text"],
         "properties": {
             "consent_id": _HEX32, "site": {"type": "string"},
             "action": {"enum": ["accept_all", "reject_all", "custom", "withdraw"]},
             "choices": {"type": "object", "additionalProperties": {"type": "boolean"}},
-            "recorded_at": _TIME, "valid_until": _TIME, "lang": {"type": "string"},
+            "recorded_at": _TIME,
+            "valid_until": {"oneOf": [_TIME, {"type": "null"}],
+                            "description": "Null for a withdrawal: it consents to nothing that expires."},
+            "recorded_at_text": {"type": "string", "description": "As the receipt's language writes it, "
+                                                                  "in KEKSI_TIMEZONE with its offset."},
+            "valid_until_text": {"type": ["string", "null"]},
+            "banner_url": {**_URL, "description": "The banner exactly as shown with this choice."},
+            "change_urls": {"type": "array", "items": _URL,
+                            "description": "The page where the choice was made, on each of the site's "
+                                           "origins, with #keksi-settings, which opens the widget's panel."},
+            "lang": {"type": "string"},
             "ui_surface": {"enum": ["banner", "panel", "reopened"]},
             "notice": _NOTICE_SEEN,
             "cookie_notice": {"oneOf": [_NOTICE_SEEN, {"type": "null"}],
@@ -165,7 +176,22 @@ SCHEMAS: dict[str, Any] = {
             "banner_hash": _HEX64, "gpc": {"type": "boolean"}, "receipt_url": _URL,
         },
     },
+    "BannerVersion": {
+        "type": "object",
+        "required": ["hash", "site", "lang", "first_served_at", "content", "url"],
+        "properties": {"hash": _HEX64, "site": {"type": "string"}, "lang": {"type": "string"},
+                       "first_served_at": _TIME, "url": _URL,
+                       "content": {"type": "object", "description": "What banner_hash covers, as served."}},
+    },
+    "WidgetBuild": {
+        "type": "object",
+        "required": ["version", "sha256", "first_served_at", "script", "url"],
+        "properties": {"version": {"type": "string"}, "sha256": _HEX64, "first_served_at": _TIME,
+                       "script": {"type": "string", "description": "The exact script served."}, "url": _URL},
+    },
 }
+
+_LEGAL_ONLY = {"401": _error("Not signed in to the admin"), "403": _error("Not a legal or admin user")}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -204,6 +230,9 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Record one choice",
                 "description": "Accepts the JSON body also as text/plain (navigator.sendBeacon). At most "
                                "4096 bytes. The request's Origin must be one of the site's origins.",
+                "parameters": [{"name": "cookie", "in": "query", "required": False, "schema": {"enum": ["1"]},
+                                "description": "First-party mode: when the request's Origin is this API's own "
+                                               "origin, the 201 sets the keksi_consent cookie (Set-Cookie)."}],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/ConsentRequest"}},
                     "text/plain": {"schema": {"type": "string"}}}},
@@ -228,6 +257,27 @@ OPENAPI: dict[str, Any] = {
                               "404": _error("No such consent")},
             }
         },
+        "/banners/{banner_hash}": {
+            "get": {
+                "summary": "A banner version in full, by the hash consent records name",
+                "security": [{"adminSession": []}],
+                "parameters": [{"name": "banner_hash", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The banner version", "content": _json("BannerVersion")},
+                              **_LEGAL_ONLY, "404": _error("Never served")},
+            }
+        },
+        "/widget-builds/{widget_version}": {
+            "get": {
+                "summary": "A widget build's exact script, by the widget_version consent records name",
+                "security": [{"adminSession": []}],
+                "parameters": [{"name": "widget_version", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The widget build", "content": _json("WidgetBuild")},
+                              **_LEGAL_ONLY, "404": _error("Never served")},
+            }
+        },
     },
-    "components": {"schemas": SCHEMAS},
+    "components": {"schemas": SCHEMAS, "securitySchemes": {"adminSession": {
+        "type": "apiKey", "in": "cookie", "name": "session",
+        "description": "The admin's session cookie, after signing in at /admin/login (legal or admin)."}}},
 }

@@ -32,6 +32,7 @@ from ..site_forms import (MORE_ROWS, Built, add_category, add_empty_rows, add_er
                           build_definition, form_data, new_site_data, site_form, too_many_categories)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, form_expired, role_required
+from .admin_proof import proof_links
 
 bp = Blueprint("admin_sites", __name__, url_prefix="/admin/sites")
 bp.register_error_handler(CSRFError, form_expired)  # the same translated answer as the rest of the admin
@@ -438,13 +439,14 @@ def export_csv(site_id: str):
     # The stream outlives the view: the request's own store is closed when its app context
     # ends, before the first row is read. So the stream has a connection of its own.
     path = database_path(current_app)
+    links = proof_links()
 
     def generate():
         store = open_store(path)
         try:
             rows = store.iter_consents(site["id"], since, until)
             buffer = io.StringIO()
-            for _ in consents.export(rows, buffer, "csv"):
+            for _ in consents.export(rows, buffer, "csv", links):
                 if buffer.tell() >= EXPORT_CHUNK:
                     yield buffer.getvalue()
                     buffer.seek(0)

@@ -10,16 +10,19 @@ import functools
 import hashlib
 import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 from flask_babel import force_locale
 
-from .. import consents, notices, sites
+from .. import auth, clock, consents, notices, sites, workercache
 from ..clock import today
 from ..http import conditional
-from ..i18n import best_language, format_date
+from ..i18n import best_language, format_date, format_moment
 from ..openapi import OPENAPI
 from ..ratelimit import RateLimiter
 from ..store import StoreUnavailable, get_store
@@ -104,25 +107,60 @@ def _cors(response: Response, origin: str | None) -> Response:
     return response
 
 
+@dataclass(frozen=True)
+class _Config:
+    """A site's configuration response for one language and host, as kept per worker."""
+    body: bytes
+    etag: str
+    lang: str
+    origins: frozenset[str]
+
+
 @bp.get("/sites/<site_id>/config")
 def site_config(site_id: str):
     """Everything the widget needs for one site and language, in one cacheable response."""
-    store = get_store()
-    site = store.site(site_id)
+    lang_arg = request.args.get("lang")
+    # Kept per worker until a site or notice changes or the day does (keksi.workercache); the
+    # URLs in it are absolute, so the host (and a first-party mode's path) is part of the key.
+    made = workercache.cache().get(("config", site_id, lang_arg, request.url_root),
+                                   lambda: _make_config(site_id, lang_arg))
+    if made is None:
+        return _config_error(site_id, lang_arg)
+    g.lang = made.lang
+    origin = request.headers.get("Origin")
+    response = current_app.response_class(made.body, mimetype="application/json")
+    response = conditional(response, made.etag, None, "public, max-age=300")
+    return _cors(response, origin if sites.origin_allowed({"origins": made.origins}, origin) else None)
+
+
+def _config_lang(site: dict[str, Any], lang_arg: str | None) -> str | None:
+    """The language to answer in, or None when `lang_arg` is not a language code at all."""
+    lang = site["default_language"] if lang_arg is None else lang_arg
+    if lang in current_app.config["LANGUAGES"]:
+        return lang
+    # A page in a language not served here (its <html lang>): the site's default, in the
+    # same single request; the answer's `lang` says which language it is.
+    return site["default_language"] if LANGUAGE_TAG.fullmatch(lang) else None
+
+
+def _config_error(site_id: str, lang_arg: str | None) -> Response:
+    site = get_store().site(site_id)
     if site is None:
         return error(404, "site", f"There is no site {site_id!r}.")
     origin = request.headers.get("Origin")
-    cors_origin = origin if sites.origin_allowed(site, origin) else None
-    lang = request.args.get("lang", site["default_language"])
-    if lang not in current_app.config["LANGUAGES"]:
-        if LANGUAGE_TAG.fullmatch(lang):
-            # A page in a language not served here (its <html lang>): the site's default, in the
-            # same single request; the answer's `lang` says which language it is.
-            lang = site["default_language"]
-        else:  # CORS on the error too, so that the widget on an allowed page can read why.
-            return _cors(error(400, "lang", f"lang {lang!r} is not a language code; use one of "
-                                            f"{', '.join(current_app.config['LANGUAGES'])}."), cors_origin)
-    g.lang = lang
+    # CORS on the error too, so that the widget on an allowed page can read why.
+    return _cors(error(400, "lang", f"lang {lang_arg!r} is not a language code; use one of "
+                                    f"{', '.join(current_app.config['LANGUAGES'])}."),
+                 origin if sites.origin_allowed(site, origin) else None)
+
+
+def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
+    """Build a site's configuration response; None when the site or language is unknown."""
+    store = get_store()
+    site = store.site(site_id)
+    lang = _config_lang(site, lang_arg) if site else None
+    if lang is None:
+        return None
     banner, content, banner_hash = _banner(sites.canonical_json(site), lang)
     remembered = current_app.extensions.setdefault("keksi.banners", set())
     if banner_hash not in remembered:  # one database round trip per banner and worker
@@ -144,8 +182,7 @@ def site_config(site_id: str):
                             _external=True).replace("CONSENTID", "{consent_id}"),
     )
     etag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
-    response = conditional(jsonify(body), etag, None, "public, max-age=300")
-    return _cors(response, cors_origin)
+    return _Config(current_app.json.response(body).get_data(), etag, lang, frozenset(site["origins"]))
 
 
 @functools.lru_cache(maxsize=256)
@@ -168,7 +205,13 @@ def _rate_limiter() -> RateLimiter:
 
 
 def _allowed_anywhere(origin: str | None) -> bool:
-    return origin is not None and any(sites.origin_allowed(s, origin) for s in get_store().sites())
+    """Whether any site allows `origin`: from a per-worker set of every site's origins, so that
+    preflights, refusals and 429s do not read and parse every site definition."""
+    if origin is None:
+        return False
+    every = workercache.cache().get("origins", lambda: frozenset(
+        allowed for site in get_store().sites() for allowed in site["origins"]))
+    return sites.origin_allowed({"origins": every}, origin)
 
 
 @bp.route("/consents", methods=["OPTIONS"])
@@ -231,7 +274,42 @@ def record_consent():
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_consent", consent_id=row["consent_id"])
     response.headers["Cache-Control"] = "no-store"
+    if request.args.get("cookie") == "1" and origin == request.host_url.rstrip("/"):
+        _set_choice_cookie(response, row, store.site(row["site"]))
     return _cors(response, origin)
+
+
+CHOICE_COOKIE = "keksi_consent"
+REFUSAL_MIN_DAYS = 183  # a refusal stands at least six months (the EU's 2025 Digital Omnibus proposal)
+
+
+def _set_choice_cookie(response: Response, row: dict[str, Any], site: dict[str, Any] | None) -> None:
+    """First-party mode (README): the widget and this API are served from the site's own origin,
+    so the stored choice can be set with Set-Cookie. Safari and Brave keep such a cookie for its
+    whole Max-Age, where they cap one written by a script at 7 days. The value is exactly what
+    the widget writes itself (widget/consent.js, `state`); the widget asks for it (`?cookie=1`)
+    only for the last choice it has queued, so an older retried choice never replaces a newer one.
+    """
+    if site is None:
+        return
+    recorded = clock.parse_utc(row["recorded_at"])
+    expires = clock.parse_utc(row["valid_until"])
+    choices = json.loads(row["choices"])
+    optional = {cid: 1 if on else 0 for cid, on in choices.items() if cid != "necessary"}
+    if not any(optional.values()):
+        expires = max(expires, recorded + timedelta(days=REFUSAL_MIN_DAYS))
+    state = {"s": row["subject_id"], "i": row["consent_id"], "c": optional, "v": row["notice_version"],
+             "h": row["banner_hash"][:16], "k": sites.choice_hash(site)[:16], "l": row["lang"],
+             "t": int(recorded.timestamp()), "x": int(expires.timestamp())}
+    if row.get("cookie_notice_version"):
+        state["w"] = row["cookie_notice_version"]
+    domain = (site.get("cookie_domain") or "").lstrip(".")
+    host = request.host.split(":")[0]
+    response.set_cookie(
+        CHOICE_COOKIE, quote(json.dumps(state, separators=(",", ":")), safe=""),
+        max_age=max(0, state["x"] - int(datetime.now(timezone.utc).timestamp())), path="/",
+        domain=domain if domain and f".{host}".endswith(f".{domain}") else None,
+        secure=request.is_secure or current_app.config["HTTPS"], httponly=False, samesite="Lax")
 
 
 def _consent_answer(row: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +331,11 @@ def get_consent(consent_id: str):
         return error(404, "consent_id", "There is no consent with this ID.")
     body = consents.receipt(row)
     body["receipt_url"] = url_for("site.receipt", lang=row["lang"], consent_id=consent_id, _external=True)
+    body["banner_url"] = url_for("site.receipt_banner", lang=row["lang"], consent_id=consent_id, _external=True)
+    body["change_urls"] = receipt_change_urls(row)
+    body["recorded_at_text"] = format_moment(clock.parse_utc(row["recorded_at"]), row["lang"])
+    body["valid_until_text"] = (format_moment(clock.parse_utc(row["valid_until"]), row["lang"])
+                                if body["valid_until"] else None)
     for notice in (body["notice"], body["cookie_notice"]):
         if notice:
             notice["url"] = url_for("site.notice_version", lang=row["lang"], slug=notice["slug"],
@@ -260,6 +343,62 @@ def get_consent(consent_id: str):
     response = jsonify(body)
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def receipt_change_urls(row: dict[str, Any]) -> list[str]:
+    """Where the visitor can change or withdraw this choice: the page of the site where it was
+    made (its path, on each of the site's origins), with the fragment that opens the widget's
+    panel there; Keksi's own pages too when they show this site's banner."""
+    site = get_store().site(row["site"])
+    urls = consents.change_urls(row, site["origins"] if site else [])
+    if current_app.config["WIDGET_SITE"] == row["site"]:
+        urls.append(url_for("site.index", lang=row["lang"], _external=True) + consents.OPEN_PANEL)
+    return urls
+
+
+# -- proof for legal: banner versions and widget builds, by hash (signed-in legal or admin) ------
+
+def _legal_only(view: Callable[..., dict[str, Any] | Response]) -> Callable[..., Response]:
+    """401 without an admin session, 403 for a user without the legal (or admin) role; else the
+    view's answer as private JSON."""
+    from .admin import _load_user  # the admin's session rules: disabled users, changed passwords
+
+    @functools.wraps(view)
+    def wrapped(**kwargs: Any) -> Response:
+        _load_user()
+        if g.user is None:
+            return error(401, "session", "Sign in to the admin as a legal or admin user first.")
+        if not auth.has_role(g.user, "legal"):
+            return error(403, "role", "This needs the legal or admin role.")
+        answer = view(**kwargs)
+        response = answer if isinstance(answer, Response) else jsonify(answer)
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+    return wrapped
+
+
+@bp.get("/banners/<banner_hash>")
+@_legal_only
+def banner_version(banner_hash: str):
+    """A banner version, in full, by the hash that consent records name (legal and admin)."""
+    row = get_store().banner_version(banner_hash) if consents.HEX64.match(banner_hash) else None
+    if row is None:
+        return error(404, "banner_hash", "No banner version with this hash was ever served.")
+    return {"hash": row["hash"], "site": row["site"], "lang": row["lang"],
+            "first_served_at": row["first_served_at"], "content": json.loads(row["content"]),
+            "url": url_for("admin_proof.banner", banner_hash=row["hash"], _external=True)}
+
+
+@bp.get("/widget-builds/<version>")
+@_legal_only
+def widget_build(version: str):
+    """A widget build, the exact script served, by the `widget_version` records name (legal and admin)."""
+    row = get_store().widget_build(version) if consents.WIDGET_VERSION.match(version) else None
+    if row is None:
+        return error(404, "widget_version", "No widget build with this version was ever served.")
+    return {"version": row["version"], "sha256": row["sha256"], "first_served_at": row["first_served_at"],
+            "script": row["script"],
+            "url": url_for("admin_proof.widget_script", version=row["version"], _external=True)}
 
 
 @bp.get("/openapi.json")

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, g, make_response, redirect,
                    render_template, url_for)
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from .. import consents, diffs, notices, pagecache, sites
+from .. import clock, consents, diffs, notices, pagecache, sites
 from ..clock import today
 from ..http import conditional
-from ..i18n import best_language, current_language
+from ..i18n import best_language, current_language, format_moment
 from ..store import get_store
+from . import api
 
 bp = Blueprint("site", __name__)
 
@@ -186,16 +186,22 @@ def notice_diff(slug: str, old: str, new: str):
     return conditional(response, etag, _last_modified(notice), "public, max-age=3600")
 
 
-@bp.get("/<lang:lang>/receipt/<consent_id>")
-def receipt(consent_id: str):
-    """A visitor's receipt for one choice, and how to change or withdraw it."""
-    store = get_store()
-    row = store.consent(consent_id) if consents.HEX32.match(consent_id) else None
+def _consent_or_404(consent_id: str) -> dict[str, Any]:
+    row = get_store().consent(consent_id) if consents.HEX32.match(consent_id) else None
     if row is None:
         abort(404, _("There is no consent with this ID. Check that you copied the whole ID."))
-    site = store.site(row["site"]) or {"id": row["site"], "name": row["site"], "origins": [],
-                                        "categories": []}
-    later = store.later_consent(row["site"], row["subject_id"], row["seq"])
+    return row
+
+
+def _private(response: Response) -> Response:
+    """A page about one visitor's choice: the consent id in its URL is their key to it."""
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # never leak the id onwards
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _labelled_choices(row: dict[str, Any], site: dict[str, Any]) -> list[tuple[str, bool]]:
     labels = {c["id"]: c.get("label") for c in site["categories"]}
     with_labels = []
     for category, allowed in json.loads(row["choices"]).items():
@@ -205,20 +211,37 @@ def receipt(consent_id: str):
         if not label:
             label = sites.category_label(category) if category in sites.STANDARD_CATEGORIES else category
         with_labels.append((label, allowed))
-    response = make_response(render_template(
-        "site/receipt.html", row=row, site=site, choices=with_labels, later=later,
-        recorded_at=_local(row["recorded_at"]), valid_until=_local(row["valid_until"]),
-        later_at=_local(later["recorded_at"]) if later else None,
-        expired=row["valid_until"] < datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    return with_labels
+
+
+@bp.get("/<lang:lang>/receipt/<consent_id>")
+def receipt(consent_id: str):
+    """A visitor's receipt for one choice, and how to change or withdraw it."""
+    store = get_store()
+    row = _consent_or_404(consent_id)
+    site = store.site(row["site"]) or {"id": row["site"], "name": row["site"], "origins": [],
+                                        "categories": []}
+    later = store.later_consent(row["site"], row["subject_id"], row["seq"])
+    valid_until = clock.parse_utc(row["valid_until"])
+    return _private(make_response(render_template(
+        "site/receipt.html", row=row, site=site, choices=_labelled_choices(row, site), later=later,
+        recorded_at=format_moment(clock.parse_utc(row["recorded_at"])),
+        valid_until=None if row["action"] == "withdraw" else format_moment(valid_until),
+        later_at=format_moment(clock.parse_utc(later["recorded_at"])) if later else None,
+        expired=valid_until < datetime.now(timezone.utc),
+        change_urls=api.receipt_change_urls(row),
         alternates=_alternates("site.receipt", current_app.config["LANGUAGES"], consent_id=consent_id),
-    ))
-    response.headers["Cache-Control"] = "private, no-store"
-    # The consent id in the URL is the visitor's key to this page: never leak it onwards.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Robots-Tag"] = "noindex"
-    return response
+    )))
 
 
-def _local(iso: str) -> str:
-    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return format_datetime(moment, "short")
+@bp.get("/<lang:lang>/receipt/<consent_id>/banner")
+def receipt_banner(consent_id: str):
+    """The banner exactly as it was shown with one choice: its texts, categories and cookies."""
+    row = _consent_or_404(consent_id)
+    banner = get_store().banner_version(row["banner_hash"])
+    if banner is None:
+        abort(404, _("The banner shown with this choice is not on record."))
+    return _private(make_response(render_template(
+        "site/receipt_banner.html", row=row, banner=banner, content=json.loads(banner["content"]),
+        alternates=_alternates("site.receipt_banner", current_app.config["LANGUAGES"], consent_id=consent_id),
+    )))

@@ -1,0 +1,377 @@
+"""Proof an auditor can use and receipts a person can read: banner versions and widget builds by
+hash (admin, JSON, export), receipts in each language's own date and time, first-party cookies,
+and the per-worker caches that keep the widget's first request fast."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import urllib.parse
+from datetime import datetime, timezone
+from html import unescape
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from keksi import consents, widget
+from keksi.i18n import format_moment
+from keksi.openapi import OPENAPI
+from keksi.store import open_store
+
+from .conftest import write_version
+from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, post
+from .test_admin_sites import add_user, sign_in
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(TIMEZONE="Europe/Helsinki")
+    add_site(app)
+    add_user(app, "legal@example.fi", "legal")
+    add_user(app, "marketing@example.fi", "marketing")
+    return app
+
+
+def schema(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}", "components": OPENAPI["components"]}
+
+
+def text(response) -> str:
+    """A page's visible text, tags removed and spaces collapsed."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))).split())
+
+
+# -- receipts a person can read ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("fi", "2.12.2026 klo 7.55 (UTC+2)"),
+    ("sv", "2.12.2026 kl. 07:55 (UTC+2)"),
+    ("en", "2 December 2026 at 7:55\u202fAM (UTC+2)"),  # CLDR: a narrow no-break space
+])
+def test_a_moment_is_written_as_each_language_writes_it_with_its_time_zone(app, lang, expected):
+    with app.test_request_context():
+        assert format_moment(datetime(2026, 12, 2, 5, 55, tzinfo=timezone.utc), lang) == expected
+        summer = format_moment(datetime(2026, 7, 1, 5, 55, tzinfo=timezone.utc), lang)
+        assert "(UTC+3)" in summer, "summer time is UTC+3 in Helsinki"
+
+
+def recorded_moment(app, consent_id: str, lang: str) -> str:
+    store = open_store(app.config["DATABASE"])
+    try:
+        row = store.consent(consent_id)
+    finally:
+        store.close()
+    with app.test_request_context():
+        return format_moment(datetime.fromisoformat(row["recorded_at"].replace("Z", "+00:00")), lang)
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_the_receipt_dates_the_choice_in_the_language_and_names_what_was_shown(app, client, lang):
+    cfg = config(client, lang=lang)
+    answer = post(client, choice(cfg, cookie_notice_version=cfg["notices"]["cookies"]["version"])).get_json()
+    page = client.get(f"/{lang}/receipt/{answer['consent_id']}")
+    assert page.status_code == 200
+    shown = text(page)
+    moment = recorded_moment(app, answer["consent_id"], lang)
+    assert " ".join(moment.split()) in shown and "(UTC+2)" in moment
+    assert not re.search(r"\d{1,2}/\d{1,2}/\d{2}", shown), "never the US month/day order"
+    html = page.get_data(as_text=True)
+    assert f'href="/{lang}/cookies/{cfg["notices"]["cookies"]["version"]}"' in html, "the cookie notice version"
+    assert f'href="/{lang}/receipt/{answer["consent_id"]}/banner"' in html, "a link to the banner text"
+
+
+def test_a_withdrawal_receipt_has_no_valid_until(app, client):
+    cfg = config(client, lang="en")
+    first = post(client, choice(cfg)).get_json()
+    withdrawal = post(client, choice(cfg, "withdraw", subject_id=first["subject_id"],
+                                     ui_surface="reopened")).get_json()
+    assert "Valid until" in text(client.get(f"/en/receipt/{first['consent_id']}"))
+    assert "Valid until" not in text(client.get(f"/en/receipt/{withdrawal['consent_id']}"))
+    body = client.get(f"/api/v1/consents/{withdrawal['consent_id']}").get_json()
+    jsonschema.validate(body, schema("Receipt"))
+    assert body["valid_until"] is None and body["valid_until_text"] is None
+    assert client.get(f"/api/v1/consents/{first['consent_id']}").get_json()["valid_until"]
+
+
+def test_the_receipt_links_the_page_where_the_choice_was_made_opening_the_settings(app, client):
+    add_site(app, id="shop", origins=["https://www.shop.example", "https://shop.example"])
+    cfg = config(client, site="shop", lang="fi")
+    answer = post(client, choice(cfg, page="/tuotteet/kengat"), origin="https://shop.example").get_json()
+    page = client.get(f"/fi/receipt/{answer['consent_id']}")
+    hrefs = re.findall(r'<a href="([^"]+)" rel="noreferrer">', page.get_data(as_text=True))
+    assert hrefs == ["https://www.shop.example/tuotteet/kengat#keksi-settings",
+                     "https://shop.example/tuotteet/kengat#keksi-settings"]
+    assert "Muuta tai peru valintasi sivustolla shop.example" in text(page)
+    body = client.get(f"/api/v1/consents/{answer['consent_id']}").get_json()
+    assert body["change_urls"] == hrefs
+    assert body["recorded_at_text"] == recorded_moment(app, answer["consent_id"], "fi")
+    assert re.fullmatch(r"\d{1,2}\.\d{1,2}\.2026 klo \d{1,2}\.\d{2} \(UTC\+2\)", body["recorded_at_text"])
+    assert body["banner_url"] == f"http://localhost/fi/receipt/{answer['consent_id']}/banner"
+
+
+def test_a_page_path_that_is_not_a_path_links_the_home_page(app, client):
+    cfg = config(client, lang="en")
+    for page in ("//evil.example/x", "", "javascript:alert(1)"):
+        answer = post(client, choice(cfg, page=page))
+        if answer.status_code != 201:  # the API may refuse it outright, which is as good
+            continue
+        body = client.get(f"/api/v1/consents/{answer.get_json()['consent_id']}").get_json()
+        assert body["change_urls"] == [f"{origin}/#keksi-settings" for origin in DEMO_SITE["origins"]]
+
+
+def test_the_banner_behind_a_receipt_is_shown_as_the_visitor_saw_it(app, client):
+    cfg = config(client, lang="sv")
+    answer = post(client, choice(cfg)).get_json()
+    page = client.get(f"/sv/receipt/{answer['consent_id']}/banner")
+    assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    shown = text(page)
+    assert cfg["texts"]["title"] in shown and cfg["texts"]["intro"] in shown
+    for category in cfg["categories"]:
+        assert category["label"] in shown and category["purpose"] in shown
+    assert cfg["categories"][2]["services"][0]["cookies"][0]["name"] in shown
+    assert cfg["banner_hash"] in shown
+    assert client.get(f"/sv/receipt/{'0' * 32}/banner").status_code == 404
+
+
+# -- banner versions and widget builds, by hash -----------------------------------------------
+
+
+def served_widget(client) -> str:
+    response = client.get("/widget/v1/consent.js")
+    assert response.status_code == 200
+    return response.headers["X-Widget-Version"]
+
+
+def test_every_widget_build_served_is_kept_byte_for_byte(app, client):
+    version = served_widget(client)
+    script = client.get("/widget/v1/consent.js", headers={"Accept-Encoding": "identity"}).get_data()
+    store = open_store(app.config["DATABASE"])
+    try:
+        kept = store.widget_build(version)
+        assert kept["script"].encode("utf-8") == script
+        with pytest.raises(Exception, match="kept as first served"):
+            store.db.execute("UPDATE widget_builds SET script = 'x'")
+    finally:
+        store.close()
+
+
+def test_a_new_build_is_kept_beside_the_old_one(app, tmp_path):
+    folder = tmp_path / "widget"
+    folder.mkdir()
+    for name in widget.SOURCES:
+        (folder / name).write_text((Path(app.root_path) / "widget" / name).read_text(encoding="utf-8"),
+                                   encoding="utf-8")
+    first = widget.build(folder)
+    (folder / "consent.css").write_text((folder / "consent.css").read_text() + "\n.k{color:red}\n")
+    second = widget.build(folder)
+    assert first.version != second.version
+    store, kept = open_store(app.config["DATABASE"]), set()
+    try:
+        for build in (first, second, first):
+            widget.archive(build, store, kept)
+        assert {b["version"] for b in store.widget_builds()} == {first.version, second.version}
+    finally:
+        store.close()
+
+
+def test_legal_finds_a_record_s_banner_and_widget_by_hash(app, client):
+    version = served_widget(client)
+    cfg = config(client, lang="fi")
+    post(client, choice(cfg, widget_version=version))
+    sign_in(client, "legal@example.fi")
+    listing = client.get("/admin/proof/")
+    assert listing.status_code == 200
+    assert cfg["banner_hash"] in text(listing) and version in text(listing)
+    found = client.get(f"/admin/proof/?q={cfg['banner_hash']}")
+    assert found.status_code == 302 and found.headers["Location"].endswith(f"/admin/proof/banners/{cfg['banner_hash']}")
+    banner = client.get(f"/admin/proof/banners/{cfg['banner_hash']}")
+    assert cfg["texts"]["title"] in text(banner) and cfg["categories"][1]["purpose"] in text(banner)
+    assert client.get(f"/admin/proof/?q={version}").headers["Location"].endswith(f"/admin/proof/widgets/{version}")
+    download = client.get(f"/admin/proof/widgets/{version}.js")
+    assert download.headers["Content-Disposition"] == f'attachment; filename="keksi-widget-{version}.js"'
+    assert download.mimetype == "text/plain"
+    assert version.encode() in download.get_data() and b"keksi:visible" in download.get_data()
+    missing = client.get("/admin/proof/?q=" + "f" * 64)
+    assert "No banner version or widget build" in text(missing)
+    assert client.get("/admin/proof/banners/" + "f" * 64).status_code == 404
+    assert client.get("/admin/proof/widgets/nope").status_code == 404
+
+
+def test_legal_reads_them_as_json_with_its_session(app, client):
+    version = served_widget(client)
+    cfg = config(client, lang="en")
+    anonymous = client.get(f"/api/v1/banners/{cfg['banner_hash']}")
+    assert anonymous.status_code == 401 and anonymous.get_json()["field"] == "session"
+    sign_in(client, "marketing@example.fi")
+    assert client.get(f"/api/v1/banners/{cfg['banner_hash']}").status_code == 403
+    assert client.get(f"/api/v1/widget-builds/{version}").status_code == 403
+    client.post("/admin/logout")
+    legal = client.application.test_client()
+    sign_in(legal, "legal@example.fi")
+    banner = legal.get(f"/api/v1/banners/{cfg['banner_hash']}")
+    body = banner.get_json()
+    jsonschema.validate(body, schema("BannerVersion"))
+    assert body["content"]["texts"] == cfg["texts"] and body["content"]["categories"] == cfg["categories"]
+    assert "no-store" in banner.headers["Cache-Control"]
+    build = legal.get(f"/api/v1/widget-builds/{version}").get_json()
+    jsonschema.validate(build, schema("WidgetBuild"))
+    assert build["script"] == client.get("/widget/v1/consent.js").get_data(as_text=True)
+    for bad in ("0" * 64, "x" * 65, "%00", "a" * 5000):
+        assert legal.get(f"/api/v1/banners/{bad}").status_code == 404
+        assert legal.get(f"/api/v1/widget-builds/{bad}").status_code == 404
+
+
+def test_the_export_links_each_record_to_its_banner_and_widget(app, client, tmp_path):
+    version = served_widget(client)
+    cfg = config(client, lang="en")
+    post(client, choice(cfg, widget_version=version))
+    post(client, choice(cfg, widget_version=""))  # an older widget that sent none
+    out = tmp_path / "audit.jsonl"
+    result = app.test_cli_runner().invoke(args=["consents", "export", "--site", "demo", "--format", "jsonl",
+                                                "--base-url", "https://consent.example.fi", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    first, second = [json.loads(line) for line in out.read_text().splitlines()]
+    assert first["banner_url"] == f"https://consent.example.fi/admin/proof/banners/{cfg['banner_hash']}"
+    assert first["widget_url"] == f"https://consent.example.fi/admin/proof/widgets/{version}"
+    assert second["widget_url"] is None
+    sign_in(client, "legal@example.fi")
+    legal_follows = client.get(first["banner_url"].replace("https://consent.example.fi", ""))
+    assert cfg["texts"]["title"] in text(legal_follows)
+    sign_in(client, "marketing@example.fi")
+    exported = client.get("/admin/sites/demo/export.csv")
+    if exported.status_code == 200:  # who may export raw records is another issue's (15.5)
+        rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+        assert rows[0]["banner_url"] == f"http://localhost/admin/proof/banners/{cfg['banner_hash']}"
+
+
+# -- first-party mode: the server sets the stored choice --------------------------------------
+
+
+FIRST_PARTY = "https://www.shop.example"
+
+
+def first_party_post(client, body, **query: str):
+    """A post through the site's own reverse proxy (KEKSI_TRUSTED_PROXIES=1), as the widget sends it."""
+    url = "/api/v1/consents" + ("?" + urllib.parse.urlencode(query) if query else "")
+    return client.post(url, data=json.dumps(body), content_type="text/plain;charset=UTF-8", headers={
+        "Origin": FIRST_PARTY, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.shop.example",
+        "X-Forwarded-Prefix": "/consent", "X-Forwarded-For": "192.0.2.7"})
+
+
+def stored(response) -> tuple[dict, dict[str, str]]:
+    header = response.headers["Set-Cookie"]
+    name, _, rest = header.partition("=")
+    value, *attributes = rest.split("; ")
+    assert name == "keksi_consent"
+    return (json.loads(urllib.parse.unquote(value)),
+            {a.partition("=")[0].lower(): a.partition("=")[2] for a in attributes})
+
+
+@pytest.fixture
+def proxied(make_app):
+    app = make_app(TRUSTED_PROXIES=1)
+    add_site(app, id="shop", origins=[FIRST_PARTY], consent_days=30, cookie_domain="shop.example")
+    return app
+
+
+def test_first_party_posts_get_the_choice_as_a_server_cookie(proxied):
+    client = proxied.test_client()
+    cfg = client.get("/api/v1/sites/shop/config?lang=en", headers={
+        "X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.shop.example",
+        "X-Forwarded-Prefix": "/consent"}).get_json()
+    assert cfg["endpoint"] == "https://www.shop.example/consent/api/v1/consents"
+    accepted = first_party_post(client, choice(cfg, cookie_notice_version=cfg["notices"]["cookies"]["version"]),
+                                cookie="1")
+    assert accepted.status_code == 201
+    state, attributes = stored(accepted)
+    answer = accepted.get_json()
+    assert state["i"] == answer["consent_id"] and state["s"] == answer["subject_id"]
+    assert state["c"] == {"preferences": 1, "analytics": 1, "marketing": 1}
+    assert state["h"] == cfg["banner_hash"][:16] and state["k"] == cfg["choice_hash"][:16]
+    assert state["v"] == cfg["notices"]["privacy"]["version"] and state["w"] == cfg["notices"]["cookies"]["version"]
+    assert state["l"] == "en"
+    assert abs(int(attributes["max-age"]) - 30 * 86400) < 120, "Max-Age is the consent lifetime"
+    assert state["x"] == int(datetime.fromisoformat(answer["valid_until"].replace("Z", "+00:00")).timestamp())
+    assert attributes["path"] == "/" and attributes["samesite"] == "Lax" and "secure" in attributes
+    assert attributes["domain"] == "shop.example" and "httponly" not in attributes
+    refused = first_party_post(client, choice(cfg, "reject_all", subject_id=answer["subject_id"]), cookie="1")
+    state, attributes = stored(refused)
+    assert state["c"] == {"preferences": 0, "analytics": 0, "marketing": 0}
+    assert abs(int(attributes["max-age"]) - 183 * 86400) < 120, "a refusal stands at least 183 days"
+
+
+def test_no_server_cookie_unless_asked_from_the_api_s_own_origin(proxied):
+    client = proxied.test_client()
+    cfg = config(client, site="shop", lang="en")
+    assert "Set-Cookie" not in first_party_post(client, choice(cfg)).headers, "not asked: a queued older choice"
+    cross = client.post("/api/v1/consents?cookie=1", data=json.dumps(choice(cfg)), content_type="text/plain",
+                        headers={"Origin": FIRST_PARTY, "X-Forwarded-Host": "consent.example.fi",
+                                 "X-Forwarded-Proto": "https"})
+    assert cross.status_code == 201 and "Set-Cookie" not in cross.headers, "another origin's page"
+    bad = first_party_post(client, choice(cfg, action="nonsense"), cookie="1")
+    assert bad.status_code == 400 and "Set-Cookie" not in bad.headers
+    forged = client.post("/api/v1/consents?cookie=1", data=json.dumps(choice(cfg)), content_type="text/plain",
+                         headers={"Origin": "https://evil.example", "X-Forwarded-Host": "evil.example",
+                                  "X-Forwarded-Proto": "https"})
+    assert forged.status_code == 403 and "Set-Cookie" not in forged.headers
+
+
+# -- the widget's first request: built once per worker, not per request -------------------------
+
+
+def test_the_configuration_is_built_once_and_rebuilt_when_a_site_or_notice_changes(app, client, monkeypatch,
+                                                                                    notices_dir):
+    from keksi.views import api
+
+    built = []
+    real = api._make_config
+    monkeypatch.setattr(api, "_make_config", lambda *a: built.append(a) or real(*a))
+    first = client.get("/api/v1/sites/demo/config?lang=en", headers={"Origin": ORIGIN})
+    for _ in range(5):
+        again = client.get("/api/v1/sites/demo/config?lang=en", headers={"Origin": ORIGIN})
+        assert again.get_data() == first.get_data() and again.headers["ETag"] == first.headers["ETag"]
+        assert again.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert len(built) == 1
+    assert "Access-Control-Allow-Origin" not in client.get(
+        "/api/v1/sites/demo/config?lang=en", headers={"Origin": "https://evil.example"}).headers
+    other_host = client.get("/api/v1/sites/demo/config?lang=en", base_url="https://other.example")
+    assert other_host.get_json()["endpoint"] == "https://other.example/api/v1/consents"
+    assert len(built) == 2, "the URLs in it are the host's"
+    store = open_store(app.config["DATABASE"])
+    try:
+        demo = store.site("demo")
+        demo["name"] = "Renamed"
+        demo["origins"] = ["https://new.example"]
+        store.save_site(demo, "tests", create=False)  # what the admin and `sites edit` do
+    finally:
+        store.close()
+    renamed = client.get("/api/v1/sites/demo/config?lang=en", headers={"Origin": "https://new.example"})
+    assert renamed.get_json()["name"] == "Renamed"
+    assert renamed.headers["Access-Control-Allow-Origin"] == "https://new.example"
+    assert len(built) == 3
+    write_version(notices_dir, "privacy", "2026-11-01", material=True)
+    assert app.test_cli_runner().invoke(args=["notices", "publish"]).exit_code == 0
+    published = client.get("/api/v1/sites/demo/config?lang=en").get_json()
+    assert published["notices"]["privacy"]["version"] == "2026-11-01"
+    assert len(built) == 4
+
+
+def test_refusals_and_preflights_do_not_read_every_site(app, client, monkeypatch):
+    from keksi.store import Store
+
+    reads = []
+    real = Store.sites
+    monkeypatch.setattr(Store, "sites", lambda self: reads.append(1) or real(self))
+    for _ in range(5):
+        assert client.options("/api/v1/consents", headers={"Origin": ORIGIN}).status_code == 204
+        assert client.options("/api/v1/consents", headers={"Origin": "https://evil.example"}).status_code == 403
+        bad = post(client, "{", content_type="text/plain")
+        assert bad.status_code == 400 and bad.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert len(reads) == 1
+    add_site(app, id="second", origins=["https://second.example"])  # another process adds a site
+    assert client.options("/api/v1/consents", headers={"Origin": "https://second.example"}).status_code == 204
+    assert len(reads) == 2
