@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from keksi import cli, http, i18n, pagecache, retention, settings, store
 from keksi.views import admin, api, health, site
 from keksi.views import widget as widget_views
-from keksi.views import admin_sites
+from keksi.views import admin_proof, admin_sites
 
 csrf = CSRFProtect()
 
@@ -57,19 +57,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         # Only the configured number of proxies may set the client address.
         proxies = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+        # X-Forwarded-Prefix: first-party mode serves Keksi under a path of the site's own origin.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies,
+                                x_prefix=proxies)
     store.init_app(app)
     i18n.init_app(app)
     http.init_app(app)
     csrf.init_app(app)
     retention.init_app(app)
 
-    csrf.exempt(api.record_consent)  # checked by Origin allow-list instead; it carries no cookie
+    # Checked by Origin allow-list instead; it reads no cookie (in first-party mode it may set one).
+    csrf.exempt(api.record_consent)
     app.register_blueprint(api.bp)
     app.register_blueprint(site.bp)
     app.register_blueprint(widget_views.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_sites.bp)
+    app.register_blueprint(admin_proof.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
     return app

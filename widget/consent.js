@@ -9,11 +9,12 @@
   P.mark("keksi:start");
   const CSS = "__KEKSI_CSS__", VERSION = "__KEKSI_VERSION__";
   const NAME = "keksi_consent", QUEUE = "keksi_queue";
-  const base = new URL(me.src).origin, site = me.dataset.site;
+  const site = me.dataset.site;
   // Ask for the site's configuration first, in one request; everything else is set up while it
   // travels. The server answers a language it does not serve with the site's default.
   const lang = (me.dataset.lang || D.documentElement.lang).toLowerCase().split("-")[0];
-  const config = fetch(base + "/api/v1/sites/" + encodeURIComponent(site) + "/config" + // no cookies
+  // Relative to the script: Keksi may be served under a path of the site's own origin (first-party mode).
+  const config = fetch(new URL("../../api/v1/sites/" + encodeURIComponent(site) + "/config", me.src) + // no cookies
       (/^[a-z]{2,3}$/.test(lang) ? "?lang=" + lang : "")) // cross-origin; as <link rel=preload crossorigin>
     .then(r => r.ok ? r.json() : Promise.reject(Error("config: HTTP " + r.status)))
     .then(c => (P.mark("keksi:config"), c));
@@ -105,7 +106,7 @@
     const body = queue()[0];
     if (busy || !body) return;
     busy = 1;
-    fetch(cfg.endpoint, {method: "POST", keepalive: true, credentials: "omit", body: JSON.stringify(body),
+    fetch(cfg.endpoint + firstParty(queue().length < 2), {method: "POST", keepalive: true, credentials: "same-origin", body: JSON.stringify(body),
       headers: {"Content-Type": "text/plain;charset=UTF-8"}})
       .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
       .then(answer => { // acknowledged, or refused for good (a 4xx other than 429)
@@ -116,7 +117,7 @@
           if (state && !rest.length) {
             Object.assign(state, {s: answer.subject_id, i: answer.consent_id,
               x: Math.floor(Date.parse(answer.valid_until) / 1000) || state.x});
-            writeCookie();
+            firstParty(1) || writeCookie();
           }
           if (fresh) say(T.saved);
         }
@@ -130,6 +131,13 @@
   }
 
   const say = text => status && (status.textContent = text);
+
+  // First-party mode (README): served from this page's own origin, the API sets the stored choice
+  // with Set-Cookie, which Safari and Brave keep for its whole lifetime (a script's cookie: 7 days).
+  // Asked for the last queued choice only, so that an older one retried never replaces a newer one.
+  function firstParty(last) {
+    return last && new URL(cfg.endpoint).origin == location.origin ? "?cookie=1" : "";
+  }
 
   // -- making a choice ------------------------------------------------------------------------
 
@@ -359,6 +367,7 @@
       }
       if (state) sweep();
       activate();
+      if (location.hash == "#keksi-settings") open("reopened"); // the receipt's "change or withdraw"
       P.mark("keksi:ready");
     }))
     .catch(e => console.error("keksi:", e));
