@@ -411,7 +411,8 @@ def test_openapi_document_describes_the_api(client):
     doc = client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {"/notices/{slug}", "/sites/{site}/config", "/consents",
-                                 "/consents/{consent_id}"}
+                                 "/consents/{consent_id}", "/banners/{banner_hash}",
+                                 "/widget-builds/{widget_version}"}
     jsonschema.validate(client.get("/api/v1/notices/privacy?lang=fi").get_json(), schema("Notice"))
     cfg = config(client)
     body = choice(cfg)

@@ -96,7 +96,7 @@ def test_the_api_keeps_its_openapi_promises(api_schema):
     under pytest 9.
     """
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 4
+    assert len(operations) == 6
     for operation in operations:
 
         @settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -375,3 +375,19 @@ def test_refusals_and_preflights_do_not_read_every_site(app, client, monkeypatch
     add_site(app, id="second", origins=["https://second.example"])  # another process adds a site
     assert client.options("/api/v1/consents", headers={"Origin": "https://second.example"}).status_code == 204
     assert len(reads) == 2
+
+
+def test_the_proof_pages_are_for_legal_and_admin_only_and_shrug_off_odd_input(app, client):
+    assert client.get("/admin/proof/").status_code == 302, "signed out: to the sign-in page"
+    sign_in(client, "marketing@example.fi")
+    for url in ("/admin/proof/", "/admin/proof/banners/" + "a" * 64, "/admin/proof/widgets/x",
+                "/admin/proof/widgets/x.js"):
+        assert client.get(url).status_code == 403, url
+    add_user(app, "admin@example.fi", "admin")
+    admin = app.test_client()
+    sign_in(admin, "admin@example.fi")
+    assert admin.get("/admin/proof/").status_code == 200
+    for odd in ("x" * 100_000, "%00%ff", "ä" * 70, "../../etc/passwd", "A" * 64):
+        assert admin.get("/admin/proof/", query_string={"q": odd}).status_code == 200
+        assert admin.get(f"/admin/proof/banners/{odd}").status_code in (404, 414)
+        assert admin.get(f"/en/receipt/{odd}/banner").status_code in (404, 414)
