@@ -66,9 +66,16 @@ def nginx_binary() -> str:
 @pytest.fixture
 def site_origin(tmp_path: Path, make_app) -> Iterator[tuple[str, Any, HostServer]]:
     """nginx on a free loopback port: `/` is the customer's site (a host page server), `/consent/`
-    is Keksi, exactly as the README's block passes it. Yields (origin, app, host)."""
+    is Keksi, exactly as the README's block passes it. Yields (origin, app, host); the app's
+    `cookies_seen` lists the Cookie header of every request that reached Keksi."""
     app = make_app(TRUSTED_PROXIES=1, RATE_LIMIT=10_000)
-    with LiveServer(app) as keksi, HostServer() as host:
+    app.cookies_seen = []
+
+    def keksi_app(environ: dict[str, Any], start_response: Callable) -> Any:
+        app.cookies_seen.append(environ.get("HTTP_COOKIE"))
+        return app(environ, start_response)
+
+    with LiveServer(keksi_app) as keksi, HostServer() as host:
         port = free_port()
         origin = f"http://127.0.0.1:{port}"
         add_site(app, id="shop", origins=[origin], consent_days=30)
@@ -200,3 +207,4 @@ def test_the_server_sets_the_choice_for_its_whole_lifetime_and_the_receipt_reope
     page.goto(f"{origin}/consent/en/receipt/{withdrawal['consent_id']}")
     expect(page.get_by_text("Valid until")).to_have_count(0)
     assert not errors, errors
+    assert len(app.cookies_seen) > 5 and not any(app.cookies_seen), "the site's cookies never reach Keksi"

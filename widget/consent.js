@@ -106,8 +106,8 @@
     const body = queue()[0];
     if (busy || !body) return;
     busy = 1;
-    fetch(cfg.endpoint + firstParty(queue().length < 2), {method: "POST", keepalive: true, credentials: "same-origin", body: JSON.stringify(body),
-      headers: {"Content-Type": "text/plain;charset=UTF-8"}})
+    fetch(cfg.endpoint + firstParty(queue().length < 2), {method: "POST", keepalive: true,
+      credentials: "same-origin", body: JSON.stringify(body), headers: {"Content-Type": "text/plain;charset=UTF-8"}})
       .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
       .then(answer => { // acknowledged, or refused for good (a 4xx other than 429)
         const rest = queue().filter(b => b.event_id != body.event_id);
