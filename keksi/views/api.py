@@ -26,6 +26,7 @@ from ..i18n import best_language, format_date, format_moment
 from ..openapi import OPENAPI
 from ..ratelimit import RateLimiter
 from ..store import StoreUnavailable, get_store
+from .admin import _load_user
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -361,11 +362,9 @@ def receipt_change_urls(row: dict[str, Any]) -> list[str]:
 def _legal_only(view: Callable[..., dict[str, Any] | Response]) -> Callable[..., Response]:
     """401 without an admin session, 403 for a user without the legal (or admin) role; else the
     view's answer as private JSON."""
-    from .admin import _load_user  # the admin's session rules: disabled users, changed passwords
-
     @functools.wraps(view)
     def wrapped(**kwargs: Any) -> Response:
-        _load_user()
+        _load_user()  # the admin's session rules: disabled users, changed passwords
         if g.user is None:
             return error(401, "session", "Sign in to the admin as a legal or admin user first.")
         if not auth.has_role(g.user, "legal"):
