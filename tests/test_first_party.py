@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from keksi.store import open_store
@@ -157,6 +158,12 @@ def server_cookie(page: Page, consent_id: str) -> dict[str, Any]:
     return wait_until(found, f"the server's cookie for {consent_id}")
 
 
+def assert_accessible(page: Page, what: str) -> None:
+    tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": tags}})
+    assert results.violations_count == 0, f"{what}\n{results.generate_report()}"
+
+
 def lifetime_days(cookie: dict[str, Any]) -> float:
     return (cookie["expires"] - time.time()) / DAY
 
@@ -196,6 +203,11 @@ def test_the_server_sets_the_choice_for_its_whole_lifetime_and_the_receipt_reope
     assert 29.9 < lifetime_days(server_cookie(page, consent["consent_id"])) < 30.1, "Max-Age is consent_days"
 
     page.goto(f"{origin}/consent/en/receipt/{consent['consent_id']}")
+    assert_accessible(page, "the receipt")
+    page.get_by_role("link", name="The banner's text and cookie list as you saw them").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("The banner shown with your choice")
+    assert_accessible(page, "the banner shown with the choice")
+    page.go_back()
     change = page.get_by_role("link", name=f"Change or withdraw on 127.0.0.1:{origin.rsplit(':', 1)[1]}")
     expect(change).to_have_attribute("href", f"{origin}/products#keksi-settings")
     change.click()
