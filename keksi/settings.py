@@ -104,9 +104,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXIES", 0,
             "How many reverse proxies in front of Keksi to trust for X-Forwarded-For; 0 takes the "
             "address from the socket.", int),
-    Setting("STORE_IP", "truncated",
-            "What a consent record keeps of the visitor's address: truncated (/24 or /48) or none.",
+    Setting("STORE_IP", "none",
+            "What a consent record keeps of the visitor's address: none, or truncated (/24 or /48). "
+            "Truncated shows roughly where a choice came from (the network, not the person) when a record "
+            "is disputed; it is personal data all the same, kept as long as the record.",
             _choice("truncated", "none")),
+    Setting("STORE_PAGE", False,
+            "Set to true to keep the path of the page on which a choice was made (never the query "
+            "string). It shows which page's banner the visitor answered; paths such as /orders/1234 "
+            "can say something about the person, so it is off by default.",
+            _boolean),
     Setting("STORE_USER_AGENT", "coarse",
             "What a consent record keeps of the browser: coarse (family, major version, OS) or none.",
             _choice("coarse", "none")),

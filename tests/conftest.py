@@ -96,6 +96,15 @@ def publish_all(app: Any) -> list[notices.Source]:
     return published
 
 
+def from_store(app: Any, method: str, *args: Any) -> Any:
+    """Call one Store method on the app's database, on a connection of its own."""
+    store = open_store(app.config["DATABASE"])
+    try:
+        return getattr(store, method)(*args)
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def app(make_app):
     return make_app()

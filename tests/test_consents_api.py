@@ -12,6 +12,7 @@ from keksi import consents
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
+from .conftest import from_store
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 
 
@@ -84,7 +85,11 @@ def test_each_banner_version_is_stored_once_in_full(app, client):
     assert content["texts"] == cfg["texts"] and content["categories"] == cfg["categories"]
 
 
-def test_a_choice_is_recorded_with_everything_the_proof_needs(app, client):
+def test_a_choice_is_recorded_with_everything_the_proof_needs(make_app):
+    # The address and the page are kept only when an operator turns them on (not by default).
+    app = make_app(STORE_IP="truncated", STORE_PAGE=True)
+    add_site(app)
+    client = app.test_client()
     cfg = config(client, lang="sv")
     body = choice(cfg, "custom", choices={"necessary": True, "preferences": True, "analytics": False,
                                           "marketing": False}, page="/pricing?email=a@b.fi#x")
@@ -294,11 +299,11 @@ def test_a_flood_from_one_address_gets_429_and_others_are_unaffected(make_app):
 
 
 def test_ip_is_taken_from_trusted_proxies_only(make_app):
-    plain = make_app()
+    plain = make_app(STORE_IP="truncated")
     add_site(plain)
     client = plain.test_client()
     post(client, choice(config(client)), **{"X-Forwarded-For": "203.0.113.77"})
-    proxied = make_app(TRUSTED_PROXIES=1, DATABASE=plain.config["DATABASE"] + "2")
+    proxied = make_app(TRUSTED_PROXIES=1, STORE_IP="truncated", DATABASE=plain.config["DATABASE"] + "2")
     add_site(proxied)
     client2 = proxied.test_client()
     post(client2, choice(config(client2)), **{"X-Forwarded-For": "198.51.100.1, 203.0.113.77"})
@@ -428,3 +433,28 @@ def test_a_config_error_is_readable_by_an_allowed_page(client):
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     foreign = client.get("/api/v1/sites/demo/config?lang=Deutsch", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+# -- minimal by default ----------------------------------------------------------------
+
+
+def test_a_new_install_keeps_no_address_and_no_page(app, client):
+    answer = post(client, choice(config(client), page="/orders/1234")).get_json()
+    row = from_store(app, "consent", answer["consent_id"])
+    assert row["ip"] is None and row["page"] is None
+    assert row["user_agent"] is not None, "the coarse browser is still kept"
+
+
+def test_an_operator_can_turn_the_address_and_the_page_on(make_app):
+    app = make_app(STORE_IP="truncated", STORE_PAGE=True)
+    add_site(app)
+    client = app.test_client()
+    answer = post(client, choice(config(client), page="/orders/1234?x=1")).get_json()
+    row = from_store(app, "consent", answer["consent_id"])
+    assert row["ip"] == "127.0.0.0" and row["page"] == "/orders/1234"
+
+
+def test_a_bad_page_is_still_refused_when_pages_are_not_kept(app, client):
+    response = post(client, choice(config(client), page="https://other.example/x"))
+    assert response.status_code == 400 and response.get_json()["field"] == "page"
+    assert count_rows(app) == 0

@@ -237,7 +237,10 @@ def test_erasure_removes_a_subject_and_keeps_the_chain_verifiable(app, client):
     assert bad.exit_code == 2
 
 
-def test_erased_records_leave_no_readable_trace_in_the_database_file(app, client):
+def test_erased_records_leave_no_readable_trace_in_the_database_file(make_app):
+    app = make_app(STORE_PAGE=True)  # the page path is what the test looks for in the file
+    add_site(app)
+    client = app.test_client()
     cfg = config(client)
     mine = post(client, choice(cfg, page="/a-page-only-this-visitor-saw")).get_json()
     post(client, choice(cfg))

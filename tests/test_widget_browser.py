@@ -47,7 +47,8 @@ def consent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
     folder = tmp_path_factory.mktemp("widget")
     shutil.copytree(SAMPLE_NOTICES, folder / "notices")
     app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
-                      "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 10_000})
+                      "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 10_000,
+                      "STORE_PAGE": True})  # the tests check the page the widget reports
     publish_all(app)
     faults = ConsentFaults(app)
     with LiveServer(faults) as server:

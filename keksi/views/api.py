@@ -6,6 +6,7 @@ request's Origin against the site's allow-list instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -259,6 +260,8 @@ def record_consent():
         own_pages = (request.host_url.rstrip("/"), config["WIDGET_SITE"]) if config["WIDGET_SITE"] else None
         choice = consents.check_choice(data, store, config["LANGUAGES"], today(), origin,
                                        sec_gpc=request.headers.get("Sec-GPC") == "1", own_pages=own_pages)
+        if not config["STORE_PAGE"]:
+            choice = dataclasses.replace(choice, page=None)  # checked, never kept (KEKSI_STORE_PAGE)
         row, created = consents.record(
             store, choice,
             ip=consents.truncate_ip(request.remote_addr, config["STORE_IP"] == "truncated"),
