@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
@@ -13,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from keksi import cli, http, i18n, pagecache, retention, settings, store
 from keksi.views import admin, api, health, site
 from keksi.views import widget as widget_views
-from keksi.views import admin_proof, admin_sites
+from keksi.views import admin_proof, admin_records, admin_sites, admin_users
 
 csrf = CSRFProtect()
 
@@ -50,6 +51,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["HTTPS"],
+        # The cookie may live as long as a session can; the store ends it sooner (keksi.auth).
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["SESSION_HOURS"]),
     )
 
     app.config["BUILD_ID"] = http.build_id(app.root_path)
@@ -74,6 +77,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_sites.bp)
     app.register_blueprint(admin_proof.bp)
+    app.register_blueprint(admin_users.bp)
+    app.register_blueprint(admin_records.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
     return app

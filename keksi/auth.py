@@ -1,27 +1,40 @@
-"""Admin accounts: passwords, one-time links, roles, and slowing down password guessing.
+"""Admin accounts: passwords, one-time links, roles, sessions, and slowing down password guessing.
 
-No request objects here: views pass the store, the email, the address and the time.
+No request objects here: views pass the store, the email, the address, cookies and the time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .clock import utc_iso, utc_now
 from .store import Store
 
 ROLES = ("legal", "marketing", "admin")
 EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}$")
 MIN_PASSWORD = 12
-FREE_FAILURES = 5  # failed logins allowed before each further try must wait
+MAX_PASSWORD = 1024
+TOKEN_HOURS = 48
+
+# Guessing is slowed, never locked out (OWASP: an account lockout is a denial of service anyone
+# can start). Three counters of failed sign-ins within FAILURE_WINDOW, each with free tries after
+# which every further try waits twice as long as the last, up to MAX_WAIT:
+FREE_FAILURES = 5            # per address (an IPv6 /64 counts as one): the guessing address waits
+ACCOUNT_FREE_FAILURES = 20   # per account from all addresses: spread guessing waits, ...
+DEVICE_FREE_FAILURES = 5     # ... except on a device that has signed in to the account before,
+#                              until that device itself fails this often.
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_WAIT = timedelta(minutes=15)
-TOKEN_HOURS = 48
+DEVICE_DAYS = 180            # how long a device stays known after a sign-in
+SESSION_TOUCH = timedelta(minutes=1)  # a session's last use is written at most this often
 
 # A hash to check against when the account does not exist, so that a wrong email
 # takes as long as a wrong password and timing does not reveal who has an account.
@@ -29,7 +42,15 @@ _DUMMY_HASH = generate_password_hash("not a real password")
 
 
 class AuthError(ValueError):
-    """Something about an account that the person can fix; the message says what."""
+    """Something about an account that the person can fix.
+
+    `code` and `params` let a view say it in the reader's language; the message is English, for the CLI.
+    """
+
+    def __init__(self, code: str, message: str, **params: Any):
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 def normalise_email(email: str) -> str:
@@ -39,18 +60,22 @@ def normalise_email(email: str) -> str:
 def check_new_user(email: str, roles: list[str]) -> str:
     email = normalise_email(email)
     if not EMAIL_RE.match(email):
-        raise AuthError("Enter an email address such as name@example.fi.")
+        raise AuthError("email", "Enter an email address such as name@example.fi.")
+    check_roles(roles)
+    return email
+
+
+def check_roles(roles: list[str]) -> None:
     unknown = [r for r in roles if r not in ROLES]
     if not roles or unknown:
-        raise AuthError(f"Choose one or more roles from: {', '.join(ROLES)}.")
-    return email
+        raise AuthError("roles", f"Choose one or more roles from: {', '.join(ROLES)}.", roles=ROLES)
 
 
 def check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise AuthError(f"Use at least {MIN_PASSWORD} characters.")
-    if len(password) > 1024:
-        raise AuthError("Use at most 1024 characters.")
+        raise AuthError("password_short", f"Use at least {MIN_PASSWORD} characters.", n=MIN_PASSWORD)
+    if len(password) > MAX_PASSWORD:
+        raise AuthError("password_long", f"Use at most {MAX_PASSWORD} characters.", n=MAX_PASSWORD)
 
 
 def hash_password(password: str) -> str:
@@ -62,67 +87,153 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
 def make_password_token(store: Store, user_id: int, now: datetime | None = None) -> str:
     """A one-time token to set a password; only its hash is stored."""
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     token = secrets.token_urlsafe(32)
-    store.add_password_token(_token_hash(token), user_id, _iso(now + timedelta(hours=TOKEN_HOURS)))
+    store.add_password_token(_token_hash(token), user_id, utc_iso(now + timedelta(hours=TOKEN_HOURS)))
     return token
 
 
 def token_user(store: Store, token: str) -> dict[str, Any] | None:
-    user_id = store.password_token_user(_token_hash(token), _iso(datetime.now(timezone.utc)))
+    user_id = store.password_token_user(_token_hash(token), utc_iso(utc_now()))
     return store.user(user_id) if user_id else None
 
 
 def set_password_with_token(store: Store, token: str, password: str) -> dict[str, Any]:
     password_hash = hash_password(password)
-    user_id = store.use_password_token(_token_hash(token), _iso(datetime.now(timezone.utc)))
+    user_id = store.use_password_token(_token_hash(token), utc_iso(utc_now()))
     if user_id is None:
-        raise AuthError("This link has expired or was already used. Ask an admin for a new one.")
+        raise AuthError("link_used", "This link has expired or was already used. Ask an admin for a new one.")
     store.set_password(user_id, password_hash, f"user:{user_id}")
     return store.user(user_id)
 
 
-def _keys(email: str, address: str | None) -> list[str]:
-    return [f"account:{normalise_email(email)}", f"address:{address or '-'}"]
+# -- sessions -------------------------------------------------------------------------
 
 
-def login_wait(store: Store, email: str, address: str | None, now: datetime | None = None) -> int:
-    """Seconds to wait before another try is allowed for this account or address (0: go ahead).
+def start_session(store: Store, user_id: int, lifetime: timedelta, now: datetime | None = None) -> str:
+    """A new session for the user; the token goes into the (signed) session cookie, its hash into the store.
+    Sessions past `lifetime` that nobody came back to end are forgotten on the way."""
+    now = now or utc_now()
+    token = secrets.token_urlsafe(32)
+    store.add_session(_token_hash(token), user_id, utc_iso(now), utc_iso(now - lifetime))
+    return token
 
-    After FREE_FAILURES failures in FAILURE_WINDOW, each further try waits twice as
-    long as the last, up to MAX_WAIT: guessing gets slow, a typo does not.
+
+def session_user(store: Store, token: str, idle: timedelta, lifetime: timedelta,
+                 now: datetime | None = None) -> dict[str, Any] | None:
+    """The user of a live session, or None: ended, idle longer than `idle`, older than `lifetime`,
+    or its user disabled. A session found too old is ended here."""
+    now = now or utc_now()
+    token_hash = _token_hash(token)
+    row = store.session(token_hash)
+    if row is None:
+        return None
+    seen = datetime.fromisoformat(row["seen_at"])
+    if now - seen > idle or now - datetime.fromisoformat(row["created_at"]) > lifetime:
+        store.end_session(token_hash)
+        return None
+    user = store.user(row["user_id"])
+    if user is None or user["disabled"]:
+        return None
+    if now - seen >= SESSION_TOUCH:
+        store.touch_session(token_hash, utc_iso(now))
+    return user
+
+
+def end_session(store: Store, token: str) -> None:
+    """Sign out: the session ends in the store, so no copy of its cookie works any more."""
+    store.end_session(_token_hash(token))
+
+
+# -- slowing down guessing -----------------------------------------------------------
+
+
+def address_key(address: str | None) -> str:
+    """The address a failure counts against: IPv4 as it is, IPv6 by its /64 (one subscriber's
+    share, which they can fill with addresses at will)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "address:-"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        return f"address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"address:{ip}"
+
+
+def _account_key(email: str) -> str:
+    return f"account:{normalise_email(email)}"
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="keksi-known-device")
+
+
+def device_cookie(secret: str, user_id: int) -> str:
+    """A signed value naming a device that has signed in to `user_id` (OWASP's "device cookie")."""
+    return _serializer(secret).dumps({"user": user_id, "device": secrets.token_hex(16)})
+
+
+def known_device(store: Store, secret: str, cookie: str | None, email: str) -> str | None:
+    """The failure key of a device that signed in to this account within DEVICE_DAYS, else None."""
+    if not cookie:
+        return None
+    try:
+        value = _serializer(secret).loads(cookie, max_age=DEVICE_DAYS * 86400)
+    except BadSignature:
+        return None
+    user = store.user_by_email(normalise_email(email))
+    if not isinstance(value, dict) or user is None or value.get("user") != user["id"]:
+        return None
+    return f"device:{value.get('device')}"
+
+
+def _wait(failures: list[str], free: int, now: datetime) -> float:
+    """Seconds still to wait after these failures: none for the first `free`, then 2, 4, 8...
+    seconds after the last one, up to MAX_WAIT."""
+    extra = len(failures) - free + 1
+    if extra <= 0:
+        return 0.0
+    wait = min(timedelta(seconds=2 ** min(extra, 20)), MAX_WAIT)
+    return (datetime.fromisoformat(failures[-1]) + wait - now).total_seconds()
+
+
+def login_wait(store: Store, email: str, address: str | None, device: str | None = None,
+               now: datetime | None = None) -> int:
+    """Seconds to wait before this try may be checked (0: go ahead).
+
+    The address waits after its own failures, whatever the account. The account's failures from
+    everywhere make unknown devices wait; a device that signed in to it before waits only after
+    failing itself, so that strangers guessing cannot keep its owner out.
     """
-    now = now or datetime.now(timezone.utc)
-    longest = 0.0
-    for key in _keys(email, address):
-        failures = store.login_failures(key, _iso(now - FAILURE_WINDOW))
-        extra = len(failures) - FREE_FAILURES + 1
-        if extra <= 0:
-            continue
-        wait = min(timedelta(seconds=2 ** extra), MAX_WAIT)
-        last = datetime.fromisoformat(failures[-1])
-        remaining = (last + wait - now).total_seconds()
-        longest = max(longest, remaining)
+    now = now or utc_now()
+    since = utc_iso(now - FAILURE_WINDOW)
+    waits = [_wait(store.login_failures(address_key(address), since), FREE_FAILURES, now)]
+    device_failures = store.login_failures(device, since) if device else []
+    if device:
+        waits.append(_wait(device_failures, DEVICE_FREE_FAILURES, now))
+    if not device or len(device_failures) >= DEVICE_FREE_FAILURES:
+        waits.append(_wait(store.login_failures(_account_key(email), since), ACCOUNT_FREE_FAILURES, now))
+    longest = max(waits)
     return int(longest + 0.999) if longest > 0 else 0
 
 
-def authenticate(store: Store, email: str, password: str, address: str | None,
+def authenticate(store: Store, email: str, password: str, address: str | None, device: str | None = None,
                  now: datetime | None = None) -> dict[str, Any] | None:
-    """The user if the email and password match an active account; records failures."""
-    now = now or datetime.now(timezone.utc)
+    """The user if the email and password match an enabled account; records failures."""
+    now = now or utc_now()
     user = store.user_by_email(email)
     stored_hash = user["password_hash"] if user and user["password_hash"] else _DUMMY_HASH
     valid = check_password_hash(stored_hash, password)
     if user and user["password_hash"] and valid and not user["disabled"]:
-        store.clear_login_failures(_keys(email, address)[:1])
+        if device:
+            store.clear_login_failures([device])
         return user
-    store.record_login_failure(_keys(email, address), _iso(now), _iso(now - timedelta(days=1)))
+    keys = [address_key(address), _account_key(email)] + ([device] if device else [])
+    store.record_login_failure(keys, utc_iso(now), utc_iso(now - timedelta(days=1)))
     return None
 
 

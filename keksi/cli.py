@@ -399,13 +399,79 @@ def users_add(email: str, roles: tuple[str, ...], link: bool, base_url: str) -> 
 
 @users_cli.command("list")
 def users_list() -> None:
-    """List the users and their roles.
+    """List the users, their roles and whether they can sign in.
 
     Example: flask users list
     """
     for user in get_store().users():
-        click.echo(f"{user['email']}\t{','.join(user['roles'])}\t"
-                   f"{'password set' if user['password_hash'] else 'no password yet'}")
+        state = "disabled" if user["disabled"] else (
+            "password set" if user["password_hash"] else "no password yet")
+        click.echo(f"{user['email']}\t{','.join(user['roles'])}\t{state}")
+
+
+def _user_id(email: str) -> int:
+    user = get_store().user_by_email(auth.normalise_email(email))
+    if user is None:
+        raise click.ClickException(f"there is no user {email}")
+    return user["id"]
+
+
+def _change_user(change, email: str, *args) -> None:
+    """Run a store change on the user with `email`; say why when it is refused."""
+    try:
+        change(_user_id(email), *args, _actor())
+    except StoreError as exc:
+        raise click.ClickException(str(exc))
+
+
+@users_cli.command("disable")
+@click.argument("email")
+def users_disable(email: str) -> None:
+    """Disable a user: their sessions end at once and they cannot sign in. Never the last admin.
+
+    Example: flask users disable aino@example.fi
+    """
+    _change_user(get_store().set_user_disabled, email, True)
+    click.echo(f"disabled {email}; their sessions have ended")
+
+
+@users_cli.command("enable")
+@click.argument("email")
+def users_enable(email: str) -> None:
+    """Let a disabled user sign in again.
+
+    Example: flask users enable aino@example.fi
+    """
+    _change_user(get_store().set_user_disabled, email, False)
+    click.echo(f"enabled {email}")
+
+
+@users_cli.command("roles")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(auth.ROLES),
+              help="legal, marketing or admin; repeat for several. Replaces the user's roles.")
+def users_roles(email: str, roles: tuple[str, ...]) -> None:
+    """Replace a user's roles; their sessions end. The last admin keeps the admin role.
+
+    Example: flask users roles aino@example.fi --role legal --role marketing
+    """
+    _change_user(get_store().set_user_roles, email, sorted(set(roles)))
+    click.echo(f"{email} now has the roles {', '.join(sorted(set(roles)))}; their sessions have ended")
+
+
+@users_cli.command("remove")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def users_remove(email: str, yes: bool) -> None:
+    """Remove a user for good (the audit log keeps what they did). Never the last admin.
+
+    Example: flask users remove aino@example.fi
+    """
+    _user_id(email)
+    if not yes:
+        click.confirm(f"Remove {email} for good?", abort=True)
+    _change_user(get_store().remove_user, email)
+    click.echo(f"removed {email}")
 
 
 @click.command("backup")

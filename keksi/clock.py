@@ -20,6 +20,10 @@ def today(config: Mapping[str, Any] | None = None) -> date:
     return datetime.now(ZoneInfo(config["TIMEZONE"])).date()
 
 
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def utc_iso(moment: datetime | None = None) -> str:
     """A moment (default now) in UTC as the store writes times: 2026-12-02T06:00:00.000000+00:00.
     Fixed width, so such strings compare in time order."""

@@ -7,13 +7,13 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, EmailField, HiddenField, PasswordField,
+from wtforms import (BooleanField, DateField, EmailField, HiddenField, PasswordField, RadioField,
                      SelectMultipleField, StringField, TextAreaField)
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .auth import MIN_PASSWORD, ROLES
+from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES, AuthError
 from .notices import MAX_SOURCE_BYTES, removed_markup
 from .site_forms import PlainText
 
@@ -27,7 +27,7 @@ class LoginForm(FlaskForm):
 
 class SetPasswordForm(FlaskForm):
     password = PasswordField(
-        _l("New password"), validators=[DataRequired(), Length(min=MIN_PASSWORD, max=1024)],
+        _l("New password"), validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD)],
         description=_l("At least %(n)s characters.", n=MIN_PASSWORD),
         render_kw={"autocomplete": "new-password"})
     confirm = PasswordField(
@@ -41,10 +41,42 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class UserForm(FlaskForm):
-    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
+
+class RolesForm(FlaskForm):
     roles = MultiCheckboxField(_l("Roles"), choices=[SelectChoice(r) for r in ROLES],
                                validators=[InputRequired(message=_l("Choose at least one role."))])
+
+
+class UserForm(RolesForm):
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
+
+
+class EraseForm(FlaskForm):
+    """Find one visitor's records by an id they quoted; a second step confirms the erasure."""
+    kind = RadioField(_l("The visitor quoted"), default="consent",
+                      choices=[SelectChoice("consent", _l("a consent id (from the banner or a receipt)")),
+                               SelectChoice("subject", _l("a subject id"))])
+    id = StringField(_l("Id"), validators=[DataRequired(), Length(max=64)],
+                     description=_l("32 digits and letters a–f, for example 9b1e4c…"),
+                     render_kw={"autocomplete": "off", "spellcheck": "false"})
+    confirm = BooleanField(_l("I have checked the request and want these records erased for good"))
+
+
+class ChangePasswordForm(SetPasswordForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)],
+                            render_kw={"autocomplete": "current-password"})
+
+
+def auth_message(exc: AuthError) -> str:
+    """An account problem in the reader's language."""
+    messages = {
+        "email": lambda: _("Enter an email address such as name@example.fi."),
+        "roles": lambda: _("Choose one or more roles from: %(roles)s.", roles=", ".join(ROLES)),
+        "password_short": lambda: _("Use at least %(n)s characters.", n=MIN_PASSWORD),
+        "password_long": lambda: _("Use at most %(n)s characters.", n=MAX_PASSWORD),
+        "link_used": lambda: _("This link has expired or was already used. Ask an admin for a new one."),
+    }
+    return messages.get(exc.code, lambda: str(exc))()
 
 
 class ActionForm(FlaskForm):

@@ -50,6 +50,13 @@ def _boolean(value: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("expected a whole number above 0")
+    return number
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in allowed:
@@ -123,6 +130,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Id of a site whose consent banner Keksi's own public pages show; empty shows none. "
             "Choices made there are accepted from Keksi's own origin, whatever the site's origins "
             "list. scripts/serve sets demo.", str),
+    Setting("SESSION_IDLE_MINUTES", 30,
+            "An admin session ends after this many minutes without a request (OWASP ASVS level 2: 30).",
+            _positive),
+    Setting("SESSION_HOURS", 12,
+            "An admin session ends this many hours after sign-in, however busy (OWASP ASVS level 2: 12).",
+            _positive),
     Setting("HTTPS", False,
             "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
             _boolean),

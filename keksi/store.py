@@ -255,6 +255,18 @@ def _widget_builds(db: sqlite_utils.Database) -> None:
     db.executescript(_append_only("widget_builds", "widget builds are kept as first served"))
 
 
+@migrations(name="0010_admin_sessions")
+def _admin_sessions(db: sqlite_utils.Database) -> None:
+    # Admin sessions live here, not only in the signed cookie, so that signing out, a new password,
+    # a disabled account or new roles end a session on every worker, and a copied cookie stops working.
+    # Only a hash of each session's token is kept.
+    db["admin_sessions"].create(
+        {"token_hash": str, "user_id": int, "created_at": str, "seen_at": str},
+        pk="token_hash", not_null={"user_id", "created_at", "seen_at"},
+        foreign_keys=[("user_id", "users", "id")])
+    db["admin_sessions"].create_index(["user_id"])
+
+
 def audit_content_hash(row: dict[str, Any]) -> str:
     """An audit entry's content hash: its id and every field, in a fixed order."""
     values = [row["id"], row["at"], row["actor"], row["action"], row["subject"], row["detail"]]
@@ -371,6 +383,10 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database cannot take writes right now (disk full, read-only); nothing was written."""
+
+
+class LastAdmin(StoreError):
+    """The change would leave no enabled admin who can sign in; nothing was changed."""
 
 
 class StoreBusy(StoreUnavailable):
@@ -922,9 +938,84 @@ class Store:
         return user_id
 
     def set_password(self, user_id: int, password_hash: str, actor: str) -> None:
+        """A new password ends every session of the user (signed in with the old one)."""
         with self._write():
             self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id])
+            self._end_user_sessions(user_id)
             self._audit(utcnow(), actor, "user.password", str(user_id), None)
+
+    def set_user_disabled(self, user_id: int, disabled: bool, actor: str) -> dict[str, Any]:
+        """Disable (ending every session) or re-enable a user; never the last admin."""
+        with self._write():
+            user = self._user_or_error(user_id)
+            if disabled:
+                self._keep_an_admin(user_id)
+                self._end_user_sessions(user_id)
+            self.db.execute("UPDATE users SET disabled = ? WHERE id = ?", [int(disabled), user_id])
+            self._audit(utcnow(), actor, "user.disable" if disabled else "user.enable", user["email"], None)
+        return user
+
+    def set_user_roles(self, user_id: int, roles: list[str], actor: str) -> dict[str, Any]:
+        """Give a user new roles, ending their sessions; the last admin keeps the admin role."""
+        with self._write():
+            user = self._user_or_error(user_id)
+            if "admin" not in roles:
+                self._keep_an_admin(user_id)
+            self.db.execute("UPDATE users SET roles = ? WHERE id = ?", [",".join(sorted(roles)), user_id])
+            self._end_user_sessions(user_id)
+            self._audit(utcnow(), actor, "user.roles", user["email"],
+                        {"before": user["roles"], "after": sorted(roles)})
+        return user
+
+    def remove_user(self, user_id: int, actor: str) -> dict[str, Any]:
+        """Remove a user, their sessions and unused links; never the last admin."""
+        with self._write():
+            user = self._user_or_error(user_id)
+            self._keep_an_admin(user_id)
+            self._end_user_sessions(user_id)
+            self.db.execute("DELETE FROM password_tokens WHERE user_id = ?", [user_id])
+            self.db.execute("DELETE FROM users WHERE id = ?", [user_id])
+            self._audit(utcnow(), actor, "user.remove", user["email"], {"roles": user["roles"]})
+        return user
+
+    def _user_or_error(self, user_id: int) -> dict[str, Any]:
+        user = self.user(user_id)
+        if user is None:
+            raise StoreError(f"there is no user {user_id}")
+        return user
+
+    def _keep_an_admin(self, user_id: int) -> None:
+        """Refuse a change that takes `user_id` away from the admins who can sign in, if it is the last."""
+        others = self._query(
+            "SELECT 1 FROM users WHERE id != ? AND disabled = 0 AND password_hash IS NOT NULL "
+            "AND ',' || roles || ',' LIKE '%,admin,%' LIMIT 1", [user_id])
+        target = self.user(user_id)
+        if not others and target and "admin" in target["roles"] and not target["disabled"]:
+            raise LastAdmin("the last enabled admin cannot be removed, disabled or lose the admin role")
+
+    # -- admin sessions -----------------------------------------------------
+
+    def add_session(self, token_hash: str, user_id: int, now: str, forget_before: str) -> None:
+        """Start a session; forget every session created before `forget_before` (past any lifetime)."""
+        with self._write():
+            self.db.execute("DELETE FROM admin_sessions WHERE created_at < ?", [forget_before])
+            self.db["admin_sessions"].insert(
+                {"token_hash": token_hash, "user_id": user_id, "created_at": now, "seen_at": now})
+
+    def session(self, token_hash: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM admin_sessions WHERE token_hash = ?", [token_hash])
+        return dict(rows[0]) if rows else None
+
+    def touch_session(self, token_hash: str, now: str) -> None:
+        with self._write():
+            self.db.execute("UPDATE admin_sessions SET seen_at = ? WHERE token_hash = ?", [now, token_hash])
+
+    def end_session(self, token_hash: str) -> None:
+        with self._write():
+            self.db.execute("DELETE FROM admin_sessions WHERE token_hash = ?", [token_hash])
+
+    def _end_user_sessions(self, user_id: int) -> None:
+        self.db.execute("DELETE FROM admin_sessions WHERE user_id = ?", [user_id])
 
     def add_password_token(self, token_hash: str, user_id: int, expires_at: str) -> None:
         with self._write():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def test_wrong_password_and_unknown_email_look_the_same(client):
 
 def test_session_cookie_is_httponly_and_samesite(client):
     response = sign_in(client, "legal@example.fi")
-    cookie = response.headers["Set-Cookie"]
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
 
 
@@ -121,7 +120,7 @@ def test_session_cookie_is_secure_behind_https(make_app):
     add_user(app, "legal@example.fi", "legal")
     client = app.test_client()
     response = sign_in(client, "legal@example.fi")
-    assert "Secure" in response.headers["Set-Cookie"]
+    assert all("Secure" in cookie for cookie in response.headers.getlist("Set-Cookie"))
     assert "max-age" in response.headers["Strict-Transport-Security"]
 
 
@@ -136,20 +135,6 @@ def test_repeated_failures_are_slowed_down_per_account(app, client):
     response = other.post("/admin/login", environ_base={"REMOTE_ADDR": "192.0.2.9"}, data={
         "csrf_token": csrf(other, "/admin/login"), "email": "marketing@example.fi", "password": PASSWORD})
     assert response.status_code == 302
-
-
-def test_login_wait_grows_and_expires(app):
-    store = open_store(app.config["DATABASE"])
-    try:
-        start = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
-        for i in range(auth.FREE_FAILURES + 2):
-            auth.authenticate(store, "legal@example.fi", "nope", "192.0.2.1", now=start + timedelta(seconds=i))
-        last = start + timedelta(seconds=auth.FREE_FAILURES + 1)
-        assert auth.login_wait(store, "legal@example.fi", "192.0.2.1", now=last) == 8
-        assert auth.login_wait(store, "legal@example.fi", "192.0.2.1", now=last + timedelta(seconds=9)) == 0
-        assert auth.login_wait(store, "legal@example.fi", "192.0.2.1", now=last + timedelta(minutes=20)) == 0
-    finally:
-        store.close()
 
 
 def test_wrong_role_gets_403(client):

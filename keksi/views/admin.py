@@ -1,14 +1,15 @@
-"""The admin under /admin: sign-in, legal's notice publishing and audit log, users.
+"""The admin under /admin: sign-in and sessions, legal's notice publishing and audit log.
 
 Every page needs a signed-in user with the right role; a wrong role gets a 403
-page before anything is rendered. Marketing's pages live in admin_sites.py.
+page before anything is rendered. Marketing's pages live in admin_sites.py, users in
+admin_users.py, consent records (export, erasure) in admin_records.py.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Callable
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
@@ -18,7 +19,7 @@ from flask_wtf.csrf import CSRFError
 
 from .. import auth, diffs, notices
 from ..clock import today
-from ..forms import ActionForm, LoginForm, SetPasswordForm, UserForm, notice_version_form
+from ..forms import ActionForm, LoginForm, SetPasswordForm, auth_message, notice_version_form
 from ..http import error_page
 from ..i18n import LANGUAGE_NAMES
 from ..store import StoreError, get_store
@@ -31,17 +32,27 @@ def _load_user() -> None:
     lang = request.args.get("lang")
     if lang in current_app.config["LANGUAGES"]:
         session["admin_lang"] = lang
-    user_id = session.get("user_id")
-    user = get_store().user(user_id) if user_id else None
-    if user and (user["disabled"] or session.get("auth") != _password_marker(user)):
-        session.clear()  # disabled, or the password changed since this session began
-        user = None
-    g.user = user
+    g.user = None
+    token = session.get("sid")
+    if not isinstance(token, str):
+        return
+    idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
+    g.user = auth.session_user(get_store(), token, idle, lifetime())
+    if g.user is None:
+        # Signed out elsewhere, timed out, disabled, or a new password or new roles since sign-in.
+        _reset_session()
+        flash(_("Your session has ended. Sign in again."))
 
 
-def _password_marker(user: dict[str, Any]) -> str:
-    """Changes when the password does, ending every session signed in with the old one."""
-    return hashlib.sha256((user["password_hash"] or "").encode()).hexdigest()[:16]
+def _reset_session(token: str | None = None) -> None:
+    """Empty the session cookie (a new CSRF token too), keeping the admin's language; `token` starts a session."""
+    lang = session.get("admin_lang")
+    session.clear()
+    if lang:
+        session["admin_lang"] = lang
+    if token:
+        session.permanent = True
+        session["sid"] = token
 
 
 @bp.after_request
@@ -90,44 +101,51 @@ def _safe_next(target: str | None) -> str:
     return url_for("admin.dashboard")
 
 
+DEVICE_COOKIE = "keksi_device"
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Sign in with email and password; repeated failures are slowed down."""
+    """Sign in with email and password; failed tries slow down further guessing."""
     form = LoginForm()
-    status = 200
-    if form.validate_on_submit():
-        store = get_store()
-        wait = auth.login_wait(store, form.email.data, request.remote_addr)
-        if wait:
-            form.password.errors.append(
-                _("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
-            status = 429
-        else:
-            user = auth.authenticate(store, form.email.data, form.password.data, request.remote_addr)
-            if user:
-                lang = session.get("admin_lang")
-                session.clear()
-                session.permanent = True
-                session.update(user_id=user["id"], auth=_password_marker(user))
-                if lang:
-                    session["admin_lang"] = lang
-                return redirect(_safe_next(request.args.get("next")))
-            form.password.errors.append(_("The email or password is wrong."))
-            status = 401
-    elif request.method == "POST":
-        status = 400
-    return render_template("admin/login.html", form=form), status
+    if not form.validate_on_submit():
+        return render_template("admin/login.html", form=form), 400 if request.method == "POST" else 200
+    store = get_store()
+    secret = current_app.config["SECRET_KEY"]
+    device = auth.known_device(store, secret, request.cookies.get(DEVICE_COOKIE), form.email.data)
+    wait = auth.login_wait(store, form.email.data, request.remote_addr, device)
+    if wait:
+        form.password.errors.append(
+            _("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
+        return render_template("admin/login.html", form=form), 429, {"Retry-After": str(wait)}
+    user = auth.authenticate(store, form.email.data, form.password.data, request.remote_addr, device)
+    if user is None:
+        form.password.errors.append(_("The email or password is wrong."))
+        return render_template("admin/login.html", form=form), 401
+    if isinstance(session.get("sid"), str):
+        auth.end_session(store, session["sid"])
+    _reset_session(auth.start_session(store, user["id"], lifetime()))
+    response = redirect(_safe_next(request.args.get("next")))
+    # Marks this browser as one that signed in to the account: its owner gets in while strangers' guessing
+    # slows the account down for everyone else.
+    response.set_cookie(DEVICE_COOKIE, auth.device_cookie(secret, user["id"]), max_age=auth.DEVICE_DAYS * 86400,
+                        path=url_for("admin.login"), secure=current_app.config["HTTPS"], httponly=True,
+                        samesite="Strict")
+    return response
+
+
+def lifetime() -> timedelta:
+    """How long a session may last however busy (KEKSI_SESSION_HOURS)."""
+    return timedelta(hours=current_app.config["SESSION_HOURS"])
 
 
 @bp.post("/logout")
 def logout():
-    """Sign out."""
+    """Sign out: the session ends in the store, so a copy of the cookie no longer works anywhere."""
     form = ActionForm()
-    if form.validate_on_submit():
-        lang = session.get("admin_lang")
-        session.clear()
-        if lang:
-            session["admin_lang"] = lang
+    if form.validate_on_submit() and isinstance(session.get("sid"), str):
+        auth.end_session(get_store(), session["sid"])
+        _reset_session()
     return redirect(url_for("admin.login"))
 
 
@@ -143,7 +161,7 @@ def set_password(token: str):
         try:
             auth.set_password_with_token(store, token, form.password.data)
         except auth.AuthError as exc:
-            form.password.errors.append(str(exc))
+            form.password.errors.append(auth_message(exc))
         else:
             flash(_("Your password is set. Sign in with it."))
             return redirect(url_for("admin.login"))
@@ -288,30 +306,3 @@ def notice_withdraw(slug: str, version: str):
 def audit():
     """Who published or withdrew what, and when, with each version's SHA-256."""
     return render_template("admin/audit.html", entries=get_store().audit_log(limit=500))
-
-
-# -- users -----------------------------------------------------------------------
-
-
-@bp.route("/users", methods=["GET", "POST"])
-@role_required("admin")
-def users():
-    """Add users; each gets a one-time link to set a password."""
-    store = get_store()
-    form = UserForm()
-    link = None
-    status = 200
-    if form.validate_on_submit():
-        try:
-            email = auth.check_new_user(form.email.data, form.roles.data)
-            user_id = store.add_user(email, form.roles.data, None, _actor())
-        except (auth.AuthError, StoreError) as exc:
-            form.email.errors.append(str(exc))
-            status = 400
-        else:
-            token = auth.make_password_token(store, user_id)
-            link = url_for("admin.set_password", token=token, _external=True)
-            form = UserForm(formdata=None)
-    elif request.method == "POST":
-        status = 400
-    return render_template("admin/users.html", form=form, users=store.users(), link=link), status

@@ -1,0 +1,174 @@
+"""Admins' part of the admin: the people who use it, under /admin/users; and everyone's own password.
+
+Each change to a user (roles, disabled, removed) ends that user's sessions and is audited; the store
+refuses any change that would leave no enabled admin who can sign in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+
+from .. import auth
+from ..forms import ActionForm, ChangePasswordForm, RolesForm, UserForm, auth_message
+from ..store import LastAdmin, StoreError, StoreUnavailable, get_store
+from .admin import _load_user, _no_cache, _reset_session, form_expired, lifetime, role_required
+
+bp = Blueprint("admin_users", __name__, url_prefix="/admin")
+bp.before_request(_load_user)
+bp.after_request(_no_cache)
+bp.register_error_handler(CSRFError, form_expired)
+
+
+def _user_or_404(user_id: int) -> dict[str, Any]:
+    user = get_store().user(user_id)
+    if user is None:
+        abort(404, _("There is no such user. They may have been removed."))
+    return user
+
+
+def _last_admin() -> str:
+    return _("This is the last enabled admin: add or enable another admin first, so that someone "
+             "can still manage users.")
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@role_required("admin")
+def user_list():
+    """Every user with their roles and state; add users, each getting a one-time link to set a password."""
+    store = get_store()
+    form = UserForm()
+    link = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            email = auth.check_new_user(form.email.data, form.roles.data)
+            user_id = store.add_user(email, form.roles.data, None, g.user["email"])
+        except auth.AuthError as exc:
+            form.email.errors.append(auth_message(exc))
+            status = 400
+        except StoreUnavailable:
+            raise  # answered with 503: nothing was saved
+        except StoreError:  # the one refusal add_user makes
+            form.email.errors.append(_("A user with this email already exists."))
+            status = 400
+        else:
+            link = url_for("admin.set_password", token=auth.make_password_token(store, user_id), _external=True)
+            form = UserForm(formdata=None)
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/users.html", form=form, users=store.users(), link=link), status
+
+
+def _user_page(user: dict[str, Any], status: int = 200, roles_form: RolesForm | None = None,
+               link: str | None = None, error: str | None = None):
+    roles_form = roles_form or RolesForm(formdata=None, data={"roles": user["roles"]})
+    return render_template("admin/user.html", account=user, roles_form=roles_form, action_form=ActionForm(),
+                           link=link, error=error), status
+
+
+@bp.get("/users/<int:user_id>")
+@role_required("admin")
+def user_page(user_id: int):
+    """One user: change their roles, disable or enable them, send a new link, remove them."""
+    return _user_page(_user_or_404(user_id))
+
+
+@bp.post("/users/<int:user_id>/roles")
+@role_required("admin")
+def user_roles(user_id: int):
+    """Give a user new roles; their sessions end, so the new roles apply from their next sign-in."""
+    user = _user_or_404(user_id)
+    form = RolesForm()
+    if not form.validate():
+        return _user_page(user, 400, roles_form=form)
+    try:
+        get_store().set_user_roles(user_id, form.roles.data, g.user["email"])
+    except LastAdmin:
+        return _user_page(user, 409, roles_form=form, error=_last_admin())
+    flash(_("The roles of %(email)s are saved. They sign in again to use them.", email=user["email"]))
+    return redirect(url_for("admin_users.user_page", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/<any(disable, enable):change>")
+@role_required("admin")
+def user_disable(user_id: int, change: str):
+    """Disable a user (their sessions end and they cannot sign in) or enable them again."""
+    user = _user_or_404(user_id)
+    try:
+        get_store().set_user_disabled(user_id, change == "disable", g.user["email"])
+    except LastAdmin:
+        return _user_page(user, 409, error=_last_admin())
+    flash(_("%(email)s is disabled and signed out everywhere.", email=user["email"]) if change == "disable"
+          else _("%(email)s can sign in again.", email=user["email"]))
+    return redirect(url_for("admin_users.user_page", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/link")
+@role_required("admin")
+def user_link(user_id: int):
+    """A new one-time link to set a password, for someone who forgot theirs or never used the first."""
+    user = _user_or_404(user_id)
+    store = get_store()
+    link = url_for("admin.set_password", token=auth.make_password_token(store, user_id), _external=True)
+    store.audit(g.user["email"], "user.link", user["email"])
+    return _user_page(user, link=link)
+
+
+@bp.post("/users/<int:user_id>/remove")
+@role_required("admin")
+def user_remove(user_id: int):
+    """Remove a user for good, after the confirmation box is ticked; the audit log keeps what they did."""
+    user = _user_or_404(user_id)
+    if request.form.get("confirm") != "yes":
+        return _user_page(user, 400, error=_("Tick the box to confirm that %(email)s is to be removed.",
+                                             email=user["email"]))
+    try:
+        get_store().remove_user(user_id, g.user["email"])
+    except LastAdmin:
+        return _user_page(user, 409, error=_last_admin())
+    flash(_("%(email)s was removed.", email=user["email"]))
+    if user_id == g.user["id"]:
+        _reset_session()
+        return redirect(url_for("admin.login"))
+    return redirect(url_for("admin_users.user_list"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@role_required()
+def change_password():
+    """Change one's own password; every session of the account ends, and this one starts anew."""
+    form = ChangePasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        status = _change_password(form)
+        if status is None:
+            flash(_("Your password is changed. Every other session of your account has ended."))
+            return redirect(url_for("admin.dashboard"))
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/change_password.html", form=form), status
+
+
+def _change_password(form: ChangePasswordForm) -> int | None:
+    """Check the current password as a sign-in would (guessing it is slowed down the same way), then
+    set the new one; None when done, else the status of the form shown again with its errors."""
+    store = get_store()
+    email = g.user["email"]
+    wait = auth.login_wait(store, email, request.remote_addr)
+    if wait:
+        form.current.errors.append(_("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
+        return 429
+    if auth.authenticate(store, email, form.current.data, request.remote_addr) is None:
+        form.current.errors.append(_("This is not your current password."))
+        return 400
+    try:
+        store.set_password(g.user["id"], auth.hash_password(form.password.data), email)
+    except auth.AuthError as exc:
+        form.password.errors.append(auth_message(exc))
+        return 400
+    _reset_session(auth.start_session(store, g.user["id"], lifetime()))
+    return None
