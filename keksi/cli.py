@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import auth
+from . import auth, erasure
 from . import catalogue as catalogue_mod
 from . import consents as consents_mod
 from . import figures as figures_mod
@@ -338,16 +338,13 @@ def consents_erase(consent_id: str | None, subject_id: str | None) -> None:
     """
     if (consent_id is None) == (subject_id is None):
         raise click.UsageError("give exactly one of --consent or --subject")
-    option, given = ("--consent", consent_id) if consent_id else ("--subject", subject_id)
-    if not consents_mod.HEX32.match(given):
-        raise click.BadParameter("an id is 32 hex digits", param_hint=option)
-    store = get_store()
-    if consent_id:
-        row = store.consent(consent_id)
-        if row is None:
-            raise click.ClickException(f"there is no consent {consent_id} (already erased or purged?)")
-        subject_id = row["subject_id"]
-    count = consents_mod.erase(store, subject_id, _actor(), _zone())
+    kind, given = ("consent", consent_id) if consent_id else ("subject", subject_id)
+    try:
+        count = erasure.erase(get_store(), kind, given, _actor(), _zone())
+    except erasure.NotFound as exc:
+        if exc.reason == "invalid":
+            raise click.BadParameter("an id is 32 hex digits", param_hint=f"--{kind}")
+        raise click.ClickException(f"there is no {kind} {given} (already erased or purged?)")
     click.echo(f"erased {count} records")
 
 

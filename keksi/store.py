@@ -840,6 +840,13 @@ class Store:
                                 "WHERE task = 'purge'", [now, len(seqs)])
         return len(seqs)
 
+    def subject_summary(self, subject_id: str) -> dict[str, Any]:
+        """How many records one visitor has, on which sites, first and last: what an erasure would remove."""
+        row = self._query("SELECT count(*) AS records, group_concat(DISTINCT site) AS sites, "
+                          "min(recorded_at) AS first, max(recorded_at) AS last "
+                          "FROM consents WHERE subject_id = ?", [subject_id])[0]
+        return dict(row, sites=sorted((row["sites"] or "").split(",")) if row["sites"] else [])
+
     def erase_subject(self, subject_id: str, actor: str, day_of: Callable[[str], str]) -> int:
         return self.remove_consents("c.subject_id = ?", [subject_id], "erase", actor, day_of)
 

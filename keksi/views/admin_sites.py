@@ -1,7 +1,7 @@
 """Marketing's part of the admin under /admin/sites: sites, their embed code and preview,
-their figures, and the export of their raw consent records.
+their figures; and, for legal, the export of their raw consent records.
 
-Every view needs the marketing role (admins pass too); a wrong role gets a 403 before
+Every view but the export needs the marketing role (admins pass too); a wrong role gets a 403 before
 anything is rendered. A site is checked by `sites.validate`, exactly as `flask sites add`
 checks it, and stored with `store.save_site`.
 """
@@ -420,9 +420,11 @@ def _utc_start(day: date) -> str:
 
 
 @bp.get("/<site_id>/export.csv")
-@role_required("marketing")
+@role_required("legal")
 def export_csv(site_id: str):
-    """Every consent record of the site (or of the days from–to), streamed as CSV for an auditor."""
+    """Every consent record of the site (or of the days from–to), streamed as CSV for an auditor.
+
+    Raw records are legal's (and admins'): marketing has the figures, which need no personal data."""
     site = _site_or_404(site_id)
     form = RangeForm(request.args)
     first = last = None
