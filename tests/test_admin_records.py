@@ -111,3 +111,8 @@ def test_marketing_cannot_erase(app, client):
         "csrf_token": csrf(client, "/admin/"), "kind": "subject", "id": mine["subject_id"],
         "step": "erase", "confirm": "y", "found": f"subject:{mine['subject_id']}"})
     assert response.status_code == 403 and count_rows(app) == 1
+
+
+def test_the_export_of_an_unknown_site_is_404_for_legal(app, client):
+    sign_in(client, "legal@example.fi")
+    assert client.get("/admin/sites/nope/export.csv").status_code == 404
