@@ -14,7 +14,7 @@ from .test_notices import HOSTILE, write_version
 
 SAMPLE_ARGS = {"lang": "en", "slug": "privacy", "version": "2026-04-09", "old": "2025-03-01",
                "new": "2026-04-09", "site_id": "demo", "consent_id": "0" * 32, "token": "x" * 43,
-               "filename": "site.css", "site": "demo"}
+               "filename": "site.css", "site": "demo", "user_id": 1, "change": "enable"}
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_hostile_notice_content_never_runs_in_a_browser(page, make_app, notices_
 @pytest.mark.browser
 def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_app):
     from .conftest import LiveServer
-    app = make_app(WIDGET_SITE="demo")
+    app = make_app(WIDGET_SITE="demo", STORE_PAGE=True)  # the page is what the test checks
     with LiveServer(app) as server:
         add_site(app, origins=[server.url])
         page.goto(server.url + "/en/privacy")
