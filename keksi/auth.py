@@ -142,6 +142,22 @@ def session_user(store: Store, token: str, idle: timedelta, lifetime: timedelta,
     return user
 
 
+def session_list(store: Store, user_id: int, token: str, idle: timedelta, lifetime: timedelta,
+                 now: datetime | None = None) -> list[dict[str, Any]]:
+    """The user's live sessions, most recently used first, marking the one of `token` as `current`."""
+    now = now or utc_now()
+    current = _token_hash(token)
+    return [{"created_at": row["created_at"], "seen_at": row["seen_at"], "current": row["token_hash"] == current}
+            for row in store.user_sessions(user_id)
+            if now - datetime.fromisoformat(row["seen_at"]) <= idle
+            and now - datetime.fromisoformat(row["created_at"]) <= lifetime]
+
+
+def end_other_sessions(store: Store, user: dict[str, Any], token: str) -> int:
+    """Sign the user out everywhere but here; the number of sessions ended."""
+    return store.end_other_sessions(user["id"], _token_hash(token), user["email"])
+
+
 def end_session(store: Store, token: str) -> None:
     """Sign out: the session ends in the store, so no copy of its cookie works any more."""
     store.end_session(_token_hash(token))

@@ -62,6 +62,11 @@ class EraseForm(FlaskForm):
     confirm = BooleanField(_l("I have checked the request and want these records erased for good"))
 
 
+class CurrentPasswordForm(FlaskForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)],
+                            render_kw={"autocomplete": "current-password"})
+
+
 class ChangePasswordForm(SetPasswordForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)],
                             render_kw={"autocomplete": "current-password"})

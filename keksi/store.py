@@ -1021,6 +1021,18 @@ class Store:
         with self._write():
             self.db.execute("DELETE FROM admin_sessions WHERE token_hash = ?", [token_hash])
 
+    def user_sessions(self, user_id: int) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM admin_sessions WHERE user_id = ? ORDER BY seen_at DESC", [user_id])
+        return [dict(row) for row in rows]
+
+    def end_other_sessions(self, user_id: int, keep_hash: str, actor: str) -> int:
+        """End every session of the user but the one whose hash is `keep_hash`; audit the count."""
+        with self._write():
+            ended = self.db.execute("DELETE FROM admin_sessions WHERE user_id = ? AND token_hash != ?",
+                                    [user_id, keep_hash]).rowcount
+            self._audit(utcnow(), actor, "user.sessions_ended", actor, {"sessions": ended})
+        return ended
+
     def _end_user_sessions(self, user_id: int) -> None:
         self.db.execute("DELETE FROM admin_sessions WHERE user_id = ?", [user_id])
 

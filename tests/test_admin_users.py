@@ -391,3 +391,21 @@ def test_sessions_nobody_ended_are_forgotten_at_the_next_sign_in(app, client):
     rows = store.db.execute("SELECT user_id FROM admin_sessions").fetchall()
     store.close()
     assert [r[0] for r in rows] == [user(app, "marketing@example.fi")["id"]]
+
+
+def test_a_user_sees_their_sessions_and_signs_out_everywhere_else(app, client):
+    sign_in(client, "legal@example.fi")
+    phone, laptop = app.test_client(), app.test_client()
+    sign_in(phone, "legal@example.fi")
+    sign_in(laptop, "legal@example.fi")
+    sign_in(app.test_client(), "marketing@example.fi")
+    page = client.get("/admin/password").get_data(as_text=True)
+    assert page.count("<tr><td>") == 3, "the three sessions of this account, not marketing's"
+    token = csrf(client, "/admin/password")
+    wrong = client.post("/admin/sessions/end-others", data={"csrf_token": token, "sessions-current": "nope"})
+    assert wrong.status_code == 400 and signed_in(phone)
+    done = client.post("/admin/sessions/end-others", data={"csrf_token": token, "sessions-current": PASSWORD})
+    assert done.status_code == 302
+    assert "2 other sessions have ended." in client.get(done.headers["Location"]).get_data(as_text=True)
+    assert signed_in(client) and not signed_in(phone) and not signed_in(laptop)
+    assert audit(app)[0]["action"] == "user.sessions_ended" and audit(app)[0]["detail"] == {"sessions": 2}

@@ -32,7 +32,10 @@ def test_after_signing_out_a_saved_cookie_is_refused(page, live_server):
     sign_in(page, base, "legal@example.fi")
     saved = [c for c in page.context.cookies() if c["name"] == "session"]
     assert saved
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("link", name="Your password").click()
+    expect(page.locator("#sessions tbody tr")).to_have_count(1)
+    assert_accessible(page, "own password and sessions")
+    page.get_by_role("button", name="Sign out (legal@example.fi)").click()
     page.wait_for_url(f"{base}/admin/login")
     context = page.context.browser.new_context()
     try:

@@ -36,8 +36,7 @@ def _load_user() -> None:
     token = session.get("sid")
     if not isinstance(token, str):
         return
-    idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
-    g.user = auth.session_user(get_store(), token, idle, lifetime())
+    g.user = auth.session_user(get_store(), token, idle(), lifetime())
     if g.user is None:
         # Signed out elsewhere, timed out, disabled, or a new password or new roles since sign-in.
         _reset_session()
@@ -132,6 +131,11 @@ def login():
                         path=url_for("admin.login"), secure=current_app.config["HTTPS"], httponly=True,
                         samesite="Strict")
     return response
+
+
+def idle() -> timedelta:
+    """How long a session may go without a request (KEKSI_SESSION_IDLE_MINUTES)."""
+    return timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
 
 
 def lifetime() -> timedelta:

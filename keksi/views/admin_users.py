@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import ngettext
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from .. import auth
-from ..forms import ActionForm, ChangePasswordForm, RolesForm, UserForm, auth_message
+from ..forms import (ActionForm, ChangePasswordForm, CurrentPasswordForm, RolesForm, UserForm,
+                     auth_message)
 from ..store import LastAdmin, StoreError, StoreUnavailable, get_store
-from .admin import _load_user, _no_cache, _reset_session, form_expired, lifetime, role_required
+from .admin import _load_user, _no_cache, _reset_session, form_expired, idle, lifetime, role_required
 
 bp = Blueprint("admin_users", __name__, url_prefix="/admin")
 bp.before_request(_load_user)
@@ -140,7 +142,7 @@ def user_remove(user_id: int):
 @bp.route("/password", methods=["GET", "POST"])
 @role_required()
 def change_password():
-    """Change one's own password; every session of the account ends, and this one starts anew."""
+    """Change one's own password (every other session then ends), and see one's sessions."""
     form = ChangePasswordForm()
     status = 200
     if form.validate_on_submit():
@@ -150,23 +152,52 @@ def change_password():
             return redirect(url_for("admin.dashboard"))
     elif request.method == "POST":
         status = 400
-    return render_template("admin/change_password.html", form=form), status
+    return _account_page(form, CurrentPasswordForm(formdata=None, prefix="sessions"), status)
 
 
-def _change_password(form: ChangePasswordForm) -> int | None:
-    """Check the current password as a sign-in would (guessing it is slowed down the same way), then
-    set the new one; None when done, else the status of the form shown again with its errors."""
+@bp.post("/sessions/end-others")
+@role_required()
+def end_other_sessions():
+    """Sign out everywhere but here, once the current password is given again (ASVS 3.3.4)."""
+    form = CurrentPasswordForm(prefix="sessions")
+    if not form.validate():
+        return _account_page(ChangePasswordForm(formdata=None), form, 400)
+    status = _check_current(form)
+    if status:
+        return _account_page(ChangePasswordForm(formdata=None), form, status)
+    ended = auth.end_other_sessions(get_store(), g.user, session["sid"])
+    flash(ngettext("%(num)s other session has ended.", "%(num)s other sessions have ended.", ended))
+    return redirect(url_for("admin_users.change_password"))
+
+
+def _account_page(password_form: ChangePasswordForm, sessions_form: CurrentPasswordForm, status: int):
+    sessions = auth.session_list(get_store(), g.user["id"], session["sid"], idle(), lifetime())
+    return render_template("admin/change_password.html", form=password_form, sessions_form=sessions_form,
+                           sessions=sessions), status
+
+
+def _check_current(form: Any) -> int | None:
+    """Check the current password as a sign-in would (guessing it is slowed down the same way):
+    None when right, else the status of the form shown again with the error beside the field."""
     store = get_store()
-    email = g.user["email"]
-    wait = auth.login_wait(store, email, request.remote_addr)
+    wait = auth.login_wait(store, g.user["email"], request.remote_addr)
     if wait:
         form.current.errors.append(_("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
         return 429
-    if auth.authenticate(store, email, form.current.data, request.remote_addr) is None:
+    if auth.authenticate(store, g.user["email"], form.current.data, request.remote_addr) is None:
         form.current.errors.append(_("This is not your current password."))
         return 400
+    return None
+
+
+def _change_password(form: ChangePasswordForm) -> int | None:
+    """Set the new password once the current one is right; None when done, else the form's status."""
+    status = _check_current(form)
+    if status:
+        return status
+    store = get_store()
     try:
-        store.set_password(g.user["id"], auth.hash_password(form.password.data), email)
+        store.set_password(g.user["id"], auth.hash_password(form.password.data), g.user["email"])
     except auth.AuthError as exc:
         form.password.errors.append(auth_message(exc))
         return 400
