@@ -1,7 +1,8 @@
 """The embeddable consent widget: build widget/consent.js into one minified, precompressed script,
 and keep every build served in the store (code escrow).
 
-The build minifies the script (rjsmin) and the stylesheet (rcssmin), puts the stylesheet into
+The build minifies the script (tdewolff/minify through minify-go, which also renames local
+names, so the source keeps readable ones) and the stylesheet (rcssmin), puts the stylesheet into
 the script as a string (the widget adopts it as a constructed stylesheet, which a strict host
 page CSP allows), stamps the build hash in as the widget version, and compresses the result
 with gzip and brotli once. It is cached per process and redone only when the sources change.
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import brotli
+import minify as tdewolff  # the PyPI package minify-go
 import rcssmin
-import rjsmin
 
 from .store import Store
 
@@ -55,7 +56,10 @@ def minify(script: str, css: str) -> tuple[str, str]:
     if CSS_MARK not in script or VERSION_MARK not in script:
         raise BuildError(f"consent.js must contain {CSS_MARK} and \"{VERSION_MARK}\"")
     css_min = rcssmin.cssmin(css)
-    js_min = rjsmin.jsmin(script, keep_bang_comments=False)
+    try:
+        js_min = tdewolff.string("application/javascript", script)
+    except tdewolff.MinifyError as exc:
+        raise BuildError(f"consent.js does not parse: {exc}") from None
     # json.dumps gives a valid JavaScript string literal; no "</script>" can occur in CSS we wrote.
     built = js_min.replace(CSS_MARK, json.dumps(css_min, ensure_ascii=False))
     version = hashlib.sha256(built.replace(VERSION_MARK, PLACEHOLDER_VERSION).encode("utf-8")).hexdigest()[:12]
