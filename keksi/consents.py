@@ -21,6 +21,9 @@ from . import sites as sites_mod
 from .store import GENESIS_HASH, Store, chain_hash, removal_digest
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
+# A refusal of every optional category is kept at least this long (6 months, as the EU's 2025 Digital
+# Omnibus proposal asks), even where a site's consents last less: asking again sooner wears people down.
+REFUSAL_DAYS = 183
 SURFACES = ("banner", "panel", "reopened")
 FIELDS = {"site", "event_id", "subject_id", "action", "choices", "notice_version", "cookie_notice_version",
           "banner_hash", "lang", "ui_surface", "page", "widget_version", "gpc"}
@@ -267,6 +270,12 @@ def content_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def lifetime_days(site: dict[str, Any], choices: dict[str, bool]) -> int:
+    """How long a choice lasts: the site's consent_days, and a refusal of everything at least REFUSAL_DAYS."""
+    refused_all = not any(on for category, on in choices.items() if category != "necessary")
+    return max(site["consent_days"], REFUSAL_DAYS) if refused_all else site["consent_days"]
+
+
 def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str | None,
                  zone: tzinfo = timezone.utc) -> dict[str, Any]:
     """The row to store: everything compliance.md asks a consent record to hold.
@@ -274,7 +283,7 @@ def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str 
     `day` (the local date in `zone`) is for the daily figures only; it is not stored
     in the record itself nor covered by its hash.
     """
-    valid_until = now + timedelta(days=choice.site["consent_days"])
+    valid_until = now + timedelta(days=lifetime_days(choice.site, choice.choices))
     record = {
         "consent_id": new_id(),
         "event_id": choice.event_id,

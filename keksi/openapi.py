@@ -88,7 +88,10 @@ SCHEMAS: dict[str, Any] = {
             "banner_hash": _HEX64,
             "choice_hash": dict(_HEX64, description="What the visitor consents to, in every language: "
                                                     "the widget asks again when it changes."),
-            "consent_days": {"type": "integer", "minimum": 1},
+            "consent_days": {"type": "integer", "minimum": 1, "maximum": 395},
+            "refusal_days": {"type": "integer", "minimum": 183,
+                             "description": "How long a refusal of every optional category lasts: "
+                                            "consent_days, but at least 183 days (6 months)."},
             "cookie_domain": {"type": ["string", "null"]},
             "texts": {"type": "object", "additionalProperties": {"type": "string"}},
             "categories": {"type": "array", "items": {

@@ -101,7 +101,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ORGANIZATION", "Tiimityö Oy",
             "The controller's name, shown at the top of every public page."),
     Setting("CONSENT_DAYS", 365,
-            "How long a consent lasts when a site does not set its own consent_days.", int),
+            "How long a consent lasts when a site does not set its own consent_days "
+            "(at most 395 days: 13 months).", int),
     Setting("RETENTION_DAYS", 730,
             "Days a consent record is kept after it stops being in force: after it expires, or after the "
             "same visitor's next choice on the site replaces or withdraws it, whichever comes first.", int),

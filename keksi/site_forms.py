@@ -22,7 +22,7 @@ from wtforms import (BooleanField, FieldList, Form, FormField, HiddenField, Inte
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
-from .sites import MAX_CATEGORIES, MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
+from .sites import MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
 
 EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
@@ -136,9 +136,11 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
         consent_days = IntegerField(
             _l("Consent lasts (days)"),
             validators=[InputRequired(message=_l("Enter a number of days.")),
-                        NumberRange(min=1, max=3650, message=_l("Enter a whole number of days from "
-                                                                "1 to 3650."))],
-            description=_l("After this many days visitors are asked again. 365 days is common."),
+                        NumberRange(min=1, max=MAX_CONSENT_DAYS, message=_l(
+                            "Enter a whole number of days from 1 to %(max)s: a consent lasts at most "
+                            "13 months.", max=MAX_CONSENT_DAYS))],
+            description=_l("After this many days visitors are asked again (at most 13 months; a refusal "
+                           "of everything lasts at least 183 days). 365 days is common."),
             render_kw={"inputmode": "numeric"})
         cookie_domain = StringField(
             _l("Cookie domain (optional)"), filters=[_strip],
@@ -562,7 +564,8 @@ def _message(key: str, raw: str, built: Built) -> str:
             "origins": _("Enter 1 to %(max)s origins, one per line, such as https://www.example.fi.",
                          max=MAX_ITEMS),
             "default_language": _("Choose one of the languages."),
-            "consent_days": _("Enter a whole number of days from 1 to 3650."),
+            "consent_days": _("Enter a whole number of days from 1 to %(max)s: a consent lasts at most "
+                              "13 months.", max=MAX_CONSENT_DAYS),
             "cookie_domain": _("Enter a domain such as example.fi, or leave this empty."),
         }
     return messages.get(kind, raw)

@@ -35,6 +35,7 @@ DURATION_RE = re.compile(r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<day
 MAX_TEXT = 500
 MAX_ITEMS = 50
 MAX_CATEGORIES = 20  # of any kind, standard or not
+MAX_CONSENT_DAYS = 395  # 13 months, the longest a consent may last (CNIL 2020-092; Traficom follows it)
 
 
 class InvalidSite(ValueError):
@@ -218,8 +219,9 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
     if default_language not in languages:
         errors["default_language"] = f"must be one of {', '.join(languages)}"
     consent_days = data.get("consent_days", 365)
-    if not isinstance(consent_days, int) or isinstance(consent_days, bool) or not 1 <= consent_days <= 3650:
-        errors["consent_days"] = "must be a whole number of days from 1 to 3650"
+    if not isinstance(consent_days, int) or isinstance(consent_days, bool) or not 1 <= consent_days <= MAX_CONSENT_DAYS:
+        errors["consent_days"] = (f"must be a whole number of days from 1 to {MAX_CONSENT_DAYS}: a consent "
+                                  "lasts at most 13 months")
     cookie_domain = data.get("cookie_domain")
     if cookie_domain is not None and (not isinstance(cookie_domain, str) or not re.match(
             r"^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", cookie_domain)):

@@ -54,6 +54,7 @@ def test_sites_round_trip_through_show_edit_and_add(make_app, tmp_path):
     ({"origins": []}, "origins"),
     ({"id": "Bad Id"}, "id:"),
     ({"consent_days": 0}, "consent_days"),
+    ({"consent_days": 396}, "at most 13 months"),  # CNIL's 13 months, the longest a consent lasts
     ({"default_language": "de"}, "default_language"),
     ({"notices": {"privacy": "nope", "cookies": "cookies"}}, "notices.privacy"),
     ({"categories": [{"id": "analytics"}]}, "'necessary'"),

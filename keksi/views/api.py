@@ -179,6 +179,7 @@ def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
         timezone=current_app.config["TIMEZONE"],
         notices=linked,
         cookies=sites.cookie_patterns(site),
+        refusal_days=max(site["consent_days"], consents.REFUSAL_DAYS),
         endpoint=url_for("api.record_consent", _external=True),
         receipt_url=url_for("site.receipt", lang=lang, consent_id="CONSENTID",
                             _external=True).replace("CONSENTID", "{consent_id}"),
