@@ -71,6 +71,8 @@ SCHEMAS: dict[str, Any] = {
             "effective_date": _DATE, "last_updated": {"type": "string"}, "url": _URL,
             "current_url": _URL, "sha256": _HEX64, "material": {"type": "boolean"},
             "latest_material_version": {"oneOf": [_DATE, {"type": "null"}]},
+            "change_summary": {"type": ["string", "null"],
+                               "description": "The summary of the latest material version."},
             "diff_url": {"type": "string", "description": "Replace {from} with the version the visitor saw."},
         },
     },

@@ -114,6 +114,11 @@ def banner_texts() -> dict[str, str]:
                      "returns."),
         "placeholder": _("This content is blocked until you allow %(category)s cookies."),
         "allow": _("Allow %(category)s cookies"),
+        "placeholder_service": _("This content from %(service)s (%(provider)s) is blocked until you allow "
+                                 "%(category)s cookies."),
+        "reload_needed": _("Something you no longer allow is still running on this page. Reload the page "
+                           "to complete the change."),
+        "reload": _("Reload the page"),
         "session": _("Until the browser is closed"),
     }
 

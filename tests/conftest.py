@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -138,6 +139,42 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
         "args": ["--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"],
     }
+
+
+class ConsoleErrors:
+    """Every console error and uncaught exception of the pages a test opens. A test that expects
+    some (a server made to fail) allows each by a pattern; anything else fails the test."""
+
+    # The browser's own request for a favicon, which neither the test pages nor Keksi's have.
+    BROWSER_OWN = re.compile(r"status of 404 .*/favicon\.ico\]$")
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.allowed: list[re.Pattern[str]] = [self.BROWSER_OWN]
+
+    def allow(self, *patterns: str) -> None:
+        self.allowed.extend(re.compile(p) for p in patterns)
+
+    def watch(self, context: Any) -> Any:
+        context.on("console", lambda m: self.seen.append(f"{m.text} [{m.location.get('url')}]")
+                   if m.type == "error" else None)
+        context.on("weberror", lambda e: self.seen.append(f"uncaught: {e.error}"))
+        return context
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.seen if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console_errors(browser: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleErrors]:
+    """Fail the test on any console error in a context it opens (the `page` fixture's included):
+    a choice the server refuses is a bug, and the widget says so in the console."""
+    errors = ConsoleErrors()
+    new_context = browser.new_context
+    monkeypatch.setattr(browser, "new_context", lambda *a, **k: errors.watch(new_context(*a, **k)))
+    yield errors
+    monkeypatch.undo()
+    assert not errors.unexpected(), f"console errors: {errors.unexpected()}"
 
 
 class LiveServer:

@@ -10,6 +10,9 @@
   const CSS = "__KEKSI_CSS__", VERSION = "__KEKSI_VERSION__";
   const NAME = "keksi_consent", QUEUE = "keksi_queue";
   const site = me.dataset.site;
+  // The admin's preview (data-preview): the real banner, but nothing is read, written or posted,
+  // so one preview cannot change another, nor the admin's own choice on Keksi's pages.
+  const preview = me.hasAttribute("data-preview");
   // Ask for the site's configuration first, in one request; everything else is set up while it
   // travels. The server answers a language it does not serve with the site's default.
   const lang = (me.dataset.lang || D.documentElement.lang).toLowerCase().split("-")[0];
@@ -29,7 +32,7 @@
   const optional = () => cfg.categories.filter(c => !c.required).map(c => c.id);
   const all = on => Object.fromEntries(cfg.categories.map(c => [c.id, c.required || on]));
   const fill = (text, key, value) => text.replace("%(" + key + ")s", value);
-  state = readCookie();
+  state = preview ? null : readCookie();
   const uuid = () => crypto.randomUUID ? crypto.randomUUID() :
     "10000000-1000-4000-8000-100000000000".replace(/[018]/g,
       c => (c ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> c / 4).toString(16));
@@ -59,7 +62,9 @@
     el.append(...kids.flat().filter(k => k != null && k !== false));
     return el;
   }
-  const button = (text, fn, cls) => h("button", {type: "button", class: cls, onclick: fn}, text);
+  // data-keksi-action is a documented hook for privacy tools (widget/rules/, widget/README.md).
+  const button = (text, fn, cls, action) => h("button", {type: "button", class: cls, onclick: fn,
+    "data-keksi-action": action}, text);
 
   function shadow(host) {
     const r = host.attachShadow({mode: "open"});
@@ -85,6 +90,7 @@
   }
 
   function writeCookie() {
+    if (preview) return;
     const d = cfg.cookie_domain && cfg.cookie_domain.replace(/^\./, "");
     D.cookie = NAME + "=" + encodeURIComponent(JSON.stringify(state)) + "; path=/; max-age=" +
       (state.x - now()) + "; SameSite=Lax" + (location.protocol == "https:" ? "; Secure" : "") +
@@ -108,7 +114,8 @@
     busy = 1;
     fetch(cfg.endpoint + firstParty(queue().length < 2), {method: "POST", keepalive: true,
       credentials: "same-origin", body: JSON.stringify(body), headers: {"Content-Type": "text/plain;charset=UTF-8"}})
-      .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) : r.ok && r.json())
+      .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) :
+        r.json().catch(() => ({})).then(a => r.ok ? a : refused(r.status, a)))
       .then(answer => { // acknowledged, or refused for good (a 4xx other than 429)
         const rest = queue().filter(b => b.event_id != body.event_id);
         if (answer) { // the server's subject, also where it replaced the one posted (erased since)
@@ -131,6 +138,9 @@
   }
 
   const say = text => status && (status.textContent = text);
+  // A 4xx other than 429 can never succeed: the choice is dropped, and that is a bug to report.
+  const refused = (code, a) => console.error("keksi: the server refused a choice (HTTP " + code + "): " +
+    (a.message || a.error || "no reason given"));
 
   // First-party mode (README): served from this page's own origin, the API sets the stored choice
   // with Set-Cookie, which Safari and Brave keep for its whole lifetime (a script's cookie: 7 days).
@@ -141,18 +151,20 @@
 
   // -- making a choice ------------------------------------------------------------------------
 
+  // Every category as true or false, necessary on: the only shape the server accepts (a stored
+  // choice holds 1 and 0, and a placeholder starts from it).
+  const normal = choices => Object.fromEntries(cfg.categories.map(c => [c.id, c.required || !!choices[c.id]]));
+
   function choose(action, choices, ui) {
     const prev = state, ids = optional(), t = now(), c = {};
+    choices = normal(choices);
     ids.forEach(id => c[id] = choices[id] ? 1 : 0);
-    if (!ids.some(id => c[id]) && prev && ids.some(id => prev.c[id])) action = "withdraw";
+    const granted = ids.some(id => c[id]);
+    if (!granted && prev && ids.some(id => prev.c[id])) action = "withdraw";
     state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version, w: (cfg.notices.cookies || {}).version,
       h: cfg.banner_hash.slice(0, 16), k: cfg.choice_hash.slice(0, 16), l: cfg.lang, t,
-      x: t + cfg.consent_days * 86400};
-    writeCookie();
-    queue(queue().concat({site, event_id: uuid(), subject_id: state.s || undefined, action, choices,
-      notice_version: state.v, cookie_notice_version: state.w, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
-      page: location.pathname, widget_version: VERSION, gpc}));
-    flush(1);
+      x: t + (granted ? cfg.consent_days : cfg.refusal_days || cfg.consent_days) * 86400};
+    if (!preview) record(action, choices, ui);
     if (dialog && dialog.open) dialog.close();
     if (banner) { // focus goes back to where it was before it entered the banner
       const focused = root.activeElement;
@@ -160,12 +172,21 @@
       banner = null;
       if (focused && back && back.isConnected) back.focus();
     }
-    sweep();
+    if (!preview) sweep();
     consentMode("update", mode(get));
     activate();
+    if (stuck()) reloadNote();
     const detail = {action, choices};
     listeners.forEach(fn => fn(detail));
     D.dispatchEvent(new CustomEvent("keksi:change", {detail}));
+  }
+
+  function record(action, choices, ui) {
+    writeCookie();
+    queue(queue().concat({site, event_id: uuid(), subject_id: state.s || undefined, action, choices,
+      notice_version: state.v, cookie_notice_version: state.w, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
+      page: location.pathname, widget_version: VERSION, gpc}));
+    flush(1);
   }
 
   // Delete the cookies of refused categories, at the choice and on every later page load (a tag
@@ -191,25 +212,50 @@
   let running;
   function activate() {
     if (!running) next();
-    for (const f of D.querySelectorAll("iframe[data-consent][data-src]")) {
+    for (let f of D.querySelectorAll("iframe[data-consent][data-src]")) {
       if (allowed(f)) {
-        f.src = f.dataset.src;
-        f.removeAttribute("data-src");
+        if (f.k) f.k = f.k.remove();
+        if (!f.hasAttribute("src")) f.src = f.dataset.src;
         f.hidden = false;
-        if (f.k) f.k.remove();
       } else if (!f.k && cfg) {
-        const id = f.dataset.consent.split(" ").find(c => !get(c));
-        const cat = cfg.categories.find(c => c.id == id) || {label: id};
-        const label = cat.label.toLowerCase();
-        f.k = h("div");
-        shadow(f.k).append(h("div", {class: "ph", lang: cfg.lang},
-          h("p", {}, fill(T.placeholder, "category", label)),
-          button(fill(T.allow, "category", label), () => choose("custom",
-            Object.assign(all(false), state && state.c, {[id]: true}), state ? "reopened" : "banner"))));
-        f.before(f.k);
-        f.hidden = true;
+        if (f.hasAttribute("src")) { // loaded, now withdrawn: a new element, so its page and its scripts go
+          const g = f.cloneNode();
+          g.removeAttribute("src");
+          f.replaceWith(g);
+          f = g;
+        }
+        placeholder(f);
       }
     }
+  }
+
+  // In the iframe's place and size: which service and provider, and a button that grants its category.
+  function placeholder(f) {
+    const id = f.dataset.consent.split(" ").find(c => !get(c));
+    const cat = cfg.categories.find(c => c.id == id) || {label: id, services: []};
+    const label = cat.label.toLowerCase(), name = (f.dataset.service || "").toLowerCase();
+    const s = cat.services.find(s => s.name.toLowerCase() == name);
+    const px = (v, measured) => v ? (/^\d+$/.test(v) ? v + "px" : v) : (measured || 300) + "px";
+    const box = h("div", {class: "ph", lang: cfg.lang},
+      h("p", {}, s ? fill(fill(fill(T.placeholder_service, "service", s.name), "provider", s.provider),
+        "category", label) : fill(T.placeholder, "category", label)),
+      button(fill(T.allow, "category", label), () => choose("custom",
+        Object.assign({}, state && state.c, {[id]: true}), state ? "reopened" : "banner")));
+    box.style.width = px(f.getAttribute("width"), f.offsetWidth);
+    box.style.minHeight = px(f.getAttribute("height"), f.offsetHeight);
+    shadow(f.k = h("div")).append(box);
+    f.before(f.k);
+    f.hidden = true;
+  }
+
+  // A script of a category now refused has run on this page: only a reload takes it away.
+  const stuck = () => [...D.querySelectorAll("script[data-consent]:not([type])")].some(s => !allowed(s));
+
+  function reloadNote() {
+    ui();
+    if (root.querySelector(".rl")) return;
+    root.append(h("div", {class: "b rl", role: "alert", lang: cfg.lang},
+      h("p", {}, T.reload_needed), button(T.reload, () => location.reload())));
   }
 
   function next() {
@@ -229,7 +275,7 @@
 
   function ui() {
     if (root) return;
-    const host = h("div", {"data-keksi": ""});
+    const host = h("div", {"data-keksi": "", id: "keksi-consent"});
     D.body.prepend(host); // first in the tab order
     root = shadow(host);
     root.append(status = h("div", {role: "status", class: "v", lang: cfg.lang}));
@@ -245,15 +291,14 @@
     banner = h("div", {class: "b", role: "region", "aria-label": T.region, lang: cfg.lang, tabindex: -1,
       onfocusin: e => back = banner.contains(e.relatedTarget) ? back : e.relatedTarget},
       h("h2", {}, T.title),
-      from && h("p", {class: "w"}, T[from[0] == "privacy" ? "changed" : "cookies_changed"] + " ",
-        from[1] && h("a", {href: cfg.notices[from[0]].diff_url.replace("{from}", from[1])}, T.see_changes)),
+      from && changes(from),
       h("p", {}, T.intro),
       gpc && h("p", {}, T.gpc_honoured),
       h("p", {class: "n"}, notice("privacy", T.privacy_link), notice("cookies", T.cookies_link)),
       h("div", {class: "a"},
-        button(T.accept_all, () => choose("accept_all", all(true), "banner")),
-        button(T.reject_all, () => choose("reject_all", all(false), "banner")),
-        button(T.choose, e => open("panel", e.currentTarget))));
+        button(T.accept_all, () => choose("accept_all", all(true), "banner"), null, "accept_all"),
+        button(T.reject_all, () => choose("reject_all", all(false), "banner"), null, "reject_all"),
+        button(T.choose, e => open("panel", e.currentTarget), null, "choose")));
     root.append(banner);
     requestAnimationFrame(() => {
       P.mark("keksi:visible");
@@ -264,6 +309,16 @@
         if (banner && (!a || a == D.body || a == D.documentElement)) banner.focus({preventScroll: true});
       });
     });
+  }
+
+  // Which notice changed, what its version says it changed, and its diff in a new tab, so the
+  // visitor stays on the page they came to.
+  function changes([slug, seen]) {
+    const n = cfg.notices[slug];
+    return h("div", {class: "w"}, h("p", {}, T[slug == "privacy" ? "changed" : "cookies_changed"]),
+      n.change_summary && h("p", {}, n.change_summary),
+      seen && h("p", {}, h("a", {href: n.diff_url.replace("{from}", seen), target: "_blank", rel: "noopener"},
+        T.see_changes)));
   }
 
   // -- the panel: a modal dialog -------------------------------------------------------------
@@ -301,13 +356,13 @@
         h("a", {href: cfg.receipt_url.replace("{consent_id}", state.i)}, T.receipt))),
       cfg.categories.map(category),
       h("div", {class: "a"},
-        button(T.accept_all, () => choose("accept_all", all(true), surface)),
-        button(T.reject_all, () => choose("reject_all", all(false), surface)),
+        button(T.accept_all, () => choose("accept_all", all(true), surface), null, "accept_all"),
+        button(T.reject_all, () => choose("reject_all", all(false), surface), null, "reject_all"),
         button(T.save, () => {
           const choices = {};
           for (const id in boxes) choices[id] = boxes[id].checked;
           choose(optional().some(id => choices[id]) ? "custom" : "reject_all", choices, surface);
-        })));
+        }, null, "save")));
     root.append(dialog);
     dialog.showModal();
   }
@@ -336,7 +391,7 @@
       if (!c.notices.privacy) throw Error("the site has no privacy notice in effect");
       cfg = c;
       T = c.texts;
-      setTimeout(flush, 50); // after the banner's first frame
+      if (!preview) setTimeout(flush, 50); // after the banner's first frame
       W.addEventListener("online", () => flush());
       D.addEventListener("click", e => {
         const link = e.target.closest && e.target.closest("[data-consent-open]");
@@ -357,7 +412,9 @@
         const after = seen || (state && (state.t > 0 ? day(state.t) : "0"));
         return n && after && n.latest_material_version > after && [slug, seen];
       };
-      const changed = since("privacy") || since("cookies");
+      // A material notice change re-asks those who granted something; one who refused everything
+      // consented to nothing it could change (their refusal stands until it expires).
+      const changed = state && ids.some(id => state.c[id]) && (since("privacy") || since("cookies"));
       // A choice without the hash of what it covered (an older widget) cannot show that it
       // still applies: ask again.
       if (!state || changed || (state.l == c.lang && state.h != c.banner_hash.slice(0, 16)) ||
@@ -365,7 +422,7 @@
           ids.length != Object.keys(state.c).length || ids.some(id => !(id in state.c))) {
         showBanner(changed);
       }
-      if (state) sweep();
+      if (state) sweep(); // (never in a preview, which has no stored choice)
       activate();
       if (location.hash == "#keksi-settings") open("reopened"); // the receipt's "change or withdraw"
       P.mark("keksi:ready");

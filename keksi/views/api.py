@@ -75,6 +75,8 @@ def _notice_summary(slug: str, lang: str) -> dict[str, Any] | None:
         "sha256": current.sha256,
         "material": current.material,
         "latest_material_version": material.version if material else None,
+        # What that version changed, shown in the banner that asks again (the diff opens in a new tab).
+        "change_summary": material.summary if material else None,
         "diff_url": url_for("site.notice_diff", lang=lang, slug=slug, old="0000-00-00",
                             new=current.version, _external=True).replace("0000-00-00", "{from}"),
     }
