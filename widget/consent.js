@@ -391,8 +391,10 @@
       if (!c.notices.privacy) throw Error("the site has no privacy notice in effect");
       cfg = c;
       T = c.texts;
-      if (!preview) setTimeout(flush, 50); // after the banner's first frame
-      W.addEventListener("online", () => flush());
+      if (!preview) { // a preview sends nothing, not even what Keksi's own pages left queued
+        setTimeout(flush, 50); // after the banner's first frame
+        W.addEventListener("online", () => flush());
+      }
       D.addEventListener("click", e => {
         const link = e.target.closest && e.target.closest("[data-consent-open]");
         if (link) {
