@@ -1142,7 +1142,8 @@ def test_a_choice_the_server_refuses_is_reported_in_the_console_with_its_message
 # -- withdrawal takes effect at once (issue 11.6) ------------------------------------------------
 
 
-def test_withdrawing_unloads_loaded_iframes_and_offers_a_reload_for_scripts(page: Page, widget: Widget):
+def test_withdrawing_unloads_loaded_iframes_and_offers_a_reload_for_scripts(page: Page, widget: Widget,
+                                                                            axe: Axe):
     page.goto(widget.page(body=TAGGED + FRAME))
     banner(page).get_by_role("button", name=EN["accept"]).click()
     wait_until(lambda: ran(page) == ["a", "m", "b"])
@@ -1161,6 +1162,7 @@ def test_withdrawing_unloads_loaded_iframes_and_offers_a_reload_for_scripts(page
     # A marketing script already ran and cannot be unloaded: the widget says so and offers a reload.
     note = page.get_by_role("alert")
     expect(note).to_contain_text("Reload the page to complete the change.")
+    assert_accessible(axe, page, "reload note")
     note.get_by_role("button", name="Reload the page").click()
     wait_ready(page)
     wait_until(lambda: ran(page) == ["a", "b"])  # after the reload only what is still granted runs
