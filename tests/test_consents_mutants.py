@@ -235,7 +235,7 @@ def test_a_version_in_effect_from_today_is_accepted_and_tomorrows_is_not(make_ap
     ("not an address", None),
     ("", None),
     (None, None),
-])
+], ids=["ipv4", "ipv6", "ipv4-mapped", "not-an-address", "empty", "none"])
 def test_addresses_are_cut_to_their_network(address, kept):
     assert consents.truncate_ip(address) == kept
 
@@ -272,7 +272,7 @@ def test_the_ledger_keeps_an_ipv6_visitors_48_only(app, client):
     ("curl/8.5.0", "Other / Other"),
     ("", None),
     (None, None),
-])
+], ids=lambda value: None if value is None or "/" not in value or " / " in value else "agent")
 def test_browsers_are_kept_as_family_major_version_and_system(agent, coarse):
     assert consents.coarse_user_agent(agent) == coarse
 

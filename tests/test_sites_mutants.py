@@ -241,7 +241,7 @@ def test_texts_of_500_characters_are_accepted():
     ("http://[::1]:8000", "http://[::1]:8000"),
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
     ("https://" + "a" * 184 + ".example", "https://" + "a" * 184 + ".example"),  # 200 characters
-])
+], ids=lambda value: value.replace(":", "-"))
 def test_origins_are_stored_in_canonical_form(given, canonical):
     assert sites.validate(minimal(origins=[given]), LANGS)["origins"] == [canonical]
 
@@ -252,7 +252,7 @@ def test_origins_are_stored_in_canonical_form(given, canonical):
     "https://user@shop.example", "https://user:pw@shop.example", "https://:pw@shop.example",
     "https://*.shop.example", "https://shop.example:99999", "https://shop.example:port",
     "https://" + "a" * 185 + ".example", 5, None,
-])
+], ids=lambda value: str(value).replace(":", "-"))
 def test_anything_but_an_http_origin_is_refused(given):
     assert list(errors(minimal(origins=[given]))) == ["origins[0]"]
 
