@@ -495,6 +495,14 @@ def test_a_record_deleted_between_two_erasures_is_found(app, client):
     assert result == _broken(2, 1, 3, MISSING) and not result.ok
 
 
+def test_a_record_deleted_after_the_last_erasure_is_found(app, client):
+    answers = _record(client, 4)
+    _erase(app, answers[0]["subject_id"])  # the only range: record 1
+    _sql(app, "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (3, 'erase', 'now')",
+         "DELETE FROM consents WHERE seq = 3")
+    assert _verify(app) == _broken(2, 1, 3, MISSING)
+
+
 def test_a_removal_range_pointing_at_the_record_itself_does_not_excuse_its_deletion(app, client):
     _record(client, 4)
     _sql(app, "INSERT INTO removal_ranges (first, last, link_seq) VALUES (3, 3, 3)",

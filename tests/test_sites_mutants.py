@@ -313,16 +313,45 @@ def test_the_banner_shows_each_category_in_the_visitors_language(app, client, de
     assert (cfg["consent_days"], cfg["cookie_domain"], cfg["site"], cfg["lang"]) == (365, None, "demo", "en")
 
 
+def test_the_banner_is_built_from_the_definition_in_one_language(app):
+    """Called directly: the API keeps each banner it built for the life of the process."""
+    site = sites.validate(minimal(consent_days=30, cookie_domain="shop.example", categories=[
+        {"id": "necessary", "services": [{"name": {"fi": "Kauppa", "sv": "Butik", "en": "Shop"}, "provider": "Shop Oy",
+                                          "cookies": [cookie(name="sid", purpose={"fi": "Istunto", "sv": "Session",
+                                                                                  "en": "Session"}),
+                                                      cookie(duration="session")]}]},
+        {"id": "marketing"}]), LANGS)
+    with app.app_context():
+        shown = sites.banner(site, "fi")
+        with force_locale("fi"):
+            texts = sites.banner_texts()
+            necessary, marketing = (sites.standard_texts(c, ["fi"]) for c in ("necessary", "marketing"))
+    assert shown == {
+        "site": "shop", "lang": "fi", "consent_days": 30, "cookie_domain": "shop.example", "texts": texts,
+        "categories": [
+            {"id": "necessary", "required": True, "label": necessary["label"]["fi"],
+             "purpose": necessary["purpose"]["fi"],
+             "services": [{"name": "Kauppa", "provider": "Shop Oy", "cookies": [
+                 {"name": "sid", "provider": "Matomo", "purpose": "Istunto", "duration": "13 kuukautta"},
+                 {"name": "_pk_id.*", "provider": "Matomo", "purpose": "Counts visits.",
+                  "duration": texts["session"]}]}]},
+            {"id": "marketing", "required": False, "label": marketing["label"]["fi"],
+             "purpose": marketing["purpose"]["fi"], "services": []},
+        ],
+    }
+    assert necessary["label"]["fi"] != "Necessary", "the catalog's Finnish, not the msgid"
+
+
 def test_a_custom_category_shows_its_own_texts_or_its_id(app):
     site = sites.validate(minimal(categories=[
-        {"id": "necessary", "label": {"fi": "Pakolliset", "sv": "Nödvändiga", "en": "Required"}},
+        {"id": "necessary", "label": {"fi": "Pakolliset", "sv": "Grundläggande", "en": "Required"}},
         {"id": "social", "label": {"fi": "Some", "sv": "Sociala", "en": "Social"}, "purpose": "Share buttons."},
         {"id": "analytics", "purpose": {"fi": "Oma", "sv": "Egen", "en": "Own"}}]), LANGS)
     site["categories"][1]["label"] = ""  # what an older definition could hold: the id stands in
     with app.app_context():
         shown = sites.banner(site, "sv")
     assert [(c["id"], c["label"], c["purpose"]) for c in shown["categories"]] == [
-        ("necessary", "Nödvändiga", shown["categories"][0]["purpose"]),
+        ("necessary", "Grundläggande", shown["categories"][0]["purpose"]),
         ("social", "social", "Share buttons."),
         ("analytics", shown["categories"][2]["label"], "Egen")]
     assert shown["categories"][2]["label"] not in ("", "analytics"), "a standard label from the catalog"
