@@ -1,4 +1,4 @@
-"""Notice sources, publishing, reading, rendering and diffs, down to the edges mutation testing probes.
+"""Notice sources, publishing, reading and rendering, down to the edges mutation testing probes.
 
 Written against issue 10 point 7: each test here kills mutants of keksi/notices.py that the
 rest of the suite let live (`scripts/mutate notices`); tests/MUTANTS.md lists those left alive.
@@ -330,28 +330,3 @@ def test_what_rendering_would_remove_is_named_once_each():
             "[a](javascript:alert(1)) [b](https://ok.fi) [c](../cookies) [a](javascript:alert(1))\n")
     assert notices.removed_markup(body) == ["<script>", "onclick", "style", "title", "javascript:alert(1)"]
     assert notices.removed_markup("# Title\n\n[x](https://ok.fi)\n\n| a |\n|---|\n| b |\n") == []
-
-
-# -- diffs ------------------------------------------------------------------------------------------
-
-
-def test_a_diff_pairs_lines_that_mostly_agree_and_marks_their_words():
-    lines = notices.diff("a b\n\nx y z w\nkeep\n", "a c\nkeep\nnew one\n")
-    assert [(line.kind, str(line.html)) for line in lines] == [
-        ("before", "a <del>b</del>"), ("after", "a <ins>c</ins>"), ("removed", "x y z w"),
-        ("same", "keep"), ("added", "new one")]
-
-
-def test_a_diff_keeps_lines_apart_when_fewer_than_half_their_words_agree():
-    lines = notices.diff("one two three\n", "one four five\nsix\n")
-    assert [(line.kind, str(line.html)) for line in lines] == [
-        ("removed", "one two three"), ("added", "one four five"), ("added", "six")]
-
-
-def test_a_changed_line_marks_only_what_was_added_or_removed():
-    lines = notices.diff("we keep <data> for 24 months\n", "we keep <data> for 36 full months\n")
-    assert [str(line.html) for line in lines] == [
-        "we keep &lt;data&gt; for <del>24</del> months",
-        "we keep &lt;data&gt; for <ins>36 full</ins> months"]
-    dropped = notices.diff("keep the data safe\n", "keep data safe\n")
-    assert [str(line.html) for line in dropped] == ["keep<del> the</del> data safe", "keep data safe"]
