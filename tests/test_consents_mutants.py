@@ -176,11 +176,11 @@ def test_every_surface_and_action_is_recorded_as_sent(app, client):
 
 def test_page_keeps_the_path_only_and_at_most_512_characters(app, client):
     cfg = config(client)
-    for page in ("/about#team", "/a?b=1#c", "/x#y?z", "/" + "p" * 999):
+    for page in ("/about#team", "/a?b=1#c", "/x#y?z", "/s?q=1?r=2", "/h#one#two", "/" + "p" * 999):
         assert post(client, choice(cfg, page=page)).status_code == 201
     assert refusal(client, choice(cfg, page="/" + "p" * 1000)) == (
         "page", "page must be a path of at most 1000 characters")
-    assert [r["page"] for r in rows(app)] == ["/about", "/a", "/x", "/" + "p" * 511]
+    assert [r["page"] for r in rows(app)] == ["/about", "/a", "/x", "/s", "/h", "/" + "p" * 511]
 
 
 def test_widget_version_up_to_64_characters(app, client):
