@@ -396,10 +396,10 @@ def test_export_writes_every_proof_column_one_line_per_record(app, client):
     store = open_store(app.config["DATABASE"])
     try:
         text, jsonl = io.StringIO(), io.StringIO()
-        steps = list(consents.export(store.iter_consents("demo"), text, "csv"))
-        list(consents.export(store.iter_consents("demo"), jsonl, "jsonl"))
+        steps = list(consents.export(store.iter_consents("demo"), text, "csv", _links))
+        list(consents.export(store.iter_consents("demo"), jsonl, "jsonl", _links))
         with pytest.raises(ValueError, match=r"^unknown format 'xml': use csv or jsonl$"):
-            list(consents.export(store.iter_consents("demo"), io.StringIO(), "xml"))
+            list(consents.export(store.iter_consents("demo"), io.StringIO(), "xml", _links))
     finally:
         store.close()
     assert sum(steps) == 2, "one step per record written, for the progress bar"
@@ -414,6 +414,12 @@ def test_export_writes_every_proof_column_one_line_per_record(app, client):
     assert lines[1]["choices"] == {"necessary": True, "preferences": False, "analytics": False, "marketing": False}
     assert lines[0]["cookie_notice_version"] == "2025-09-15" and lines[1]["cookie_notice_version"] is None
     assert lines[0]["page"] == "/päivä" and '"/päivä"' in jsonl.getvalue(), "UTF-8, not \\u escapes"
+    assert [(line["banner_url"], line["widget_url"]) for line in lines] == [_links(r) for r in stored]
+
+
+def _links(row: dict) -> tuple[str, None]:
+    """Where the export says the banner and widget of a row are (the CLI and admin give real URLs)."""
+    return f"https://consent.example/banners/{row['banner_hash']}", None
 
 
 # -- verify: every way the chain can fail -----------------------------------------------
