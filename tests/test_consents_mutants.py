@@ -28,7 +28,8 @@ UTC_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 @pytest.fixture
 def app(make_app):
-    app = make_app(RATE_LIMIT=10_000)  # a test here posts many refusals from one address
+    # Many refusals come from one address; the page and the address are kept, as a site may choose.
+    app = make_app(RATE_LIMIT=10_000, STORE_PAGE=True, STORE_IP="truncated")
     add_site(app)
     add_site(app, id="other", name="Other")  # a second site on the same origin
     return app
