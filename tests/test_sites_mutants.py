@@ -103,10 +103,10 @@ NAME_MESSAGE = "must be a non-empty text of at most 200 characters"
     ({"origins": ["https://shop.example", "https://SHOP.example:443/"]},
      {"origins[1]": "'https://SHOP.example:443/' is listed twice"}),
     ({"default_language": "de"}, {"default_language": "must be one of fi, sv, en"}),
-    ({"consent_days": 0}, {"consent_days": "must be a whole number of days from 1 to 3650"}),
-    ({"consent_days": 3651}, {"consent_days": "must be a whole number of days from 1 to 3650"}),
-    ({"consent_days": True}, {"consent_days": "must be a whole number of days from 1 to 3650"}),
-    ({"consent_days": 30.0}, {"consent_days": "must be a whole number of days from 1 to 3650"}),
+    ({"consent_days": 0}, {"consent_days": "must be a whole number of days from 1 to 395: a consent lasts at most 13 months"}),
+    ({"consent_days": 396}, {"consent_days": "must be a whole number of days from 1 to 395: a consent lasts at most 13 months"}),
+    ({"consent_days": True}, {"consent_days": "must be a whole number of days from 1 to 395: a consent lasts at most 13 months"}),
+    ({"consent_days": 30.0}, {"consent_days": "must be a whole number of days from 1 to 395: a consent lasts at most 13 months"}),
     ({"cookie_domain": "localhost"}, {"cookie_domain": "must be a domain such as example.fi, or null"}),
     ({"cookie_domain": 5}, {"cookie_domain": "must be a domain such as example.fi, or null"}),
     ({"cookie_domain": "-a.example"}, {"cookie_domain": "must be a domain such as example.fi, or null"}),
@@ -127,7 +127,7 @@ def test_each_bad_site_field_is_named_with_what_to_do(change, expected):
 
 def test_the_limits_themselves_are_accepted():
     site = sites.validate(minimal(
-        id="a" * 64, name="n" * 200, origins=[f"https://s{i}.example" for i in range(50)], consent_days=3650,
+        id="a" * 64, name="n" * 200, origins=[f"https://s{i}.example" for i in range(50)], consent_days=395,
         categories=[{"id": "necessary"}] + [{"id": f"c{i}", "label": "L", "purpose": "P"} for i in range(19)]),
         LANGS)
     assert len(site["id"]) == 64 and len(site["origins"]) == 50 and len(site["categories"]) == 20
