@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 import tomllib
 from datetime import date, datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import click
@@ -20,6 +22,7 @@ from . import consents as consents_mod
 from . import figures as figures_mod
 from . import notices as notices_mod
 from . import proof
+from . import scan as scan_mod
 from . import sites as sites_mod
 from .clock import today
 from .store import StoreError, get_store, open_store
@@ -184,6 +187,37 @@ def sites_remove(site_id: str) -> None:
     except StoreError as exc:
         raise click.ClickException(str(exc))
     click.echo(f"removed site {site_id}")
+
+
+@sites_cli.command("scan")
+@click.argument("site_id")
+@click.option("--url", "urls", multiple=True, help="A page to scan (repeatable); default: each origin's home page.")
+@click.option("--pages", type=click.IntRange(1, 200), default=10, show_default=True,
+              help="Pages at most, found by links and sitemap.xml on the site's origins.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error", "never"]), default="error",
+              show_default=True, help="Exit 1 when a finding at or above this level exists.")
+@click.option("--chromium", default=lambda: os.environ.get("KEKSI_CHROMIUM", "/usr/lib/chromium/chromium"),
+              help="Chromium to run (default: KEKSI_CHROMIUM, else Debian's).")
+def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_on: str, chromium: str) -> None:
+    """Scan a site's pages in headless Chromium: what each sets and contacts before a choice, after
+    "Reject all" and after "Accept all", against the site's declaration.
+
+    Example: flask --app app sites scan demo --url https://www.example.fi/ --pages 20 --fail-on warning
+    """
+    site = get_store().site(site_id)
+    if site is None:
+        raise click.ClickException(f"there is no site {site_id!r}")
+    bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+    if bad:
+        raise click.ClickException(f"not an http(s) address: {bad[0]}")
+    report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages), chromium,
+                           catalogue_mod.load_ocd(Path(current_app.instance_path)),
+                           progress=lambda done, total, url: click.echo(f"[{done + 1}/{total}] {url}", err=True))
+    click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2) if fmt == "json" else scan_mod.as_text(report))
+    worst = report.worst()
+    if fail_on != "never" and worst is not None and scan_mod.LEVELS.index(worst) >= scan_mod.LEVELS.index(fail_on):
+        sys.exit(1)
 
 
 consents_cli = AppGroup("consents", help="Verify, export, erase and purge consent records.")

@@ -14,7 +14,7 @@ from typing import Any
 class HostServer:
     """Serves `pages` (path -> (body, content type, extra headers)) on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.pages: dict[str, tuple[str, str, dict[str, str]]] = {}
         pages = self.pages
 
@@ -35,9 +35,9 @@ class HostServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((address, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.url = f"http://{address}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "HostServer":

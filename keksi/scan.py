@@ -1,0 +1,388 @@
+"""The site audit: what a site really sets and contacts before a choice, after "Reject all" and after
+"Accept all", compared with what the site declares.
+
+Each page is opened in headless Chromium by three visitors, each in a fresh browser profile: one who
+has not chosen, one who rejects all and one who accepts all (through the banner's documented
+`data-keksi-action` buttons), and the last two load the page once more with their choice stored.
+The scanner visits only the site's listed origins and the URLs it is given; other hosts a page
+contacts are recorded, never crawled. It runs in its own process (`flask sites scan`), never in a
+web worker. Playwright is an optional dependency (`keksi[scan]`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+from . import catalogue
+from . import sites as sites_mod
+
+VISITORS = ("none", "reject", "accept")
+LEVELS = ("info", "warning", "error")
+KEKSI_ITEMS = ("keksi_consent", "keksi_queue")  # what the widget itself keeps: necessary by definition
+MAX_SITEMAP_BYTES = 1024 * 1024
+WIDGET_PATH = "/widget/v1/consent.js"
+LOC_RE = re.compile(r"<loc>\s*([^<\s]+)\s*</loc>")
+
+# Records which script wrote each cookie and storage key: the first script URL on the stack.
+RECORDER = r"""(() => {
+  const log = window.__keksiScan = [];
+  const source = () => ((new Error().stack || "").match(/https?:\/\/[^\s)]+?(?=:\d+:\d+)/g) || [])[0] || null;
+  const cookie = Object.getOwnPropertyDescriptor(Document.prototype, "cookie");
+  Object.defineProperty(document, "cookie", {configurable: true, get() { return cookie.get.call(document); },
+    set(v) { v = String(v);
+      log.push(["cookie", v.split("=")[0].trim(), source(), /max-age=0|expires=[^;]*1970/i.test(v)]);
+      cookie.set.call(document, v); }});
+  const setItem = Storage.prototype.setItem;
+  Storage.prototype.setItem = function (k, v) {
+    log.push([this === window.sessionStorage ? "sessionStorage" : "localStorage", String(k), source(), false]);
+    return setItem.call(this, k, v); };
+})();"""
+STORAGE = """() => ["localStorage", "sessionStorage"].flatMap(area => {
+  try { return Object.keys(window[area]).map(key => [area, key]); } catch (e) { return []; } })"""
+
+
+@dataclass
+class Observation:
+    """What one visitor's browser held and contacted on one page."""
+
+    page: str
+    visitor: str
+    banner: bool = False
+    cookies: list[dict[str, Any]] = field(default_factory=list)
+    storage: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    # Cookies and keys scripts wrote during the last load, even if deleted again before the end
+    # (the widget deletes refused cookies, but a tag that wrote one may already have sent it).
+    writes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    kind: str  # before-consent, after-reject, undeclared, unused, no-banner
+    level: str  # info, warning, error
+    page: str | None
+    visitor: str | None
+    item: dict[str, Any]  # type (cookie, localStorage, sessionStorage, request, page) and its fields
+    source: str | None = None  # the script or response that set it, where the browser can tell
+    service: str | None = None  # the declared or catalogue service it belongs to
+    category: str | None = None
+    service_id: str | None = None  # a catalogue id: what to add to the declaration
+
+
+@dataclass
+class Report:
+    site: str
+    started: str
+    pages: list[str]
+    findings: list[Finding]
+    observations: list[Observation]
+
+    def worst(self) -> str | None:
+        return max((f.level for f in self.findings), key=LEVELS.index, default=None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"site": self.site, "started": self.started, "pages": self.pages,
+                "findings": [asdict(f) for f in self.findings],
+                "observations": [asdict(o) for o in self.observations]}
+
+
+# -- what a browser saw ------------------------------------------------------------------
+
+
+def _cookie(raw: dict[str, Any], page_host: str, setters: dict[str, str]) -> dict[str, Any]:
+    domain = raw["domain"].lstrip(".")
+    lifetime = None if raw["expires"] < 0 else max(0, int(raw["expires"] - time.time()))
+    return {"name": raw["name"], "domain": raw["domain"], "path": raw["path"], "lifetime_seconds": lifetime,
+            "http_only": raw["httpOnly"], "secure": raw["secure"], "same_site": raw.get("sameSite"),
+            "party": "first" if page_host == domain or page_host.endswith("." + domain) else "third",
+            "source": setters.get(raw["name"])}
+
+
+class _Visit:
+    """One visitor on one page, in a fresh browser context."""
+
+    def __init__(self, browser: Any, allowed: set[str], timeout_ms: int) -> None:
+        self.context = browser.new_context()
+        self.context.add_init_script(RECORDER)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(timeout_ms)
+        self.requests: list[dict[str, Any]] = []
+        self.setters: dict[str, str] = {}
+        self.page.on("request", self._request)
+        self.page.on("response", self._response)
+        self.page.route("**/*", lambda route: self._guard(route, allowed))
+
+    def _guard(self, route: Any, allowed: set[str]) -> None:
+        request = route.request
+        if request.is_navigation_request() and request.frame == self.page.main_frame \
+                and _origin(request.url) not in allowed:
+            route.abort()  # never crawl another host, even when a page sends us there
+        else:
+            route.continue_()
+
+    def _request(self, request: Any) -> None:
+        self.requests.append({"host": urlsplit(request.url).hostname or "", "url": urldefrag(request.url)[0],
+                              "type": request.resource_type})
+
+    def _response(self, response: Any) -> None:
+        try:
+            headers = response.headers_array()
+        except Exception:  # the response was gone before its headers were read
+            return
+        for header in headers:
+            if header["name"].lower() == "set-cookie":
+                self.setters.setdefault(header["value"].split("=", 1)[0].strip(), response.url)
+
+    def open(self, url: str, settle_ms: int) -> None:
+        self.page.goto(url, wait_until="load")
+        try:
+            self.page.wait_for_load_state("networkidle", timeout=settle_ms)
+        except Exception:  # a page that keeps polling is still observed after settle_ms
+            pass
+
+    def banner(self, timeout_ms: int) -> bool:
+        try:
+            self.page.locator('#keksi-consent [data-keksi-action="reject_all"]').first.wait_for(
+                state="visible", timeout=timeout_ms)
+            return True
+        except Exception:
+            return False
+
+    def choose(self, action: str, timeout_ms: int) -> None:
+        self.page.locator(f'#keksi-consent [data-keksi-action="{action}"]').first.click()
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline and not any(c["name"] == "keksi_consent" for c in self.context.cookies()):
+            self.page.wait_for_timeout(100)
+
+    def observe(self, url: str, visitor: str, banner: bool) -> Observation:
+        writes = []
+        for kind, name, source, deleting in self.page.evaluate("window.__keksiScan || []"):
+            if source:
+                self.setters.setdefault(name, source)
+            if not deleting and not (source and urlsplit(source).path == WIDGET_PATH):
+                writes.append({"type": kind, "name": name, "source": source})
+        host = urlsplit(url).hostname or ""
+        storage = [{"area": area, "key": key, "source": self.setters.get(key)}
+                   for area, key in self.page.evaluate(STORAGE)]
+        return Observation(url, visitor, banner,
+                           [_cookie(c, host, self.setters) for c in self.context.cookies()],
+                           storage, list(self.requests), writes)
+
+    def links(self) -> list[str]:
+        return self.page.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return sites_mod._origin(f"{parts.scheme}://{parts.netloc}") or ""
+
+
+# -- crawling -----------------------------------------------------------------------------
+
+
+@dataclass
+class Limits:
+    pages: int = 10  # pages scanned at most, given URLs included
+    page_timeout_ms: int = 15_000  # loading one page
+    settle_ms: int = 2_000  # waiting for a page's requests to quiet down
+    banner_timeout_ms: int = 5_000  # waiting for the banner to appear
+
+
+def _same_site_links(links: Iterable[str], origins: set[str]) -> list[str]:
+    found = []
+    for link in links:
+        url = urldefrag(link)[0]
+        if urlsplit(url).scheme in ("http", "https") and _origin(url) in origins:
+            found.append(url)
+    return found
+
+
+def _sitemap(browser: Any, origin: str, timeout_ms: int) -> list[str]:
+    """The <loc> addresses of an origin's /sitemap.xml, read as text (no XML parser, no entities)."""
+    context = browser.new_context()
+    try:
+        response = context.request.get(origin + "/sitemap.xml", timeout=timeout_ms, max_redirects=0)
+        if not response.ok:
+            return []
+        body = response.body()[:MAX_SITEMAP_BYTES].decode("utf-8", "replace")
+        return LOC_RE.findall(body)
+    except Exception:  # no sitemap is the common case
+        return []
+    finally:
+        context.close()
+
+
+# -- classifying and judging -------------------------------------------------------------
+
+
+class Declaration:
+    """What the site declares: each cookie name or prefix, and each service, with its category."""
+
+    def __init__(self, site: dict[str, Any], extra: Iterable[dict[str, Any]], keksi_hosts: set[str]) -> None:
+        self.patterns = [(name, category) for category, names in sites_mod.cookie_patterns(site).items()
+                         for name in names]
+        self.services = {service["name"].lower(): category["id"]
+                         for category in site["categories"] for service in category["services"]}
+        self.extra = tuple(extra)
+        self.own_hosts = {urlsplit(origin).hostname for origin in site["origins"]} | keksi_hosts
+
+    def declared(self, name: str) -> str | None:
+        for pattern, category in self.patterns:
+            if pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern:
+                return category
+        return None
+
+    def item(self, name: str, domain: str = "") -> tuple[str | None, catalogue.Match | None, bool]:
+        """(category, catalogue match, declared) of a cookie or storage key."""
+        if name in KEKSI_ITEMS:
+            return "necessary", None, True
+        match = catalogue.classify_cookie(name, domain, self.extra)
+        category = self.declared(name)
+        return (category, match, True) if category else (match.category if match else None, match, False)
+
+    def host(self, host: str) -> tuple[str | None, catalogue.Match | None]:
+        match = catalogue.classify_host(host)
+        if match is None:
+            return None, None
+        return self.services.get(match.service.lower(), match.category), match
+
+
+def _not_allowed(kind: str, observation: Observation, declaration: Declaration) -> list[Finding]:
+    """What a visitor who has not consented (kind before-consent or after-reject) should not have."""
+    found = []
+    present = {c["name"] for c in observation.cookies}
+    removed = [{"name": w["name"], "domain": "", "source": w["source"], "removed": True}
+               for w in observation.writes if w["type"] == "cookie" and w["name"] not in present]
+    for cookie in observation.cookies + list({c["name"]: c for c in removed}.values()):
+        category, match, _ = declaration.item(cookie["name"], cookie["domain"])
+        if category != "necessary":
+            found.append(Finding(kind, "error" if category else "warning", observation.page, observation.visitor,
+                                 {"type": "cookie", **{k: v for k, v in cookie.items() if k != "source"}},
+                                 cookie["source"], match.service if match else None, category,
+                                 match.service_id if match else None))
+    for item in observation.storage:
+        category, match, _ = declaration.item(item["key"])
+        if category != "necessary":
+            found.append(Finding(kind, "error" if category else "warning", observation.page, observation.visitor,
+                                 {"type": item["area"], "name": item["key"]}, item["source"],
+                                 match.service if match else None, category, match.service_id if match else None))
+    for host in sorted({r["host"] for r in observation.requests} - declaration.own_hosts):
+        category, match = declaration.host(host)
+        if category != "necessary":
+            found.append(Finding(kind, "error" if category else "warning", observation.page, observation.visitor,
+                                 {"type": "request", "host": host}, None, match.service if match else None,
+                                 category, match.service_id if match else None))
+    return found
+
+
+def _declaration_gaps(observations: list[Observation], declaration: Declaration) -> list[Finding]:
+    """Cookies seen but not declared (with what the catalogue suggests), and declared but never seen."""
+    found, seen = [], {}
+    for observation in observations:
+        for cookie in observation.cookies:
+            seen.setdefault(cookie["name"], (observation, cookie))
+    for name, (observation, cookie) in seen.items():
+        category, match, declared = declaration.item(name, cookie["domain"])
+        if not declared:
+            found.append(Finding("undeclared", "warning", observation.page, observation.visitor,
+                                 {"type": "cookie", "name": name, "domain": cookie["domain"]}, cookie["source"],
+                                 match.service if match else None, category, match.service_id if match else None))
+    for pattern, category in declaration.patterns:
+        if pattern in KEKSI_ITEMS:
+            continue
+        if not any(pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern for name in seen):
+            found.append(Finding("unused", "info", None, None, {"type": "cookie", "name": pattern},
+                                 category=category))
+    return found
+
+
+def judge(observations: list[Observation], declaration: Declaration) -> list[Finding]:
+    findings: list[Finding] = []
+    for observation in observations:
+        if observation.visitor == "none" and not observation.banner:
+            findings.append(Finding("no-banner", "error", observation.page, "none", {"type": "page"}))
+        if observation.visitor == "none":
+            findings += _not_allowed("before-consent", observation, declaration)
+        elif observation.visitor == "reject" and observation.banner:
+            findings += _not_allowed("after-reject", observation, declaration)
+    return findings + _declaration_gaps(observations, declaration)
+
+
+# -- the scan -------------------------------------------------------------------------------
+
+
+def _visit(browser: Any, url: str, visitor: str, allowed: set[str], limits: Limits) -> tuple[Observation, list[str]]:
+    """One visitor on one page; returns what was seen and the page's links (for the first visitor)."""
+    visit = _Visit(browser, allowed, limits.page_timeout_ms)
+    try:
+        visit.open(url, limits.settle_ms)
+        banner = visit.banner(limits.banner_timeout_ms)
+        links = visit.links() if visitor == "none" else []
+        if visitor != "none" and banner:
+            visit.choose("reject_all" if visitor == "reject" else "accept_all", limits.banner_timeout_ms)
+            visit.requests.clear()  # what follows happened with the choice made
+            visit.open(url, limits.settle_ms)
+        return visit.observe(url, visitor, banner), links
+    finally:
+        visit.close()
+
+
+def _keksi_hosts(observations: list[Observation]) -> set[str]:
+    """Where the pages load Keksi's widget from: that server is part of the consent, not a third party."""
+    return {r["host"] for o in observations for r in o.requests if urlsplit(r["url"]).path == WIDGET_PATH}
+
+
+def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
+         extra: Iterable[dict[str, Any]] = (), progress=lambda done, total, url: None) -> Report:
+    """Scan up to `limits.pages` pages of `site`: the given URLs, else each origin's home page, then
+    same-origin pages found by links and sitemap.xml."""
+    from playwright.sync_api import sync_playwright  # the optional dependency, needed only here
+
+    origins = set(site["origins"])
+    allowed = origins | {_origin(u) for u in urls}
+    queue = list(dict.fromkeys(urls or [origin + "/" for origin in site["origins"]]))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    observations: list[Observation] = []
+    done: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            for origin in sorted(origins):
+                queue += _same_site_links(_sitemap(browser, origin, limits.page_timeout_ms), origins)
+            while queue and len(done) < limits.pages:
+                url = queue.pop(0)
+                if url in done:
+                    continue
+                progress(len(done), limits.pages, url)
+                done.append(url)
+                for visitor in VISITORS:
+                    observation, links = _visit(browser, url, visitor, allowed, limits)
+                    observations.append(observation)
+                    queue += [link for link in _same_site_links(links, origins) if link not in done]
+        finally:
+            browser.close()
+    declaration = Declaration(site, extra, _keksi_hosts(observations))
+    return Report(site["id"], started, done, judge(observations, declaration), observations)
+
+
+def as_text(report: Report) -> str:
+    """One line per finding, worst first: what a web team reads in its CI log."""
+    lines = [f"Scanned {len(report.pages)} page(s) of {report.site} at {report.started}."]
+    for f in sorted(report.findings, key=lambda f: -LEVELS.index(f.level)):
+        what = f.item.get("name") or f.item.get("host") or ""
+        where = f"{f.page} [{f.visitor}]" if f.page else "the declaration"
+        about = f" – {f.service} ({f.category})" if f.service else f" – {f.category}" if f.category else ""
+        source = f", set by {f.source}" if f.source else ""
+        lines.append(f"{f.level.upper():7} {f.kind:15} {where}: {f.item['type']} {what}{source}{about}")
+    if not report.findings:
+        lines.append("No findings.")
+    return "\n".join(lines)
