@@ -1143,6 +1143,14 @@ def chain_hash(prev_hash: str, content_hash: str) -> str:
     return hashlib.sha256(f"{prev_hash}:{content_hash}".encode()).hexdigest()
 
 
+def leaves_head(prev: int, position: int, row_hash: str, head: tuple[int, str]) -> bool:
+    """Whether the link at `position` (following the one at `prev`, 0 for the first) shows that a
+    chain no longer passes through `head` (position, row hash), kept from an earlier run: it holds
+    the head's position with another hash, or steps over that position (its link was deleted and
+    the links after it rechained)."""
+    return (position == head[0] and row_hash != head[1]) or prev < head[0] < position
+
+
 def _stamp_file(path: str, what: str = "notices") -> str:
     return f"{path}.{what}-changed"
 

@@ -274,3 +274,53 @@ def test_an_audit_log_from_before_migration_0008_is_chained_by_it(make_app):
     assert printed(result.output, "audit head").startswith(f"{entries}:")
     tamper(migrated, "UPDATE audit_log SET detail = '{}' WHERE id = 1", "audit_log_no_update")
     assert_reported(migrated, "audit entry 1: its content was changed")
+
+
+# -- a head kept outside cannot be stepped around ------------------------------------
+
+
+def _rechain(app, table: str, key: str, content) -> None:
+    """Recompute every link of `table` in `key` order, as a forger who deleted a row would."""
+    from keksi.store import GENESIS_HASH, chain_hash
+    store = open_store(app.config["DATABASE"])
+    try:
+        prev = GENESIS_HASH
+        for row in list(store.db.query(f"SELECT * FROM {table} ORDER BY {key}")):
+            row_hash = chain_hash(prev, content(row))
+            store.db.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE {key} = ?",
+                             [prev, row_hash, row[key]])
+            prev = row_hash
+    finally:
+        store.close()
+
+
+def test_a_chain_rebuilt_without_the_kept_head_record_is_found(app, client):
+    """The forger deletes the very record the kept head names and rechains the rest: no link
+    has the head's seq any more, yet the chain goes on past it."""
+    record_some(client, 3)
+    head = printed(verify(app).output, "chain head")
+    assert head.startswith("3:")
+    record_some(client, 2)
+    tamper(app, "DELETE FROM consents WHERE seq = 3; DELETE FROM consent_chain WHERE seq = 3;",
+           "consents_delete_only_when_removed", "consent_chain_no_delete")
+    tamper(app, "SELECT 1", "consent_chain_no_update")
+    _rechain(app, "consent_chain", "seq", lambda row: row["content_hash"])
+    result = verify(app, "--head", head)
+    assert result.exit_code == 1, result.output
+    assert "no longer passes through the head recorded earlier" in result.output
+
+
+def test_an_audit_log_rebuilt_without_the_kept_head_entry_is_found(app, client):
+    from keksi.store import audit_content_hash
+    head = printed(verify(app).output, "audit head")
+    last = int(head.split(":")[0])
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.audit("tests", "user.add", "someone@example.fi", {"roles": ["legal"]})
+    finally:
+        store.close()
+    tamper(app, f"DELETE FROM audit_log WHERE id = {last}", "audit_log_no_delete", "audit_log_no_update")
+    _rechain(app, "audit_log", "id", audit_content_hash)
+    result = verify(app, "--audit-head", head)
+    assert result.exit_code == 1, result.output
+    assert "the audit log no longer passes through the head recorded earlier" in result.output
