@@ -23,9 +23,10 @@ def check_notices(store: Store) -> list[Problem]:
     """Every published version: its text still has its SHA-256, and what the pages show (title,
     summary, material, body) is what that text says; the audit log recorded that SHA-256."""
     published = _published_hashes(store)
-    problems = []
+    problems, stored = [], set()
     for row in store.iter_notice_texts():
         where = f"notice {row['slug']}/{row['version']}.{row['lang']}"
+        stored.add(where)
         if notices.sha256(row["source"]) != row["sha256"]:
             problems.append((where, "its text no longer has the SHA-256 recorded when it was published"))
             continue
@@ -35,12 +36,21 @@ def check_notices(store: Store) -> list[Problem]:
             problems.append((where, "the text its pages show is not the text published"))
         elif published.get(f"{row['slug']}/{row['version']}.{row['lang']}") != row["sha256"]:
             problems.append((where, "the audit log does not record its publication with this SHA-256"))
-    return problems
+    return problems + [(where, "it was published and never withdrawn, but is no longer stored")
+                       for where in (f"notice {subject}" for subject in published) if where not in stored]
 
 
 def _published_hashes(store: Store) -> dict[str, str]:
-    return {entry["subject"]: json.loads(entry["detail"] or "{}").get("sha256")
-            for entry in store.iter_audit() if entry["action"] == "notice.publish"}
+    """What the audit log says is published: "slug/version.lang" -> SHA-256, less the versions it
+    records as withdrawn (every language of "slug/version" at once)."""
+    published: dict[str, str] = {}
+    for entry in store.iter_audit():
+        if entry["action"] == "notice.publish":
+            published[entry["subject"]] = json.loads(entry["detail"] or "{}").get("sha256")
+        elif entry["action"] == "notice.withdraw":
+            for subject in [s for s in published if s.startswith(entry["subject"] + ".")]:
+                del published[subject]
+    return published
 
 
 def check_banners(store: Store) -> list[Problem]:

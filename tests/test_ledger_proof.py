@@ -140,6 +140,24 @@ def test_a_notice_replaced_with_a_new_hash_is_found_by_the_records_and_the_audit
                     "record 1: a notice version or banner it refers to was replaced or removed")
 
 
+def test_a_published_notice_deleted_without_a_withdrawal_is_found(app, client):
+    """No record refers to the Swedish cookie notice, but the audit log says it was published."""
+    store = open_store(app.config["DATABASE"])
+    try:
+        latest = max(row["version"] for row in store.notice_versions("cookies"))
+        rows = [dict(store.notice_version("cookies", latest, lang), version="2099-01-01")
+                for lang in app.config["LANGUAGES"]]
+        for row in rows:
+            row.pop("published_at"), row.pop("published_by")
+        store.publish_notice_versions(rows, "tests")
+        store.withdraw_notice_version("cookies", "2099-01-01", "tests", TODAY)
+    finally:
+        store.close()
+    assert verify(app).exit_code == 0, "an upcoming version withdrawn through Keksi is no problem"
+    tamper(app, "DELETE FROM notice_versions WHERE slug = 'cookies' AND lang = 'sv'")
+    assert_reported(app, "notice cookies/", ".sv: it was published and never withdrawn, but is no longer stored")
+
+
 def test_a_banner_rewritten_under_its_hash_is_found(app, client):
     record_some(client, 1)
     tamper(app, "UPDATE banner_versions SET content = replace(content, 'Accept', 'Okay')",
