@@ -4,7 +4,7 @@
 figures; the checks here cover what the records point at. Each returns a list of
 problems, (where, what), empty when everything holds: a text rewritten under its old
 hash, a text replaced together with its hash (the records and the audit log still hold
-the old one), an audit entry edited, removed or inserted.
+the old one), a widget build's script rewritten, an audit entry edited, removed or inserted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from . import notices
+from . import notices, widget
 from .store import GENESIS_HASH, Store, audit_content_hash, chain_hash, leaves_head
 
 Problem = tuple[str, str]
@@ -60,6 +60,14 @@ def check_banners(store: Store) -> list[Problem]:
             if hashlib.sha256(row["content"].encode("utf-8")).hexdigest() != row["hash"]]
 
 
+def check_widget_builds(store: Store) -> list[Problem]:
+    """Every widget build kept is the script its version was built as, and has its SHA-256."""
+    return [(f"widget build {row['version']}", "its script is not the build its version names")
+            for row in store.iter_widget_builds()
+            if not widget.is_build_of(row["script"], row["version"])
+            or hashlib.sha256(row["script"].encode("utf-8")).hexdigest() != row["sha256"]]
+
+
 def check_sites(store: Store) -> list[Problem]:
     """Every site's definition is the one its last audited save recorded (sites change by design,
     but only through a save, which the chained audit log records with the definition's SHA-256)."""
@@ -100,5 +108,5 @@ def check_audit(store: Store, expect: tuple[int, str] | None = None) -> tuple[li
 def check_all(store: Store, audit_head: tuple[int, str] | None = None) -> tuple[list[Problem], Any]:
     """Every check here; returns (problems, the audit log's head)."""
     audit_problems, head = check_audit(store, audit_head)
-    return (audit_problems + check_notices(store) + check_banners(store) + check_sites(store)
-             + check_records_texts(store)), head
+    return (audit_problems + check_notices(store) + check_banners(store) + check_widget_builds(store)
+            + check_sites(store) + check_records_texts(store)), head

@@ -611,6 +611,12 @@ class Store:
         rows = self._query("SELECT * FROM widget_builds WHERE version = ?", [version])
         return dict(rows[0]) if rows else None
 
+    def iter_widget_builds(self) -> Iterator[dict[str, Any]]:
+        """Every widget build kept, with its script."""
+        cursor = self.db.conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        yield from (dict(row) for row in cursor.execute("SELECT * FROM widget_builds ORDER BY version"))
+
     def widget_builds(self) -> list[dict[str, Any]]:
         """Every widget build kept, newest first, without its script."""
         rows = self._query("SELECT version, sha256, length(CAST(script AS BLOB)) AS size, first_served_at "

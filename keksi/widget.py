@@ -62,8 +62,18 @@ def minify(script: str, css: str) -> tuple[str, str]:
         raise BuildError(f"consent.js does not parse: {exc}") from None
     # json.dumps gives a valid JavaScript string literal; no "</script>" can occur in CSS we wrote.
     built = js_min.replace(CSS_MARK, json.dumps(css_min, ensure_ascii=False))
-    version = hashlib.sha256(built.replace(VERSION_MARK, PLACEHOLDER_VERSION).encode("utf-8")).hexdigest()[:12]
+    version = _version(built.replace(VERSION_MARK, PLACEHOLDER_VERSION))
     return built.replace(VERSION_MARK, version), version
+
+
+def _version(unstamped: str) -> str:
+    return hashlib.sha256(unstamped.encode("utf-8")).hexdigest()[:12]
+
+
+def is_build_of(script: str, version: str) -> bool:
+    """Whether `script` is the build `version` names: with the version stamped in it replaced by
+    the placeholder again, it hashes to that version (and so a kept script cannot be rewritten)."""
+    return version in script and _version(script.replace(version, PLACEHOLDER_VERSION)) == version
 
 
 def _sources(folder: Path) -> tuple[list[str], str]:

@@ -158,6 +158,18 @@ def test_a_published_notice_deleted_without_a_withdrawal_is_found(app, client):
     assert_reported(app, "notice cookies/", ".sv: it was published and never withdrawn, but is no longer stored")
 
 
+@pytest.mark.parametrize("sql", [
+    "UPDATE widget_builds SET script = replace(script, 'keksi', 'keksy')",
+    "UPDATE widget_builds SET script = replace(script, 'keksi', 'keksy'), sha256 = 'f' || substr(sha256, 2)",
+], ids=["script", "script and its sha256"])
+def test_a_widget_build_rewritten_is_found(app, client, sql):
+    """Code escrow: the script a record's widget_version names is the one that version was built as."""
+    version = client.get("/widget/v1/consent.js").headers["X-Widget-Version"]
+    assert verify(app).exit_code == 0
+    tamper(app, sql, "widget_builds_no_update")
+    assert_reported(app, f"widget build {version}: its script is not the build its version names")
+
+
 def test_a_banner_rewritten_under_its_hash_is_found(app, client):
     record_some(client, 1)
     tamper(app, "UPDATE banner_versions SET content = replace(content, 'Accept', 'Okay')",
