@@ -281,14 +281,14 @@ def consents_verify(expect: str | None, audit_expect: str | None) -> None:
 def _report_figures(check: figures_mod.FiguresCheck) -> bool:
     """Print the outcome of a figures check; False when the figures do not match the ledger."""
     if check.uncounted:
-        click.echo(f"figures not proven: {check.uncounted} erasures or purges were made before "
-                   "removals were counted (migration 0008)")
-        return True
+        click.echo(f"figures not proven up to {check.unproven_until}: {check.uncounted} erasures or purges "
+                   "were made before removals were counted (migration 0008)")
     for site, day, what, kept, derived in check.mismatches[:20]:
         click.secho(f"figures of {site} on {day}: {what} is {kept}, the records give {derived}", fg="red", err=True)
     if check.mismatches:
         return False
-    click.echo(f"figures ok: every daily figure matches the {check.checked} records held and the removals")
+    if not check.uncounted:
+        click.echo(f"figures ok: every daily figure matches the {check.checked} records held and the removals")
     return True
 
 

@@ -149,11 +149,13 @@ def to_csv(figures: Figures) -> str:
 class FiguresCheck:
     """The daily figures against those derived from the records held plus the counts each removal
     took out. `mismatches` are (site, day, what, kept, derived); `uncounted` removals made before
-    removals were counted (migration 0008) leave the figures unprovable rather than wrong."""
+    removals were counted (migration 0008) leave the figures up to `unproven_until` (the day of
+    the last of them) unprovable where they are higher than derived, rather than wrong."""
 
     checked: int
     mismatches: list[tuple[str, str, str, Any, Any]]
-    uncounted: int
+    uncounted: int = 0
+    unproven_until: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -190,7 +192,13 @@ def check(store: Store, zone: tzinfo) -> FiguresCheck:
     mismatches += [(site, day, f"{category} {part}", stored_categories[key], categories[key])
                    for key in sorted(set(categories) | set(stored_categories))
                    if stored_categories[key] != categories[key] for site, day, category, part in [key]]
-    return FiguresCheck(checked, mismatches, store.uncounted_removals())
+    uncounted, last_removed_at = store.uncounted_removals()
+    if not uncounted:
+        return FiguresCheck(checked, mismatches)
+    # Such a removal took records out uncounted, but only records made before it: a figure of a
+    # later day, or one lower than the records still held give, is wrong all the same.
+    until = day_of(last_removed_at)
+    return FiguresCheck(checked, [m for m in mismatches if m[1] > until or m[3] < m[4]], uncounted, until)
 
 
 # -- charts ---------------------------------------------------------------------------

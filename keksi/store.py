@@ -766,11 +766,13 @@ class Store:
             "ORDER BY 1 LIMIT 10")
         return [row[0] for row in rows]
 
-    def uncounted_removals(self) -> int:
-        """Removal links made before removals were counted (migration 0008)."""
-        return self.db.conn.execute(
-            "SELECT count(*) FROM removal_links l WHERE NOT EXISTS "
-            "(SELECT 1 FROM removal_counts n WHERE n.link_seq = l.seq)").fetchone()[0]
+    def uncounted_removals(self) -> tuple[int, str | None]:
+        """Removal links made before removals were counted (migration 0008): how many, and when
+        the last of them was made."""
+        row = self.db.conn.execute(
+            "SELECT count(*), max(removed_at) FROM removal_links l WHERE NOT EXISTS "
+            "(SELECT 1 FROM removal_counts n WHERE n.link_seq = l.seq)").fetchone()
+        return row[0], row[1]
 
     def figure_rows(self) -> dict[str, list[tuple]]:
         """Every daily figure as kept, and every count removals took out of them."""

@@ -247,6 +247,26 @@ def test_figures_edited_by_hand_are_found(app, client):
     assert_reported(app, "figures of demo on")
 
 
+def test_a_removal_from_before_0008_leaves_only_the_figures_it_may_have_touched_unproven(app, client):
+    """An erasure made before removals were counted (its counts gone, as before migration 0008)
+    cannot prove the figures up to its day; it must not turn the check off for every other day."""
+    answers = record_some(client, 3)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]]).exit_code == 0
+    tamper(app, "DELETE FROM removal_counts; DELETE FROM removal_category_counts;",
+           "removal_counts_no_delete", "removal_category_counts_no_delete")
+    check = runner.invoke(args=["consents", "figures", "--check"])
+    assert check.exit_code == 0 and "figures not proven up to" in check.output, check.output
+    tamper(app, "INSERT INTO consent_daily (site, day, action, n) VALUES ('demo', '2099-01-01', 'accept_all', 9)")
+    check = runner.invoke(args=["consents", "figures", "--check"])
+    assert check.exit_code == 1, check.output
+    assert "figures of demo on 2099-01-01: accept_all is 9, the records give 0" in check.output
+    tamper(app, "DELETE FROM consent_daily WHERE day = '2099-01-01';"
+                "UPDATE consent_daily SET n = 0 WHERE action = 'reject_all'")
+    check = runner.invoke(args=["consents", "figures", "--check"])
+    assert check.exit_code == 1 and "reject_all is 0, the records give 1" in check.output, check.output
+
+
 def test_category_figures_edited_by_hand_are_found(app, client):
     record_some(client, 2)
     tamper(app, "UPDATE consent_daily_categories SET granted = total WHERE category = 'marketing'")
