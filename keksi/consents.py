@@ -420,14 +420,18 @@ class _ChainWalk:
             return "the removal lists no records, or records after itself"
         return None
 
-    def _gone(self, seq: int, marked: str | None) -> str | None:
-        if not marked:
-            return "the record is missing and no erasure or purge removed it"
+    def _listed(self, seq: int) -> bool:
+        """Whether a removal range lists record `seq` (called for each seq in ascending order)."""
         while self.current is not None and self.current[1] < seq:
             self.current = next(self.ranges, None)
         # The range must belong to a removal link later in the chain; verify() checks at the end
         # that every range's link is a removal link of the chain.
-        if self.current is None or self.current[0] > seq or self.current[2] <= seq:
+        return self.current is not None and self.current[0] <= seq < self.current[2]
+
+    def _gone(self, seq: int, marked: str | None) -> str | None:
+        if not marked:
+            return "the record is missing and no erasure or purge removed it"
+        if not self._listed(seq):
             return "the record was deleted, but no erasure or purge in the chain lists it"
         self.removed += 1
         self.checked += 1
@@ -436,6 +440,8 @@ class _ChainWalk:
     def _record(self, link: dict[str, Any]) -> str | None:
         if content_hash(link) != link["chain_content_hash"] or link["content_hash"] != link["chain_content_hash"]:
             return "the record's content was changed after it was recorded"
+        if link["removed"] or self._listed(link["seq"]):
+            return "the record is held, but an erasure or purge in the chain lists it as removed: it was put back"
         try:
             recorded = datetime.fromisoformat(link["recorded_at"])
         except (TypeError, ValueError):

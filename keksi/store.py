@@ -819,9 +819,10 @@ class Store:
             [after_seq])]
 
     def orphan_consents(self) -> list[int]:
-        """Consent rows with no chain link: inserted around the store."""
+        """Consent rows with no chain link of their own (none, or a removal's): inserted around the store."""
         rows = self._query("SELECT c.seq FROM consents c LEFT JOIN consent_chain ch ON ch.seq = c.seq "
-                           "WHERE ch.seq IS NULL ORDER BY c.seq LIMIT 10")
+                           "WHERE ch.seq IS NULL OR EXISTS (SELECT 1 FROM removal_links l WHERE l.seq = c.seq) "
+                           "ORDER BY c.seq LIMIT 10")
         return [row["seq"] for row in rows]
 
     def remove_consents(self, where: str, params: list[Any], reason: str, actor: str,

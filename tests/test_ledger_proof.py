@@ -50,6 +50,42 @@ def test_a_record_deleted_behind_a_hand_made_range_is_found(app, client, link_se
     assert_reported(app, "a removal row belongs to no erasure or purge in the chain")
 
 
+_COPY_RECORD = ("INSERT INTO consents SELECT {seq}, {consent_id}, {event_id}, subject_id, site, action, choices, "
+                "ui_surface, lang, page, notice_slug, notice_version, notice_sha256, banner_hash, widget_version, "
+                "ip, user_agent, gpc, recorded_at, valid_until, content_hash, cookie_notice_slug, "
+                "cookie_notice_version, cookie_notice_sha256 FROM {source} WHERE seq = {from_seq};")
+
+
+def test_a_record_forged_at_a_removal_link_s_place_is_found(app, client):
+    """A removal link holds no record: a row put at its seq is outside the chain, even with the
+    figures raised to match it."""
+    answers = record_some(client, 3)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]]).exit_code == 0
+    tamper(app, _COPY_RECORD.format(seq=4, consent_id="lower(hex(randomblob(16)))",
+                                    event_id="lower(hex(randomblob(16)))", source="consents", from_seq=2)
+           + "UPDATE consent_daily SET n = n + 1 WHERE action = 'reject_all';"
+             "UPDATE consent_daily_categories SET total = total + 1, "
+             "granted = granted + (category = 'necessary');")
+    assert runner.invoke(args=["consents", "figures", "--check"]).exit_code == 0
+    assert_reported(app, "record 4: a record was added outside the chain")
+
+
+def test_an_erased_record_put_back_is_found(app, client):
+    """Someone kept a copy of an erased record and restores it byte for byte: its content still
+    hashes to its link, but an erasure in the chain lists it."""
+    answers = record_some(client, 3)
+    tamper(app, "CREATE TABLE kept AS SELECT * FROM consents WHERE seq = 1")
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]]).exit_code == 0
+    tamper(app, _COPY_RECORD.format(seq="seq", consent_id="consent_id", event_id="event_id", source="kept",
+                                    from_seq=1) + "DELETE FROM consent_removals WHERE seq = 1; DROP TABLE kept;"
+                "UPDATE consent_daily SET n = n + 1 WHERE action = 'accept_all';"
+                "UPDATE consent_daily_categories SET total = total + 1, granted = granted + 1;")
+    assert runner.invoke(args=["consents", "figures", "--check"]).exit_code == 0
+    assert_reported(app, "broken at record 1", "an erasure or purge in the chain lists it as removed")
+
+
 def test_counts_of_a_removal_cannot_be_edited_or_added_beside_it(app, client):
     answers = record_some(client, 3)
     runner = app.test_cli_runner()
