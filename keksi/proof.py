@@ -70,14 +70,20 @@ def check_widget_builds(store: Store) -> list[Problem]:
 
 def check_sites(store: Store) -> list[Problem]:
     """Every site's definition is the one its last audited save recorded (sites change by design,
-    but only through a save, which the chained audit log records with the definition's SHA-256)."""
+    but only through a save, which the chained audit log records with the definition's SHA-256),
+    and every site saved and not removed is still there."""
     saved: dict[str, str | None] = {}
     for entry in store.iter_audit():
         if entry["action"] in ("site.add", "site.edit"):
             saved[entry["subject"]] = json.loads(entry["detail"] or "{}").get("sha256")
+        elif entry["action"] == "site.remove":
+            saved.pop(entry["subject"], None)
+    texts = dict(store.site_texts())
     return [(f"site {site_id}", "its definition is not the one its last audited save recorded")
-            for site_id, text in store.site_texts()
-            if saved.get(site_id) != hashlib.sha256(text.encode("utf-8")).hexdigest()]
+            for site_id, text in texts.items()
+            if saved.get(site_id) != hashlib.sha256(text.encode("utf-8")).hexdigest()] + [
+        (f"site {site_id}", "it was saved and never removed, but is no longer stored")
+        for site_id in saved if site_id not in texts]
 
 
 def check_records_texts(store: Store) -> list[Problem]:

@@ -342,6 +342,18 @@ def test_a_site_definition_changed_without_a_save_is_found(app, client):
     assert_reported(app, "site demo: its definition is not the one its last audited save recorded")
 
 
+def test_a_site_deleted_without_a_removal_is_found(app, client):
+    """Its records stay and point at nothing; Keksi itself refuses to remove a site with records."""
+    record_some(client, 1)
+    tamper(app, "DELETE FROM sites WHERE id = 'demo'")
+    assert_reported(app, "site demo: it was saved and never removed, but is no longer stored")
+
+
+def test_a_site_removed_through_keksi_is_no_problem(app, client):
+    assert app.test_cli_runner().invoke(args=["sites", "remove", "demo"]).exit_code == 0
+    assert verify(app).exit_code == 0
+
+
 def test_an_audit_log_from_before_migration_0008_is_chained_by_it(make_app):
     app = make_app()
     add_site(app)
