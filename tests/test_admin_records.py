@@ -116,3 +116,18 @@ def test_marketing_cannot_erase(app, client):
 def test_the_export_of_an_unknown_site_is_404_for_legal(app, client):
     sign_in(client, "legal@example.fi")
     assert client.get("/admin/sites/nope/export.csv").status_code == 404
+
+
+@pytest.mark.parametrize("fetch_site", ["cross-site", "same-site"])
+def test_another_site_cannot_make_legals_browser_export(app, client, fetch_site):
+    """Issue 10.6: a link or form on another site would send legal's session cookie (SameSite=Lax lets a
+    top-level GET through), download every record to their machine and note an export they never made."""
+    post(client, choice(config(client)))
+    sign_in(client, "legal@example.fi")
+    before = len(from_store(app, "audit_log", 100))
+    forged = client.get("/admin/sites/demo/export.csv", headers={"Sec-Fetch-Site": fetch_site})
+    assert forged.status_code == 403 and "text/csv" not in forged.content_type
+    assert "Exports start only from this admin" in forged.get_data(as_text=True)
+    assert len(from_store(app, "audit_log", 100)) == before, "no export is noted"
+    for own in ("same-origin", "none"):  # the admin's own form or link; a bookmark or typed address
+        assert client.get("/admin/sites/demo/export.csv", headers={"Sec-Fetch-Site": own}).status_code == 200

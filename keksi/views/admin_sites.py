@@ -425,6 +425,10 @@ def export_csv(site_id: str):
     """Every consent record of the site (or of the days from–to), streamed as CSV for an auditor.
 
     Raw records are legal's (and admins'): marketing has the figures, which need no personal data."""
+    # A GET, so no CSRF token: a link on another site would still carry the session cookie (SameSite=Lax)
+    # and download every record, noted as this user's export. Browsers say where a request comes from.
+    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+        abort(403, _("Exports start only from this admin's own pages. Open Consent records and export from there."))
     site = _site_or_404(site_id)
     form = RangeForm(request.args)
     first = last = None
