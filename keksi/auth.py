@@ -207,6 +207,13 @@ def known_device(store: Store, secret: str, cookie: str | None, email: str) -> s
     return f"device:{value.get('device')}"
 
 
+def session_key(token: str) -> str:
+    """The failure key of a signed-in session asked for its password again: like a known device, it
+    has proved the account once, so strangers guessing the account do not keep it from changing the
+    password or signing out elsewhere; its own wrong tries still slow it down."""
+    return f"session:{_token_hash(token)}"
+
+
 def _wait(failures: list[str], free: int, now: datetime) -> float:
     """Seconds still to wait after these failures: none for the first `free`, then 2, 4, 8...
     seconds after the last one, up to MAX_WAIT."""

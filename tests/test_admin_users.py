@@ -409,3 +409,23 @@ def test_a_user_sees_their_sessions_and_signs_out_everywhere_else(app, client):
     assert "2 other sessions have ended." in client.get(done.headers["Location"]).get_data(as_text=True)
     assert signed_in(client) and not signed_in(phone) and not signed_in(laptop)
     assert audit(app)[0]["action"] == "user.sessions_ended" and audit(app)[0]["detail"] == {"sessions": 2}
+
+
+def test_strangers_guessing_cannot_stop_the_signed_in_owner_ending_their_other_sessions(app, client):
+    """Exactly when someone is guessing their password, the owner must still be able to sign out
+    everywhere else and change it; a thief holding the session is still slowed after a few wrong tries."""
+    sign_in(client, "legal@example.fi")
+    thief = app.test_client()
+    sign_in(thief, "legal@example.fi")
+    for n in range(auth.ACCOUNT_FREE_FAILURES):
+        assert sign_in_from(app, f"198.51.{n}.1", "legal@example.fi", "guess!").status_code == 401
+    token = csrf(client, "/admin/password")
+    done = client.post("/admin/sessions/end-others", data={"csrf_token": token, "sessions-current": PASSWORD})
+    assert done.status_code == 302 and signed_in(client) and not signed_in(thief)
+    sign_in(thief, "legal@example.fi")
+    token = csrf(thief, "/admin/password")
+    for _ in range(auth.DEVICE_FREE_FAILURES):
+        wrong = thief.post("/admin/sessions/end-others", data={"csrf_token": token, "sessions-current": "guess!"})
+        assert wrong.status_code == 400
+    slowed = thief.post("/admin/sessions/end-others", data={"csrf_token": token, "sessions-current": PASSWORD})
+    assert slowed.status_code == 429 and signed_in(client)
