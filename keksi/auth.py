@@ -225,39 +225,69 @@ def _wait(failures: list[str], free: int, now: datetime) -> float:
 
 
 def login_wait(store: Store, email: str, address: str | None, device: str | None = None,
-               now: datetime | None = None) -> int:
+               now: datetime | None = None, before: int | None = None) -> int:
     """Seconds to wait before this try may be checked (0: go ahead).
 
     The address waits after its own failures, whatever the account. The account's failures from
     everywhere make unknown devices wait; a device that signed in to it before waits only after
-    failing itself, so that strangers guessing cannot keep its owner out.
+    failing itself, so that strangers guessing cannot keep its owner out. `before`: count only the
+    failures recorded before this one (see try_sign_in).
     """
     now = now or utc_now()
     since = utc_iso(now - FAILURE_WINDOW)
-    waits = [_wait(store.login_failures(address_key(address), since), FREE_FAILURES, now)]
-    device_failures = store.login_failures(device, since) if device else []
+    waits = [_wait(store.login_failures(address_key(address), since, before), FREE_FAILURES, now)]
+    device_failures = store.login_failures(device, since, before) if device else []
     if device:
         waits.append(_wait(device_failures, DEVICE_FREE_FAILURES, now))
     if not device or len(device_failures) >= DEVICE_FREE_FAILURES:
-        waits.append(_wait(store.login_failures(_account_key(email), since), ACCOUNT_FREE_FAILURES, now))
+        waits.append(_wait(store.login_failures(_account_key(email), since, before), ACCOUNT_FREE_FAILURES, now))
     longest = max(waits)
     return int(longest + 0.999) if longest > 0 else 0
+
+
+def _password_user(store: Store, email: str, password: str) -> dict[str, Any] | None:
+    """The enabled user whose password this is; as slow for an unknown email as for a wrong password."""
+    user = store.user_by_email(email)
+    stored_hash = user["password_hash"] if user and user["password_hash"] else _DUMMY_HASH
+    valid = check_password_hash(stored_hash, password)
+    return user if user and user["password_hash"] and valid and not user["disabled"] else None
+
+
+def _failure_keys(email: str, address: str | None, device: str | None) -> list[str]:
+    return [address_key(address), _account_key(email)] + ([device] if device else [])
 
 
 def authenticate(store: Store, email: str, password: str, address: str | None, device: str | None = None,
                  now: datetime | None = None) -> dict[str, Any] | None:
     """The user if the email and password match an enabled account; records failures."""
     now = now or utc_now()
-    user = store.user_by_email(email)
-    stored_hash = user["password_hash"] if user and user["password_hash"] else _DUMMY_HASH
-    valid = check_password_hash(stored_hash, password)
-    if user and user["password_hash"] and valid and not user["disabled"]:
+    user = _password_user(store, email, password)
+    if user:
         if device:
             store.clear_login_failures([device])
         return user
-    keys = [address_key(address), _account_key(email)] + ([device] if device else [])
-    store.record_login_failure(keys, utc_iso(now), utc_iso(now - timedelta(days=1)))
+    store.record_login_failure(_failure_keys(email, address, device), utc_iso(now), utc_iso(now - timedelta(days=1)))
     return None
+
+
+def try_sign_in(store: Store, email: str, password: str, address: str | None, device: str | None = None,
+                now: datetime | None = None) -> tuple[dict[str, Any] | None, int]:
+    """A sign-in try, slowed as login_wait says: (user, 0) when right, (None, 0) when wrong,
+    (None, seconds) when it must wait and its password was not checked.
+
+    The try is counted as a failure before its password is checked, and forgotten if it was right or
+    had to wait: otherwise guesses sent all at once would each find no failure yet and all be checked.
+    """
+    now = now or utc_now()
+    tries = store.record_login_failure(_failure_keys(email, address, device), utc_iso(now),
+                                       utc_iso(now - timedelta(days=1)))
+    wait = login_wait(store, email, address, device, now, before=min(tries))
+    user = None if wait else _password_user(store, email, password)
+    if wait or user:
+        store.forget_login_tries(tries)
+    if user and device:
+        store.clear_login_failures([device])
+    return user, wait
 
 
 def has_role(user: dict[str, Any] | None, *roles: str) -> bool:

@@ -1065,20 +1065,28 @@ class Store:
                            "AND used_at IS NULL AND expires_at > ?", [token_hash, now])
         return rows[0]["user_id"] if rows else None
 
-    def record_login_failure(self, keys: list[str], now: str, forget_before: str) -> None:
+    def record_login_failure(self, keys: list[str], now: str, forget_before: str) -> list[int]:
+        """Count a failed sign-in against each key; the new rows' ids, in one block later tries follow."""
         with self._write():
-            self.db.conn.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)",
-                                     [(key, now) for key in keys])
+            ids = [self.db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", [key, now]).lastrowid
+                   for key in keys]
             self.db.execute("DELETE FROM login_failures WHERE at < ?", [forget_before])
+        return ids
 
-    def login_failures(self, key: str, since: str) -> list[str]:
-        """Times of the key's failed logins since `since`, oldest first."""
+    def login_failures(self, key: str, since: str, before: int | None = None) -> list[str]:
+        """Times of the key's failed logins since `since` (recorded before row `before`), oldest first."""
         return [r["at"] for r in self._query(
-            "SELECT at FROM login_failures WHERE key = ? AND at >= ? ORDER BY at", [key, since])]
+            "SELECT at FROM login_failures WHERE key = ? AND at >= ? AND rowid < ? ORDER BY at",
+            [key, since, before if before is not None else 2 ** 63 - 1])]
 
     def clear_login_failures(self, keys: list[str]) -> None:
         with self._write():
             self.db.conn.executemany("DELETE FROM login_failures WHERE key = ?", [(k,) for k in keys])
+
+    def forget_login_tries(self, ids: list[int]) -> None:
+        """Delete failures by row id: a try recorded ahead of its check that turned out right or had to wait."""
+        with self._write():
+            self.db.conn.executemany("DELETE FROM login_failures WHERE rowid = ?", [(i,) for i in ids])
 
     # -- audit log --------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -429,3 +430,28 @@ def test_strangers_guessing_cannot_stop_the_signed_in_owner_ending_their_other_s
         assert wrong.status_code == 400
     slowed = thief.post("/admin/sessions/end-others", data={"csrf_token": token, "sessions-current": PASSWORD})
     assert slowed.status_code == 429 and signed_in(client)
+
+
+def test_guesses_sent_all_at_once_wait_like_guesses_sent_one_by_one(make_app):
+    """Checking the wait, then the password, then counting the failure let every guess of a burst
+    find no failure yet: 16 guesses at once were all checked, where 5 are free."""
+    app = make_app(publish=False)
+    add_user(app, "legal@example.fi", "legal")
+    clients = [app.test_client() for _ in range(3 * auth.FREE_FAILURES)]
+    tokens = [csrf(c, "/admin/login") for c in clients]
+    codes: list[int] = []
+    start = threading.Barrier(len(clients))
+
+    def guess(c, token):
+        start.wait()
+        codes.append(c.post("/admin/login", data={"csrf_token": token, "email": "legal@example.fi",
+                                                  "password": "guess!"}).status_code)
+
+    threads = [threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(codes) == [401] * auth.FREE_FAILURES + [429] * (len(clients) - auth.FREE_FAILURES)
+    assert len(from_store(app, "login_failures", "account:legal@example.fi", "2000")) == auth.FREE_FAILURES, \
+        "a try that had to wait is not counted as a failure"

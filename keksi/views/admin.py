@@ -112,12 +112,11 @@ def login():
     store = get_store()
     secret = current_app.config["SECRET_KEY"]
     device = auth.known_device(store, secret, request.cookies.get(DEVICE_COOKIE), form.email.data)
-    wait = auth.login_wait(store, form.email.data, request.remote_addr, device)
+    user, wait = auth.try_sign_in(store, form.email.data, form.password.data, request.remote_addr, device)
     if wait:
         form.password.errors.append(
             _("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
         return render_template("admin/login.html", form=form), 429, {"Retry-After": str(wait)}
-    user = auth.authenticate(store, form.email.data, form.password.data, request.remote_addr, device)
     if user is None:
         form.password.errors.append(_("The email or password is wrong."))
         return render_template("admin/login.html", form=form), 401

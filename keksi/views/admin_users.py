@@ -181,11 +181,11 @@ def _check_current(form: Any) -> int | None:
     None when right, else the status of the form shown again with the error beside the field."""
     store = get_store()
     device = auth.session_key(session["sid"])
-    wait = auth.login_wait(store, g.user["email"], request.remote_addr, device)
+    user, wait = auth.try_sign_in(store, g.user["email"], form.current.data, request.remote_addr, device)
     if wait:
         form.current.errors.append(_("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
         return 429
-    if auth.authenticate(store, g.user["email"], form.current.data, request.remote_addr, device) is None:
+    if user is None:
         form.current.errors.append(_("This is not your current password."))
         return 400
     return None
