@@ -498,17 +498,21 @@ class Store:
         )
         return dict(rows[0]) if rows else None
 
-    def publish_notice_versions(self, rows: list[dict[str, Any]], actor: str) -> None:
-        """Store each language of new versions at once: all rows or none."""
+    def publish_notice_versions(self, rows: list[dict[str, Any]], actor: str,
+                                reason: str | None = None) -> None:
+        """Store each language of new versions at once: all rows or none. The audit log keeps
+        `reason` (why legal published) beside each language's SHA-256."""
         now = utcnow()
         try:
             with self._write():
                 for row in rows:
                     record = dict(row, published_at=now, published_by=actor)
                     self.db["notice_versions"].insert(record)
+                    detail = {"sha256": row["sha256"], "material": bool(row["material"])}
+                    if reason:
+                        detail["reason"] = reason
                     self._audit(now, actor, "notice.publish",
-                                f"{row['slug']}/{row['version']}.{row['lang']}",
-                                {"sha256": row["sha256"], "material": bool(row["material"])})
+                                f"{row['slug']}/{row['version']}.{row['lang']}", detail)
                 self._changed("notices")
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a version was already published: {exc}") from exc
@@ -887,8 +891,9 @@ class Store:
 
     # -- notices: withdrawing an upcoming version --------------------------
 
-    def withdraw_notice_version(self, slug: str, version: str, actor: str, today: str) -> int:
-        """Delete every language of a version that has not taken effect; audit it."""
+    def withdraw_notice_version(self, slug: str, version: str, actor: str, today: str,
+                                reason: str | None = None) -> int:
+        """Delete every language of a version that has not taken effect; audit it with `reason`."""
         if version <= today:
             raise StoreError("a version that has taken effect can never be withdrawn")
         now = utcnow()
@@ -898,8 +903,10 @@ class Store:
             if not rows:
                 raise StoreError(f"there is no published version {version} of {slug!r}")
             self.db.execute("DELETE FROM notice_versions WHERE slug = ? AND version = ?", [slug, version])
-            self._audit(now, actor, "notice.withdraw", f"{slug}/{version}",
-                        {row["lang"]: row["sha256"] for row in rows})
+            detail: dict[str, Any] = {row["lang"]: row["sha256"] for row in rows}
+            if reason:
+                detail["reason"] = reason
+            self._audit(now, actor, "notice.withdraw", f"{slug}/{version}", detail)
             self._changed("notices")
         self._changed("notices", committed=True)
         return len(rows)
@@ -1094,9 +1101,23 @@ class Store:
         with self._write():
             self._audit(utcnow(), actor, action, subject, detail)
 
-    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", [limit])
+    def audit_log(self, limit: int = 100, offset: int = 0, **filters: str | None) -> list[dict[str, Any]]:
+        """Entries, newest first; `filters` as in `count_audit`."""
+        where, params = _audit_where(**filters)
+        rows = self._query(f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                           [*params, limit, offset])
         return [dict(row, detail=json.loads(row["detail"] or "null")) for row in rows]
+
+    def count_audit(self, **filters: str | None) -> int:
+        """How many entries match: `actor`, `action`, and `since`/`until` (UTC times, `until` excluded)."""
+        where, params = _audit_where(**filters)
+        return self._query(f"SELECT count(*) AS n FROM audit_log{where}", params)[0]["n"]
+
+    def audit_names(self) -> tuple[list[str], list[str]]:
+        """Every actor and every action in the log, for the filters' choices."""
+        actors = [r[0] for r in self._query("SELECT DISTINCT actor FROM audit_log ORDER BY actor")]
+        actions = [r[0] for r in self._query("SELECT DISTINCT action FROM audit_log ORDER BY action")]
+        return actors, actions
 
     def _audit(self, at: str, actor: str, action: str, subject: str, detail: Any) -> None:
         """Append an audit entry chained to the one before (under the write lock, as in the ledger)."""
@@ -1154,6 +1175,11 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     used = [(sql, value) for sql, value in conditions if value is not None]
     clause = " WHERE " + " AND ".join(sql for sql, _ in used) if used else ""
     return clause, [value for _, value in used]
+
+
+def _audit_where(actor: str | None = None, action: str | None = None, since: str | None = None,
+                 until: str | None = None) -> tuple[str, list[Any]]:
+    return _where(("actor = ?", actor), ("action = ?", action), ("at >= ?", since), ("at < ?", until))
 
 
 def chain_hash(prev_hash: str, content_hash: str) -> str:
