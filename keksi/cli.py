@@ -59,22 +59,46 @@ def check_command() -> None:
 
 @notices_cli.command("publish")
 @click.option("--by", "actor", default=None, help="Who publishes (default: the system user).")
-def publish_command(actor: str | None) -> None:
+@click.option("--reason", default=None, help="Why these versions are published; kept in the audit log.")
+@click.option("--allow-undo", is_flag=True,
+              help="Publish even a version whose changes an already published later version would undo.")
+def publish_command(actor: str | None, reason: str | None, allow_undo: bool) -> None:
     """Publish every valid version not yet published, in all languages at once.
 
     A version may be published before its effective date; it goes live on that
-    date. Exits 1 if any file has a problem (valid versions are still published).
+    date. A version dated before an already published later one, whose changes
+    that later version would undo, is not published: the command names the later
+    version and each line, unless run with --allow-undo. Exits 1 if any file has a
+    problem or a version was held back (valid versions are still published).
 
-    Example: flask notices publish --by "Aino Virtanen"
+    Example: flask notices publish --by "Aino Virtanen" --reason "New processor"
     """
     actor = actor or f"cli:{getpass.getuser()}"
     published, problems = notices_mod.publish(
-        _notices_dir(), current_app.config["LANGUAGES"], get_store(), actor, today())
+        _notices_dir(), current_app.config["LANGUAGES"], get_store(), actor, today(),
+        allow_undo=allow_undo, reason=reason)
     _report(problems)
     versions = sorted({(s.slug, s.version) for s in published})
     for slug, version in versions:
         click.echo(f"published {slug} {version}")
     click.echo(f"{len(versions)} versions published." if versions else "Nothing new to publish.")
+    if problems:
+        raise SystemExit(1)
+
+
+@notices_cli.command("export")
+def export_command() -> None:
+    """Write each published version that has no file in notices/ as its file, exactly as
+    published (same SHA-256), so that versions published in the admin join the files kept
+    in git. Never overwrites: exits 1 naming a file whose text differs from what was published.
+
+    Example: flask notices export && git add notices && git commit -m "Versions from the admin"
+    """
+    written, problems = notices_mod.export(_notices_dir(), get_store())
+    _report(problems)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"{len(written)} files written." if written else "Every published version has its file.")
     if problems:
         raise SystemExit(1)
 

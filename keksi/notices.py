@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -70,6 +71,10 @@ class Source:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_source(path: Path, root: Path) -> Source | Problem:
@@ -216,13 +221,118 @@ def check(root: Path, languages: Iterable[str], store: Store, today: date | None
     return CheckResult(complete, unpublished, problems)
 
 
+@dataclass(frozen=True)
+class Undo:
+    """A line that a new version changes and that a later, already published version would change
+    back: `kind` is "added" (the later version lacks it) or "removed" (the later version has it)."""
+
+    upcoming: str  # the later version's date
+    lang: str
+    kind: str
+    line: str
+
+
+def _lines(body: str) -> list[str]:
+    # The same lines the diff compares.
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def undone_by_later(store: Store, sources: list[Source]) -> list[Undo]:
+    """What the already published versions dated after a new version would undo of its changes.
+
+    A version written from an older text and published for a later date silently reverts a
+    change dated in between: the public diff then shows the change as removed again.
+    """
+    if not sources:
+        return []
+    slug, version = sources[0].slug, sources[0].version
+    dates = sorted({v["version"] for v in store.notice_versions(slug=slug)})
+    before = [d for d in dates if d < version]
+    later = [d for d in dates if d > version]
+    undos: list[Undo] = []
+    for source in sources:
+        base = store.notice_version(slug, before[-1], source.lang) if before else None
+        old, new = _lines(base["body"]) if base else [], _lines(source.body)
+        old_set, new_set = set(old), set(new)
+        added = [line for line in new if line not in old_set]
+        removed = [line for line in old if line not in new_set]
+        for upcoming in later:
+            row = store.notice_version(slug, upcoming, source.lang)
+            if row is None:
+                continue
+            kept = set(_lines(row["body"]))
+            undos += [Undo(upcoming, source.lang, "added", line) for line in added if line not in kept]
+            undos += [Undo(upcoming, source.lang, "removed", line) for line in removed if line in kept]
+    return undos
+
+
+def _by_version(sources: list[Source]) -> dict[tuple[str, str], list[Source]]:
+    grouped: dict[tuple[str, str], list[Source]] = {}
+    for source in sources:
+        grouped.setdefault((source.slug, source.version), []).append(source)
+    return grouped
+
+
+def undo_problem(sources: list[Source], undos: list[Undo]) -> Problem:
+    """A version held back from publishing, naming each later version and each line it would undo."""
+    lines = []
+    for undo in undos:
+        sign = "+" if undo.kind == "added" else "-"
+        what = "drops" if undo.kind == "added" else "brings back"
+        lines.append(f"  {undo.upcoming} ({undo.lang}) {what}: {sign} {undo.line}")
+    upcoming = ", ".join(sorted({u.upcoming for u in undos}))
+    return Problem(
+        f"{sources[0].slug}/{sources[0].version}",
+        f"not published: the already published later version(s) {upcoming} would undo its changes "
+        "(the diff to them would show these lines reverted):\n" + "\n".join(lines)
+        + "\n  Carry the change into the later version(s) (withdraw them and publish again), "
+          "or publish anyway with --allow-undo.")
+
+
 def publish(root: Path, languages: Iterable[str], store: Store, actor: str,
-            today: date | None = None) -> tuple[list[Source], list[Problem]]:
-    """Publish every valid version not yet in the store; return what was published and the problems."""
+            today: date | None = None, *, allow_undo: bool = False,
+            reason: str | None = None) -> tuple[list[Source], list[Problem]]:
+    """Publish every valid version not yet in the store; return what was published and the problems.
+    A version whose changes an already published later version would undo is held back as a
+    problem, unless `allow_undo`."""
     result = check(root, languages, store, today)
-    if result.unpublished:
-        store.publish_notice_versions([s.row() for s in result.unpublished], actor)
-    return result.unpublished, result.problems
+    problems = list(result.problems)
+    ready: list[Source] = []
+    for sources in _by_version(result.unpublished).values():
+        undos = [] if allow_undo else undone_by_later(store, sources)
+        if undos:
+            problems.append(undo_problem(sources, undos))
+        else:
+            ready += sources
+    if ready:
+        store.publish_notice_versions([s.row() for s in ready], actor, reason)
+    return ready, problems
+
+
+def export(root: Path, store: Store) -> tuple[list[Path], list[Problem]]:
+    """Write each published version that has no file under `root` as its file, byte for byte as
+    published (same SHA-256), so a team keeping notices in git keeps the admin's versions too.
+    A file that exists with other text is left alone and named as a problem."""
+    written: list[Path] = []
+    problems: list[Problem] = []
+    for meta in store.notice_versions():
+        path = root / meta["slug"] / f"{meta['version']}.{meta['lang']}.md"
+        rel = f"{meta['slug']}/{path.name}"
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            problems.append(Problem(rel, "is not a regular file: remove it, then export again"))
+            continue
+        if path.exists():
+            if sha256_bytes(path.read_bytes()) != meta["sha256"]:
+                problems.append(Problem(rel, "differs from the version published on "
+                                             f"{meta['published_at'][:10]}: left as it is"))
+            continue
+        row = store.notice_version(meta["slug"], meta["version"], meta["lang"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(row["source"].encode("utf-8"))
+        os.replace(tmp, path)
+        written.append(path)
+    return written, problems
 
 
 # -- reading published versions ------------------------------------------

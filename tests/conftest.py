@@ -86,11 +86,11 @@ def make_app(tmp_path: Path, notices_dir: Path) -> Callable[..., Any]:
     return factory
 
 
-def publish_all(app: Any) -> list[notices.Source]:
+def publish_all(app: Any, allow_undo: bool = False) -> list[notices.Source]:
     store = open_store(app.config["DATABASE"])
     try:
         published, problems = notices.publish(
-            Path(app.config["NOTICES_DIR"]), app.config["LANGUAGES"], store, "tests")
+            Path(app.config["NOTICES_DIR"]), app.config["LANGUAGES"], store, "tests", allow_undo=allow_undo)
     finally:
         store.close()
     assert not problems, problems
