@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from keksi import cli, http, i18n, pagecache, retention, settings, store
-from keksi.views import admin, api, health, site
+from keksi.views import admin, admin_audit, admin_notices, api, health, site
 from keksi.views import widget as widget_views
 from keksi.views import admin_proof, admin_records, admin_sites, admin_users
 
@@ -79,6 +79,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_proof.bp)
     app.register_blueprint(admin_users.bp)
     app.register_blueprint(admin_records.bp)
+    app.register_blueprint(admin_notices.bp)
+    app.register_blueprint(admin_audit.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
     return app

@@ -7,9 +7,9 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, EmailField, HiddenField, PasswordField, RadioField,
-                     SelectMultipleField, StringField, TextAreaField)
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
+from wtforms import (BooleanField, DateField, EmailField, Form, HiddenField, PasswordField, RadioField,
+                     SelectField, SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional, ValidationError
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -85,7 +85,31 @@ def auth_message(exc: AuthError) -> str:
 
 
 class ActionForm(FlaskForm):
-    """A form with nothing but its CSRF token: logout, withdraw."""
+    """A form with nothing but its CSRF token: logout, the audit log's export."""
+
+
+def _reason(label: Any, required: bool) -> TextAreaField:
+    first = DataRequired(message=_l("Write the reason: it is kept in the audit log.")) if required else Optional()
+    return TextAreaField(label, validators=[first, Length(max=2000), PlainText(_l(
+        "Write plain text without HTML tags such as <script>: the reason is shown as text."))],
+        render_kw={"rows": 3})
+
+
+class WithdrawForm(FlaskForm):
+    """Withdrawing an upcoming version: a reason for the audit log, and a confirming tick."""
+
+    reason = _reason(_l("Why is this version withdrawn?"), required=True)
+    confirm = BooleanField(_l("Yes, withdraw this version: visitors will never be shown it."),
+                           validators=[InputRequired(message=_l("Tick the box to confirm."))])
+
+
+class AuditFilterForm(Form):
+    """The audit log's filters, read from the query string (a GET form: nothing to protect)."""
+
+    actor = SelectField(_l("Who"), choices=[], validate_choice=False)
+    action = SelectField(_l("What"), choices=[], validate_choice=False)
+    since = DateField(_l("From"), validators=[Optional()])
+    until = DateField(_l("To"), validators=[Optional()])
 
 
 class NoticeMarkdown:
@@ -115,6 +139,11 @@ def notice_version_form(languages: list[str], language_names: dict[str, str]) ->
                            "who consented under an earlier version are asked again."))
         # The SHA-256 of the sources last previewed: only these may be published.
         previewed = HiddenField()
+        # Asked for on the preview, and checked by the view only when publishing.
+        reason = _reason(_l("Why is this version published?"), required=False)
+        confirm = BooleanField(_l("Yes, publish this version in every language."))
+        allow_undo = BooleanField(_l("Publish anyway: I know that the later versions listed above "
+                                     "will undo these changes on their dates."))
 
     # Titles and summaries are shown as text: HTML tags in them are refused.
     plain = PlainText(_l("Write plain text without HTML tags such as <script>: titles and summaries are "
@@ -123,12 +152,17 @@ def notice_version_form(languages: list[str], language_names: dict[str, str]) ->
         name = language_names.get(lang, lang)
         setattr(NoticeVersionForm, f"title_{lang}", StringField(
             _l("Title (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=200), plain]))
+            validators=[DataRequired(_l("The title in %(language)s is missing: every language is "
+                                        "required.", language=name)), Length(max=200), plain]))
         setattr(NoticeVersionForm, f"summary_{lang}", TextAreaField(
             _l("Change summary (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=2000), plain], render_kw={"rows": 3}))
+            validators=[DataRequired(_l("The change summary in %(language)s is missing: every language "
+                                        "is required.", language=name)), Length(max=2000), plain],
+            render_kw={"rows": 3}))
         setattr(NoticeVersionForm, f"body_{lang}", TextAreaField(
             _l("Text in Markdown (%(language)s)", language=name),
-            validators=[DataRequired(), Length(max=MAX_SOURCE_BYTES), NoticeMarkdown()],
+            validators=[DataRequired(_l("The text in %(language)s is missing: every language is "
+                                        "required.", language=name)),
+                        Length(max=MAX_SOURCE_BYTES), NoticeMarkdown()],
             render_kw={"rows": 18}))
     return NoticeVersionForm

@@ -233,7 +233,7 @@ class Undo:
 
 
 def _lines(body: str) -> list[str]:
-    # The same lines the diff compares.
+    # Lines of the Markdown source: what an author edits, and what `publish` names.
     return [line for line in body.splitlines() if line.strip()]
 
 

@@ -49,8 +49,12 @@ def app(make_app):
 
 
 def version_form(token: str, date: str = "2027-01-15", step: str = "preview", material: bool = True,
-                 body: str = "New text.\n\n## Part\n", langs=("fi", "sv", "en")) -> dict:
+                 body: str = "New text.\n\n## Part\n", langs=("fi", "sv", "en"),
+                 reason: str = "A new processor.") -> dict:
+    """The new-version form as posted; a publish carries its reason and the confirming tick."""
     data = {"csrf_token": token, "effective_date": date, "step": step}
+    if step == "publish":
+        data.update(reason=reason, confirm="y")
     if material:
         data["material"] = "y"
     for lang in langs:
@@ -224,9 +228,9 @@ def audit_entries(app) -> int:
     ({"effective_date": "2020-01-01"}, "in the past"),
     ({"effective_date": "2026-04-09"}, "in the past"),
     ({"effective_date": "not a date"}, "Not a valid date value"),
-    ({"title_sv": ""}, "This field is required"),
-    ({"summary_en": "   "}, "This field is required"),
-    ({"body_fi": ""}, "This field is required"),
+    ({"title_sv": ""}, "The title in Svenska is missing"),
+    ({"summary_en": "   "}, "The change summary in English is missing"),
+    ({"body_fi": ""}, "The text in Suomi is missing"),
     ({"title_fi": "x" * 201}, "200"),
     ({"summary_sv": "x" * 2001}, "2000"),
     ({"title_fi": "<script>alert(2)</script>"}, "Write plain text without HTML tags"),
@@ -250,6 +254,8 @@ def test_bad_versions_are_refused_beside_the_field(app, client, notices_dir, cha
     assert error and message in error.group(1), f"no error beside {name}"
     assert re.search(rf'id="{name}"[^>]* aria-invalid="true"|aria-invalid="true"[^>]* id="{name}"', html)
     assert re.search(rf'aria-describedby="[^"]*\b{name}-error"', html), "the error is tied to its field"
+    summary = html.split('class="error-summary"')[1].split("</div>")[0]
+    assert re.search(rf'<a href="#{name}">[^<]*{re.escape(message)}', summary), "listed at the top, linked"
     store = open_store(app.config["DATABASE"])
     assert len(store.notice_versions(slug="privacy")) == 6, "nothing saved"
     store.close()
@@ -288,7 +294,7 @@ def assert_not_published(app, response) -> None:
     """Refused at the top of the form, with the preview of the text as posted shown again."""
     html = response.get_data(as_text=True)
     assert response.status_code == 409
-    summary = html.split('class="error-summary" role="alert">')[1].split("</div>")[0]
+    summary = html.split('class="error-summary"')[1].split("</div>")[0]
     assert NOT_PREVIEWED in summary and html.index("error-summary") < html.index('id="preview-heading"')
     assert 'id="preview-heading"' in html and 'value="publish"' in html
     assert 'class="error"' not in html, "no field is at fault"
@@ -350,13 +356,15 @@ def test_upcoming_versions_can_be_withdrawn_but_versions_in_effect_never(app, cl
     token = csrf(client, "/admin/notices/privacy/new")
     assert publish(client, token).status_code == 302
     listing = client.get("/admin/notices").get_data(as_text=True)
-    assert "Withdraw the version of 15 January 2027</button>" in listing
-    token = csrf(client, "/admin/notices")
-    withdrawn = client.post("/admin/notices/privacy/2027-01-15/withdraw", data={"csrf_token": token})
+    assert 'href="/admin/notices/privacy/2027-01-15/withdraw">Withdraw the version of 15 January 2027</a>' in listing
+    url = "/admin/notices/privacy/2027-01-15/withdraw"
+    token = csrf(client, url)
+    withdrawn = client.post(url, data={"csrf_token": token, "reason": "Sent too early.", "confirm": "y"})
     assert withdrawn.status_code == 302
     store = open_store(app.config["DATABASE"])
     assert store.notice_version("privacy", "2027-01-15", "en") is None
-    assert store.audit_log()[0]["action"] == "notice.withdraw"
+    entry = store.audit_log()[0]
+    assert entry["action"] == "notice.withdraw" and entry["detail"]["reason"] == "Sent too early."
     store.close()
     refused = client.post("/admin/notices/privacy/2026-04-09/withdraw", data={"csrf_token": token})
     assert refused.status_code == 409 and "never be withdrawn" in refused.get_data(as_text=True)

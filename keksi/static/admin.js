@@ -46,4 +46,17 @@
     });
     block.insertBefore(button, status);
   }
+
+  // An error summary's links move focus into their field, not just the view: a link to a
+  // fragment only scrolls, so keyboard and screen-reader users would be left at the top.
+  for (const link of document.querySelectorAll(".error-summary a[href^='#']")) {
+    link.addEventListener("click", (event) => {
+      const field = document.getElementById(link.hash.slice(1));
+      if (!field) return;
+      event.preventDefault();
+      const label = document.querySelector(`label[for="${field.id}"]`);
+      (label || field).scrollIntoView();
+      field.focus({ preventScroll: true });
+    });
+  }
 })();

@@ -1,15 +1,15 @@
-"""The admin under /admin: sign-in and sessions, legal's notice publishing and audit log.
+"""The admin under /admin: sign-in and sessions.
 
 Every page needs a signed-in user with the right role; a wrong role gets a 403
-page before anything is rendered. Marketing's pages live in admin_sites.py, users in
-admin_users.py, consent records (export, erasure) in admin_records.py.
+page before anything is rendered. Legal's notices live in admin_notices.py and the audit
+log in admin_audit.py, marketing's pages in admin_sites.py, users in admin_users.py,
+consent records (export, erasure) in admin_records.py.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, Callable
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
@@ -17,12 +17,10 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
-from .. import auth, diffs, notices
-from ..clock import today
-from ..forms import ActionForm, LoginForm, SetPasswordForm, auth_message, notice_version_form
+from .. import auth
+from ..forms import ActionForm, LoginForm, SetPasswordForm, auth_message
 from ..http import error_page
-from ..i18n import LANGUAGE_NAMES
-from ..store import StoreError, get_store
+from ..store import get_store
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -176,136 +174,3 @@ def set_password(token: str):
 def dashboard():
     """What the signed-in user can do."""
     return render_template("admin/dashboard.html")
-
-
-# -- legal ---------------------------------------------------------------------
-
-
-@bp.get("/notices")
-@role_required("legal")
-def notice_list():
-    """Every notice: its current and upcoming versions."""
-    store = get_store()
-    lang = current_app.config["DEFAULT_LANGUAGE"]
-    slugs = sorted({v["slug"] for v in store.notice_versions()})
-    items = [notices.load_notice(store, slug, lang, today()) for slug in slugs]
-    return render_template("admin/notices.html", notices=[n for n in items if n],
-                           withdraw_form=ActionForm())
-
-
-def _form_defaults(notice: notices.Notice | None, slug: str) -> dict[str, Any]:
-    store = get_store()
-    data: dict[str, Any] = {}
-    if notice and notice.current:
-        for lang in current_app.config["LANGUAGES"]:
-            row = store.notice_version(slug, notice.current.version, lang)
-            if row:
-                data[f"title_{lang}"] = row["title"]
-                data[f"body_{lang}"] = row["body"]
-    return data
-
-
-@bp.route("/notices/<slug:slug>/new", methods=["GET", "POST"])
-@role_required("legal")
-def notice_new(slug: str):
-    """Write a new version in every language, preview it and its diff, then publish."""
-    store = get_store()
-    languages = current_app.config["LANGUAGES"]
-    notice = notices.load_notice(store, slug, current_app.config["DEFAULT_LANGUAGE"], today())
-    form_class = notice_version_form(languages, LANGUAGE_NAMES)
-    form = form_class(data=_form_defaults(notice, slug) if request.method == "GET" else None)
-    previews: list[dict[str, Any]] = []
-    not_previewed = False
-    status = 200
-    if request.method == "POST":
-        sources = _validate_version(form, slug, notice)
-        if sources is None:
-            status = 400
-        elif request.form.get("step") == "publish" and form.previewed.data == _digest(sources):
-            try:
-                store.publish_notice_versions([s.row() for s in sources], _actor())
-            except StoreError as exc:
-                form.effective_date.errors.append(str(exc))
-                status = 409
-            else:
-                flash(_("Version %(date)s of “%(slug)s” is published.", date=sources[0].version, slug=slug))
-                return redirect(url_for("admin.notice_list"))
-        else:
-            # A publish without a preview, or of text changed since, shows this text's preview instead.
-            not_previewed = request.form.get("step") == "publish"
-            status = 409 if not_previewed else 200
-            previews = [_preview(source, notice) for source in sources]
-            form.previewed.data = _digest(sources)
-    return render_template("admin/notice_form.html", form=form, slug=slug, notice=notice,
-                           languages=languages, previews=previews, not_previewed=not_previewed), status
-
-
-def _digest(sources: list[notices.Source]) -> str:
-    """The SHA-256 of a version's exact files, path and text of each language."""
-    digest = hashlib.sha256()
-    for source in sources:
-        digest.update(f"{source.path}\n{source.sha256}\n".encode())
-    return digest.hexdigest()
-
-
-def _validate_version(form: Any, slug: str, notice: notices.Notice | None) -> list[notices.Source] | None:
-    if not notices.SLUG_RE.match(slug):
-        abort(404)
-    if not form.validate():
-        return None
-    effective: date = form.effective_date.data
-    if effective < today():
-        form.effective_date.errors.append(_("The date is in the past. A new version takes effect "
-                                            "today or later."))
-        return None
-    version = effective.isoformat()
-    if notice and notice.get(version):
-        form.effective_date.errors.append(_("A version with this date exists already. Choose "
-                                            "another date."))
-        return None
-    sources = []
-    for lang in current_app.config["LANGUAGES"]:
-        result = notices.compose_source(
-            slug, version, lang, form[f"title_{lang}"].data, form[f"summary_{lang}"].data,
-            bool(form.material.data), form[f"body_{lang}"].data)
-        if isinstance(result, notices.Problem):
-            form[f"body_{lang}"].errors.append(result.message)
-            return None
-        sources.append(result)
-    return sources
-
-
-def _preview(source: notices.Source, notice: notices.Notice | None) -> dict[str, Any]:
-    store = get_store()
-    current = notice.current if notice else None
-    old = store.notice_version(source.slug, current.version, source.lang) if current else None
-    return {
-        "lang": source.lang,
-        "title": source.title,
-        "summary": source.summary,
-        "html": notices.render(source.body, url_for("site.index", lang=source.lang)),
-        "diff": diffs.diff(old["body"], source.body, url_for("site.index", lang=source.lang)) if old else (),
-        "against": current.version if current else None,
-    }
-
-
-@bp.post("/notices/<slug:slug>/<date:version>/withdraw")
-@role_required("legal")
-def notice_withdraw(slug: str, version: str):
-    """Withdraw a published version that has not taken effect."""
-    form = ActionForm()
-    if not form.validate_on_submit():
-        abort(400, _("The form expired. Reload the page and try again."))
-    try:
-        get_store().withdraw_notice_version(slug, version, _actor(), today().isoformat())
-    except StoreError as exc:
-        abort(409, str(exc))
-    flash(_("Version %(date)s of “%(slug)s” was withdrawn.", date=version, slug=slug))
-    return redirect(url_for("admin.notice_list"))
-
-
-@bp.get("/audit")
-@role_required("legal")
-def audit():
-    """Who published or withdrew what, and when, with each version's SHA-256."""
-    return render_template("admin/audit.html", entries=get_store().audit_log(limit=500))
