@@ -43,11 +43,15 @@ def _report(problems: list[notices_mod.Problem]) -> None:
 
 @notices_cli.command("check")
 def check_command() -> None:
-    """Validate every notice source; exit 1 naming each file and problem.
+    """Validate every notice source; exit 1 naming each file and problem, and each version
+    that `publish` would hold back because a published later version would undo it.
 
     Example: flask notices check
     """
-    result = notices_mod.check(_notices_dir(), current_app.config["LANGUAGES"], get_store(), today())
+    store = get_store()
+    result = notices_mod.check(_notices_dir(), current_app.config["LANGUAGES"], store, today())
+    # What publish would hold back is a problem too, so that CI finds it before publishing.
+    result.problems += notices_mod.hold_undos(store, result.unpublished)[1]
     _report(result.problems)
     versions = {(s.slug, s.version) for s in result.sources}
     pending = {(s.slug, s.version) for s in result.unpublished}

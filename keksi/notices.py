@@ -289,6 +289,19 @@ def undo_problem(sources: list[Source], undos: list[Undo]) -> Problem:
           "or publish anyway with --allow-undo.")
 
 
+def hold_undos(store: Store, unpublished: list[Source]) -> tuple[list[Source], list[Problem]]:
+    """The versions no published later version would undo, and a problem for each of the others."""
+    ready: list[Source] = []
+    held: list[Problem] = []
+    for sources in _by_version(unpublished).values():
+        undos = undone_by_later(store, sources)
+        if undos:
+            held.append(undo_problem(sources, undos))
+        else:
+            ready += sources
+    return ready, held
+
+
 def publish(root: Path, languages: Iterable[str], store: Store, actor: str,
             today: date | None = None, *, allow_undo: bool = False,
             reason: str | None = None) -> tuple[list[Source], list[Problem]]:
@@ -296,14 +309,8 @@ def publish(root: Path, languages: Iterable[str], store: Store, actor: str,
     A version whose changes an already published later version would undo is held back as a
     problem, unless `allow_undo`."""
     result = check(root, languages, store, today)
-    problems = list(result.problems)
-    ready: list[Source] = []
-    for sources in _by_version(result.unpublished).values():
-        undos = [] if allow_undo else undone_by_later(store, sources)
-        if undos:
-            problems.append(undo_problem(sources, undos))
-        else:
-            ready += sources
+    ready, held = (result.unpublished, []) if allow_undo else hold_undos(store, result.unpublished)
+    problems = result.problems + held
     if ready:
         store.publish_notice_versions([s.row() for s in ready], actor, reason)
     return ready, problems

@@ -89,6 +89,10 @@ def test_the_undo_scenario_is_shown_and_needs_its_own_tick(app, legal):
     assert textarea(form, "body_en") == january["en"]
     assert 'href="/admin/notices/privacy/new?from=2026-04-09"' in form
     assert textarea(legal.get(NEW + "?from=2026-04-09").get_data(as_text=True), "body_en") == old["en"]
+    assert textarea(legal.get(NEW + "?from=2099-01-01").get_data(as_text=True), "body_en") == january["en"]
+    # A version after January is compared with January, as the public diff will compare them.
+    after = legal.post(NEW, data=version_data(csrf(legal, NEW), "2027-02-01", january)).get_data(as_text=True)
+    assert "Changes from the version of 15 January 2027" in after
 
     # A material version dated today adds the surveys to the old text.
     surveys = {lang: body + "\n" + SURVEYS + "\n" for lang, body in old.items()}

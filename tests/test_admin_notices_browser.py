@@ -157,3 +157,22 @@ def test_the_audit_log_fits_the_screen_and_filters(page, live_server, app, width
     page.get_by_role("link", name="Older entries").click()
     expect(page.locator(".audit-count")).to_contain_text("page 2 of 2")
     assert no_sideways_scroll(page)
+
+
+def test_legals_pages_fit_375_px(page, live_server, app):
+    publish_january_from_the_old_text(app)
+    page.set_viewport_size({"width": 375, "height": 800})
+    base = live_server.url
+    sign_in(page, base, "legal@example.fi")
+    for path in ("/admin/notices", "/admin/notices/privacy/2027-01-15/withdraw",
+                 "/admin/notices/privacy/new?from=2026-04-09"):
+        page.goto(base + path)
+        assert no_sideways_scroll(page), path
+    page.get_by_label("Effective date").fill("2026-12-02")
+    for name in ("Suomi", "Svenska", "English"):
+        page.get_by_label(f"Change summary ({name})").fill("Surveys.")
+    body = page.get_by_label("Text in Markdown (English)")
+    body.fill(body.input_value() + "\n" + SURVEYS + " " + "x" * 300 + "\n")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#undo-warning")).to_be_visible()
+    assert no_sideways_scroll(page), "the preview with the undo warning"

@@ -70,6 +70,8 @@ def test_a_version_that_a_published_later_one_would_undo_is_refused_naming_it_an
         app, runner, notices_dir):
     upcoming_from_the_old_text(app, runner, notices_dir)
     write_from(notices_dir, "2026-04-09", "2026-12-02", with_surveys, "Feedback surveys.")
+    checked = runner.invoke(args=["notices", "check"])
+    assert checked.exit_code == 1 and f"2027-01-15 (en) drops: + {SURVEYS}" in checked.output
     result = runner.invoke(args=["notices", "publish", "--by", "aino"])
     assert result.exit_code == 1
     output = result.output
