@@ -94,7 +94,8 @@ def publish_command(actor: str | None, reason: str | None, allow_undo: bool) -> 
 def export_command() -> None:
     """Write each published version that has no file in notices/ as its file, exactly as
     published (same SHA-256), so that versions published in the admin join the files kept
-    in git. Never overwrites: exits 1 naming a file whose text differs from what was published.
+    in git. Never overwrites: exits 1 naming a file whose text differs from what was published,
+    and the files of a version withdrawn in the admin (publish would publish it again).
 
     Example: flask notices export && git add notices && git commit -m "Versions from the admin"
     """

@@ -339,7 +339,23 @@ def export(root: Path, store: Store) -> tuple[list[Path], list[Problem]]:
         tmp.write_bytes(row["source"].encode("utf-8"))
         os.replace(tmp, path)
         written.append(path)
-    return written, problems
+    return written, problems + withdrawn_files(root, store)
+
+
+def withdrawn_files(root: Path, store: Store) -> list[Problem]:
+    """Files of versions withdrawn in the admin and not published since: `publish` would publish
+    them again, so a team keeping notices in git is told to remove them."""
+    published = {(v["slug"], v["version"]) for v in store.notice_versions()}
+    problems = []
+    for entry in store.audit_log(limit=store.count_audit(action="notice.withdraw"), action="notice.withdraw"):
+        slug, _, version = entry["subject"].partition("/")
+        files = sorted((root / slug).glob(f"{version}.*.md")) if SLUG_RE.match(slug) else []
+        if files and (slug, version) not in published:
+            published.add((slug, version))  # named once, for its latest withdrawal
+            problems.append(Problem(
+                f"{slug}/{version}", f"was withdrawn on {entry['at'][:10]} by {entry['actor']}: remove its "
+                f"files ({', '.join(f.name for f in files)}), or the next publish publishes it again"))
+    return problems
 
 
 # -- reading published versions ------------------------------------------

@@ -305,6 +305,12 @@ def test_the_csv_export_needs_a_post_with_its_token_and_is_logged(app, legal):
     log = audit(app)
     assert len(log) == before + 1 and log[0]["action"] == "audit.export"
     assert log[0]["detail"] == {"action": "notice.publish"}
+    dated = legal.post("/admin/audit/export.csv", data={"csrf_token": csrf(legal, "/admin/audit"),
+                                                        "since": "2026-12-01", "until": "2026-12-02"})
+    assert dated.status_code == 200
+    assert audit(app)[0]["detail"] == {"since": "2026-12-01", "until": "2026-12-02"}, "the days as chosen"
+    shown = unescape(legal.get("/admin/audit?action=audit.export").get_data(as_text=True))
+    assert "What</dt><dd>Published a notice version" in shown and "To</dt><dd>2 December 2026" in shown
 
 
 def test_marketing_cannot_read_or_export_the_audit_log(app):

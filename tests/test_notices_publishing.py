@@ -172,3 +172,18 @@ def test_export_never_overwrites_a_file_that_differs(app, legal, runner, notices
     assert "privacy/2027-01-15.en.md: differs from the version published on" in result.output
     assert edited.read_text(encoding="utf-8") == "---\ntitle: Mine\n---\nLocal text.\n"
     assert (notices_dir / "privacy" / "2027-01-15.fi.md").exists(), "the other files are still written"
+
+
+def test_export_names_the_files_of_a_version_withdrawn_in_the_admin(app, legal, runner, notices_dir):
+    assert publish(legal, csrf(legal, "/admin/notices/privacy/new"), date="2027-01-15").status_code == 302
+    assert runner.invoke(args=["notices", "export"]).exit_code == 0
+    url = "/admin/notices/privacy/2027-01-15/withdraw"
+    assert legal.post(url, data={"csrf_token": csrf(legal, url), "reason": "Too early.", "confirm": "y"}
+                      ).status_code == 302
+    result = runner.invoke(args=["notices", "export"])
+    assert result.exit_code == 1
+    assert "privacy/2027-01-15: was withdrawn on" in result.output and "by legal@example.fi" in result.output
+    assert "2027-01-15.en.md, 2027-01-15.fi.md, 2027-01-15.sv.md" in result.output
+    for path in (notices_dir / "privacy").glob("2027-01-15.*.md"):
+        path.unlink()
+    assert runner.invoke(args=["notices", "export"]).exit_code == 0

@@ -86,6 +86,8 @@ def _value(key: str, value: Any) -> str:
         return "; ".join(f"{_key(k)}: {_value(k, v)}" for k, v in sorted(value.items()))
     if isinstance(value, str) and _DATE.match(value):
         return format_date(value)
+    if key == "action" and isinstance(value, str):
+        return action_name(value)
     return str(value)
 
 
@@ -206,7 +208,10 @@ def export_csv():
         abort(400, " ".join(str(e) for f in form for e in f.errors))
     filters = _filters(form)
     store = get_store()
-    store.audit(_actor(), "audit.export", "audit log", {k: v for k, v in filters.items() if v})
+    chosen = {"actor": form.actor.data, "action": form.action.data,  # as the admin chose them
+              "since": form.since.data and form.since.data.isoformat(),
+              "until": form.until.data and form.until.data.isoformat()}
+    store.audit(_actor(), "audit.export", "audit log", {k: v for k, v in chosen.items() if v})
     entries = store.audit_log(limit=store.count_audit(**filters), **filters)
     response = Response(_csv(entries), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="keksi-audit-{today().isoformat()}.csv"'
