@@ -90,7 +90,8 @@ class ActionForm(FlaskForm):
 
 def _reason(label: Any, required: bool) -> TextAreaField:
     first = DataRequired(message=_l("Write the reason: it is kept in the audit log.")) if required else Optional()
-    return TextAreaField(label, validators=[first, Length(max=2000), PlainText(_l(
+    return TextAreaField(label, validators=[first, Length(max=2000, message=_l(
+        "Write the reason in at most %(max)d characters.")), PlainText(_l(
         "Write plain text without HTML tags such as <script>: the reason is shown as text."))],
         render_kw={"rows": 3})
 

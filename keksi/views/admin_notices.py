@@ -206,8 +206,13 @@ def _error_summary(form: Any) -> list[dict[str, str]]:
     if form.csrf_token.errors:
         items.append({"id": "", "text": _("The form expired. Reload the page and try again.")})
     for f in (form[name] for name in names if name != "csrf_token"):
-        items += [{"id": f.id, "text": f"{f.label.text}: {error}"} for error in f.errors]
+        # The reason's and the ticks' messages say what to do on their own; their labels are questions.
+        items += [{"id": f.id, "text": str(error) if f.name in SELF_EXPLAINED else f"{f.label.text}: {error}"}
+                  for error in f.errors]
     return items
+
+
+SELF_EXPLAINED = {"reason", "confirm", "allow_undo"}
 
 
 # -- withdrawing ---------------------------------------------------------------------
