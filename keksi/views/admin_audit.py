@@ -146,10 +146,11 @@ def _filters(form: AuditFilterForm) -> dict[str, str | None]:
     since: date | None = form.since.data if not form.since.errors else None
     until: date | None = form.until.data if not form.until.errors else None
     return {
-        "actor": (form.actor.data or None) if form.actor.data else None,
+        "actor": form.actor.data or None,
         "action": form.action.data or None,
         "since": since.isoformat() if since else None,
-        "until": (until + timedelta(days=1)).isoformat() if until else None,  # the whole last day
+        # up to the start of the next day, so the last day counts whole (9999-12-31: no end at all)
+        "until": (until + timedelta(days=1)).isoformat() if until and until < date.max else None,
     }
 
 
