@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 
 from .. import diffs, notices
 from ..clock import today
@@ -111,7 +112,7 @@ def _post_version(form: Any, slug: str, notice: notices.Notice | None,
     if sources is None:
         return 400, None
     undos = notices.undone_by_later(get_store(), sources)
-    page.update(undos=undos, previews=[_preview(source, notice) for source in sources])
+    page.update(undos=[_shown(undo) for undo in undos], previews=[_preview(source, notice) for source in sources])
     publishing = request.form.get("step") == "publish"
     if publishing and form.previewed.data == _digest(sources):
         if not _confirmed(form, undos):
@@ -131,6 +132,13 @@ def _post_version(form: Any, slug: str, notice: notices.Notice | None,
     page["not_previewed"] = publishing
     form.previewed.data = _digest(sources)
     return (409 if publishing else 200), None
+
+
+def _shown(undo: notices.Undo) -> dict[str, Any]:
+    """An undone line as the diff shows it: rendered (bold, link text), never Markdown syntax."""
+    lines = diffs.diff("", undo.line, url_for("site.index", lang=undo.lang))
+    return {"upcoming": undo.upcoming, "lang": undo.lang, "kind": undo.kind,
+            "html": Markup(" ").join(line.html for line in lines) or undo.line}
 
 
 def _confirmed(form: Any, undos: list[notices.Undo]) -> bool:
