@@ -54,7 +54,7 @@ def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_serve
     assert_accessible(page, "dashboard")
     page.get_by_role("link", name="Notices", exact=True).first.click()
     assert_accessible(page, "notices")
-    page.get_by_role("link", name="New version of Tietosuojaseloste").click()
+    page.get_by_role("link", name="New version of Privacy notice").click()  # titles in the admin's language
     page.get_by_label("Effective date").fill("2027-01-15")
     page.get_by_label("Material change").check()
     for lang, name in (("fi", "Suomi"), ("sv", "Svenska"), ("en", "English")):
@@ -72,6 +72,8 @@ def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_serve
     assert page.locator("details.preview", has_text="English").locator("dd").text_content() == \
         "We now use a new processor (en), edited."
     assert_accessible(page, "preview again")
+    page.get_by_label("Why is this version published?").fill("A new processor.")
+    page.get_by_label("Yes, publish this version in every language.").check()
     page.get_by_role("button", name="Publish").click()
     assert "is published" in page.locator(".flash").inner_text()
     assert_accessible(page, "notices with an upcoming version")
