@@ -90,6 +90,41 @@ def publish_command(actor: str | None, reason: str | None, allow_undo: bool) -> 
         raise SystemExit(1)
 
 
+@notices_cli.command("withdraw")
+@click.argument("slug")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why the version is withdrawn; kept in the audit log.")
+@click.option("--by", "actor", default=None, help="Who withdraws (default: the system user).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def withdraw_command(slug: str, version: str, reason: str, actor: str | None, yes: bool) -> None:
+    """Withdraw a published version that has not taken effect, in every language.
+
+    Asks for confirmation (unless --yes); the reason goes to the audit log. Remove the
+    version's files from notices/ too, or the next publish publishes it again.
+
+    Example: flask notices withdraw privacy 2027-01-15 --reason "Published too early"
+    """
+    rows = [v for v in get_store().notice_versions(slug=slug) if v["version"] == version]
+    if not rows:
+        raise click.ClickException(f"there is no published version {version} of {slug!r}")
+    if not reason.strip():
+        raise click.ClickException("give the reason with --reason: it is kept in the audit log")
+    langs = ", ".join(row["lang"] for row in rows)
+    if not yes:
+        click.confirm(f"Withdraw {slug} {version} ({rows[0]['title']}; {langs})? Visitors will never "
+                      "be shown it.", abort=True)
+    try:
+        get_store().withdraw_notice_version(slug, version, actor or _actor(), today().isoformat(),
+                                            reason.strip())
+    except StoreError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"withdrew {slug} {version} ({langs})")
+    files = sorted(_notices_dir().joinpath(slug).glob(f"{version}.*.md"))
+    if files:
+        click.echo("Remove its files, or the next publish publishes it again: "
+                   + " ".join(str(f) for f in files))
+
+
 @notices_cli.command("export")
 def export_command() -> None:
     """Write each published version that has no file in notices/ as its file, exactly as

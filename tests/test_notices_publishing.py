@@ -187,3 +187,42 @@ def test_export_names_the_files_of_a_version_withdrawn_in_the_admin(app, legal, 
     for path in (notices_dir / "privacy").glob("2027-01-15.*.md"):
         path.unlink()
     assert runner.invoke(args=["notices", "export"]).exit_code == 0
+
+
+def test_the_cli_withdraws_after_a_confirmation_with_a_reason_then_the_change_can_be_carried(
+        app, runner, notices_dir):
+    upcoming_from_the_old_text(app, runner, notices_dir)
+    assert runner.invoke(args=["notices", "withdraw", "privacy", "2027-01-15"]).exit_code == 2, "--reason needed"
+    declined = runner.invoke(args=["notices", "withdraw", "privacy", "2027-01-15", "--reason", "Undoes Dec."],
+                             input="n\n")
+    assert declined.exit_code == 1 and len(stored(app, "2027-01-15")) == 3
+    done = runner.invoke(args=["notices", "withdraw", "privacy", "2027-01-15", "--reason", "Undoes Dec.",
+                               "--by", "aino"], input="y\n")
+    assert done.exit_code == 0, done.output
+    assert "withdrew privacy 2027-01-15 (en, fi, sv)" in done.output and "Remove its files" in done.output
+    assert stored(app, "2027-01-15") == []
+    store = open_store(app.config["DATABASE"])
+    try:
+        entry = store.audit_log()[0]
+    finally:
+        store.close()
+    assert (entry["action"], entry["actor"], entry["detail"]["reason"]) == ("notice.withdraw", "aino", "Undoes Dec.")
+    # December, then January again with December's change carried into it: nothing is undone.
+    for path in (notices_dir / "privacy").glob("2027-01-15.*.md"):
+        path.unlink()
+    write_from(notices_dir, "2026-04-09", "2026-12-02", with_surveys, "Feedback surveys.")
+    assert runner.invoke(args=["notices", "publish"]).exit_code == 0
+    write_from(notices_dir, "2026-04-09", "2027-01-15", lambda lang, body: with_retention(lang, with_surveys(lang, body)),
+               "Retention stated.")
+    assert runner.invoke(args=["notices", "publish"]).exit_code == 0
+    assert len(stored(app, "2027-01-15")) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["privacy", "2026-04-09"], "can never be withdrawn"),
+    (["privacy", "2031-01-01"], "there is no published version"),
+    (["../etc", "2031-01-01"], "there is no published version"),
+])
+def test_the_cli_refuses_to_withdraw_what_it_cannot(app, runner, args, message):
+    result = runner.invoke(args=["notices", "withdraw", *args, "--reason", "x", "--yes"])
+    assert result.exit_code == 1 and message in result.output
