@@ -285,8 +285,8 @@ def undo_problem(sources: list[Source], undos: list[Undo]) -> Problem:
         f"{sources[0].slug}/{sources[0].version}",
         f"not published: the already published later version(s) {upcoming} would undo its changes "
         "(the diff to them would show these lines reverted):\n" + "\n".join(lines)
-        + "\n  Carry the change into the later version(s) (withdraw them and publish again), "
-          "or publish anyway with --allow-undo.")
+        + "\n  Carry the change into the later version(s) (flask notices withdraw, then publish them "
+          "again with the change), or publish anyway with --allow-undo.")
 
 
 def hold_undos(store: Store, unpublished: list[Source]) -> tuple[list[Source], list[Problem]]:
