@@ -305,6 +305,8 @@ def test_the_csv_export_needs_a_post_with_its_token_and_is_logged(app, legal):
     assert body[0][1] == "'=HYPERLINK(\"http://evil.example\")", "a formula stays text"
     assert {row[3] for row in body} == {"Published a notice version"}
     assert all(row[6].startswith("{") for row in body[1:]), "the detail as stored, for checking"
+    hashes = {e["id"]: e["row_hash"] for e in audit(app)}
+    assert [row[8] for row in body] == [hashes[e["id"]] for e in publications], "each entry's chain link"
     log = audit(app)
     assert len(log) == before + 1 and log[0]["action"] == "audit.export"
     assert log[0]["detail"] == {"action": "notice.publish"}

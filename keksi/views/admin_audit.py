@@ -228,10 +228,11 @@ def _csv(entries: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["at_utc", "actor", "action", "action_name", "subject", "subject_name", "detail_json",
-                     "detail"])
+                     "detail", "row_hash"])
     for entry in entries:
         words = "; ".join(f"{label}: {value}" if label else value for label, value, _ in details(entry["detail"]))
         writer.writerow([_cell(str(v)) for v in (
             entry["at"], entry["actor"], entry["action"], action_name(entry["action"]), entry["subject"],
-            subject(entry), json.dumps(entry["detail"], ensure_ascii=False, sort_keys=True), words)])
+            subject(entry), json.dumps(entry["detail"], ensure_ascii=False, sort_keys=True), words,
+            entry.get("row_hash") or "")])  # the entry's link in the audit log's hash chain
     return "\ufeff" + out.getvalue()  # a BOM, so that Excel reads the UTF-8 as UTF-8
