@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 from typing import Any, Mapping
@@ -29,6 +29,12 @@ def utc_iso(moment: datetime | None = None) -> str:
     Fixed width, so such strings compare in time order."""
     moment = moment or datetime.now(timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def day_start_utc(day: date, config: Mapping[str, Any] | None = None) -> str:
+    """The moment `day` begins in KEKSI_TIMEZONE, written as `utc_iso` writes times."""
+    config = current_app.config if config is None else config
+    return utc_iso(datetime.combine(day, time(0), tzinfo=ZoneInfo(config["TIMEZONE"])))
 
 
 def parse_utc(text: str) -> datetime:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from html import unescape
 
 import pytest
@@ -266,7 +267,7 @@ def test_filters_and_pages(app, legal):
     assert "120 entries" in by_action and rows(by_action) == 20
     assert 'href="/admin/audit?page=2&amp;action=user.password"' in by_action or \
         'href="/admin/audit?action=user.password&amp;page=2"' in by_action
-    day = datetime.now(timezone.utc).date()  # entries carry the real time, not the tests' fixed day
+    day = datetime.now(ZoneInfo("Europe/Helsinki")).date()  # entries carry the real time, not the fixed day
     today_only = legal.get(f"/admin/audit?since={day}&until={day}").get_data(as_text=True)
     assert f"{total} entries" in today_only
     before = legal.get(f"/admin/audit?until={day - timedelta(days=1)}").get_data(as_text=True)

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, render_template, request
@@ -21,8 +21,8 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
 from ..forms import ActionForm, AuditFilterForm
-from ..clock import today
-from ..i18n import format_date, language_name
+from ..clock import day_start_utc, parse_utc, today
+from ..i18n import format_date, format_moment, language_name
 from ..store import get_store
 from .admin import _actor, _load_user, _no_cache, form_expired, role_required
 from .admin_notices import title_of
@@ -133,9 +133,8 @@ def subject(entry: dict[str, Any]) -> str:
 
 
 def when(at: str) -> str:
-    """A stored UTC time as the admin's language writes the day, and the time to the second."""
-    moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    return f"{format_date(moment.date())} {moment.strftime('%H:%M:%S')}"
+    """A stored UTC time in KEKSI_TIMEZONE as the admin's language writes it, with its offset."""
+    return format_moment(parse_utc(at))
 
 
 # -- filters and pages ---------------------------------------------------------------
@@ -148,9 +147,10 @@ def _filters(form: AuditFilterForm) -> dict[str, str | None]:
     return {
         "actor": form.actor.data or None,
         "action": form.action.data or None,
-        "since": since.isoformat() if since else None,
-        # up to the start of the next day, so the last day counts whole (9999-12-31: no end at all)
-        "until": (until + timedelta(days=1)).isoformat() if until and until < date.max else None,
+        # Days in KEKSI_TIMEZONE, as the times are shown; the last day counts whole. The first and
+        # last days a date can have mean no limit (their midnight may not exist in UTC).
+        "since": day_start_utc(since) if since and since > date.min else None,
+        "until": day_start_utc(until + timedelta(days=1)) if until and until < date.max else None,
     }
 
 
