@@ -239,6 +239,23 @@ def test_the_audit_log_reads_in_words(app, legal):
     assert "Published a notice version" not in finnish and "15.1.2027" in finnish
 
 
+def test_user_changes_read_in_words_too(app, legal):
+    add_user(app, "other@example.fi", "legal")
+    store = open_store(app.config["DATABASE"])
+    try:
+        user = store.user_by_email("other@example.fi")
+        store.set_user_roles(user["id"], ["legal", "marketing"], "admin@example.fi")
+    finally:
+        store.close()
+    html = unescape(legal.get("/admin/audit?action=user.roles").get_data(as_text=True))
+    table = html.split("<tbody>")[1]
+    assert "Changed a user's roles" in table and "Before</dt><dd>legal" in table
+    assert "After</dt><dd>legal, marketing" in table and "['" not in table and "user.roles" not in table
+    legal.get("/admin/?lang=sv")
+    swedish = unescape(legal.get("/admin/audit?action=user.roles").get_data(as_text=True)).split("<tbody>")[1]
+    assert "Ändrade en användares roller" in swedish and "Efter</dt><dd>juridik, marknadsföring" in swedish
+
+
 def add_entries(app, count: int, actor: str = "bot@example.fi", action: str = "user.password") -> None:
     store = open_store(app.config["DATABASE"])
     try:

@@ -43,6 +43,12 @@ ACTIONS = {
     "site.remove": _l("Removed a site"),
     "user.add": _l("Added a user"),
     "user.password": _l("Set a password"),
+    "user.roles": _l("Changed a user's roles"),
+    "user.disable": _l("Disabled a user"),
+    "user.enable": _l("Enabled a user"),
+    "user.remove": _l("Removed a user"),
+    "user.link": _l("Made a one-time password link"),
+    "user.sessions_ended": _l("Signed out everywhere else"),
     "consents.export": _l("Exported consent records"),
     "consents.erase": _l("Erased a visitor's consent records"),
     "consents.purge": _l("Deleted expired consent records"),
@@ -61,6 +67,9 @@ DETAILS = {
     "action": _l("What"),
     "since": _l("From"),
     "until": _l("To"),
+    "before": _l("Before"),
+    "after": _l("After"),
+    "sessions": _l("Sessions ended"),
 }
 
 ROLES = {"legal": _l("legal"), "marketing": _l("marketing"), "admin": _l("admin")}
@@ -81,7 +90,8 @@ def _value(key: str, value: Any) -> str:
     if value is None:
         return _("none")
     if isinstance(value, list):
-        return ", ".join(str(ROLES.get(v, v)) if key == "roles" else _value(key, v) for v in value) or _("none")
+        # Lists in the log are lists of roles (a user's, or before and after a change).
+        return ", ".join(str(ROLES[v]) if v in ROLES else _value(key, v) for v in value) or _("none")
     if isinstance(value, dict):
         return "; ".join(f"{_key(k)}: {_value(k, v)}" for k, v in sorted(value.items()))
     if isinstance(value, str) and _DATE.match(value):
