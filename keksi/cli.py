@@ -387,7 +387,7 @@ def _day(value: str | None, name: str) -> str | None:
     try:
         return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") \
             if "T" in value else date.fromisoformat(value).isoformat()
-    except ValueError:
+    except (ValueError, OverflowError):  # a moment like 0001-01-01T00:00+01:00 is before year 1 in UTC
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from typing import Any, Mapping
@@ -40,3 +40,15 @@ def day_start_utc(day: date, config: Mapping[str, Any] | None = None) -> str:
 def parse_utc(text: str) -> datetime:
     """A UTC time as the ledger and the store write it (`…Z` or `…+00:00`), as an aware datetime."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def record_day_start(day: date, zone: str, *, next_day: bool = False) -> str | None:
+    """When `day` (or the day after it) begins in `zone`, written as consent records write times
+    (UTC, `…T…Z`, so that strings sort as moments). None when that moment is beyond what a datetime
+    holds (around 0001-01-01 or 9999-12-31): no record is that old or that new, so no bound."""
+    try:
+        start = datetime.combine(day + timedelta(days=1) if next_day else day, time(0), tzinfo=ZoneInfo(zone))
+        moment = start.astimezone(timezone.utc)
+    except OverflowError:
+        return None
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -76,6 +76,12 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise InvalidChoice("body", f"is not valid JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise InvalidChoice("body", "must be a JSON object")
+    try:
+        # JSON may escape a lone surrogate ("\ud800"), which no UTF-8 text can hold: the store
+        # could not write it, so it is refused here, in whichever field or key it hides.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidChoice("body", "holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
     return data
 
 

@@ -93,7 +93,9 @@ def _actor() -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/admin") and not target.startswith("//"):
+    """`next=` when it is a path in the admin, else the dashboard. Control characters (a CR/LF
+    would split the Location header) and backslashes (which browsers read as slashes) are refused."""
+    if (target and target.startswith("/admin") and target.isprintable() and "\\" not in target):
         return target
     return url_for("admin.dashboard")
 

@@ -9,9 +9,8 @@ checks it, and stored with `store.save_site`.
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton
 from babel.lists import format_list
@@ -25,7 +24,7 @@ from flask_wtf.csrf import CSRFError
 from wtforms import Form, StringField
 
 from .. import consents, figures, sites
-from ..clock import today
+from ..clock import record_day_start, today
 from ..http import CSP
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
 from ..site_forms import (MORE_ROWS, Built, add_category, add_empty_rows, add_error, attach_errors,
@@ -412,13 +411,6 @@ def figures_csv(site_id: str):
 # -- export -----------------------------------------------------------------------------------
 
 
-def _utc_start(day: date) -> str:
-    """The moment `day` begins in KEKSI_TIMEZONE, as the ledger writes times (UTC)."""
-    zone = ZoneInfo(current_app.config["TIMEZONE"])
-    moment = datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @bp.get("/<site_id>/export.csv")
 @role_required("legal")
 def export_csv(site_id: str):
@@ -437,8 +429,9 @@ def export_csv(site_id: str):
         if span is None:
             abort(400, " ".join(str(e) for n in ("from", "to") for e in form[n].errors))
         first, last = span
-    since = _utc_start(first) if first else None
-    until = _utc_start(last + timedelta(days=1)) if last else None
+    zone = current_app.config["TIMEZONE"]
+    since = record_day_start(first, zone) if first else None
+    until = record_day_start(last, zone, next_day=True) if last else None
     get_store().audit(g.user["email"], "consents.export", site["id"],
                       {"from": first.isoformat() if first else None,
                        "to": last.isoformat() if last else None})
