@@ -14,7 +14,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES, AuthError
-from .notices import MAX_SOURCE_BYTES, removed_markup
+from .notices import MAX_NESTING, MAX_SOURCE_BYTES, RenderProblem, check_rendering, removed_markup
 from .site_forms import PlainText
 
 
@@ -113,11 +113,39 @@ class AuditFilterForm(Form):
     until = DateField(_l("To"), validators=[Optional()])
 
 
+def render_problem_message(problem: RenderProblem) -> str:
+    """A `notices.RenderProblem` in the admin's language."""
+    messages = {
+        "brackets": _("Line %(line)s: “[” or “(” is nested more than %(max)s deep, or left open. Close "
+                      "each one, or write \\[ for a bracket meant as text.", line=problem.line, max=MAX_NESTING),
+        "emphasis": _("Line %(line)s: emphasis (* or _) is nested more than %(max)s deep, or left open. "
+                      "Close each one, or write \\* for a star meant as text.", line=problem.line, max=MAX_NESTING),
+        "quotes": _("Line %(line)s: block quotes (>) are nested more than %(max)s deep.",
+                    line=problem.line, max=MAX_NESTING),
+        "indent": _("Line %(line)s: lists or indentation are nested more than %(max)s levels deep.",
+                    line=problem.line, max=MAX_NESTING),
+        "recursion": _("Line %(line)s: the text from this line on is nested too deeply to show.", line=problem.line),
+        "slow": _("Line %(line)s: the text from this line on takes longer than %(seconds)s seconds to show. "
+                  "Simplify it or split it into shorter paragraphs.", line=problem.line,
+                  seconds=problem.params["seconds"]),
+        "failed": _("Line %(line)s: the text from this line on cannot be shown (%(detail)s).",
+                    line=problem.line, detail=problem.detail),
+        "image": _("Line %(line)s: notices show no images, so %(image)s would be left out. Link to the "
+                   "image instead.", line=problem.line, image=problem.detail),
+    }
+    return messages[problem.code]
+
+
 class NoticeMarkdown:
-    """Refuse HTML that rendering would remove from a notice: scripts, frames, event handlers,
-    javascript: links. Saying so beats publishing a text that does not show what was written."""
+    """Refuse a notice text that cannot be shown as written: one that is too deep or too slow to
+    render, has images, or HTML that rendering would remove (scripts, frames, event handlers,
+    javascript: links). Saying so beats publishing a text that does not show what was written."""
 
     def __call__(self, form: Any, field: Any) -> None:
+        # The bounded check first: `removed_markup` renders in this process.
+        problems = check_rendering([field.data or ""])[0]
+        if problems:
+            raise ValidationError(" ".join(render_problem_message(p) for p in problems[:5]))
         found = removed_markup(field.data or "")
         if found:
             shown = [item if len(item) <= 40 else item[:39] + "…" for item in found]

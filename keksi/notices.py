@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import multiprocessing
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import frontmatter
 import markdown
+import markdown.treeprocessors
 import nh3
 import yaml
 from markupsafe import Markup, escape
@@ -41,9 +44,11 @@ class NoticeError(Exception):
 class Problem:
     path: str
     message: str
+    line: int | None = None  # the line of the file, when the problem is at one
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Source:
     body: str
     source: str
     sha256: str
+    body_line: int = 1  # the line of the file on which the body begins
 
     def row(self) -> dict[str, Any]:
         return {
@@ -126,10 +132,12 @@ def parse_source(rel: str, slug: str, version: str, lang: str, text: str) -> Sou
         errors.append("the body is empty")
     if errors:
         return Problem(rel, "; ".join(errors))
+    body = post.content.strip()
     return Source(
         path=rel, slug=slug, version=version, lang=lang, title=meta["title"].strip(),
         summary=" ".join(meta["summary"].split()), material=meta["material"],
-        body=post.content.strip() + "\n", source=text, sha256=sha256(text),
+        body=body + "\n", source=text, sha256=sha256(text),
+        body_line=text[:text.rfind(body)].count("\n") + 1,
     )
 
 
@@ -150,17 +158,36 @@ class CheckResult:
 
 
 def check(root: Path, languages: Iterable[str], store: Store, today: date | None = None) -> CheckResult:
-    """Validate every source under `root` against the languages and the published copies.
+    """Validate every source under `root` against the languages and the published copies, and
+    render each one within the limits (`check_rendering`).
 
     With `today`, a new version dated before the version in effect is refused: history
     cannot gain a version that visitors were never shown.
     """
     languages = list(languages)
-    problems: list[Problem] = []
-    sources: list[Source] = []
-    broken: set[tuple[str, str]] = set()  # versions with a file that did not parse
     if not root.is_dir():
         return CheckResult([], [], [Problem(str(root), "the notices folder does not exist")])
+    sources, problems, broken = _read_all(root, languages)
+    published = {(v["slug"], v["version"], v["lang"]): v for v in store.notice_versions()}
+    by_version: dict[tuple[str, str], dict[str, Source]] = {}
+    for source in sources:
+        by_version.setdefault((source.slug, source.version), {})[source.lang] = source
+    complete: list[Source] = []
+    for (slug, version), langs in sorted(by_version.items()):
+        found = _version_problems(root, slug, version, langs, languages, published, today)
+        problems += found
+        if not found and (slug, version) not in broken:
+            complete.extend(langs[lang] for lang in languages if lang in langs)
+    unpublished = [s for s in complete if (s.slug, s.version, s.lang) not in published]
+    return CheckResult(complete, unpublished, problems)
+
+
+def _read_all(root: Path, languages: list[str]) -> tuple[list[Source], list[Problem], set[tuple[str, str]]]:
+    """Every source that parses and renders, the problems of the others, and the versions
+    (slug, date) that have a file which did not."""
+    problems: list[Problem] = []
+    sources: list[Source] = []
+    broken: set[tuple[str, str]] = set()
     for path in sorted(root.glob("*/*")):
         if path.is_dir() or path.name.startswith("."):
             continue
@@ -174,51 +201,48 @@ def check(root: Path, languages: Iterable[str], store: Store, today: date | None
                                                  f"configured languages ({', '.join(languages)})"))
         else:
             sources.append(result)
+    rendered: list[Source] = []
+    for source, limits in zip(sources, check_rendering([s.body for s in sources])):
+        problems += [Problem(source.path, limit.english(), source.body_line + limit.line - 1) for limit in limits]
+        if limits:
+            broken.add((source.slug, source.version))
+        else:
+            rendered.append(source)
+    return rendered, problems, broken
 
-    published = {(v["slug"], v["version"], v["lang"]): v for v in store.notice_versions()}
-    by_version: dict[tuple[str, str], dict[str, Source]] = {}
-    for source in sources:
-        by_version.setdefault((source.slug, source.version), {})[source.lang] = source
 
-    complete: list[Source] = []
-    for (slug, version), langs in sorted(by_version.items()):
-        group_ok = (slug, version) not in broken
-        # A version published before a language was added to the settings stays as it was.
-        already_published = any((slug, version, lang) in published for lang in langs)
-        sample = next(iter(langs.values())).path
-        for lang in languages:
-            missing_path = Path(sample).with_name(f"{version}.{lang}.md")
-            # Every missing file is named (a file that exists but did not parse has its own problem).
-            if lang not in langs and not already_published and not (root / slug / missing_path.name).exists():
-                problems.append(Problem(
-                    str(missing_path),
-                    f"missing: version {version} of '{slug}' has no {lang} text; "
-                    "a version is published only when it exists in every configured language"))
-                group_ok = False
-        for source in langs.values():
-            stored = published.get((slug, version, source.lang))
-            if stored and stored["sha256"] != source.sha256:
-                problems.append(Problem(
-                    source.path,
-                    f"edited after it was published on {stored['published_at'][:10]}: published "
-                    "versions are immutable, so put the correction in a new version with a new date"))
-                group_ok = False
-        if today is not None and not already_published:
-            in_effect = [v for (pslug, v, _lang) in published if pslug == slug and v <= today.isoformat()]
-            if in_effect and version < max(in_effect):
-                problems.append(Problem(
-                    sample, f"version {version} is dated before {max(in_effect)}, the version in effect: "
-                            "a new version takes effect today or later"))
-                group_ok = False
-        if len({s.material for s in langs.values()}) > 1:
+def _version_problems(root: Path, slug: str, version: str, langs: dict[str, Source], languages: list[str],
+                      published: dict[tuple[str, str, str], dict[str, Any]], today: date | None) -> list[Problem]:
+    """What stops one version (all its languages) from being published."""
+    problems: list[Problem] = []
+    # A version published before a language was added to the settings stays as it was.
+    already_published = any((slug, version, lang) in published for lang in langs)
+    sample = next(iter(langs.values())).path
+    for lang in languages:
+        missing_path = Path(sample).with_name(f"{version}.{lang}.md")
+        # Every missing file is named (a file that exists but did not parse has its own problem).
+        if lang not in langs and not already_published and not (root / slug / missing_path.name).exists():
             problems.append(Problem(
-                sample, f"version {version} of '{slug}' is marked material in some languages and not others"))
-            group_ok = False
-        if group_ok:
-            complete.extend(langs[lang] for lang in languages if lang in langs)
-
-    unpublished = [s for s in complete if (s.slug, s.version, s.lang) not in published]
-    return CheckResult(complete, unpublished, problems)
+                str(missing_path),
+                f"missing: version {version} of '{slug}' has no {lang} text; "
+                "a version is published only when it exists in every configured language"))
+    for source in langs.values():
+        stored = published.get((slug, version, source.lang))
+        if stored and stored["sha256"] != source.sha256:
+            problems.append(Problem(
+                source.path,
+                f"edited after it was published on {stored['published_at'][:10]}: published "
+                "versions are immutable, so put the correction in a new version with a new date"))
+    if today is not None and not already_published:
+        in_effect = [v for (pslug, v, _lang) in published if pslug == slug and v <= today.isoformat()]
+        if in_effect and version < max(in_effect):
+            problems.append(Problem(
+                sample, f"version {version} is dated before {max(in_effect)}, the version in effect: "
+                        "a new version takes effect today or later"))
+    if len({s.material for s in langs.values()}) > 1:
+        problems.append(Problem(
+            sample, f"version {version} of '{slug}' is marked material in some languages and not others"))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -537,3 +561,264 @@ def removed_markup(body: str) -> list[str]:
         if tag == "a":
             found += [value for name, value in attrs if name == "href" and value and not _link_kept(value)]
     return list(dict.fromkeys(found))
+
+
+# -- rendering within limits --------------------------------------------------
+#
+# Python-Markdown's cost grows faster than the text for some shapes (8,000 "[" took 12 s) and
+# deep emphasis overflows its recursion, so a published text could answer 500 forever. Every
+# version is rendered before it is published: a scan refuses the known shapes at their line,
+# and the rendering itself runs in a child process that is killed when it takes too long.
+
+MAX_NESTING = 16  # brackets, parentheses, emphasis, block quotes, list levels
+RENDER_SECONDS = 10.0  # for one language's text; the largest accepted (512 KB) took 4-5 s on a busy 2-core machine
+
+RENDER_MESSAGES = {
+    "brackets": "'[' or '(' nested more than {max} deep, or left open: close each one, or write \\[ for a "
+                "bracket meant as text",
+    "emphasis": "emphasis (* or _) nested more than {max} deep, or left open: close each one, or write "
+                "\\* for a star meant as text",
+    "quotes": "block quotes (>) nested more than {max} deep",
+    "indent": "lists or indentation nested more than {max} levels deep",
+    "recursion": "the Markdown from this line on is nested too deeply to render",
+    "slow": "the Markdown from this line on takes longer than {seconds} seconds to render",
+    "failed": "the Markdown from this line on cannot be rendered ({detail})",
+    "image": "an image ({detail}) is not shown: notices show no images; link to it instead",
+}
+
+
+@dataclass(frozen=True)
+class RenderProblem:
+    """Why a text cannot be shown as written, at a line of the text (1 is its first). `code` is a
+    key of RENDER_MESSAGES; the admin words it in its own language."""
+
+    line: int
+    code: str
+    detail: str = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"max": MAX_NESTING, "seconds": f"{RENDER_SECONDS:g}", "detail": self.detail}
+
+    def english(self) -> str:
+        return RENDER_MESSAGES[self.code].format(**self.params)
+
+
+def check_rendering(bodies: list[str], seconds: float | None = None) -> list[list[RenderProblem]]:
+    """Each body's problems: shapes too deep to render (found by a scan), images (which are not
+    shown), and rendering that fails or takes longer than `seconds` (default RENDER_SECONDS)."""
+    seconds = RENDER_SECONDS if seconds is None else seconds
+    results = [_structure_problems(body) for body in bodies]
+    sound = [index for index, found in enumerate(results) if not found]
+    for index, problem in _render_bounded([bodies[i] for i in sound], seconds):
+        results[sound[index]].append(problem)
+    return results
+
+
+_CODE_SPAN_RE = re.compile(r"(`+)(?:(?!\1).)+?\1")
+_EMPHASIS_RE = re.compile(r"(?<!\\)(\*+|_+)")
+_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def _structure_problems(body: str) -> list[RenderProblem]:
+    """Lines where brackets, emphasis, quotes or lists nest deeper than MAX_NESTING, at most one
+    of each kind per paragraph. Code spans are skipped: nothing in them is parsed. (Without the
+    fenced_code extension a ``` line is text, so what follows it is counted too.)"""
+    found: list[RenderProblem] = []
+    depth = {"brackets": 0, "emphasis": 0}
+    reported: set[str] = set()  # kinds already named in this paragraph
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            depth = dict.fromkeys(depth, 0)  # a blank line ends the paragraph, and what it left open
+            reported.clear()
+            continue
+        expanded = line.expandtabs(4)
+        prefix = re.match(r"[ >]*", expanded)[0]
+        text = _CODE_SPAN_RE.sub("", line)
+        depth["brackets"] = _bracket_depth(text, depth["brackets"])
+        depth["emphasis"] = _emphasis_depth(text, depth["emphasis"])
+        kinds = [kind for kind, value in depth.items() if value > MAX_NESTING]
+        if prefix.count(">") > MAX_NESTING:
+            kinds.append("quotes")
+        if len(expanded) - len(expanded.lstrip()) > 4 * MAX_NESTING:
+            kinds.append("indent")
+        found += [RenderProblem(number, kind) for kind in kinds if kind not in reported]
+        reported.update(kinds)
+    return found
+
+
+def _bracket_depth(text: str, depth: int) -> int:
+    """`depth` after `text`: each unescaped [ or ( opens one, ] or ) closes one. Returns early
+    once past the limit, so a line of a million brackets costs no more than a short one."""
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "[(":
+            depth += 1
+            if depth > MAX_NESTING:
+                return depth
+        elif char in "])":
+            depth = max(0, depth - 1)
+    return depth
+
+
+def _emphasis_depth(text: str, depth: int) -> int:
+    """`depth` after `text`: a run of * or _ before a word opens as many levels as it is long,
+    one after a word closes them (CommonMark's left- and right-flanking runs)."""
+    for match in _EMPHASIS_RE.finditer(text):
+        before = text[match.start() - 1] if match.start() else " "
+        after = text[match.end()] if match.end() < len(text) else " "
+        opens = not after.isspace() and (before.isspace() or before in _PUNCTUATION)
+        closes = not before.isspace() and (after.isspace() or after in _PUNCTUATION)
+        if opens and not closes:
+            depth += len(match[0])
+            if depth > MAX_NESTING:
+                return depth
+        elif closes and not opens:
+            depth = max(0, depth - len(match[0]))
+    return depth
+
+
+def _blocks(body: str) -> list[tuple[int, str]]:
+    """The body's paragraphs (text between blank lines), each with the line it starts on."""
+    blocks: list[tuple[int, str]] = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        if blocks and blocks[-1][0] + blocks[-1][1].count("\n") == number - 1:
+            blocks[-1] = (blocks[-1][0], blocks[-1][1] + "\n" + line)
+        else:
+            blocks.append((number, line))
+    return blocks
+
+
+class _Images(markdown.treeprocessors.Treeprocessor):
+    """Collects the images Markdown makes (`![alt](src)`), which rendering removes."""
+
+    def run(self, root: Any) -> None:
+        self.md.keksi_images = [(img.get("alt") or "", img.get("src") or "") for img in root.iter("img")]
+
+
+def _images(body: str) -> list[tuple[str, str]]:
+    converter = markdown.Markdown(**MARKDOWN)
+    converter.treeprocessors.register(_Images(converter), "keksi_images", 0)
+    converter.convert(body)
+    return converter.keksi_images
+
+
+def _first_failing_block(body: str) -> int:
+    """The line of the first paragraph that fails to render on its own (1 when none does)."""
+    for number, block in _blocks(body):
+        try:
+            markdown.markdown(block, **MARKDOWN)
+        except Exception:
+            return number
+    return 1
+
+
+def _render_child(sender: Any, bodies: list[str]) -> None:
+    """In the child: render each body, saying when each starts, what images it has, or where it failed."""
+    for index, body in enumerate(bodies):
+        sender.send(("start", index, None))
+        try:
+            sender.send(("images", index, _images(body)))
+        except RecursionError:
+            sender.send(("recursion", index, _first_failing_block(body)))
+        except Exception as exc:  # any other failure is the text's too: say where, then go on
+            sender.send(("failed", index, (_first_failing_block(body), type(exc).__name__)))
+    sender.close()
+
+
+def _render_bounded(bodies: list[str], seconds: float) -> Iterator[tuple[int, RenderProblem]]:
+    """Render `bodies` in a child process; yield (index, problem) for each one that has images,
+    fails, or takes longer than `seconds` (the child is then killed and a new one takes the rest)."""
+    start = 0
+    while start < len(bodies):
+        timed_out = None
+        unanswered: set[int] = set()  # started, with no word back yet
+        for message, index, value in _child_messages(_render_child, bodies[start:], seconds):
+            index += start
+            if message == "timeout":
+                timed_out = index
+                break
+            if message == "start":
+                unanswered.add(index)
+                continue
+            unanswered.discard(index)
+            if message == "images":
+                yield from ((index, RenderProblem(_line_of_image(bodies[index], alt, src), "image",
+                                                  f"![{alt}]({src})")) for alt, src in value)
+            elif message == "recursion":
+                yield index, RenderProblem(value, "recursion")
+            elif message == "failed":
+                yield index, RenderProblem(value[0], "failed", value[1])
+        if timed_out is None:
+            # A child that died on a text (out of memory, say) sent nothing more about it.
+            yield from ((index, RenderProblem(1, "failed", "the renderer stopped")) for index in unanswered)
+            return
+        yield timed_out, RenderProblem(_slow_line(bodies[timed_out], seconds), "slow")
+        start = timed_out + 1
+
+
+def _slow_line(body: str, seconds: float) -> int:
+    """The line of the paragraph that renders slowest on its own: the one still rendering after
+    `seconds` (at least one, so that a tiny limit still finds it), else the one that took longest."""
+    line, longest, current = 1, -1.0, 1
+    for message, _index, value in _child_messages(_render_blocks_child, [body], max(seconds, 1.0)):
+        if message == "timeout":
+            return current
+        if message == "start":
+            current = value
+        elif value[1] > longest:
+            line, longest = value
+    return line
+
+
+def _render_blocks_child(sender: Any, bodies: list[str]) -> None:
+    for number, block in _blocks(bodies[0]):
+        sender.send(("start", 0, number))
+        began = time.monotonic()
+        try:
+            markdown.markdown(block, **MARKDOWN)
+        except Exception:
+            pass  # only the time is measured here
+        sender.send(("took", 0, (number, time.monotonic() - began)))
+    sender.close()
+
+
+def _child_messages(target: Any, bodies: list[str], seconds: float) -> Iterator[tuple[str, int, Any]]:
+    """Run `target(sender, bodies)` in a forked child; yield what it sends, and ("timeout", index of
+    the body it was on, None) when it sends nothing for `seconds`. The child never outlives this."""
+    context = multiprocessing.get_context("fork")  # no start-up cost: the child has markdown loaded
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=target, args=(sender, bodies), daemon=True)
+    child.start()
+    sender.close()
+    current = 0
+    try:
+        while True:
+            if not receiver.poll(seconds):
+                yield "timeout", current, None
+                return
+            try:
+                message = receiver.recv()
+            except EOFError:  # the child finished (or died: then it sent its last word already)
+                return
+            current = message[1]
+            yield message
+    finally:
+        child.kill()
+        child.join()
+        receiver.close()
+
+
+def _line_of_image(body: str, alt: str, src: str) -> int:
+    lines = body.splitlines()
+    for needle in (f"![{alt}]", src):
+        for number, line in enumerate(lines, 1):
+            if needle and needle in line:
+                return number
+    return 1
