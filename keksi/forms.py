@@ -18,6 +18,12 @@ from .notices import MAX_NESTING, MAX_SOURCE_BYTES, RenderProblem, check_renderi
 from .site_forms import PlainText
 
 
+def notice_form_bytes(languages: int) -> int:
+    """The most a new-version post may be: each language's text as a browser sends it
+    (percent-encoded, at most three bytes for each byte of UTF-8), its title and summary."""
+    return languages * (3 * MAX_SOURCE_BYTES + 32 * 1024)
+
+
 class LoginForm(FlaskForm):
     email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)],
                        render_kw={"autocomplete": "username"})

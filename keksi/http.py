@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
@@ -84,6 +85,10 @@ def handle_http_error(exc: HTTPException) -> Any:
     # A specific description given with abort(code, message) wins over the generic one.
     specific = exc.description != type(exc).description
     description = exc.description if specific else error_message(code)
+    if code == 413 and not specific and not wants_json() and request.max_content_length:
+        description = _("Nothing was saved: what was sent is larger than %(size)s kB, the most this page "
+                        "accepts. Shorten the texts, then send it again.",
+                        size=format_decimal(request.max_content_length // 1024))
     if wants_json():
         return jsonify(error=exc.name, message=description, status=code), code
     return error_page(code, exc.name, description)

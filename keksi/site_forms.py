@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -28,6 +28,15 @@ EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
 MAX_CATEGORY_ID = 40
 MAX_ORIGINS_TEXT = 20_000
+
+# What one post of the site form may hold. Each cookie row costs WTForms a few milliseconds to
+# build and check, so 9,000 rows held a worker past its timeout; 400 rows is far past any real
+# site's cookies, and a site has at most MAX_CATEGORIES categories. A post over these caps is
+# refused (413) before any form is built.
+MAX_FORM_ROWS = 400
+MAX_FORM_ENTRIES = MAX_CATEGORIES + MAX_FORM_ROWS  # category blocks and cookie rows together
+MAX_FORM_PARTS = 4_000  # fields: 9 a cookie row, 8 a category, about 40 more for the site
+MAX_FORM_BYTES = 1024 * 1024
 
 # Something that looks like an HTML tag. The banner shows text only, so a "<script>" in a
 # name or purpose is a mistake or an attack; either way it is refused, never stored.
@@ -611,3 +620,14 @@ def _text_errors(fields: dict[str, Any], empty: str) -> None:
             add_error(lang_field, empty)
         elif len(lang_field.data) > MAX_TEXT:
             add_error(lang_field, _("Use at most %(max)d characters.", max=MAX_TEXT))
+
+
+def form_entries(names: Iterable[str]) -> int:
+    """How many list entries (category blocks, cookie rows) a post's field names make: each
+    distinct `<list>-<n>` prefix, at any depth (`custom-2-rows-5-name` makes `custom-2` and
+    `custom-2-rows-5`), however the lists are named."""
+    entries: set[str] = set()
+    for name in names:
+        parts = name.split("-")
+        entries.update("-".join(parts[:i + 1]) for i in range(1, len(parts) - 1) if parts[i].isdigit())
+    return len(entries)

@@ -19,12 +19,20 @@ from markupsafe import Markup
 
 from .. import diffs, notices
 from ..clock import today
-from ..forms import WithdrawForm, notice_version_form
+from ..forms import WithdrawForm, notice_form_bytes, notice_version_form
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
 from ..store import StoreError, StoreUnavailable, get_store
 from .admin import _actor, _load_user, _no_cache, form_expired, role_required
 
 bp = Blueprint("admin_notices", __name__, url_prefix="/admin")
+
+
+@bp.url_value_preprocessor
+def _notice_form_size(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # Three languages of a long notice post more than the app's usual limit. Set before
+    # CSRFProtect reads the form, as URL value preprocessors run before every before_request.
+    if endpoint == "admin_notices.notice_new":
+        request.max_content_length = notice_form_bytes(len(current_app.config["LANGUAGES"]))
 bp.before_request(_load_user)
 bp.after_request(_no_cache)
 bp.register_error_handler(CSRFError, form_expired)

@@ -27,8 +27,9 @@ from .. import consents, figures, sites
 from ..clock import record_day_start, today
 from ..http import CSP
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
-from ..site_forms import (MORE_ROWS, Built, add_category, add_empty_rows, add_error, attach_errors,
-                          build_definition, form_data, new_site_data, site_form, too_many_categories)
+from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS, Built,
+                          add_category, add_empty_rows, add_error, attach_errors, build_definition,
+                          form_data, form_entries, new_site_data, site_form, too_many_categories)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, form_expired, role_required
 from .admin_proof import proof_links
@@ -36,8 +37,6 @@ from .admin_proof import proof_links
 bp = Blueprint("admin_sites", __name__, url_prefix="/admin/sites")
 bp.register_error_handler(CSRFError, form_expired)  # the same translated answer as the rest of the admin
 
-MAX_FORM_BYTES = 1024 * 1024  # a site with many cookies posts more than the app's usual limit
-MAX_FORM_PARTS = 10_000
 EXPORT_CHUNK = 64 * 1024
 
 
@@ -46,8 +45,14 @@ def _bigger_forms(endpoint: str | None, values: dict[str, Any] | None) -> None:
     # URL value preprocessors run before every before_request hook, so this applies before
     # CSRFProtect reads the posted form.
     if endpoint in ("admin_sites.site_new", "admin_sites.site_edit"):
-        request.max_content_length = MAX_FORM_BYTES
+        request.max_content_length = MAX_FORM_BYTES  # a site with many cookies posts more than usual
         request.max_form_parts = MAX_FORM_PARTS
+        # werkzeug counts the parts of multipart posts only: these caps hold for any encoding.
+        if request.method == "POST" and (len(request.form) > MAX_FORM_PARTS
+                                         or form_entries(request.form.keys()) > MAX_FORM_ENTRIES):
+            abort(413, _("Nothing was saved: a site form can have at most %(rows)s cookie rows and "
+                         "%(categories)s categories. Remove empty rows, then send it again.",
+                         rows=MAX_FORM_ROWS, categories=sites.MAX_CATEGORIES))
 
 
 @bp.before_request
