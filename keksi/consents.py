@@ -126,25 +126,59 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
 
     `own_pages` is (Keksi's own origin, the site its own pages show): choices made there are
     accepted from that origin whatever the site's list says, so the demo works on any address."""
+    # In this order, so that the first field at fault is the one named.
+    _check_fields(data)
+    site = _check_site(data, store, origin, own_pages)
+    event_id = _check_event_id(data)
+    subject_id = _check_subject(data, store)
+    action = _string(data, "action", 20)
+    if action not in ACTIONS:
+        raise InvalidChoice("action", f"must be one of {', '.join(ACTIONS)}")
+    choices = _check_choices(data, site, action)
+    lang = _string(data, "lang", 8)
+    if lang not in languages:
+        raise InvalidChoice("lang", f"must be one of {', '.join(languages)}")
+    notice, cookie_notice = _check_versions(data, site, store, lang, today)
+    banner_hash = _check_banner(data, store, site["id"], lang)
+    return Choice(site=site, event_id=event_id, subject_id=subject_id, action=action, choices=choices,
+                  notice_slug=notice[0], notice_version=notice[1], notice_sha256=notice[2],
+                  cookie_notice=cookie_notice, banner_hash=banner_hash, lang=lang,
+                  ui_surface=_check_surface(data), page=_check_page(data),
+                  widget_version=_check_widget_version(data), gpc=_check_gpc(data) or sec_gpc)
+
+
+def _check_fields(data: dict[str, Any]) -> None:
     for field in sorted(set(data) - FIELDS):
         raise InvalidChoice(field, "is not a field of a consent")
     for field in sorted(REQUIRED):
         if field not in data:
             raise InvalidChoice(field, "is required")
 
+
+def _check_site(data: dict[str, Any], store: Store, origin: str | None,
+                own_pages: tuple[str, str] | None) -> dict[str, Any]:
+    """The site, when the request's origin may record choices for it."""
     site_id = _string(data, "site", 64)
     site = store.site(site_id)
     if site is None:
         raise InvalidChoice("site", f"{site_id!r} is not a site on this server", status=404)
-    if not sites_mod.origin_allowed(site, origin) and (origin, site_id) != own_pages:
+    canonical = sites_mod.canonical_origin(origin)
+    own = canonical is not None and (canonical, site_id) == own_pages
+    if not sites_mod.origin_allowed(site, origin) and not own:
         raise InvalidChoice("origin", f"{origin!r} may not record consents for site {site_id!r}; "
                                       "add it to the site's origins", status=403)
+    return site
 
+
+def _check_event_id(data: dict[str, Any]) -> str:
     try:
-        event_id = str(uuid.UUID(_string(data, "event_id", 64)))
+        return str(uuid.UUID(_string(data, "event_id", 64)))
     except ValueError:
         raise InvalidChoice("event_id", "must be a UUID made by the widget for this choice") from None
 
+
+def _check_subject(data: dict[str, Any], store: Store) -> str | None:
+    """The browser's subject id, or None for a new one."""
     subject_id = data.get("subject_id")
     if subject_id is not None and (not isinstance(subject_id, str) or not HEX32.match(subject_id)):
         raise InvalidChoice("subject_id", "must be the 32 hex digits the server gave, or absent")
@@ -153,19 +187,19 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
         # subject, so nobody can attach choices to a subject of their making or pull others'
         # records into an erasure. The answer carries the new one. (Sites that share a cookie
         # domain share the browser's subject, as they share its cookie.)
-        subject_id = None
+        return None
+    return subject_id
 
-    action = _string(data, "action", 20)
-    if action not in ACTIONS:
-        raise InvalidChoice("action", f"must be one of {', '.join(ACTIONS)}")
 
+def _check_choices(data: dict[str, Any], site: dict[str, Any], action: str) -> dict[str, bool]:
+    """Every category of the site, true or false, necessary on, agreeing with the action."""
     choices = data.get("choices")
     if not isinstance(choices, dict):
         raise InvalidChoice("choices", "must be an object of category id to true or false")
     categories = [c["id"] for c in site["categories"]]
     for key, value in choices.items():
         if key not in categories:
-            raise InvalidChoice(f"choices.{key}", f"is not a category of site {site_id!r} "
+            raise InvalidChoice(f"choices.{key}", f"is not a category of site {site['id']!r} "
                                                   f"({', '.join(categories)})")
         if not isinstance(value, bool):
             raise InvalidChoice(f"choices.{key}", "must be true or false")
@@ -179,50 +213,62 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
         raise InvalidChoice("action", "accept_all needs every category true")
     if action in ("reject_all", "withdraw") and any(optional):
         raise InvalidChoice("action", f"{action} needs every optional category false")
+    return {k: choices[k] for k in categories}
 
-    lang = _string(data, "lang", 8)
-    if lang not in languages:
-        raise InvalidChoice("lang", f"must be one of {', '.join(languages)}")
 
-    notice_slug = site["notices"]["privacy"]
-    notice_version = _string(data, "notice_version", 10)
-    notice_sha256 = _version_in_effect(store, "notice_version", notice_slug, notice_version, lang, today)
-    cookie_notice = None
-    if data.get("cookie_notice_version") is not None:  # older widgets do not send it
-        cookie_slug = site["notices"]["cookies"]
-        cookie_version = _string(data, "cookie_notice_version", 10)
-        cookie_notice = (cookie_slug, cookie_version, _version_in_effect(
-            store, "cookie_notice_version", cookie_slug, cookie_version, lang, today))
+def _check_versions(data: dict[str, Any], site: dict[str, Any], store: Store, lang: str,
+                    today: date) -> tuple[tuple[str, str, str], tuple[str, str, str] | None]:
+    """(slug, version, SHA-256) of the privacy notice the visitor saw, and of the cookie notice
+    when the widget sends it (older widgets do not)."""
+    slug = site["notices"]["privacy"]
+    version = _string(data, "notice_version", 10)
+    notice = (slug, version, _version_in_effect(store, "notice_version", slug, version, lang, today))
+    if data.get("cookie_notice_version") is None:
+        return notice, None
+    cookie_slug = site["notices"]["cookies"]
+    cookie_version = _string(data, "cookie_notice_version", 10)
+    return notice, (cookie_slug, cookie_version, _version_in_effect(
+        store, "cookie_notice_version", cookie_slug, cookie_version, lang, today))
 
+
+def _check_banner(data: dict[str, Any], store: Store, site_id: str, lang: str) -> str:
     banner_hash = _string(data, "banner_hash", 64)
     banner = store.banner_origin(banner_hash) if HEX64.match(banner_hash) else None
     if banner is None or banner["site"] != site_id or banner["lang"] != lang:
         raise InvalidChoice("banner_hash", "is not a banner this server showed for this site and language")
+    return banner_hash
 
+
+def _check_surface(data: dict[str, Any]) -> str:
     ui_surface = _string(data, "ui_surface", 20)
     if ui_surface not in SURFACES:
         raise InvalidChoice("ui_surface", f"must be one of {', '.join(SURFACES)}")
+    return ui_surface
 
+
+def _check_page(data: dict[str, Any]) -> str:
+    """The page's path, without its query string or fragment (they carry personal data)."""
     page = data.get("page", "")
     if not isinstance(page, str) or len(page) > 1000:
         raise InvalidChoice("page", "must be a path of at most 1000 characters")
-    page = page.split("?", 1)[0].split("#", 1)[0]  # never keep query strings: they carry personal data
+    page = page.split("?", 1)[0].split("#", 1)[0]
     if page and not page.startswith("/"):
         raise InvalidChoice("page", "must be a path starting with /")
+    return page[:512]
 
+
+def _check_widget_version(data: dict[str, Any]) -> str:
     widget_version = data.get("widget_version", "")
     if not isinstance(widget_version, str) or (widget_version and not WIDGET_VERSION.match(widget_version)):
         raise InvalidChoice("widget_version", "must be letters, digits, '.', '_' or '-', at most 64")
+    return widget_version
 
+
+def _check_gpc(data: dict[str, Any]) -> bool:
     gpc = data.get("gpc", False)
     if not isinstance(gpc, bool):
         raise InvalidChoice("gpc", "must be true or false")
-
-    return Choice(site=site, event_id=event_id, subject_id=subject_id, action=action,
-                  choices={k: choices[k] for k in categories}, notice_slug=notice_slug,
-                  notice_version=notice_version, notice_sha256=notice_sha256, cookie_notice=cookie_notice,
-                  banner_hash=banner_hash, lang=lang, ui_surface=ui_surface, page=page[:512],
-                  widget_version=widget_version, gpc=gpc or sec_gpc)
+    return gpc
 
 
 def _version_in_effect(store: Store, field: str, slug: str, version: str, lang: str, today: date) -> str:
@@ -321,9 +367,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# What a record holds of the posted body. A retry (the widget posts until it is acknowledged)
+# repeats all of it; an event_id stored with other values is another choice under a used id.
+REPLAYED_COLUMNS = ("action", "choices", "ui_surface", "lang", "page", "notice_version", "banner_hash",
+                    "widget_version", "gpc", "cookie_notice_version")
+
+
 def record(store: Store, choice: Choice, ip: str | None, user_agent: str | None,
            now: datetime | None = None, zone: tzinfo = timezone.utc) -> tuple[dict[str, Any], bool]:
-    """Store the choice (once per event_id) and return (row, created).
+    """Store the choice (once per event_id) and return (row, created). A replayed event_id
+    answers with the stored row when the choice is the same, else InvalidChoice (409).
 
     The time is taken under the store's write lock, so records are chained in time order;
     should the clock step back, a record takes the time of the one before it."""
@@ -334,8 +387,18 @@ def record(store: Store, choice: Choice, ip: str | None, user_agent: str | None,
         return build_record(choice, moment, ip, user_agent, zone)
 
     stored, created = store.append_consent(choice.event_id, build)
-    if not created and stored["site"] != choice.site["id"]:
+    if created:
+        return stored, created
+    if stored["site"] != choice.site["id"]:
         raise InvalidChoice("event_id", "was already used for another site", status=409)
+    posted = build_record(choice, now or datetime.now(timezone.utc), ip, user_agent, zone)
+    differ = [column for column in REPLAYED_COLUMNS if stored[column] != posted[column]]
+    # A retry without a subject got one the first time; a retry names no other.
+    if choice.subject_id is not None and stored["subject_id"] != choice.subject_id:
+        differ.append("subject_id")
+    if differ:
+        raise InvalidChoice("event_id", f"was already used for a different choice ({', '.join(differ)} "
+                                        "differ): make a new event_id for each choice", status=409)
     return stored, created
 
 

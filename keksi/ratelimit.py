@@ -1,4 +1,4 @@
-"""A per-address token bucket, kept in the worker's memory.
+"""A per-address token bucket, kept in the worker's memory (an IPv6 address counts by its /64).
 
 Each gunicorn worker keeps its own buckets, so the effective limit is the setting
 times the number of workers: enough to stop a flood from one address without a
@@ -7,8 +7,23 @@ shared store. Addresses are held in memory only, never written anywhere.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
+
+
+def address_key(address: str | None) -> str:
+    """What one client is, for counting: an IPv4 address, or an IPv6 address's /64 network. One
+    IPv6 host usually holds a whole /64 and can change address within it at will (RFC 4941)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or ""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class RateLimiter:

@@ -23,11 +23,13 @@ import re
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+import idna
 from babel.units import format_unit
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
 STANDARD_CATEGORIES = ("necessary", "preferences", "analytics", "marketing")
+HOST_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$")
 ID_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 COOKIE_NAME_RE = re.compile(r"^[!#$%&'+\-.^_`|~0-9A-Za-z]+\*?$")
 DURATION_RE = re.compile(r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<days>\d+)D)?"
@@ -151,8 +153,10 @@ def _text(value: Any, field: str, languages: list[str], errors: dict[str, str],
     return value
 
 
-def _origin(value: Any) -> str | None:
-    """`scheme://host[:port]` in canonical form, or None if it is not an http(s) origin."""
+def canonical_origin(value: Any) -> str | None:
+    """`scheme://host[:port]` in canonical form, or None if it is not an http(s) origin: the scheme
+    and host lower-case, the host in IDNA (as browsers send it in Origin), no default port, no
+    trailing slash. Origins are compared, stored and echoed in this form only."""
     if not isinstance(value, str) or len(value) > 200:
         return None
     parts = urlsplit(value.strip())
@@ -167,9 +171,16 @@ def _origin(value: Any) -> str | None:
     except ValueError:
         return None
     default = {"http": 80, "https": 443}[parts.scheme]
-    host = parts.hostname.lower()
+    host = parts.hostname.lower().rstrip(".")
     if ":" in host:
         host = f"[{host}]"
+    else:
+        try:
+            host = host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            return None
+        if not HOST_RE.match(host):
+            return None
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
@@ -211,7 +222,7 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
         errors["origins"] = f"must be a list of 1 to {MAX_ITEMS} origins such as https://www.example.fi"
     else:
         for i, origin in enumerate(origins):
-            canonical = _origin(origin)
+            canonical = canonical_origin(origin)
             if canonical is None:
                 errors[f"origins[{i}]"] = (f"{origin!r} is not an origin: use scheme and host only, "
                                            "like https://www.example.fi (no path, no wildcard)")
@@ -404,4 +415,4 @@ def cookie_patterns(site: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def origin_allowed(site: dict[str, Any], origin: str | None) -> bool:
-    return origin is not None and _origin(origin) in site["origins"]
+    return origin is not None and canonical_origin(origin) in site["origins"]

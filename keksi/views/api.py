@@ -25,7 +25,7 @@ from ..clock import today
 from ..http import conditional
 from ..i18n import best_language, format_date, format_moment
 from ..openapi import OPENAPI
-from ..ratelimit import RateLimiter
+from ..ratelimit import RateLimiter, address_key
 from ..store import StoreUnavailable, get_store
 from .admin import _load_user
 
@@ -105,9 +105,11 @@ def notice(slug: str):
 
 
 def _cors(response: Response, origin: str | None) -> Response:
+    """Let `origin` read the answer. It is echoed in canonical form, as it was compared."""
     response.vary.add("Origin")
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
+    canonical = sites.canonical_origin(origin)
+    if canonical:
+        response.headers["Access-Control-Allow-Origin"] = canonical
     return response
 
 
@@ -244,7 +246,7 @@ def record_consent():
         response.headers["Access-Control-Expose-Headers"] = "Retry-After"
         return _cors(response, origin if _allowed_anywhere(origin) else None)
 
-    wait = _rate_limiter().hit(request.remote_addr or "")
+    wait = _rate_limiter().hit(address_key(request.remote_addr))
     if wait:
         return refused(error(429, "rate", "Too many choices from this address; wait and try again.",
                              **{"Retry-After": str(int(wait) + 1)}))
@@ -260,7 +262,8 @@ def record_consent():
     config = current_app.config
     try:
         data = consents.parse_body(raw)
-        own_pages = (request.host_url.rstrip("/"), config["WIDGET_SITE"]) if config["WIDGET_SITE"] else None
+        own_pages = ((sites.canonical_origin(request.host_url), config["WIDGET_SITE"])
+                     if config["WIDGET_SITE"] else None)
         choice = consents.check_choice(data, store, config["LANGUAGES"], today(), origin,
                                        sec_gpc=request.headers.get("Sec-GPC") == "1", own_pages=own_pages)
         if not config["STORE_PAGE"]:
