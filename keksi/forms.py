@@ -85,6 +85,8 @@ def auth_message(exc: AuthError) -> str:
         "roles": lambda: _("Choose one or more roles from: %(roles)s.", roles=", ".join(ROLES)),
         "password_short": lambda: _("Use at least %(n)s characters.", n=MIN_PASSWORD),
         "password_long": lambda: _("Use at most %(n)s characters.", n=MAX_PASSWORD),
+        "password_common": lambda: _("This password is on a list of common passwords, which guessing tries "
+                                     "first. Choose another, such as a few unrelated words."),
         "link_used": lambda: _("This link has expired or was already used. Ask an admin for a new one."),
     }
     return messages.get(exc.code, lambda: str(exc))()
