@@ -31,7 +31,8 @@
   const ready = fn => D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", fn) : fn();
   const optional = () => cfg.categories.filter(c => !c.required).map(c => c.id);
   const all = on => Object.fromEntries(cfg.categories.map(c => [c.id, c.required || on]));
-  const fill = (text, key, value) => text.replace("%(" + key + ")s", value);
+  // A function, so that "$&" or "$1" in a value (a category name) is inserted as written.
+  const fill = (text, key, value) => text.replace("%(" + key + ")s", () => value);
   state = preview ? null : readCookie();
   const uuid = () => crypto.randomUUID ? crypto.randomUUID() :
     "10000000-1000-4000-8000-100000000000".replace(/[018]/g,
