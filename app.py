@@ -43,6 +43,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         config.update(test_config)
     app.config.update(config)
     app.config.setdefault("MAX_CONTENT_LENGTH", 64 * 1024)
+    # Flask answers a Host header that is not one of these with 400, before any view runs.
+    app.config["TRUSTED_HOSTS"] = list(app.config["SERVER_NAMES"]) or None  # "" (the default): any
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _secret_key(app)
     if app.config["DEFAULT_LANGUAGE"] not in app.config["LANGUAGES"]:

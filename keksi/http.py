@@ -6,11 +6,12 @@ import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
+from flask import Flask, Response, abort, current_app, jsonify, render_template, request, url_for
 from flask_babel import format_decimal
 from flask_babel import gettext as _
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.routing import BaseConverter
 
 from . import __version__
@@ -55,6 +56,20 @@ def conditional(response: Response, etag: str, last_modified: datetime | None,
     return response.make_conditional(request)
 
 
+def refuse_cross_site() -> None:
+    """403 for a request that another site made the browser send, cookies and all (a link or an
+    image there). Fetch Metadata says so (Sec-Fetch-Site); a browser too old to send it still
+    sends Origin or Referer when another site is the source."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        foreign = fetch_site not in ("same-origin", "none")  # none: typed, bookmarked, reloaded
+    else:
+        source = urlsplit(request.headers.get("Origin") or request.headers.get("Referer") or "")
+        foreign = bool(source.netloc) and (source.scheme, source.netloc) != (request.scheme, request.host)
+    if foreign:
+        abort(403, _("Exports start only from this admin's own pages. Open Consent records and export from there."))
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -94,6 +109,15 @@ def handle_http_error(exc: HTTPException) -> Any:
     return error_page(code, exc.name, description)
 
 
+def handle_untrusted_host(exc: SecurityError) -> Any:
+    """A Host header that is not one of KEKSI_SERVER_NAMES: 400, as plain text, with no link
+    (nothing can be built on a host this server does not answer to)."""
+    message = _("This server does not answer to that host name.")
+    if wants_json():
+        return jsonify(error="Bad Request", field="host", message=message, status=400), 400
+    return Response(message + "\n", status=400, mimetype="text/plain")
+
+
 def handle_unexpected(exc: Exception) -> Any:
     current_app.logger.exception("unhandled error on %s", request.path)
     if wants_json():
@@ -130,6 +154,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(StoreUnavailable, handle_store_unavailable)
     app.url_map.converters.update(lang=LangConverter, date=DateConverter, slug=SlugConverter)
     app.after_request(security_headers)
+    app.register_error_handler(SecurityError, handle_untrusted_host)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)
 

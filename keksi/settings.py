@@ -33,6 +33,10 @@ def _mapping(value: str) -> dict[str, str]:
     return result
 
 
+def _names(value: str) -> list[str]:
+    return [part.strip().lower() for part in value.split(",") if part.strip()]
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -137,6 +141,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_HOURS", 12,
             "An admin session ends this many hours after sign-in, however busy (OWASP ASVS level 2: 12).",
             _positive),
+    Setting("SERVER_NAMES", "",
+            "Comma-separated host names Keksi answers to, such as consent.example.fi (any port; "
+            ".example.fi also takes its subdomains); any other Host header gets 400. Empty answers to any.",
+            _names),
     Setting("HTTPS", False,
             "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
             _boolean),

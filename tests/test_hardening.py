@@ -117,6 +117,11 @@ def test_gunicorn_sends_one_date_and_logs_json_without_addresses_or_query_string
             response = conn.getresponse()
             response.read()
             assert response.status == 200 and len(response.msg.get_all("Date")) == 1, path
+        # Secrets in paths: a set-password token and a consent id (a receipt) never reach the log.
+        for path in ("/admin/set-password/SeCrEtToKeN-0123456789", "/api/v1/consents/" + "ab" * 16,
+                     "/fi/receipt/" + "cd" * 16):
+            conn.request("GET", path)
+            conn.getresponse().read()
         # No proxy is configured: a client's forwarded headers change nothing (links stay http).
         conn.request("GET", "/sv/privacy", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"})
         response = conn.getresponse()
@@ -131,6 +136,9 @@ def test_gunicorn_sends_one_date_and_logs_json_without_addresses_or_query_string
     assert entry["status"] == 200 and entry["method"] == "GET" and entry["browser"] == "Firefox 140 / Linux"
     text = log.read_text()
     assert "127.0.0.1" not in text and "someone@example.fi" not in text
+    assert "SeCrEtToKeN" not in text and "ab" * 16 not in text and "cd" * 16 not in text
+    paths = {e["path"] for e in lines}
+    assert {"/admin/set-password/[token]", "/api/v1/consents/[consent_id]", "/fi/receipt/[consent_id]"} <= paths
 
 
 def test_health_check(client):

@@ -25,7 +25,7 @@ from wtforms import Form, StringField
 
 from .. import consents, figures, sites
 from ..clock import record_day_start, today
-from ..http import CSP
+from ..http import CSP, refuse_cross_site
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
 from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS, Built,
                           add_category, add_empty_rows, add_error, attach_errors, build_definition,
@@ -423,9 +423,8 @@ def export_csv(site_id: str):
 
     Raw records are legal's (and admins'): marketing has the figures, which need no personal data."""
     # A GET, so no CSRF token: a link on another site would still carry the session cookie (SameSite=Lax)
-    # and download every record, noted as this user's export. Browsers say where a request comes from.
-    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
-        abort(403, _("Exports start only from this admin's own pages. Open Consent records and export from there."))
+    # and download every record, noted as this user's export.
+    refuse_cross_site()
     site = _site_or_404(site_id)
     form = RangeForm(request.args)
     first = last = None
