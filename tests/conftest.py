@@ -106,6 +106,16 @@ def from_store(app: Any, method: str, *args: Any) -> Any:
         store.close()
 
 
+def signed_in(app: Any, email: str, *roles: str, lang: str = "en") -> Any:
+    """A test client signed in as a new user with `roles`, the admin shown in `lang`."""
+    from .test_admin import add_user, sign_in
+    add_user(app, email, *roles)
+    client = app.test_client()
+    sign_in(client, email)
+    client.get(f"/admin/?lang={lang}")
+    return client
+
+
 @pytest.fixture
 def app(make_app):
     return make_app()

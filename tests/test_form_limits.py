@@ -11,22 +11,19 @@ from keksi.site_forms import MAX_FORM_ENTRIES, MAX_FORM_ROWS, form_entries
 from keksi.store import open_store
 
 from .ledger import add_site
-from .test_admin import add_user, csrf, sign_in, version_form
+from .conftest import signed_in
+from .test_admin import csrf, version_form
 
 
 @pytest.fixture
 def app(make_app):
     app = make_app()
     add_site(app)
-    add_user(app, "admin@example.fi", "admin")
     return app
 
 
 def _signed_in(app, lang: str):
-    client = app.test_client()
-    sign_in(client, "admin@example.fi")
-    client.get(f"/admin/?lang={lang}")
-    return client
+    return signed_in(app, "admin@example.fi", "admin", lang=lang)
 
 
 def _site(app) -> dict:

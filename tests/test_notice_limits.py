@@ -8,8 +8,8 @@ import pytest
 from keksi import notices
 from keksi.store import open_store
 
-from .conftest import write_version
-from .test_admin import add_user, csrf, sign_in, version_form
+from .conftest import signed_in, write_version
+from .test_admin import csrf, version_form
 
 # (body, the line of the body at fault, what the message says). Each of these took seconds or
 # raised RecursionError in Python-Markdown before it was refused.
@@ -97,10 +97,7 @@ def test_the_sample_notices_render_within_the_limits(notices_dir):
 ])
 def test_the_admin_preview_refuses_a_text_too_deep_to_render_in_the_admins_language(make_app, lang, message):
     app = make_app()
-    add_user(app, "legal@example.fi", "legal")
-    client = app.test_client()
-    sign_in(client, "legal@example.fi")
-    client.get(f"/admin/?lang={lang}")
+    client = signed_in(app, "legal@example.fi", "legal", lang=lang)
     data = version_form(csrf(client, "/admin/notices/privacy/new"), body="Intro.\n\nMore.\n" + "[" * 8000)
     response = client.post("/admin/notices/privacy/new", data=data)
     html = response.get_data(as_text=True)
@@ -110,9 +107,7 @@ def test_the_admin_preview_refuses_a_text_too_deep_to_render_in_the_admins_langu
 
 def test_the_admin_refuses_an_image_naming_it(make_app):
     app = make_app()
-    add_user(app, "legal@example.fi", "legal")
-    client = app.test_client()
-    sign_in(client, "legal@example.fi")
+    client = signed_in(app, "legal@example.fi", "legal")
     data = version_form(csrf(client, "/admin/notices/privacy/new"), body="Intro.\n\n![Logo](/logo.png)\n")
     response = client.post("/admin/notices/privacy/new", data=dict(data, step="publish"))
     assert response.status_code == 400
