@@ -247,7 +247,7 @@ OPENAPI: dict[str, Any] = {
                     "400": _error("Malformed; `field` names what is wrong"),
                     "403": _error("The Origin is not one of the site's"),
                     "404": _error("Unknown site"),
-                    "409": _error("The event_id was used for another site"),
+                    "409": _error("The event_id was used for another site, or for a different choice"),
                     "413": _error("Body over 4096 bytes"),
                     "429": _error("Too many posts from this address; see Retry-After"),
                     "503": _error("The store is busy; retry after Retry-After seconds"),
