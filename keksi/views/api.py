@@ -284,7 +284,9 @@ def record_consent():
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_consent", consent_id=row["consent_id"])
     response.headers["Cache-Control"] = "no-store"
-    if request.args.get("cookie") == "1" and origin == request.host_url.rstrip("/"):
+    own = sites.canonical_origin(request.host_url)
+    same_origin = own is not None and sites.canonical_origin(origin) == own
+    if request.args.get("cookie") == "1" and same_origin:
         _set_choice_cookie(response, row, store.site(row["site"]))
     return _cors(response, origin)
 
