@@ -66,7 +66,7 @@ def target(tmp_path_factory):
     rules = sorted(((rule.rule, method, rule.endpoint) for rule in app.url_map.iter_rules()
                     for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
                     if rule.endpoint != "admin.logout"), key=str)  # signing out would end the run early
-    REAL.update(consent_id=answer["consent_id"])
+    REAL.update(consent_id=answer["consent_id"], banner_hash=valid["banner_hash"])
     return app, client, token, rules, valid
 
 
@@ -79,7 +79,7 @@ def _send(target, rule: tuple[str, str, str], segment: str | None, query: dict[s
     while "<" in url:  # every path argument, whatever its converter
         start, end = url.index("<"), url.index(">")
         name = url[start + 1:end].split(":")[-1]
-        url = url[:start] + _quoted(REAL[name] if segment is None else segment) + url[end + 1:]
+        url = url[:start] + _quoted(REAL.get(name, "x") if segment is None else segment) + url[end + 1:]
     url += "?" + _form(query).decode() if query else ""
     headers = {"Origin": ORIGIN}
     if method == "GET":
