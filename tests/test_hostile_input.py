@@ -146,10 +146,10 @@ def test_a_lone_surrogate_in_any_json_string_is_a_400_naming_the_body(make_app, 
 def test_export_dates_at_the_ends_of_the_calendar_export_what_lies_between(make_app, query, rows):
     app = make_app()
     add_site(app)
-    add_user(app, "marketing@example.fi", "marketing")
+    add_user(app, "legal@example.fi", "legal")
     client = app.test_client()
     assert post(client, choice(config(client))).status_code == 201
-    sign_in(client, "marketing@example.fi")
+    sign_in(client, "legal@example.fi")
     response = client.get(f"/admin/sites/demo/export.csv?{query}")
     assert response.status_code == 200
     assert len(response.get_data(as_text=True).splitlines()) == 1 + rows
