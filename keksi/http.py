@@ -12,7 +12,7 @@ from flask import Flask, Response, abort, current_app, jsonify, render_template,
 from flask_babel import format_decimal
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, SecurityError
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, IntegerConverter
 
 from . import __version__
 from .store import StoreUnavailable
@@ -125,6 +125,15 @@ def handle_unexpected(exc: Exception) -> Any:
     return error_page(500, "Internal Server Error", error_message(500))
 
 
+class BoundedIntConverter(IntegerConverter):
+    """`<int:…>` up to SQLite's largest integer: a longer number is no page (404), not an
+    OverflowError in the store (500)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 class LangConverter(BaseConverter):
     regex = r"[a-z]{2,3}"
 
@@ -152,7 +161,8 @@ def handle_store_unavailable(exc: StoreUnavailable) -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(StoreUnavailable, handle_store_unavailable)
-    app.url_map.converters.update(lang=LangConverter, date=DateConverter, slug=SlugConverter)
+    app.url_map.converters.update(int=BoundedIntConverter, lang=LangConverter, date=DateConverter,
+                                  slug=SlugConverter)
     app.after_request(security_headers)
     app.register_error_handler(SecurityError, handle_untrusted_host)
     app.register_error_handler(HTTPException, handle_http_error)
