@@ -69,7 +69,7 @@ def test_the_export_answers_only_the_admins_own_pages(make_app, headers, status)
         store.close()
     assert len(exports) == (1 if status == 200 else 0), "a refused export is not started, nor logged"
     if status == 403:
-        assert "starts only from this admin's own pages" in unescape(response.get_data(as_text=True))
+        assert "Exports start only from this admin's own pages" in unescape(response.get_data(as_text=True))
 
 
 # -- origins are compared and echoed in canonical form -----------------------------------------------
