@@ -765,9 +765,9 @@ def _render_bounded(bodies: list[str], seconds: float) -> Iterator[tuple[int, Re
 
 def _slow_line(body: str, seconds: float) -> int:
     """The line of the paragraph that renders slowest on its own: the one still rendering after
-    `seconds` (at least one, so that a tiny limit still finds it), else the one that took longest."""
+    `seconds` (at least five, so that a tiny limit still finds it), else the one that took longest."""
     line, longest, current = 1, -1.0, 1
-    for message, _index, value in _child_messages(_render_blocks_child, [body], max(seconds, 1.0)):
+    for message, _index, value in _child_messages(_render_blocks_child, [body], max(seconds, 5.0)):
         if message == "timeout":
             return current
         if message == "start":
