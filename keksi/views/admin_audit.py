@@ -95,7 +95,10 @@ def _value(key: str, value: Any) -> str:
     if isinstance(value, dict):
         return "; ".join(f"{_key(k)}: {_value(k, v)}" for k, v in sorted(value.items()))
     if isinstance(value, str) and _DATE.match(value):
-        return format_date(value)
+        try:
+            return format_date(value)
+        except ValueError:  # what someone typed into a filter, shaped like a date but none (2025-02-30)
+            return value
     if key == "action" and isinstance(value, str):
         return action_name(value)
     return str(value)

@@ -241,7 +241,7 @@ def notice_withdraw(slug: str, version: str):
     notice = _notice(slug)
     target = notice.get(version) if notice else None
     if target is None:
-        abort(404, _("There is no published version of %(date)s of this notice.", date=format_date(version)))
+        abort(404, _("There is no published version of %(date)s of this notice.", date=version))  # maybe no date
     if target.effective <= today():
         abort(409, _("The version of %(date)s has taken effect, so it can never be withdrawn.",
                      date=format_date(version)))
