@@ -79,7 +79,8 @@ SCHEMAS: dict[str, Any] = {
     "SiteConfig": {
         "type": "object",
         "required": ["site", "name", "lang", "languages", "banner_hash", "choice_hash", "consent_days",
-                     "texts", "categories", "notices", "cookies", "endpoint", "receipt_url", "timezone"],
+                     "texts", "categories", "notices", "cookies", "endpoint", "receipt_url", "timezone",
+                     "style"],
         "properties": {
             "site": {"type": "string"},
             "timezone": {"type": "string", "description": "KEKSI_TIMEZONE, in which notice versions take "
@@ -117,6 +118,9 @@ SCHEMAS: dict[str, Any] = {
                         "description": "Category id to the cookie names (a trailing * is a prefix) to delete when refused."},
             "endpoint": _URL,
             "receipt_url": {"type": "string", "description": "Replace {consent_id}."},
+            "style": {"type": "string", "description": "The site's look (its theme, else the default) "
+                                                       "as CSS for the widget's shadow root; not "
+                                                       "covered by banner_hash."},
         },
     },
     "ConsentRequest": {

@@ -13,6 +13,12 @@ prints and `flask sites add FILE` reads:
 Texts that a visitor reads are either one string or an object with one string per
 configured language. The four standard categories take their label and purpose
 from the translation catalogs; any other category must give its own.
+
+Optional parts: `banner` (marketing's own `title` and `text` for the first layer), per service
+`own_purposes` (the provider also uses the data for its own purposes) and `transfer` (the
+safeguard under which data leaves the EU/EEA: `adequacy`, `scc` or `bcr`), per cookie `storage`
+(`local` for an item in the browser's localStorage), and `theme` (colours, font, corner radius
+and position of the banner; refused when a pair of its colours fails WCAG 2.2 AA contrast).
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import idna
+from babel.lists import format_list
 from babel.units import format_unit
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 STANDARD_CATEGORIES = ("necessary", "preferences", "analytics", "marketing")
 HOST_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$")
@@ -38,6 +46,24 @@ MAX_TEXT = 500
 MAX_ITEMS = 50
 MAX_CATEGORIES = 20  # of any kind, standard or not
 MAX_CONSENT_DAYS = 395  # 13 months, the longest a consent may last (CNIL 2020-092; Traficom follows it)
+SAFEGUARDS = ("adequacy", "scc", "bcr")
+STORAGES = ("cookie", "local")
+POSITIONS = ("bottom", "corner", "center")
+COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+FONT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,60}$")
+GENERIC_FONTS = ("serif", "sans-serif", "monospace", "system-ui", "ui-sans-serif", "ui-serif",
+                 "ui-rounded", "cursive")
+MAX_RADIUS = 24
+# The banner's look when a site sets none: what widget/consent.css holds.
+THEME_DEFAULTS: dict[str, Any] = {
+    "background": "#ffffff", "text": "#1b1f24", "link": "#0a58ca", "button": "#0b3d91",
+    "button_text": "#ffffff", "focus": "#c2410c", "font": "system-ui, sans-serif", "radius": 6,
+    "position": "bottom",
+}
+# WCAG 2.2 AA: 4.5:1 for text (1.4.3), 3:1 for a control's boundary and the focus ring (1.4.11).
+CONTRAST_PAIRS = (("text", "background", 4.5), ("link", "background", 4.5),
+                  ("button_text", "button", 4.5), ("button", "background", 3.0),
+                  ("focus", "background", 3.0))
 
 
 class InvalidSite(ValueError):
@@ -86,9 +112,6 @@ def banner_texts() -> dict[str, str]:
     return {
         "region": _("Cookie consent"),
         "title": _("Cookies on this site"),
-        "intro": _("We use necessary cookies to run this site. With your consent we also use "
-                   "cookies for preferences, analytics and marketing. You can change your choice at "
-                   "any time from the “Cookie settings” link."),
         "accept_all": _("Accept all"),
         "reject_all": _("Reject all"),
         "choose": _("Choose"),
@@ -123,6 +146,97 @@ def banner_texts() -> dict[str, str]:
         "reload": _("Reload the page"),
         "session": _("Until the browser is closed"),
     }
+
+
+def safeguard_name(safeguard: str) -> str:
+    """How a transfer outside the EU/EEA is safeguarded, in words (GDPR Arts. 45-47)."""
+    names = {
+        "adequacy": _("an adequacy decision of the European Commission"),
+        "scc": _("standard contractual clauses"),
+        "bcr": _("binding corporate rules"),
+    }
+    return names[safeguard]
+
+
+def first_layer(site: dict[str, Any], lang: str, operator: str | None) -> dict[str, str]:
+    """The banner's title and text in `lang` (the current locale), built from the site itself:
+    which categories it asks about, which third parties receive data, whether they use it for
+    their own purposes and whether it leaves the EU/EEA (EDPB 03/2022, CNIL 2020-092).
+
+    Marketing's own title and text (`banner`) replace the generated title and the sentence on
+    categories; the facts about third parties are always added, so the first layer stays true
+    whatever marketing writes. `operator` is the site's own organisation, which is no third party.
+    """
+    own = site.get("banner") or {}
+    optional = [c for c in site["categories"] if c["id"] != "necessary"]
+    generated = generated_first_layer(site, lang)
+    title = _in(own.get("title"), lang) or generated["title"]
+    intro = _in(own.get("text"), lang) or generated["text"]
+    sentences = [intro, *_recipient_sentences(optional, lang, operator)]
+    if optional:
+        sentences.append(_("You can change your choice at any time from the “Cookie settings” link."))
+    return {"title": title, "intro": " ".join(sentences)}
+
+
+def generated_first_layer(site: dict[str, Any], lang: str) -> dict[str, str]:
+    """Keksi's own title and sentence on categories, which marketing's `banner` texts replace."""
+    optional = [c for c in site["categories"] if c["id"] != "necessary"]
+    return {"title": _("Cookies on this site"), "text": _categories_sentence(optional, lang)}
+
+
+def _label(category: dict[str, Any], lang: str) -> str:
+    """A category's name inside a sentence: a standard one's in lower case, as the catalogs give
+    it for headings; marketing's own as written."""
+    own = _in(category.get("label"), lang)
+    if own:
+        return own
+    return category_label(category["id"]).lower() if category["id"] in STANDARD_CATEGORIES else category["id"]
+
+
+def _categories_sentence(optional: list[dict[str, Any]], lang: str) -> str:
+    if not optional:
+        return _("We use only cookies that this site needs to work, and they need no consent.")
+    return _("We use necessary cookies to run this site. With your consent we also use these "
+             "cookies: %(categories)s.",
+             categories=format_list([_label(c, lang) for c in optional], locale=lang))
+
+
+def _recipient_sentences(optional: list[dict[str, Any]], lang: str, operator: str | None) -> list[str]:
+    """Who else receives data from the optional categories (in the site's order, each named once),
+    whether they also use it for their own purposes, and whether it may leave the EU/EEA."""
+    names: list[str] = []
+    own_purposes: list[str] = []
+    transfers: list[str] = []
+    ours = (operator or "").strip().casefold()
+    for category in optional:
+        for service in category["services"]:
+            provider = _in(service["provider"], lang)
+            if provider in names or (provider.strip().casefold() == ours and not service.get("own_purposes")
+                                     and not service.get("transfer")):
+                continue
+            names.append(provider)
+            if service.get("own_purposes"):
+                own_purposes.append(provider)
+            if service.get("transfer"):
+                transfers.append(provider)
+    if not names:
+        return []
+    listed = format_list(names, locale=lang)
+    if own_purposes == names:
+        sentences = [_("With your consent, %(recipients)s also receive data about your visit and use it for "
+                       "their own purposes too.", recipients=listed)]
+    else:
+        sentences = [_("With your consent, %(recipients)s also receive data about your visit.", recipients=listed)]
+        if own_purposes:
+            sentences.append(ngettext("%(recipients)s also uses it for its own purposes.",
+                                      "%(recipients)s also use it for their own purposes.", len(own_purposes),
+                                      recipients=format_list(own_purposes, locale=lang)))
+    if transfers == names:
+        sentences.append(_("It may be transferred outside the EU/EEA."))
+    elif transfers:
+        sentences.append(_("%(recipients)s may transfer it outside the EU/EEA.",
+                           recipients=format_list(transfers, locale=lang)))
+    return sentences
 
 
 # -- validation ---------------------------------------------------------------
@@ -185,9 +299,9 @@ def canonical_origin(value: Any) -> str | None:
 
 
 def parse_duration(value: Any) -> tuple[str, int] | str | None:
-    """`session`, or an ISO 8601 duration with one unit such as P13M or PT30M."""
-    if value == "session":
-        return "session"
+    """`session`, `persistent`, or an ISO 8601 duration with one unit such as P13M or PT30M."""
+    if value in ("session", "persistent"):
+        return value
     if not isinstance(value, str):
         return None
     match = DURATION_RE.match(value)
@@ -205,7 +319,7 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
     if not isinstance(data, dict):
         raise InvalidSite({"site": "must be a JSON object"})
     known = {"id", "name", "origins", "default_language", "consent_days", "cookie_domain",
-             "notices", "categories"}
+             "notices", "categories", "banner", "theme"}
     for key in sorted(set(data) - known):
         errors[key] = "is not a site field"
 
@@ -263,14 +377,144 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
     if categories and "necessary" not in seen:
         errors["categories"] = "must include the 'necessary' category"
 
+    own_banner = _validate_banner(data.get("banner"), languages, errors)
+    theme = validate_theme(data.get("theme"), errors)
+
     if errors:
         raise InvalidSite(errors)
-    return {
+    clean = {
         "id": site_id, "name": name.strip(), "origins": clean_origins,
         "default_language": default_language, "consent_days": consent_days,
         "cookie_domain": cookie_domain, "notices": dict(site_notices),
         "categories": clean_categories,
     }
+    if own_banner:
+        clean["banner"] = own_banner
+    if theme:
+        clean["theme"] = theme
+    return clean
+
+
+def _validate_banner(value: Any, languages: list[str], errors: dict[str, str]) -> dict[str, Any]:
+    """Marketing's own title and text for the first layer; either may be left out."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors["banner"] = "must be an object with a title and a text"
+        return {}
+    for key in sorted(set(value) - {"title", "text"}):
+        errors[f"banner.{key}"] = "is not a banner field"
+    clean = {}
+    for key in ("title", "text"):
+        text = _text(value.get(key), f"banner.{key}", languages, errors, required=False)
+        if text is not None:
+            clean[key] = text
+    return clean
+
+
+def validate_theme(value: Any, errors: dict[str, str]) -> dict[str, Any]:
+    """A banner theme with every key filled in from the defaults, or {} for none; each bad value
+    and each colour pair that fails WCAG 2.2 AA contrast is named in `errors`."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        errors["theme"] = "must be an object"
+        return {}
+    for key in sorted(set(value) - set(THEME_DEFAULTS)):
+        errors[f"theme.{key}"] = "is not a theme field"
+    theme = dict(THEME_DEFAULTS, **{k: v for k, v in value.items() if k in THEME_DEFAULTS})
+    bad = set()
+    for key in THEME_DEFAULTS:
+        problem = theme_value_problem(key, theme[key])
+        if problem:
+            errors[f"theme.{key}"] = problem
+            bad.add(key)
+        elif key in CONTRAST_COLOURS:
+            theme[key] = theme[key].lower()
+    for fg, bg, ratio, needed in contrast_failures(theme, skip=bad):
+        errors[f"theme.{fg}"] = (f"{fg} on {bg} has a contrast of {ratio:.2f}:1; WCAG 2.2 AA needs "
+                                 f"{needed:g}:1")
+    return theme
+
+
+CONTRAST_COLOURS = ("background", "text", "link", "button", "button_text", "focus")
+
+
+def theme_value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with one value of a theme on its own, or None."""
+    if key in CONTRAST_COLOURS:
+        if not isinstance(value, str) or not COLOUR_RE.match(value):
+            return "must be a colour written as #rrggbb"
+    elif key == "font":
+        if font_family(value) is None:
+            return "must be font family names separated by commas, such as Inter, system-ui, sans-serif"
+    elif key == "radius":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RADIUS:
+            return f"must be a whole number of pixels from 0 to {MAX_RADIUS}"
+    elif value not in POSITIONS:
+        return f"must be one of {', '.join(POSITIONS)}"
+    return None
+
+
+def _luminance(colour: str) -> float:
+    """Relative luminance of a #rrggbb colour, as WCAG 2.2 defines it."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """The WCAG contrast ratio of two #rrggbb colours, from 1 to 21."""
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def contrast_failures(theme: dict[str, Any], skip: Iterable[str] = ()) -> list[tuple[str, str, float, float]]:
+    """(foreground, background, ratio, ratio needed) for each pair of the theme's colours that
+    fails WCAG 2.2 AA; pairs with a colour in `skip` (not a colour) are left out. The ratio is
+    rounded down to two decimals, so that a ratio shown as passing never fails."""
+    failures = []
+    for fg, bg, needed in CONTRAST_PAIRS:
+        if fg in skip or bg in skip:
+            continue
+        ratio = contrast(theme[fg], theme[bg])
+        if ratio < needed:
+            failures.append((fg, bg, int(ratio * 100) / 100, needed))
+    return failures
+
+
+def font_family(value: Any) -> str | None:
+    """A CSS font-family list made safe to write into a stylesheet, or None if it is not one:
+    names of letters, digits, spaces and hyphens, quoted unless generic."""
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        return None
+    names = [name.strip().strip("'\"").strip() for name in value.split(",")]
+    if not all(FONT_NAME_RE.match(name) for name in names):
+        return None
+    return ", ".join(name if name in GENERIC_FONTS else f'"{name}"' for name in names)
+
+
+def theme_css(theme: dict[str, Any] | None) -> str:
+    """The stylesheet that gives the banner a site's look (the defaults for a site without a
+    theme): the custom properties that widget/consent.css reads, and where the banner sits."""
+    theme = theme or THEME_DEFAULTS
+    props = {"bg": theme["background"], "fg": theme["text"], "ln": theme["link"], "bt": theme["button"],
+             "bf": theme["button_text"], "fc": theme["focus"], "ff": font_family(theme["font"]),
+             "r": f'{theme["radius"]}px'}
+    css = ".b,.d,.ph{" + ";".join(f"--k-{k}:{v}" for k, v in props.items()) + "}"
+    return css + _POSITION_CSS[theme["position"]]
+
+
+_BOX = ("max-width:calc(100vw - 2em);max-height:calc(100vh - 2em);padding:1em;"
+        "border:2px solid var(--k-fg);border-radius:var(--k-r);box-shadow:0 4px 16px rgba(0,0,0,.25)")
+# On a narrow screen a box would leave the page too little room above it: it stays a bottom bar.
+_POSITION_CSS = {
+    "bottom": "",
+    "corner": "@media(min-width:40em){.b{left:auto;right:1em;bottom:1em;width:26em;" + _BOX + "}}",
+    "center": ("@media(min-width:40em){.b{left:50%;right:auto;top:50%;bottom:auto;"
+               "transform:translate(-50%,-50%);width:38em;" + _BOX + "}}"),
+}
 
 
 def _validate_category(category: Any, field: str, languages: list[str], errors: dict[str, str],
@@ -300,8 +544,15 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
         if not isinstance(service, dict):
             errors[sfield] = "must be an object"
             continue
-        for key in sorted(set(service) - {"name", "provider", "cookies"}):
+        for key in sorted(set(service) - {"name", "provider", "cookies", "own_purposes", "transfer"}):
             errors[f"{sfield}.{key}"] = "is not a service field"
+        own_purposes = service.get("own_purposes", False)
+        if not isinstance(own_purposes, bool):
+            errors[f"{sfield}.own_purposes"] = "must be true or false"
+        transfer = service.get("transfer")
+        if transfer is not None and transfer not in SAFEGUARDS:
+            errors[f"{sfield}.transfer"] = (f"must be null (the data stays in the EU/EEA) or the safeguard "
+                                            f"of a transfer outside it: {', '.join(SAFEGUARDS)}")
         clean_cookies = []
         cookies = service.get("cookies", [])
         if not isinstance(cookies, list) or len(cookies) > MAX_ITEMS:
@@ -312,27 +563,40 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
             if not isinstance(cookie, dict):
                 errors[cfield] = "must be an object"
                 continue
-            for key in sorted(set(cookie) - {"name", "provider", "purpose", "duration"}):
+            for key in sorted(set(cookie) - {"name", "provider", "purpose", "duration", "storage"}):
                 errors[f"{cfield}.{key}"] = "is not a cookie field"
+            storage = cookie.get("storage", "cookie")
+            if storage not in STORAGES:
+                errors[f"{cfield}.storage"] = "must be cookie or local (the browser's localStorage)"
             cname = cookie.get("name")
             if not isinstance(cname, str) or not COOKIE_NAME_RE.match(cname) or len(cname) > 100:
                 errors[f"{cfield}.name"] = ("must be a cookie name, or a name prefix ending in * "
                                             "such as _pk_id.*")
             if parse_duration(cookie.get("duration")) is None:
-                errors[f"{cfield}.duration"] = ("must be 'session' or an ISO 8601 duration with one "
-                                                "unit, such as P13M, P90D or PT30M")
-            clean_cookies.append({
+                errors[f"{cfield}.duration"] = ("must be 'session', 'persistent' (kept until removed) or "
+                                                "an ISO 8601 duration with one unit, such as P13M, P90D "
+                                                "or PT30M")
+            clean_cookie = {
                 "name": cname,
                 "provider": _text(cookie.get("provider", service.get("provider")), f"{cfield}.provider",
                                   languages, errors),
                 "purpose": _text(cookie.get("purpose"), f"{cfield}.purpose", languages, errors),
                 "duration": cookie.get("duration"),
-            })
-        clean_services.append({
+            }
+            if storage != "cookie":
+                clean_cookie["storage"] = storage
+            clean_cookies.append(clean_cookie)
+        clean_service = {
             "name": _text(service.get("name"), f"{sfield}.name", languages, errors),
             "provider": _text(service.get("provider"), f"{sfield}.provider", languages, errors),
             "cookies": clean_cookies,
-        })
+        }
+        # Written only when set, so that a definition without them keeps its hash.
+        if own_purposes is True:
+            clean_service["own_purposes"] = True
+        if transfer is not None:
+            clean_service["transfer"] = transfer
+        clean_services.append(clean_service)
     result: dict[str, Any] = {"id": cat_id}
     if label is not None:
         result["label"] = label
@@ -351,6 +615,8 @@ def _in(value: Any, lang: str) -> Any:
 
 def format_duration(value: str, lang: str) -> str:
     parsed = parse_duration(value)
+    if parsed == "persistent":
+        return _("Until it is removed")
     if parsed == "session" or parsed is None:
         return banner_texts()["session"]
     unit, amount = parsed
@@ -359,8 +625,9 @@ def format_duration(value: str, lang: str) -> str:
     return format_unit(amount, babel_unit, length="long", locale=lang)
 
 
-def banner(site: dict[str, Any], lang: str) -> dict[str, Any]:
-    """The texts and choices a visitor sees, in one language: what `banner_hash` covers."""
+def banner(site: dict[str, Any], lang: str, operator: str | None = None) -> dict[str, Any]:
+    """The texts and choices a visitor sees, in one language: what `banner_hash` covers.
+    `operator` is the organisation that runs the site (KEKSI_ORGANIZATION): no third party."""
     with force_locale(lang):
         categories = []
         for category in site["categories"]:
@@ -373,9 +640,9 @@ def banner(site: dict[str, Any], lang: str) -> dict[str, Any]:
                 "purpose": _in(category.get("purpose"), lang) or (category_purpose(cid) if standard else ""),
                 "services": [{
                     "name": _in(service["name"], lang),
-                    "provider": _in(service["provider"], lang),
+                    "provider": _provider_shown(service, lang),
                     "cookies": [{
-                        "name": cookie["name"],
+                        "name": _stored_name(cookie),
                         "provider": _in(cookie["provider"], lang),
                         "purpose": _in(cookie["purpose"], lang),
                         "duration": format_duration(cookie["duration"], lang),
@@ -387,9 +654,27 @@ def banner(site: dict[str, Any], lang: str) -> dict[str, Any]:
             "lang": lang,
             "consent_days": site["consent_days"],
             "cookie_domain": site["cookie_domain"],
-            "texts": banner_texts(),
+            "texts": dict(banner_texts(), **first_layer(site, lang, operator)),
             "categories": categories,
         }
+
+
+def _provider_shown(service: dict[str, Any], lang: str) -> str:
+    """A service's provider as the panel names it, with what the first layer says about it: that it
+    also uses the data for its own purposes, and the safeguard under which it leaves the EU/EEA."""
+    parts = [_in(service["provider"], lang)]
+    if service.get("own_purposes"):
+        parts.append(_("also for its own purposes"))
+    if service.get("transfer"):
+        parts.append(_("outside the EU/EEA under %(safeguard)s", safeguard=safeguard_name(service["transfer"])))
+    return "; ".join(parts)
+
+
+def _stored_name(cookie: dict[str, Any]) -> str:
+    """A cookie's name as the panel lists it; an item of localStorage says so."""
+    if cookie.get("storage") == "local":
+        return _("%(name)s (local storage)", name=cookie["name"])
+    return cookie["name"]
 
 
 def canonical_json(value: Any) -> str:
@@ -403,14 +688,19 @@ def banner_hash(content: dict[str, Any]) -> str:
 def choice_hash(site: dict[str, Any]) -> str:
     """A hash of what a visitor consents to, in every language at once: categories, their
     services and cookies with all their texts, and the consent lifetime. The widget asks again
-    when it changes, whichever language the visitor chose in (`banner_hash` covers one language)."""
-    return banner_hash({"categories": site["categories"], "consent_days": site["consent_days"]})
+    when it changes, whichever language the visitor chose in (`banner_hash` covers one language).
+    Marketing's own banner title and text count too: a first layer that says something else is
+    asked about again, in every language."""
+    covered = {"categories": site["categories"], "consent_days": site["consent_days"]}
+    if site.get("banner"):
+        covered["banner"] = site["banner"]
+    return banner_hash(covered)
 
 
 def cookie_patterns(site: dict[str, Any]) -> dict[str, list[str]]:
     """Category id to the cookie names (or prefixes ending in *) the widget deletes on refusal."""
     return {category["id"]: [cookie["name"] for service in category["services"]
-                             for cookie in service["cookies"]]
+                             for cookie in service["cookies"] if cookie.get("storage") != "local"]
             for category in site["categories"]}
 
 

@@ -167,7 +167,8 @@ def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
     lang = _config_lang(site, lang_arg) if site else None
     if lang is None:
         return None
-    banner, content, banner_hash = _banner(sites.canonical_json(site), lang)
+    banner, content, banner_hash = _banner(sites.canonical_json(site), lang,
+                                           current_app.config["ORGANIZATION"])
     remembered = current_app.extensions.setdefault("keksi.banners", set())
     if banner_hash not in remembered:  # one database round trip per banner and worker
         store.remember_banner(banner_hash, site_id, lang, content)
@@ -184,6 +185,8 @@ def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
         notices=linked,
         cookies=sites.cookie_patterns(site),
         refusal_days=max(site["consent_days"], consents.REFUSAL_DAYS),
+        # The site's look: outside the banner hash, so a new colour asks nobody again.
+        style=sites.theme_css(site.get("theme")),
         endpoint=url_for("api.record_consent", _external=True),
         receipt_url=url_for("site.receipt", lang=lang, consent_id="CONSENTID",
                             _external=True).replace("CONSENTID", "{consent_id}"),
@@ -193,13 +196,13 @@ def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _banner(site_json: str, lang: str) -> tuple[dict[str, Any], str, str]:
+def _banner(site_json: str, lang: str, operator: str) -> tuple[dict[str, Any], str, str]:
     """The banner for a site definition and language, its canonical text and hash.
 
     Cached by the definition's text: an edited site is a new key. Translations only
     change with a new deployment, which starts new processes.
     """
-    banner = sites.banner(json.loads(site_json), lang)
+    banner = sites.banner(json.loads(site_json), lang, operator)
     return banner, sites.canonical_json(banner), sites.banner_hash(banner)
 
 
