@@ -67,15 +67,23 @@
   const button = (text, fn, cls, action) => h("button", {type: "button", class: cls, onclick: fn,
     "data-keksi-action": action}, text);
 
-  function shadow(host) {
+  function shadow(host) { // after the config arrived: its style is the site's theme
     const r = host.attachShadow({mode: "open"});
     try {
-      if (!sheet) (sheet = new CSSStyleSheet()).replaceSync(CSS);
+      if (!sheet) (sheet = new CSSStyleSheet()).replaceSync(CSS + cfg.style);
       r.adoptedStyleSheets = [sheet];
     } catch (e) { // browsers without constructed stylesheets (no strict CSP support there)
-      r.append(h("style", {}, CSS));
+      r.append(h("style", {}, CSS + cfg.style));
     }
     return r;
+  }
+
+  // While the banner is open the page gets room below its end, so that its last lines scroll
+  // out from under the banner, and focus moving through the page is kept above it.
+  const pad = new CSSStyleSheet();
+  function room() {
+    const y = banner ? innerHeight - banner.getBoundingClientRect().top : 0;
+    pad.replaceSync(y > 0 ? "html{padding-bottom:" + y + "px!important;scroll-padding-bottom:" + y + "px}" : "");
   }
 
   // -- the stored choice: a first-party cookie -----------------------------------------------
@@ -171,6 +179,7 @@
       const focused = root.activeElement;
       banner.remove();
       banner = null;
+      room();
       if (focused && back && back.isConnected) back.focus();
     }
     if (!preview) sweep();
@@ -301,6 +310,9 @@
         button(T.reject_all, () => choose("reject_all", all(false), "banner"), null, "reject_all"),
         button(T.choose, e => open("panel", e.currentTarget), null, "choose")));
     root.append(banner);
+    D.adoptedStyleSheets = [...D.adoptedStyleSheets, pad];
+    new ResizeObserver(room).observe(banner);
+    W.addEventListener("resize", room);
     requestAnimationFrame(() => {
       P.mark("keksi:visible");
       // Focus moves into the banner (B10), unless the visitor is already somewhere on the page:
