@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -22,7 +23,9 @@ from wtforms import (BooleanField, FieldList, Form, FormField, HiddenField, Inte
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
-from .sites import MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_ITEMS, MAX_TEXT, STANDARD_CATEGORIES, standard_texts
+from .sites import (MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_ITEMS, MAX_RADIUS, MAX_TEXT, POSITIONS, SAFEGUARDS,
+                    STANDARD_CATEGORIES, THEME_DEFAULTS, contrast_failures, safeguard_name, theme_value_problem,
+                    standard_texts)
 
 EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
@@ -87,6 +90,11 @@ def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> typ
         duration = StringField(_l("Duration"), filters=[_strip],
                                validators=[Length(max=40, message=_l("Use at most %(max)d characters."))])
         cookie_provider = _text(_l("Set by (if not the provider)"))
+        storage = SelectField(_l("Stored as"), choices=[SelectChoice("cookie", _l("Cookie")),
+                                                        SelectChoice("local", _l("Local storage"))],
+                              default="cookie")
+        own_purposes = BooleanField(_l("The provider also uses the data for its own purposes"))
+        transfer = SelectField(_l("Data leaves the EU/EEA"), choices=transfer_choices(), default="")
         # Which stored service and cookie the row was filled in from ("2.0", or "2" for a service
         # without cookies), so that saving can keep their texts as stored; empty in a new row.
         ref = HiddenField(filters=[_strip])
@@ -95,6 +103,12 @@ def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> typ
         setattr(CookieRow, f"purpose_{lang}", _purpose(
             _l("Purpose (%(language)s)", language=language_names.get(lang, lang))))
     return CookieRow
+
+
+def transfer_choices() -> list[SelectChoice]:
+    """Whether a service's data leaves the EU/EEA, and under which safeguard (made per request)."""
+    return [SelectChoice("", _("No, it stays in the EU/EEA"))] + [
+        SelectChoice(code, _("Yes, under %(safeguard)s", safeguard=safeguard_name(code))) for code in SAFEGUARDS]
 
 
 def category_texts_form(languages: list[str], language_names: dict[str, str]) -> type[Form]:
@@ -161,6 +175,8 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
         notice_cookies = SelectField(_l("Cookie notice"),
                                      choices=[SelectChoice(s) for s in notice_slugs])
 
+    _banner_fields(SiteForm, languages, language_names)
+    _theme_fields(SiteForm)
     if create:
         SiteForm.site_id = StringField(
             _l("Id"), filters=[_strip],
@@ -177,6 +193,50 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
     # for. `sites.validate` counts every category; the view's form limits bound the post.
     SiteForm.custom = FieldList(FormField(custom_category_form(texts, row)))
     return SiteForm
+
+
+THEME_COLOURS = ("background", "text", "link", "button", "button_text", "focus")
+
+
+def theme_labels() -> dict[str, str]:
+    """What the form calls each part of a theme, also in its contrast messages."""
+    return {"background": _("Background"), "text": _("Text"), "link": _("Links"), "button": _("Buttons"),
+            "button_text": _("Button text"), "focus": _("Keyboard focus ring")}
+
+
+def _banner_fields(form: type[FlaskForm], languages: list[str], language_names: dict[str, str]) -> None:
+    """Marketing's own title and text for the banner, per language; empty keeps Keksi's."""
+    for lang in languages:
+        name = language_names.get(lang, lang)
+        setattr(form, f"banner_title_{lang}", _text(_l("Banner title (%(language)s)", language=name), 200))
+        setattr(form, f"banner_text_{lang}", TextAreaField(
+            _l("Banner text (%(language)s)", language=name), filters=[_lines, _strip],
+            render_kw={"rows": 3}, validators=[
+                Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()]))
+
+
+def _theme_fields(form: type[FlaskForm]) -> None:
+    """The banner's look: colours, font, corner radius and position (made per request)."""
+    for key, label in theme_labels().items():
+        setattr(form, f"theme_{key}", StringField(label, filters=[_strip], default=THEME_DEFAULTS[key],
+                                                  render_kw={"type": "color"},
+                                                  validators=[Length(max=7, message=_l(
+                                                      "Use at most %(max)d characters."))]))
+    form.theme_font = StringField(
+        _l("Font family"), filters=[_strip], default=THEME_DEFAULTS["font"],
+        validators=[Length(max=200, message=_l("Use at most %(max)d characters."))],
+        description=_l("Font names separated by commas, the generic family last, such as Inter, system-ui, "
+                       "sans-serif. Keksi loads no fonts: a font the page itself does not load falls back "
+                       "to the next name."))
+    form.theme_radius = IntegerField(
+        _l("Corner radius (pixels)"), default=THEME_DEFAULTS["radius"], render_kw={"inputmode": "numeric"},
+        validators=[InputRequired(message=_l("Enter a number of pixels.")),
+                    NumberRange(min=0, max=MAX_RADIUS, message=_l("Enter a whole number from 0 to %(max)s.",
+                                                                  max=MAX_RADIUS))])
+    names = {"bottom": _("A bar at the bottom"), "corner": _("A box in the bottom corner"),
+             "center": _("A box in the centre")}
+    form.theme_position = SelectField(_l("Position"), default=THEME_DEFAULTS["position"],
+                                      choices=[SelectChoice(p, names[p]) for p in POSITIONS])
 
 
 # -- from a definition to the form, and back ------------------------------------------
@@ -200,6 +260,11 @@ def form_data(site: dict[str, Any], languages: list[str]) -> dict[str, Any]:
         "notice_privacy": site["notices"]["privacy"],
         "notice_cookies": site["notices"]["cookies"],
     }
+    own = site.get("banner", {})
+    for code in languages:
+        data[f"banner_title_{code}"] = _in(own.get("title"), code)
+        data[f"banner_text_{code}"] = _in(own.get("text"), code)
+    data.update({f"theme_{k}": v for k, v in dict(THEME_DEFAULTS, **site.get("theme", {})).items()})
     by_id = {c["id"]: c for c in site["categories"]}
     for category in STANDARD_CATEGORIES:
         if category != "necessary":
@@ -227,11 +292,13 @@ def _rows_data(category: dict[str, Any] | None, languages: list[str], lang: str)
     """A category's cookies as form rows, one row per cookie."""
     rows = []
     for j, service in enumerate((category or {}).get("services", [])):
-        base = {"service": _in(service["name"], lang), "provider": _in(service["provider"], lang)}
+        base = {"service": _in(service["name"], lang), "provider": _in(service["provider"], lang),
+                "own_purposes": service.get("own_purposes", False), "transfer": service.get("transfer") or ""}
         if not service["cookies"]:  # shown, so that saving asks what to do with it
             rows.append(dict(base, ref=str(j)))
         for k, cookie in enumerate(service["cookies"]):
             row = dict(base, name=cookie["name"], duration=cookie["duration"], ref=f"{j}.{k}",
+                       storage=cookie.get("storage", "cookie"),
                        cookie_provider=_shown_cookie_provider(service, cookie, lang))
             for code in languages:
                 row[f"purpose_{code}"] = _in(cookie["purpose"], code)
@@ -387,8 +454,55 @@ def build_definition(form: FlaskForm, languages: list[str], site_id: str,
         if first_rows:
             built.fields[f"{prefix}.services"] = first_rows[0].service
     definition["categories"] = categories
+    _banner_definition(form, languages, existing, definition, built)
+    _theme_definition(form, existing, definition, built)
     built.definition = definition
     return built
+
+
+def _banner_definition(form: FlaskForm, languages: list[str], existing: dict[str, Any] | None,
+                       definition: dict[str, Any], built: Built) -> None:
+    """Marketing's banner title and text: left out where every language's field is empty."""
+    stored = (existing or {}).get("banner", {})
+    own = {}
+    for key in ("title", "text"):
+        fields = {lang: form[f"banner_{key}_{lang}"] for lang in languages}
+        built.purposes[f"banner.{key}"] = fields
+        value = {lang: f.data or "" for lang, f in fields.items()}
+        if any(value.values()):
+            own[key] = _texts(value, stored.get(key))
+    if own:
+        definition["banner"] = own
+
+
+def _theme_definition(form: FlaskForm, existing: dict[str, Any] | None, definition: dict[str, Any],
+                      built: Built) -> None:
+    """The banner's look; left out while it is the default look and the site stored none. A pair
+    of colours that fails WCAG 2.2 AA is refused beside the field, saying by how much."""
+    theme: dict[str, Any] = {key: form[f"theme_{key}"].data for key in THEME_DEFAULTS}
+    for key in THEME_DEFAULTS:
+        built.fields[f"theme.{key}"] = form[f"theme_{key}"]
+    for fg, bg, ratio, needed in contrast_check(theme):
+        add_error(form[f"theme_{fg}"], contrast_message(fg, bg, ratio, needed))
+    if theme == THEME_DEFAULTS and not (existing or {}).get("theme"):
+        return
+    definition["theme"] = theme
+
+
+def contrast_check(theme: dict[str, Any]) -> list[tuple[str, str, float, float]]:
+    """The pairs of a theme's colours that fail WCAG 2.2 AA; colours not written as #rrggbb are
+    left to validate's own message."""
+    bad = [key for key in THEME_COLOURS if theme_value_problem(key, theme.get(key))]
+    return contrast_failures({k: (v.lower() if isinstance(v, str) else v) for k, v in theme.items()}, skip=bad)
+
+
+def contrast_message(fg: str, bg: str, ratio: float, needed: float) -> str:
+    """Which pair fails, its ratio and what WCAG 2.2 AA asks, in the admin's language."""
+    labels = theme_labels()
+    return _("%(foreground)s on %(background)s: the contrast is %(ratio)s:1, and WCAG 2.2 AA needs "
+             "%(needed)s:1 (%(short)s short). Make one of the two colours lighter or darker.",
+             foreground=labels[fg], background=labels[bg], ratio=format_decimal(ratio, "0.00"),
+             needed=format_decimal(needed, "0.0"), short=format_decimal(max(needed - ratio, 0.01), "0.00"))
 
 
 def _is_empty(block: Any, languages: list[str]) -> bool:
@@ -486,6 +600,7 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
             built.fields[f"{prefix}.services[{j}].provider"] = row.provider
             built.fields[f"{prefix}.services[{j}].cookies"] = row.name
         j = keys[key]
+        _service_flags(services[j], row)
         cookies = services[j]["cookies"]
         k = len(cookies)
         purpose = {code: values[f"purpose_{code}"] for code in languages}
@@ -495,6 +610,8 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
             "purpose": _texts(purpose, stored_cookie["purpose"]) if stored_cookie else purpose,
             "duration": values["duration"],
         })
+        if row.storage.data == "local":
+            cookies[-1]["storage"] = "local"
         cookie = f"{prefix}.services[{j}].cookies[{k}]"
         built.fields[cookie] = row.name
         built.fields[f"{cookie}.name"] = row.name
@@ -506,6 +623,21 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
             built.inherited.add(f"{cookie}.provider")
         built.purposes[f"{cookie}.purpose"] = {lang: row[f"purpose_{lang}"] for lang in languages}
     return services, first_rows
+
+
+def _service_flags(service: dict[str, Any], row: Any) -> None:
+    """A service's own-purposes flag (any of its rows ticked) and its transfer, which every row of
+    the service that says one must agree on; a disagreeing row is refused beside its field."""
+    if row.own_purposes.data:
+        service["own_purposes"] = True
+    transfer = row.transfer.data or None
+    if transfer is None:
+        return
+    if service.get("transfer") not in (None, transfer):
+        add_error(row.transfer, _("Another row of this service says %(other)s. Rows of one service "
+                                  "must agree.", other={c.value: c.label for c in transfer_choices()}[service["transfer"]]))
+        return
+    service["transfer"] = transfer
 
 
 def _cookie_provider(values: dict[str, str], provider: Any, stored_service: dict[str, Any] | None,
@@ -541,6 +673,12 @@ def _message(key: str, raw: str, built: Built) -> str:
                  "https://www.example.fi: no path and no wildcard.", line=line, origin=value)
     if key.startswith("notices"):
         return _("Choose a published notice.")
+    if key.startswith("theme."):
+        return {"font": _("Write font names separated by commas, using letters, digits, spaces and hyphens, "
+                          "such as Inter, system-ui, sans-serif."),
+                "radius": _("Enter a whole number from 0 to %(max)s.", max=MAX_RADIUS),
+                "position": _("Choose one of the positions.")}.get(key[len("theme."):],
+                                                                 _("Choose a colour, written as #rrggbb."))
     kind = _INDEX.sub("", key).rsplit(".", 1)[-1]
     if ".cookies[" in key and key not in built.inherited:
         messages = {
@@ -590,7 +728,8 @@ def attach_errors(form: FlaskForm, errors: dict[str, str], built: Built) -> None
     for key, raw in errors.items():
         if key in built.purposes:
             _text_errors(built.purposes[key], _("Enter the name in this language.") if key.endswith(".label")
-                         else _("Enter the purpose in this language."))
+                         else _("Fill this in for every language, or leave it empty in every language.")
+                         if key.startswith("banner.") else _("Enter the purpose in this language."))
             continue
         target, probe = None, key
         while probe:  # the field itself, else its nearest parent: a cookie row, a service

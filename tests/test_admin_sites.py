@@ -103,6 +103,10 @@ def read_form(page: str) -> dict[str, str]:
     return reader.values
 
 
+# A cookie row's choices, which a person emptying the row leaves as they are.
+ROW_CHOICES = ("-storage", "-transfer", "-own_purposes")
+
+
 def form_values(client: Any, url: str) -> dict[str, str]:
     response = client.get(url)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -130,6 +134,10 @@ def definition_to_form(values: dict[str, str], site: dict[str, Any], create: boo
                 data[row + "name"] = cookie["name"]
                 data[row + "duration"] = cookie["duration"]
                 data[row + "cookie_provider"] = "" if cookie["provider"] == service["provider"] else cookie["provider"]
+                data[row + "storage"] = cookie.get("storage", "cookie")
+                data[row + "transfer"] = service.get("transfer") or ""
+                if service.get("own_purposes"):
+                    data[row + "own_purposes"] = "y"
                 for lang in LANGS:
                     purpose = cookie["purpose"]
                     data[row + f"purpose_{lang}"] = purpose[lang] if isinstance(purpose, dict) else purpose
@@ -328,8 +336,8 @@ def test_who_is_asked_again_names_the_one_language_whose_banner_changed(app, mon
     site = sites.validate(DEMO_SITE, LANGS)
     real_banner = sites.banner
 
-    def banner(definition: dict[str, Any], lang: str) -> dict[str, Any]:
-        content = real_banner(definition, lang)
+    def banner(definition: dict[str, Any], lang: str, operator: str | None = None) -> dict[str, Any]:
+        content = real_banner(definition, lang, operator)
         return dict(content, texts={}) if definition is site and lang == "sv" else content
 
     monkeypatch.setattr(sites, "banner", banner)
@@ -341,7 +349,7 @@ def test_who_is_asked_again_names_the_one_language_whose_banner_changed(app, mon
 
 def test_emptying_a_row_removes_the_cookie_and_empty_rows_are_ignored(app, marketing):
     values = form_values(marketing, "/admin/sites/demo/edit")
-    for key in [k for k in values if k.startswith("rows_marketing-1-")]:
+    for key in [k for k in values if k.startswith("rows_marketing-1-") and not k.endswith(ROW_CHOICES)]:
         values[key] = "   "
     response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
     assert response.status_code == 302
@@ -394,7 +402,7 @@ def test_a_category_can_be_left_out_of_the_banner_only_without_cookies(app, mark
     response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
     assert response.status_code == 400
     assert "This category has cookies." in error_beside(response.get_data(as_text=True), "show_marketing")
-    for key in [k for k in values if k.startswith("rows_marketing-")]:
+    for key in [k for k in values if k.startswith("rows_marketing-") and not k.endswith(ROW_CHOICES)]:
         values[key] = ""
     assert marketing.post("/admin/sites/demo/edit", data=dict(values, step="save")).status_code == 302
     assert [c["id"] for c in stored_site(app, "demo")["categories"]] == ["necessary", "preferences", "analytics"]

@@ -43,7 +43,17 @@ def sign_in(page: Page, base: str, lang: str = "en") -> None:
     page.wait_for_url(f"{base}/admin/")
 
 
+def open_category(page: Page, category: str) -> None:
+    """Open a category's group in the site form, as a person does to edit it (closed, it only says
+    whether visitors are asked and how many cookies it has)."""
+    group = page.locator(f"details:has(#category-{category})")
+    if group.get_attribute("open") is None:
+        group.locator("summary").click()
+    expect(group).to_have_attribute("open", "")
+
+
 def fill_row(page: Page, category: str, index: int, **values: str) -> None:
+    open_category(page, category)
     for name, value in values.items():
         page.locator(f"#rows_{category}-{index}-{name}").fill(value)
 
@@ -125,6 +135,9 @@ def test_every_marketing_page_is_accessible(page: Page, live_server, app, lang):
     assert_accessible(page, "new site")
     page.goto(f"{base}/admin/sites/demo/edit")
     assert_accessible(page, "edit site")
+    for category in ("necessary", "preferences", "analytics", "marketing"):
+        open_category(page, category)
+    assert_accessible(page, "edit site with every category open")
     page.locator("#origins").fill("javascript:alert(1)\n*")
     page.locator("#rows_analytics-0-duration").fill("forever")
     page.locator("#rows_marketing-0-purpose_sv").fill("")
@@ -233,6 +246,7 @@ def test_marketing_edits_a_purpose_and_adds_a_category_in_the_form(page: Page, l
     add_site(app)
     sign_in(page, base)
     page.goto(f"{base}/admin/sites/demo/edit")
+    open_category(page, "analytics")
     analytics = page.locator("#category-analytics")
     expect(analytics.get_by_label("Category name (Svenska)")).to_have_value("Analys")
     analytics.get_by_label("Category purpose (Svenska)").fill("Räknar besök på våra egna servrar.")
@@ -243,7 +257,7 @@ def test_marketing_edits_a_purpose_and_adds_a_category_in_the_form(page: Page, l
     expect(analytics.get_by_label("Category purpose (Svenska)")).to_have_value(
         "Räknar besök på våra egna servrar.")  # kept, though nothing was saved
     status.get_by_role("link").click()
-    block = page.get_by_role("group", name="New category")
+    block = page.get_by_role("group", name="New category", exact=True)
     block.get_by_label("Category id").fill("Customer Chat")
     names = {"fi": "Asiakaspalvelun chat", "sv": "Kundtjänstens chatt", "en": "Customer chat"}
     purposes = {"fi": "Muistaa keskustelusi.", "sv": "Minns ditt samtal.", "en": "Remembers your chat."}
@@ -272,6 +286,7 @@ def test_marketing_edits_a_purpose_and_adds_a_category_in_the_form(page: Page, l
     assert (by_id["customer-chat"]["label"], by_id["customer-chat"]["purpose"]) == (names["sv"], purposes["sv"])
     assert by_id["customer-chat"]["services"][0]["cookies"][0]["name"] == "chat_id"
     page.goto(f"{base}/admin/sites/demo/edit")
-    expect(page.get_by_role("group", name="Customer chat").get_by_label("Category id")).to_have_attribute(
+    page.locator("summary", has_text="Customer chat").click()
+    expect(page.get_by_role("group", name="Customer chat", exact=True).get_by_label("Category id")).to_have_attribute(
         "readonly", "")
     assert_accessible(page, "edit site with a category of its own")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import rcssmin
 from babel.dates import format_skeleton
 from babel.lists import format_list
 from flask import (Blueprint, Response, abort, current_app, flash, g, make_response, redirect,
@@ -27,9 +29,10 @@ from .. import consents, figures, sites
 from ..clock import record_day_start, today
 from ..http import CSP, refuse_cross_site
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
-from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS, Built,
-                          add_category, add_empty_rows, add_error, attach_errors, build_definition,
-                          form_data, form_entries, new_site_data, site_form, too_many_categories)
+from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS,
+                          THEME_COLOURS, Built, add_category, add_empty_rows, add_error, attach_errors,
+                          build_definition, contrast_check, contrast_message, form_data, form_entries,
+                          new_site_data, site_form, theme_labels, too_many_categories)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, form_expired, role_required
 from .admin_proof import proof_links
@@ -168,11 +171,58 @@ def _form_page(site: dict[str, Any] | None):
             if not isinstance(result, Built):
                 return result
             built, status = result, 409 if result.conflict else 400
+    stored_ids = {c["id"] for c in (site or {}).get("categories", [])}
     return render_template("admin/site_form.html", form=form, site=site, create=create,
                            languages=languages, categories=sites.STANDARD_CATEGORIES,
-                           block_name=lambda block: block_name(site, block),
+                           block_name=lambda block: block_name(site, block), block_summary=lambda block: block_summary(form, block),
+                           open_blocks=_open_blocks(form, stored_ids, note), text_rows=text_rows,
+                           banner_placeholders=_banner_placeholders(site, languages),
+                           theme_colours=THEME_COLOURS, preview_lang=current_language(),
                            summary=_error_summary(form, built, site), note=note, refused=refused,
-                           stored_ids={c["id"] for c in (site or {}).get("categories", [])}), status
+                           stored_ids=stored_ids), status
+
+
+def text_rows(text: str | None, width: int = 60) -> int:
+    """How many rows a textarea needs to show `text` whole in the normal font (2 to 12)."""
+    lines = (text or "").split("\n")
+    return max(2, min(12, sum(-(-len(line) // width) or 1 for line in lines)))
+
+
+def block_summary(form: Any, block: str | Any) -> str:
+    """What a category's closed group says: whether visitors are asked, and how many cookies."""
+    if isinstance(block, str):
+        rows, shown = form[f"rows_{block}"], block == "necessary" or form[f"show_{block}"].data
+    else:
+        rows, shown = block.form.rows, not block.form.remove.data
+    count = sum(bool(entry.form["name"].data) for entry in rows.entries)
+    cookies = ngettext("%(num)d cookie", "%(num)d cookies", count)
+    if block == "necessary":
+        return _("always on, %(cookies)s", cookies=cookies)
+    return (_("visitors are asked, %(cookies)s", cookies=cookies) if shown
+            else _("not asked, %(cookies)s", cookies=cookies))
+
+
+def _open_blocks(form: Any, stored_ids: set[str], note: dict[str, str] | None) -> set[str]:
+    """The category groups shown open: those with a problem, new ones of marketing's own (being
+    filled in), and the one a note links to. Every other group is closed, so the page can be scanned."""
+    opened = {block if isinstance(block, str) else block.id
+              for _f, block, _n in _fields_with_errors(form) if block is not None}
+    opened |= {e.id for e in form.custom.entries if (e.form.category_id.data or "") not in stored_ids}
+    if note and note.get("id"):
+        opened.add(note["id"])
+    return opened
+
+
+def _banner_placeholders(site: dict[str, Any] | None, languages: list[str]) -> dict[str, dict[str, str]]:
+    """Keksi's own title and first sentence per language, shown in the empty banner fields."""
+    texts = {}
+    for lang in languages:
+        with force_locale(lang):
+            texts[lang] = sites.generated_first_layer(site or _NEW_SITE, lang)
+    return texts
+
+
+_NEW_SITE = {"categories": [{"id": c, "services": []} for c in sites.STANDARD_CATEGORIES]}
 
 
 def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: list[str]):
@@ -213,8 +263,9 @@ def who_is_asked_again(before: dict[str, Any], after: dict[str, Any], languages:
         return _("What visitors consent to changed: a category, a cookie, a text about them in some "
                  "language, or how long consent lasts. Every visitor is asked to choose again, whatever "
                  "language they chose in.")
-    changed = [lang for lang in languages if sites.banner_hash(sites.banner(after, lang))
-               != sites.banner_hash(sites.banner(before, lang))]
+    operator = current_app.config["ORGANIZATION"]
+    changed = [lang for lang in languages if sites.banner_hash(sites.banner(after, lang, operator))
+               != sites.banner_hash(sites.banner(before, lang, operator))]
     if not changed:
         return _("The banner did not change: nobody is asked to choose again.")
     names = format_list([language_name(lang) for lang in changed], locale=current_language())
@@ -227,8 +278,11 @@ def who_is_asked_again(before: dict[str, Any], after: dict[str, Any], languages:
 def _fields_with_errors(form: Any) -> list[tuple[Any, Any, int | None]]:
     """(field, category, row number) for every field with an error, in the order of the page; the
     category is a standard one's id or a custom category's block."""
+    languages = current_app.config["LANGUAGES"]
     order = ["name", "site_id", "origins", "default_language", "consent_days", "cookie_domain",
-             "notice_privacy", "notice_cookies", "csrf_token"]
+             "notice_privacy", "notice_cookies",
+             *[f"banner_{key}_{lang}" for lang in languages for key in ("title", "text")],
+             *[f"theme_{key}" for key in (*THEME_COLOURS, "radius", "position", "font")], "csrf_token"]
     found = [(form[name], None, None) for name in order if name in form and form[name].errors]
     blocks = [(c, [form[f"show_{c}"]] if f"show_{c}" in form else [], form[f"texts_{c}"].form,
                form[f"rows_{c}"]) for c in sites.STANDARD_CATEGORIES]
@@ -266,6 +320,52 @@ def _error_summary(form: Any, built: Built | None, site: dict[str, Any] | None) 
             items.append({"id": "", "text": f"{category_name(site, category)}: {message}" if category
                           else message})
     return items
+
+
+# -- the look, previewed live --------------------------------------------------------------
+
+
+@bp.get("/theme-preview")
+@role_required("marketing")
+def theme_preview():
+    """The widget's stylesheet with a look being chosen in the form, the banner's texts and what
+    the look's colours fail: what the form's live preview shows. Nothing is saved."""
+    asked = {key: request.args[key][:200] for key in sites.THEME_DEFAULTS if key in request.args}
+    theme, problems = _previewed_theme(asked)
+    problems += [contrast_message(*failure) for failure in contrast_check(theme)]
+    site = get_store().site(request.args.get("site", "")) or _NEW_SITE
+    lang = current_language()
+    with force_locale(lang):
+        texts = dict(sites.banner_texts(), **sites.first_layer(site, lang, current_app.config["ORGANIZATION"]))
+    body = {"css": _widget_css() + sites.theme_css(theme), "problems": problems,
+            "texts": {k: texts[k] for k in ("title", "intro", "accept_all", "reject_all", "choose", "privacy_link")},
+            "lang": lang}
+    return body
+
+
+def _previewed_theme(asked: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The look asked for, each value that is not one replaced by the default and named."""
+    theme: dict[str, Any] = dict(sites.THEME_DEFAULTS)
+    problems = []
+    for key, value in asked.items():
+        if key == "radius":
+            value = int(value) if value.isdigit() else None
+        if sites.theme_value_problem(key, value):
+            problems.append(_("%(field)s: not a valid value, so the preview uses the default.",
+                              field=_theme_label(key)))
+        else:
+            theme[key] = value.lower() if key in THEME_COLOURS else value
+    return theme, problems
+
+
+def _theme_label(key: str) -> str:
+    return {**theme_labels(), "font": _("Font family"), "radius": _("Corner radius (pixels)"),
+            "position": _("Position")}[key]
+
+
+def _widget_css() -> str:
+    """widget/consent.css as the widget adopts it."""
+    return rcssmin.cssmin((Path(current_app.root_path) / "widget" / "consent.css").read_text(encoding="utf-8"))
 
 
 # -- embed code and preview ---------------------------------------------------------------
