@@ -211,14 +211,18 @@ def live_server(app) -> Iterator[LiveServer]:
         yield server
 
 
+def sample_app(folder: Path, **config: Any) -> Any:
+    """An app on a new database in `folder`, with a copy of the sample notices published."""
+    shutil.copytree(SAMPLE_NOTICES, folder / "notices")
+    app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
+                      "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, **config})
+    publish_all(app)
+    return app
+
+
 @pytest.fixture(scope="session")
 def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server with the sample notices published, shared by tests that only read pages."""
-    folder = tmp_path_factory.mktemp("sample-site")
-    shutil.copytree(SAMPLE_NOTICES, folder / "notices")
-    app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"),
-                      "NOTICES_DIR": str(folder / "notices"), "SECRET_KEY": "test-secret",
-                      "FIXED_TODAY": TODAY})
-    publish_all(app)
+    app = sample_app(tmp_path_factory.mktemp("sample-site"))
     with LiveServer(app) as server:
         yield server
