@@ -54,12 +54,18 @@ def site_service(service_id: str, own_provider: str) -> dict[str, Any]:
     if entry is None:
         raise KeyError(service_id)
     provider = entry["provider"] or own_provider
-    return {
+    shaped = {
         "name": entry["name"],
         "provider": provider,
         "cookies": [{"name": c["name"], "provider": provider, "duration": c["duration"],
                      "purpose": dict(c["purpose"])} for c in entry["cookies"]],
     }
+    # What the banner's first layer says about the provider (sites.first_layer).
+    if entry.get("own_purposes"):
+        shaped["own_purposes"] = True
+    if entry.get("transfer"):
+        shaped["transfer"] = dict(entry["transfer"])
+    return shaped
 
 
 # -- classifying what a browser saw -------------------------------------------------------

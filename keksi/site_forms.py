@@ -293,7 +293,8 @@ def _rows_data(category: dict[str, Any] | None, languages: list[str], lang: str)
     rows = []
     for j, service in enumerate((category or {}).get("services", [])):
         base = {"service": _in(service["name"], lang), "provider": _in(service["provider"], lang),
-                "own_purposes": service.get("own_purposes", False), "transfer": service.get("transfer") or ""}
+                "own_purposes": service.get("own_purposes", False),
+                "transfer": (service.get("transfer") or {}).get("safeguard", "")}
         if not service["cookies"]:  # shown, so that saving asks what to do with it
             rows.append(dict(base, ref=str(j)))
         for k, cookie in enumerate(service["cookies"]):
@@ -600,7 +601,7 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
             built.fields[f"{prefix}.services[{j}].provider"] = row.provider
             built.fields[f"{prefix}.services[{j}].cookies"] = row.name
         j = keys[key]
-        _service_flags(services[j], row)
+        _service_flags(services[j], row, stored_service)
         cookies = services[j]["cookies"]
         k = len(cookies)
         purpose = {code: values[f"purpose_{code}"] for code in languages}
@@ -625,19 +626,22 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
     return services, first_rows
 
 
-def _service_flags(service: dict[str, Any], row: Any) -> None:
+def _service_flags(service: dict[str, Any], row: Any, stored: dict[str, Any] | None) -> None:
     """A service's own-purposes flag (any of its rows ticked) and its transfer, which every row of
-    the service that says one must agree on; a disagreeing row is refused beside its field."""
+    the service that says one must agree on; a disagreeing row is refused beside its field. A
+    transfer with the stored safeguard keeps what else was stored (the country)."""
     if row.own_purposes.data:
         service["own_purposes"] = True
-    transfer = row.transfer.data or None
-    if transfer is None:
+    safeguard = row.transfer.data or None
+    if safeguard is None:
         return
-    if service.get("transfer") not in (None, transfer):
+    said = (service.get("transfer") or {}).get("safeguard")
+    if said not in (None, safeguard):
         add_error(row.transfer, _("Another row of this service says %(other)s. Rows of one service "
-                                  "must agree.", other={c.value: c.label for c in transfer_choices()}[service["transfer"]]))
+                                  "must agree.", other={c.value: c.label for c in transfer_choices()}[said]))
         return
-    service["transfer"] = transfer
+    kept = (stored or {}).get("transfer")
+    service["transfer"] = kept if kept and kept["safeguard"] == safeguard else {"safeguard": safeguard}
 
 
 def _cookie_provider(values: dict[str, str], provider: Any, stored_service: dict[str, Any] | None,

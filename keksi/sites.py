@@ -15,8 +15,9 @@ configured language. The four standard categories take their label and purpose
 from the translation catalogs; any other category must give its own.
 
 Optional parts: `banner` (marketing's own `title` and `text` for the first layer), per service
-`own_purposes` (the provider also uses the data for its own purposes) and `transfer` (the
-safeguard under which data leaves the EU/EEA: `adequacy`, `scc` or `bcr`), per cookie `storage`
+`own_purposes` (the provider also uses the data for its own purposes) and `transfer` (data leaves
+the EU/EEA: `{"safeguard": "adequacy" | "scc" | "bcr", "country": "US"}`, the country optional, as the
+service catalogue writes it), per cookie `storage`
 (`local` for an item in the browser's localStorage), and `theme` (colours, font, corner radius
 and position of the banner; refused when a pair of its colours fails WCAG 2.2 AA contrast).
 """
@@ -30,6 +31,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import idna
+from babel import Locale
 from babel.lists import format_list
 from babel.units import format_unit
 from flask_babel import force_locale
@@ -395,6 +397,13 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
     return clean
 
 
+def _valid_transfer(value: Any) -> bool:
+    """A transfer outside the EU/EEA: its safeguard, and the country it goes to if known."""
+    return (isinstance(value, dict) and value.get("safeguard") in SAFEGUARDS and set(value) <= {"safeguard", "country"}
+            and (value.get("country") is None or (isinstance(value["country"], str)
+                                                  and re.fullmatch(r"[A-Z]{2}", value["country"]) is not None)))
+
+
 def _validate_banner(value: Any, languages: list[str], errors: dict[str, str]) -> dict[str, Any]:
     """Marketing's own title and text for the first layer; either may be left out."""
     if value is None:
@@ -550,9 +559,10 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
         if not isinstance(own_purposes, bool):
             errors[f"{sfield}.own_purposes"] = "must be true or false"
         transfer = service.get("transfer")
-        if transfer is not None and transfer not in SAFEGUARDS:
-            errors[f"{sfield}.transfer"] = (f"must be null (the data stays in the EU/EEA) or the safeguard "
-                                            f"of a transfer outside it: {', '.join(SAFEGUARDS)}")
+        if transfer is not None and not _valid_transfer(transfer):
+            errors[f"{sfield}.transfer"] = (f"must be null (the data stays in the EU/EEA) or "
+                                            f"{{\"safeguard\": …, \"country\": …}} with a safeguard of "
+                                            f"{', '.join(SAFEGUARDS)} and, if known, an ISO 3166 country code")
         clean_cookies = []
         cookies = service.get("cookies", [])
         if not isinstance(cookies, list) or len(cookies) > MAX_ITEMS:
@@ -665,8 +675,13 @@ def _provider_shown(service: dict[str, Any], lang: str) -> str:
     parts = [_in(service["provider"], lang)]
     if service.get("own_purposes"):
         parts.append(_("also for its own purposes"))
-    if service.get("transfer"):
-        parts.append(_("outside the EU/EEA under %(safeguard)s", safeguard=safeguard_name(service["transfer"])))
+    transfer = service.get("transfer")
+    if transfer and transfer.get("country"):
+        country = Locale.parse(lang).territories.get(transfer["country"], transfer["country"])
+        parts.append(_("outside the EU/EEA (%(country)s) under %(safeguard)s", country=country,
+                       safeguard=safeguard_name(transfer["safeguard"])))
+    elif transfer:
+        parts.append(_("outside the EU/EEA under %(safeguard)s", safeguard=safeguard_name(transfer["safeguard"])))
     return "; ".join(parts)
 
 

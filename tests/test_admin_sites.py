@@ -135,7 +135,7 @@ def definition_to_form(values: dict[str, str], site: dict[str, Any], create: boo
                 data[row + "duration"] = cookie["duration"]
                 data[row + "cookie_provider"] = "" if cookie["provider"] == service["provider"] else cookie["provider"]
                 data[row + "storage"] = cookie.get("storage", "cookie")
-                data[row + "transfer"] = service.get("transfer") or ""
+                data[row + "transfer"] = (service.get("transfer") or {}).get("safeguard", "")
                 if service.get("own_purposes"):
                     data[row + "own_purposes"] = "y"
                 for lang in LANGS:

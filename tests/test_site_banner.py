@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from keksi import sites
+from keksi import catalogue, sites
 
+from .conftest import SHIPPED_NOTICES
 from .ledger import DEMO_SITE, add_site, config
 from .test_admin_sites import (EVERYONE_AGAIN, LANGS, app, error_beside, form_values,  # noqa: F401
                                marketing, sign_in, stored_site)
@@ -59,9 +60,9 @@ def test_the_first_layer_names_the_third_parties_their_own_purposes_and_transfer
     assert "EU:n ja ETA:n ulkopuolelle" in fi
     # The panel names each provider's own purposes and the safeguard of its transfer.
     marketing = config(client, lang="en")["categories"][3]
-    assert marketing["services"][0]["provider"] == ("Google Ireland Ltd; also for its own purposes; outside "
-                                                   "the EU/EEA under an adequacy decision of the European "
-                                                   "Commission")
+    assert marketing["services"][0]["provider"] == ("Google Ireland Ltd; also for its own purposes; outside the "
+                                                   "EU/EEA (United States) under an adequacy decision of the "
+                                                   "European Commission")
     assert marketing["services"][1]["provider"].endswith("under standard contractual clauses")
 
 
@@ -79,6 +80,19 @@ def test_only_the_providers_that_do_so_are_said_to_use_data_for_themselves_or_to
     assert "Google Ireland Ltd käyttää niitä myös omiin tarkoituksiinsa." in intro(client, "mixed", "fi")
 
 
+def test_a_service_from_the_catalogue_brings_what_the_first_layer_says_about_its_provider(app, client):
+    site = demo(id="catalogued")
+    site["categories"][2]["services"] = [catalogue.site_service("microsoft-clarity", "Tiimityö Oy")]
+    site["categories"][3]["services"] = [catalogue.site_service("meta-pixel", "Tiimityö Oy")]
+    add_site(app, site)
+    text = intro(client, "catalogued")
+    assert ("Microsoft Ireland Operations Ltd and Meta Platforms Ireland Ltd also receive data about your visit "
+            "and use it for their own purposes too.") in text
+    assert "It may be transferred outside the EU/EEA." in text
+    meta = config(client, "catalogued", "sv")["categories"][3]["services"][0]["provider"]
+    assert meta.startswith("Meta Platforms Ireland Ltd; också för egna ändamål; utanför EU/EES (USA)")
+
+
 def test_keksis_own_storage_is_declared_and_never_swept_as_a_cookie(client):
     cfg = config(client, lang="en")
     necessary = cfg["categories"][0]["services"][0]["cookies"]
@@ -93,7 +107,7 @@ def test_keksis_own_storage_is_declared_and_never_swept_as_a_cookie(client):
 def test_the_sample_cookie_notice_says_what_the_banner_and_panel_say(make_app):
     """Each category's purpose and each cookie's purpose, in every language, as the widget shows
     them for the demo site, are in the sample cookie notice in effect from 2026-12-02."""
-    app = make_app(FIXED_TODAY="2026-12-02")
+    app = make_app(FIXED_TODAY="2026-12-02", NOTICES_DIR=str(SHIPPED_NOTICES))
     add_site(app)
     client = app.test_client()
     for lang in LANGS:
@@ -115,7 +129,11 @@ def test_the_sample_cookie_notice_says_what_the_banner_and_panel_say(make_app):
 
 @pytest.mark.parametrize("change,field", [
     (lambda s: s["categories"][3]["services"][0].update(own_purposes="yes"), "categories[3].services[0].own_purposes"),
-    (lambda s: s["categories"][3]["services"][0].update(transfer="usa"), "categories[3].services[0].transfer"),
+    (lambda s: s["categories"][3]["services"][0].update(transfer="scc"), "categories[3].services[0].transfer"),
+    (lambda s: s["categories"][3]["services"][0].update(transfer={"safeguard": "trust"}),
+     "categories[3].services[0].transfer"),
+    (lambda s: s["categories"][3]["services"][0].update(transfer={"safeguard": "scc", "country": "usa"}),
+     "categories[3].services[0].transfer"),
     (lambda s: s["categories"][0]["services"][0]["cookies"][0].update(storage="indexeddb"),
      "categories[0].services[0].cookies[0].storage"),
     (lambda s: s.update(banner={"title": {"fi": "Evästeet"}}), "banner.title"),
@@ -246,7 +264,7 @@ def test_marketing_marks_a_provider_that_uses_data_for_itself_and_sends_it_abroa
     values["rows_analytics-0-provider"] = values["rows_analytics-1-provider"] = "Matomo Cloud GmbH"
     assert save(marketing, values).status_code == 302
     matomo = stored_site(app, "demo")["categories"][2]["services"][0]
-    assert (matomo["own_purposes"], matomo["transfer"], len(matomo["cookies"])) == (True, "scc", 2)
+    assert (matomo["own_purposes"], matomo["transfer"], len(matomo["cookies"])) == (True, {"safeguard": "scc"}, 2)
     assert "Matomo Cloud GmbH, Google Ireland Ltd, and LinkedIn" in intro(marketing)
 
 
