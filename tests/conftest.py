@@ -211,9 +211,10 @@ def live_server(app) -> Iterator[LiveServer]:
         yield server
 
 
-def sample_app(folder: Path, **config: Any) -> Any:
-    """An app on a new database in `folder`, with a copy of the sample notices published."""
-    shutil.copytree(SAMPLE_NOTICES, folder / "notices")
+def sample_app(folder: Path, notices: Path = SAMPLE_NOTICES, **config: Any) -> Any:
+    """An app on a new database in `folder`, with a copy of the sample notices (the tests' frozen
+    copy, or `notices`) published."""
+    shutil.copytree(notices, folder / "notices")
     app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
                       "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, **config})
     publish_all(app)
