@@ -152,6 +152,8 @@ def test_no_word_is_broken_in_the_panel(page: Page, servers, width, lang):
     url = customer_page(servers, f"words-{width}-{lang}", lang=lang, body="<p>Short page.</p>")
     page.goto(url)
     panel = page.get_by_role("dialog")
+    # The widget takes the footer link's clicks once it has its configuration (and shows the banner).
+    expect(page.locator("[data-keksi] .b")).to_be_visible()
     page.locator("#settings").click()
     expect(panel).to_be_visible()
     for summary in panel.locator("summary").all():
