@@ -1335,3 +1335,20 @@ def test_the_consent_o_matic_rule_finds_every_element_it_names(page: Page, widge
     page.evaluate("""() => document.querySelector('#keksi-consent').shadowRoot
                            .querySelector('dialog [data-keksi-action=save]').click()""")
     assert widget.wait_rows(1)[0]["action"] == "custom"
+
+
+# -- as an attacker: what the site's texts and the host page hold ----------------------------------
+
+
+def test_dollar_patterns_in_a_service_name_and_provider_are_shown_as_written(page: Page, widget: Widget):
+    """String.replace reads `$&`, `$'` and `$$` in a replacement string as patterns, not text."""
+    def odd_names(site: dict[str, Any]) -> None:
+        service = next(c for c in site["categories"] if c["id"] == "marketing")["services"][1]
+        service.update(name="Tube $& $` Co", provider="Acme $' $$ Oy")
+    save_site(widget, odd_names)
+    page.goto(widget.page(body='<iframe data-consent="marketing" data-service="tube $& $` co" '
+                               'data-src="/embed.html" title="Video"></iframe>'))
+    wait_ready(page)
+    expect(page.locator(".ph")).to_contain_text(
+        "This content from Tube $& $` Co (Acme $' $$ Oy) is blocked until you allow marketing cookies.")
+

@@ -330,7 +330,7 @@
     const n = cfg.notices[slug];
     return h("div", {class: "w"}, h("p", {}, T[slug == "privacy" ? "changed" : "cookies_changed"]),
       n.change_summary && h("p", {}, n.change_summary),
-      seen && h("p", {}, h("a", {href: n.diff_url.replace("{from}", seen), target: "_blank", rel: "noopener"},
+      seen && h("p", {}, h("a", {href: n.diff_url.replace("{from}", () => seen), target: "_blank", rel: "noopener"},
         T.see_changes)));
   }
 
@@ -366,7 +366,7 @@
       gpc && h("p", {}, T.gpc_honoured),
       state && (pending ? h("p", {}, T.pending) : state.i && h("p", {},
         T.consent_id + ": ", h("code", {}, state.i), " ",
-        h("a", {href: cfg.receipt_url.replace("{consent_id}", state.i)}, T.receipt))),
+        h("a", {href: cfg.receipt_url.replace("{consent_id}", () => state.i)}, T.receipt))),
       cfg.categories.map(category),
       h("div", {class: "a"},
         button(T.accept_all, () => choose("accept_all", all(true), surface), null, "accept_all"),
