@@ -1352,3 +1352,16 @@ def test_dollar_patterns_in_a_service_name_and_provider_are_shown_as_written(pag
     expect(page.locator(".ph")).to_contain_text(
         "This content from Tube $& $` Co (Acme $' $$ Oy) is blocked until you allow marketing cookies.")
 
+
+@pytest.mark.parametrize("name", ["constructor", "__proto__", "toString", "hasOwnProperty"])
+def test_a_name_the_site_has_no_category_for_is_never_granted(page: Page, widget: Widget, name: str):
+    """A stored choice is a plain object: its inherited members are not categories a visitor granted."""
+    page.goto(widget.page(body=f'<iframe data-consent="{name}" data-src="/embed.html" title="Video"></iframe>'
+                               f'<script type="text/plain" data-consent="{name}" src="/a.js"></script>'))
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate(f"keksi.get({name!r})") is False
+    assert page.locator("iframe").get_attribute("src") is None and ran(page) == []

@@ -26,7 +26,8 @@
   let state, cfg, T, sheet, root, status, banner, back, dialog, opener, surface, boxes, busy;
 
   const now = () => Math.floor(Date.now() / 1000);
-  const get = id => id == "necessary" || !!(state && state.c[id]);
+  // == 1: a stored choice holds 1 or 0; its inherited members (constructor, __proto__) are no categories.
+  const get = id => id == "necessary" || !!state && state.c[id] == 1;
   const allowed = el => el.dataset.consent.split(" ").every(get);
   const ready = fn => D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", fn) : fn();
   const optional = () => cfg.categories.filter(c => !c.required).map(c => c.id);
