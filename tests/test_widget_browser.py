@@ -1365,3 +1365,14 @@ def test_a_name_the_site_has_no_category_for_is_never_granted(page: Page, widget
     wait_ready(page)
     assert page.evaluate(f"keksi.get({name!r})") is False
     assert page.locator("iframe").get_attribute("src") is None and ran(page) == []
+
+
+@pytest.mark.parametrize("element", ['<div id="keksi"></div>', '<form name="keksi"><input name="on"></form>'])
+def test_an_element_named_keksi_on_the_page_does_not_silence_the_widget(page: Page, widget: Widget, element: str):
+    """An element's id or name is a property of window (a comment on the host page may carry one)."""
+    page.goto(widget.page(body=element + TAGGED))
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    assert widget.wait_rows(1)[0]["action"] == "accept_all"
+    wait_until(lambda: ran(page) == ["a", "m", "b"])
+    assert page.evaluate("keksi.get('analytics')") is True
+

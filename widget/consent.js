@@ -5,7 +5,8 @@
 (() => {
   "use strict";
   const W = window, D = document, P = performance, me = D.currentScript;
-  if (!me || W.keksi) return;
+  // Once per page; an element whose id or name is "keksi" is also window.keksi, but never a function.
+  if (!me || typeof (W.keksi || {}).on == "function") return;
   P.mark("keksi:start");
   const CSS = "__KEKSI_CSS__", VERSION = "__KEKSI_VERSION__";
   const NAME = "keksi_consent", QUEUE = "keksi_queue";
