@@ -1376,3 +1376,12 @@ def test_an_element_named_keksi_on_the_page_does_not_silence_the_widget(page: Pa
     wait_until(lambda: ran(page) == ["a", "m", "b"])
     assert page.evaluate("keksi.get('analytics')") is True
 
+
+def test_spaces_and_capitals_in_data_consent_name_the_same_categories(page: Page, widget: Widget):
+    page.goto(widget.page(body='<iframe data-consent=" Marketing  analytics " data-src="/embed.html" title="Video">'
+                               '</iframe><iframe data-consent="" data-src="/embed.html" title="Map"></iframe>'))
+    expect(page.locator(".ph").first).to_contain_text("blocked until you allow marketing cookies")
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(1)
+    expect(page.locator("iframe[title=Video]")).to_have_attribute("src", "/embed.html")
+    assert page.locator("iframe[title=Map]").get_attribute("src") is None  # names nothing: never granted

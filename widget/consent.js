@@ -29,7 +29,9 @@
   const now = () => Math.floor(Date.now() / 1000);
   // == 1: a stored choice holds 1 or 0; its inherited members (constructor, __proto__) are no categories.
   const get = id => id == "necessary" || !!state && state.c[id] == 1;
-  const allowed = el => el.dataset.consent.split(" ").every(get);
+  // The categories a tag names, as a person types them ("Marketing  analytics"); "" names none granted.
+  const needs = el => el.dataset.consent.trim().toLowerCase().split(/\s+/);
+  const allowed = el => needs(el).every(get);
   const ready = fn => D.readyState == "loading" ? D.addEventListener("DOMContentLoaded", fn) : fn();
   const optional = () => cfg.categories.filter(c => !c.required).map(c => c.id);
   const all = on => Object.fromEntries(cfg.categories.map(c => [c.id, c.required || on]));
@@ -243,7 +245,7 @@
 
   // In the iframe's place and size: which service and provider, and a button that grants its category.
   function placeholder(f) {
-    const id = f.dataset.consent.split(" ").find(c => !get(c));
+    const id = needs(f).find(c => !get(c));
     const cat = cfg.categories.find(c => c.id == id) || {label: id, services: []};
     const label = cat.label.toLowerCase(), name = (f.dataset.service || "").toLowerCase();
     const s = cat.services.find(s => s.name.toLowerCase() == name);
