@@ -1385,3 +1385,22 @@ def test_spaces_and_capitals_in_data_consent_name_the_same_categories(page: Page
     widget.wait_rows(1)
     expect(page.locator("iframe[title=Video]")).to_have_attribute("src", "/embed.html")
     assert page.locator("iframe[title=Map]").get_attribute("src") is None  # names nothing: never granted
+
+
+def test_a_listener_cannot_change_what_the_others_see_nor_stop_them(page: Page, widget: Widget, console_errors):
+    """A tag's listener that rewrites the choice or throws leaves other tags the visitor's choice."""
+    console_errors.allow(r"a broken tag")
+    page.goto(widget.page())
+    wait_ready(page)
+    page.evaluate("""() => {
+        window.seen = [];
+        keksi.on("change", d => { try { d.choices.marketing = true; d.action = "accept_all"; } catch (e) {}
+                                  throw Error("a broken tag"); });
+        keksi.on("change", d => seen.push(["on", d.action, d.choices.marketing]));
+        document.addEventListener("keksi:change", e => seen.push(["event", e.detail.action, e.detail.choices.marketing]));
+    }""")
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    wait_until(lambda: len(page.evaluate("seen")) == 2)
+    assert page.evaluate("seen") == [["on", "reject_all", False], ["event", "reject_all", False]]
+    assert page.evaluate("keksi.get('marketing')") is False
+    assert json.loads(widget.wait_rows(1)[0]["choices"]) == OFF

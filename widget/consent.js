@@ -190,8 +190,10 @@
     consentMode("update", mode(get));
     activate();
     if (stuck()) reloadNote();
-    const detail = {action, choices};
-    listeners.forEach(fn => fn(detail));
+    // Frozen, and each listener on its own: a tag that rewrites the choice or throws changes nothing
+    // for the tags after it (the choice itself is already recorded).
+    const detail = Object.freeze({action, choices: Object.freeze(choices)});
+    listeners.forEach(fn => { try { fn(detail); } catch (e) { console.error(e); } });
     D.dispatchEvent(new CustomEvent("keksi:change", {detail}));
   }
 
