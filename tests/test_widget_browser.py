@@ -1404,3 +1404,15 @@ def test_a_listener_cannot_change_what_the_others_see_nor_stop_them(page: Page, 
     assert page.evaluate("seen") == [["on", "reject_all", False], ["event", "reject_all", False]]
     assert page.evaluate("keksi.get('marketing')") is False
     assert json.loads(widget.wait_rows(1)[0]["choices"]) == OFF
+
+
+def test_a_choice_is_recorded_where_the_browser_blocks_local_storage(page: Page, widget: Widget):
+    """With site data blocked, localStorage throws: the choice still reaches the ledger, once."""
+    page.add_init_script("Object.defineProperty(window, 'localStorage', "
+                         "{get() { throw new DOMException('blocked', 'SecurityError'); }})")
+    page.goto(widget.page(body=FRAME))
+    page.get_by_role("button", name="Allow marketing cookies").click()
+    row = widget.wait_rows(1)[0]
+    assert (row["action"], json.loads(row["choices"])) == ("custom", dict(OFF, marketing=True))
+    page.wait_for_timeout(500)
+    assert len(widget.rows()) == 1

@@ -112,12 +112,15 @@
 
   // -- posting choices: a queue in localStorage until the server acknowledges each -------------
 
+  // Where the browser blocks site data (localStorage throws), the queue lives as long as the page:
+  // the choice is still posted, only not retried on a later page.
+  let kept = [];
   function queue(items) {
     try {
       if (!items) return JSON.parse(localStorage.getItem(QUEUE)) || [];
       items.length ? localStorage.setItem(QUEUE, JSON.stringify(items)) : localStorage.removeItem(QUEUE);
     } catch (e) {
-      return [];
+      return items ? kept = items : kept;
     }
   }
 
