@@ -56,7 +56,7 @@ def test_a_source_is_read_with_its_text_trimmed_and_its_exact_bytes_hashed(root,
     assert source == notices.Source(
         path="notices/privacy/2026-05-01.fi.md", slug="privacy", version="2026-05-01", lang="fi",
         title="Tietosuoja", summary="Two lines of summary.", material=True, body="Body text.\n",
-        source=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+        source=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), body_line=10)  # after 2 blank lines
     assert notices.sha256(text) == source.sha256
     assert source.row() == {
         "slug": "privacy", "version": "2026-05-01", "lang": "fi", "title": "Tietosuoja",
@@ -125,7 +125,8 @@ def test_a_version_written_in_the_admin_is_the_file_publish_would_read():
     text = "---\ntitle: Otsikko\nsummary: Yksi kaksi\nmaterial: true\n---\n\nRivi 1\nRivi 2\n"
     assert source == notices.Source(
         path="privacy/2026-12-01.fi.md", slug="privacy", version="2026-12-01", lang="fi", title="Otsikko",
-        summary="Yksi kaksi", material=True, body="Rivi 1\nRivi 2\n", source=text, sha256=notices.sha256(text))
+        summary="Yksi kaksi", material=True, body="Rivi 1\nRivi 2\n", source=text, sha256=notices.sha256(text),
+        body_line=7)
     bad = notices.compose_source("privacy", "2026-12-01", "fi", "T", "S", False, "   ")
     assert str(bad) == "privacy/2026-12-01.fi.md: the body is empty"
 
