@@ -181,7 +181,7 @@ class _Visit:
 
 def _origin(url: str) -> str:
     parts = urlsplit(url)
-    return sites_mod._origin(f"{parts.scheme}://{parts.netloc}") or ""
+    return sites_mod.canonical_origin(f"{parts.scheme}://{parts.netloc}") or ""
 
 
 # -- crawling -----------------------------------------------------------------------------

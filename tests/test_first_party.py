@@ -69,7 +69,7 @@ def site_origin(tmp_path: Path, make_app) -> Iterator[tuple[str, Any, HostServer
     """nginx on a free loopback port: `/` is the customer's site (a host page server), `/consent/`
     is Keksi, exactly as the README's block passes it. Yields (origin, app, host); the app's
     `cookies_seen` lists the Cookie header of every request that reached Keksi."""
-    app = make_app(TRUSTED_PROXIES=1, RATE_LIMIT=10_000)
+    app = make_app(TRUSTED_PROXIES=1, RATE_LIMIT=10_000, STORE_PAGE=True)  # the receipt links the page of the choice
     app.cookies_seen = []
 
     def keksi_app(environ: dict[str, Any], start_response: Callable) -> Any:

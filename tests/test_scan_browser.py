@@ -65,7 +65,7 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
     app, site, tracker = customer
     result = app.test_cli_runner().invoke(args=[
         "sites", "scan", "shop", "--url", site + "/", "--format", "json", "--chromium", CHROMIUM])
-    assert result.exit_code == 1, result.output  # errors found: a web team's CI fails
+    assert result.exit_code == 1, (result.output, result.exception)  # errors found: a web team's CI fails
     report = json.loads(result.stdout)
     assert set(report["pages"]) == {site + "/", site + "/about", site + "/news"}  # by link and by sitemap
     tracker_host = "127.0.0.2"
