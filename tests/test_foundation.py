@@ -330,3 +330,22 @@ def test_publish_publishes_the_valid_versions_and_exits_1_for_the_rest(runner, n
     assert result.exit_code == 1
     assert "published privacy 2027-01-15" in result.output
     assert "notices/cookies/2027-02-01.fi.md: front matter is missing" in result.output
+
+
+# -- the README's Layout is true today -------------------------------------------------------
+
+
+def _layout() -> str:
+    return README.split("## Layout", 1)[1].split("```")[1]
+
+
+def test_the_readme_layout_names_every_module_and_only_what_exists():
+    layout = _layout()
+    modules = [p for p in (ROOT / "keksi").rglob("*.py") if p.name != "__init__.py"]
+    missing = [str(p.relative_to(ROOT)) for p in modules if not re.search(rf"(?<![\w/]){re.escape(p.name)}\b", layout)]
+    assert not missing, f"README.md's Layout does not name {missing}"
+    named = re.findall(r"^(\S+)", layout, re.M)  # the top-level entries: app.py, keksi/, notices/ …
+    gone = [name for name in named if not (ROOT / name.rstrip("/")).exists()]
+    assert not gone, f"README.md's Layout names what does not exist: {gone}"
+    for line in re.findall(r"^  (\S+\.py)", layout, re.M):  # the modules of keksi/, one a line
+        assert (ROOT / "keksi" / line).exists(), f"README.md's Layout names keksi/{line}, which does not exist"
