@@ -275,9 +275,12 @@ def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_o
     bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
     if bad:
         raise click.ClickException(f"not an http(s) address: {bad[0]}")
-    report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages), chromium,
-                           catalogue_mod.load_ocd(Path(current_app.instance_path)),
-                           progress=lambda done, total, url: click.echo(f"[{done + 1}/{total}] {url}", err=True))
+    try:
+        report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages), chromium,
+                               catalogue_mod.load_ocd(Path(current_app.instance_path)),
+                               progress=lambda done, total, url: click.echo(f"[{done + 1}/{total}] {url}", err=True))
+    except scan_mod.ScanError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2) if fmt == "json" else scan_mod.as_text(report))
     worst = report.worst()
     if fail_on != "never" and worst is not None and scan_mod.LEVELS.index(worst) >= scan_mod.LEVELS.index(fail_on):

@@ -339,6 +339,22 @@ def _keksi_hosts(observations: list[Observation]) -> set[str]:
     return {r["host"] for o in observations for r in o.requests if urlsplit(r["url"]).path == WIDGET_PATH}
 
 
+class ScanError(RuntimeError):
+    """A page that could not be loaded, even when tried again."""
+
+
+def _visit_twice(browser: Any, url: str, visitor: str, allowed: set[str],
+                 limits: Limits) -> tuple[Observation, list[str]]:
+    """A visit, tried once more if the page did not load (a busy server, a slow first start)."""
+    try:
+        return _visit(browser, url, visitor, allowed, limits)
+    except Exception:  # Playwright's timeouts and navigation errors; the second try says which
+        try:
+            return _visit(browser, url, visitor, allowed, limits)
+        except Exception as error:
+            raise ScanError(f"{url} could not be loaded for the {visitor!r} visitor: {error}") from None
+
+
 def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
          extra: Iterable[dict[str, Any]] = (), progress=lambda done, total, url: None) -> Report:
     """Scan up to `limits.pages` pages of `site`: the given URLs, else each origin's home page, then
@@ -365,7 +381,7 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
                 progress(len(done), limits.pages, url)
                 done.append(url)
                 for visitor in VISITORS:
-                    observation, links = _visit(browser, url, visitor, allowed, limits)
+                    observation, links = _visit_twice(browser, url, visitor, allowed, limits)
                     observations.append(observation)
                     queue += [link for link in _same_site_links(links, origins) if link not in done]
         finally:

@@ -66,6 +66,7 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
     result = app.test_cli_runner().invoke(args=[
         "sites", "scan", "shop", "--url", site + "/", "--format", "json", "--chromium", CHROMIUM])
     assert result.exit_code == 1, (result.output, result.exception)  # errors found: a web team's CI fails
+    assert result.stdout.startswith("{"), (result.output[-2000:], result.exception)
     report = json.loads(result.stdout)
     assert set(report["pages"]) == {site + "/", site + "/about", site + "/news"}  # by link and by sitemap
     tracker_host = "127.0.0.2"
@@ -101,3 +102,10 @@ def test_text_report_and_fail_on_levels():
     assert "WARNING undeclared" in text and "cookie _clck, set by http://x/c.js – Microsoft Clarity (analytics)" in text
     assert report.worst() == "warning"
     assert scan.Report("shop", "t", [], [], []).worst() is None
+
+
+def test_a_page_that_never_loads_is_named_not_a_traceback(customer):
+    app, site, tracker = customer
+    result = app.test_cli_runner().invoke(args=[
+        "sites", "scan", "shop", "--url", "http://127.0.0.1:9/", "--chromium", CHROMIUM])
+    assert result.exit_code == 1 and "http://127.0.0.1:9/ could not be loaded" in result.output
