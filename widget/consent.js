@@ -128,8 +128,9 @@
     const body = queue()[0];
     if (busy || !body) return;
     busy = 1;
-    fetch(cfg.endpoint + firstParty(queue().length < 2), {method: "POST", keepalive: true,
-      credentials: "same-origin", body: JSON.stringify(body), headers: {"Content-Type": "text/plain;charset=UTF-8"}})
+    // fetch's defaults: credentials "same-origin", and a string body is sent as text/plain;charset=UTF-8
+    // (a simple request, no preflight).
+    fetch(cfg.endpoint + firstParty(queue().length < 2), {method: "POST", keepalive: true, body: JSON.stringify(body)})
       .then(r => r.status == 429 || r.status > 499 ? Promise.reject(r) :
         r.json().catch(() => ({})).then(a => r.ok ? a : refused(r.status, a)))
       .then(answer => { // acknowledged, or refused for good (a 4xx other than 429)
