@@ -3,6 +3,7 @@
     .venv/bin/python bench/widget_size.py [--runs 31]
 
 Size: the built widget (script with its styles inlined, what /widget/v1/consent.js serves),
+and signals.js (other vendors' consent signals, loaded only for a site that declares such a service),
 compressed with gzip -9 and brotli -q 11, beside vanilla-cookieconsent 3.1.0's
 dist/cookieconsent.umd.js + dist/cookieconsent.css, fetched with `npm pack` in this run.
 
@@ -233,6 +234,7 @@ def main() -> None:
 
     build = widget.build(ROOT / "widget")
     ours = build.identity
+    signals = widget.build(ROOT / "widget", widget.SIGNALS).identity
     with tempfile.TemporaryDirectory() as tmp:
         peer = peer_files(Path(tmp))
     peer_all = b"".join(peer)
@@ -248,6 +250,8 @@ def main() -> None:
     print("| | gzip -9 | brotli -q 11 | minified |")
     print("|---|---:|---:|---:|")
     print(f"| Keksi widget (script + styles) | {kb(gz(ours))} | {kb(br(ours))} | {kb(len(ours))} |")
+    print(f"| Keksi signals.js (only where a site needs it) | {kb(gz(signals))} | {kb(br(signals))} | "
+          f"{kb(len(signals))} |")
     print(f"| {PEER} (umd.js + css) | {kb(gz(peer_all))} | {kb(br(peer_all))} | {kb(len(peer_all))} |")
     print(f"| Keksi / peer | {gz(ours) / gz(peer_all):.2f} | {br(ours) / br(peer_all):.2f} | "
           f"{len(ours) / len(peer_all):.2f} |")

@@ -57,6 +57,7 @@ def site_service(service_id: str, own_provider: str) -> dict[str, Any]:
     shaped = {
         "name": entry["name"],
         "provider": provider,
+        "catalogue": entry["id"],  # what the widget's consent signals and the site audit know it by
         "cookies": [{"name": c["name"], "provider": provider, "duration": c["duration"],
                      "purpose": dict(c["purpose"])} for c in entry["cookies"]],
     }

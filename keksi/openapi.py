@@ -121,6 +121,9 @@ SCHEMAS: dict[str, Any] = {
             "style": {"type": "string", "description": "The site's look (its theme, else the default) "
                                                        "as CSS for the widget's shadow root; not "
                                                        "covered by banner_hash."},
+            "signals": dict(_URL, description="Only for a site that declares a catalogue service with a "
+                            "consent API: /widget/v1/signals.js with each API and the category its "
+                            "service is declared in as the query, such as ?clarity=analytics&uet=marketing."),
         },
     },
     "ConsentRequest": {

@@ -629,7 +629,10 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
 def _service_flags(service: dict[str, Any], row: Any, stored: dict[str, Any] | None) -> None:
     """A service's own-purposes flag (any of its rows ticked) and its transfer, which every row of
     the service that says one must agree on; a disagreeing row is refused beside its field. A
-    transfer with the stored safeguard keeps what else was stored (the country)."""
+    transfer with the stored safeguard keeps what else was stored (the country), and the form keeps
+    a stored service's catalogue link, which it does not show."""
+    if stored and stored.get("catalogue"):
+        service["catalogue"] = stored["catalogue"]
     if row.own_purposes.data:
         service["own_purposes"] = True
     safeguard = row.transfer.data or None

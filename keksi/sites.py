@@ -15,6 +15,8 @@ configured language. The four standard categories take their label and purpose
 from the translation catalogs; any other category must give its own.
 
 Optional parts: `banner` (marketing's own `title` and `text` for the first layer), per service
+`catalogue` (the id of the catalogue service it is: with a consent API, the widget sends it the
+visitor's choice for the service's category; see `consent_signals`),
 `own_purposes` (the provider also uses the data for its own purposes) and `transfer` (data leaves
 the EU/EEA: `{"safeguard": "adequacy" | "scc" | "bcr", "country": "US"}`, the country optional, as the
 service catalogue writes it), per cookie `storage`
@@ -37,6 +39,8 @@ from babel.units import format_unit
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import ngettext
+
+from . import catalogue
 
 STANDARD_CATEGORIES = ("necessary", "preferences", "analytics", "marketing")
 HOST_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$")
@@ -553,8 +557,12 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
         if not isinstance(service, dict):
             errors[sfield] = "must be an object"
             continue
-        for key in sorted(set(service) - {"name", "provider", "cookies", "own_purposes", "transfer"}):
+        for key in sorted(set(service) - {"name", "provider", "cookies", "catalogue", "own_purposes", "transfer"}):
             errors[f"{sfield}.{key}"] = "is not a service field"
+        listed = service.get("catalogue")
+        if listed is not None and (not isinstance(listed, str) or catalogue.service(listed) is None):
+            errors[f"{sfield}.catalogue"] = ("must be the id of a service in the catalogue "
+                                             "(flask catalogue list), or left out")
         own_purposes = service.get("own_purposes", False)
         if not isinstance(own_purposes, bool):
             errors[f"{sfield}.own_purposes"] = "must be true or false"
@@ -602,6 +610,8 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
             "cookies": clean_cookies,
         }
         # Written only when set, so that a definition without them keeps its hash.
+        if listed is not None:
+            clean_service["catalogue"] = listed
         if own_purposes is True:
             clean_service["own_purposes"] = True
         if transfer is not None:
@@ -706,10 +716,30 @@ def choice_hash(site: dict[str, Any]) -> str:
     when it changes, whichever language the visitor chose in (`banner_hash` covers one language).
     Marketing's own banner title and text count too: a first layer that says something else is
     asked about again, in every language."""
-    covered = {"categories": site["categories"], "consent_days": site["consent_days"]}
+    covered = {"categories": _without_catalogue(site["categories"]), "consent_days": site["consent_days"]}
     if site.get("banner"):
         covered["banner"] = site["banner"]
     return banner_hash(covered)
+
+
+def _without_catalogue(categories: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The categories without their services' catalogue links, which no visitor reads: linking a
+    service to the catalogue asks nobody again."""
+    return [dict(category, services=[{k: v for k, v in service.items() if k != "catalogue"}
+                                     for service in category["services"]]) for category in categories]
+
+
+def consent_signals(site: dict[str, Any]) -> dict[str, str]:
+    """Consent API (of widget/signals.js: uet, clarity, matomo, meta) to the category the site
+    declares its service in, for each declared service the catalogue knows a consent API of;
+    a service declared in two categories follows the first."""
+    signals: dict[str, str] = {}
+    for category in site["categories"]:
+        for service in category["services"]:
+            api = (catalogue.service(service.get("catalogue", "")) or {}).get("consent_api")
+            if api:
+                signals.setdefault(api, category["id"])
+    return signals
 
 
 def cookie_patterns(site: dict[str, Any]) -> dict[str, list[str]]:

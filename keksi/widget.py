@@ -1,5 +1,6 @@
 """The embeddable consent widget: build widget/consent.js into one minified, precompressed script,
-and keep every build served in the store (code escrow).
+and keep every build served in the store (code escrow); build widget/signals.js, the other vendors'
+consent signals that consent.js loads for the sites that need them, the same way.
 
 The build minifies the script (tdewolff/minify through minify-go, which also renames local
 names, so the source keeps readable ones) and the stylesheet (rcssmin), puts the stylesheet into
@@ -27,6 +28,7 @@ CSS_MARK = '"__KEKSI_CSS__"'
 VERSION_MARK = "__KEKSI_VERSION__"
 PLACEHOLDER_VERSION = "0" * 12
 SOURCES = ("consent.js", "consent.css")
+SIGNALS = ("signals.js",)  # no styles and no version of its own: it is not what a record names
 
 
 @dataclass(frozen=True)
@@ -51,19 +53,27 @@ class BuildError(ValueError):
     """The widget sources cannot be built (a marker is missing)."""
 
 
-def minify(script: str, css: str) -> tuple[str, str]:
-    """The built script, and its version: the hash of the build before the version is stamped in."""
+def minify(script: str, css: str | None = None) -> tuple[str, str]:
+    """The built script, and its version: the hash of the build before the version is stamped in.
+    Without `css`, a script that neither inlines styles nor stamps its version (signals.js)."""
+    if css is None:
+        built = _minify_js(script)
+        return built, _version(built)
     if CSS_MARK not in script or VERSION_MARK not in script:
         raise BuildError(f"consent.js must contain {CSS_MARK} and \"{VERSION_MARK}\"")
     css_min = rcssmin.cssmin(css)
-    try:
-        js_min = tdewolff.string("application/javascript", script)
-    except tdewolff.MinifyError as exc:
-        raise BuildError(f"consent.js does not parse: {exc}") from None
+    js_min = _minify_js(script)
     # json.dumps gives a valid JavaScript string literal; no "</script>" can occur in CSS we wrote.
     built = js_min.replace(CSS_MARK, json.dumps(css_min, ensure_ascii=False))
     version = _version(built.replace(VERSION_MARK, PLACEHOLDER_VERSION))
     return built.replace(VERSION_MARK, version), version
+
+
+def _minify_js(script: str) -> str:
+    try:
+        return tdewolff.string("application/javascript", script)
+    except tdewolff.MinifyError as exc:
+        raise BuildError(f"the script does not parse: {exc}") from None
 
 
 def _version(unstamped: str) -> str:
@@ -76,14 +86,14 @@ def is_build_of(script: str, version: str) -> bool:
     return version in script and _version(script.replace(version, PLACEHOLDER_VERSION)) == version
 
 
-def _sources(folder: Path) -> tuple[list[str], str]:
-    texts = [(folder / name).read_text(encoding="utf-8") for name in SOURCES]
+def _sources(folder: Path, sources: tuple[str, ...] = SOURCES) -> tuple[list[str], str]:
+    texts = [(folder / name).read_text(encoding="utf-8") for name in sources]
     return texts, hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
 
 
-def build(folder: Path) -> Build:
-    """Build the widget from the sources in `folder`."""
-    texts, source_hash = _sources(folder)
+def build(folder: Path, sources: tuple[str, ...] = SOURCES) -> Build:
+    """Build the widget (or with `sources=SIGNALS`, signals.js) from the sources in `folder`."""
+    texts, source_hash = _sources(folder, sources)
     return _build(texts, source_hash)
 
 
@@ -96,23 +106,23 @@ def _build(texts: list[str], source_hash: str) -> Build:
 
 
 _lock = threading.Lock()
-_seen: dict[str, tuple] = {}  # folder -> the files' (name, mtime, size) when last read
-_builds: dict[str, Build] = {}  # folder -> its build, which knows the sources' hash
+_seen: dict[str, tuple] = {}  # folder and sources -> the files' (name, mtime, size) when last read
+_builds: dict[str, Build] = {}  # folder and sources -> its build, which knows the sources' hash
 
 
-def current(folder: Path) -> Build:
-    """The build of the sources as they are now, made once per process.
+def current(folder: Path, sources: tuple[str, ...] = SOURCES) -> Build:
+    """The build of the sources (the widget's, or SIGNALS) as they are now, made once per process.
 
     A build is keyed by the sources' contents. To keep a request to two stat calls, the
     files are read again only when their size or modification time changes, and rebuilt
     only when their contents did.
     """
-    stamp = tuple((name, (st := (folder / name).stat()).st_mtime_ns, st.st_size) for name in SOURCES)
-    where = str(folder)
+    stamp = tuple((name, (st := (folder / name).stat()).st_mtime_ns, st.st_size) for name in sources)
+    where = f"{folder}\0{sources[0]}"
     if _seen.get(where) != stamp or where not in _builds:
         with _lock:
             if _seen.get(where) != stamp or where not in _builds:
-                texts, source_hash = _sources(folder)
+                texts, source_hash = _sources(folder, sources)
                 old = _builds.get(where)
                 if old is None or old.source_hash != source_hash:
                     _builds[where] = _build(texts, source_hash)

@@ -268,6 +268,24 @@ def test_the_form_shows_a_stored_site_and_saving_it_unchanged_changes_nothing(ap
     assert {lang: config(marketing, lang=lang)["banner_hash"] for lang in LANGS} == hashes
 
 
+def test_saving_the_form_keeps_a_services_catalogue_link_which_it_does_not_show(app, marketing):
+    linked = json.loads(json.dumps(DEMO_SITE))
+    linked["categories"][2]["services"][0]["catalogue"] = "matomo"  # the demo's Matomo
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.save_site(sites.validate(linked, LANGS), "tests", create=False)
+    finally:
+        store.close()
+    before = stored_site(app, "demo")
+    values = form_values(marketing, "/admin/sites/demo/edit")
+    values["rows_analytics-0-purpose_en"] = "Tells visits apart."
+    response = marketing.post("/admin/sites/demo/edit", data=dict(values, step="save"))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    after = stored_site(app, "demo")
+    assert after != before and after["categories"][2]["services"][0]["catalogue"] == "matomo"
+    assert config(marketing)["signals"].endswith("/widget/v1/signals.js?matomo=analytics")
+
+
 def test_the_edit_form_says_before_saving_that_visitors_may_be_asked_again(marketing):
     page = marketing.get("/admin/sites/demo/edit").get_data(as_text=True)
     note = re.search(r'<div class="banner-note" id="banner-note">(.*?)</div>', page, re.S).group(1)

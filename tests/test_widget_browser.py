@@ -60,9 +60,9 @@ class Widget:
     """The consent server, the host origin, this test's site and its choices in the database."""
 
     def __init__(self, app: Any, server: Any, host: HostServer, site: str,
-                 faults: ConsentFaults | None = None):
+                 faults: ConsentFaults | None = None, definition: dict[str, Any] | None = None):
         self.app, self.server, self.host, self.site, self.faults = app, server, host, site, faults
-        add_site(app, id=site, origins=[host.url])
+        add_site(app, definition, id=site, origins=[host.url])
         self.script_url = f"{server.url}/widget/v1/consent.js"
         for name in ("a", "b", "m"):
             host.script(f"/{name}.js", LOG_SCRIPT.format(name=name))

@@ -407,7 +407,8 @@
     open: () => open("reopened"),
     on: (type, fn) => type == "change" && listeners.push(fn),
   };
-  if (state) ready(activate);
+  // Tagged scripts start once the configuration is here (the browser keeps it five minutes), so
+  // that a site's other consent signals reach their vendors first; without it, on the stored choice.
 
   config
     .then(c => ready(() => {
@@ -448,9 +449,13 @@
         showBanner(changed);
       }
       if (state) sweep(); // (never in a preview, which has no stored choice)
+      // Consent signals for vendors other than Google (signals.js), for a site that declares such a
+      // service: the first of the tagged scripts, so each vendor hears of the choice before its tag.
+      if (c.signals && !preview) D.head.prepend(h("script", {type: "text/plain", "data-consent": "necessary",
+        src: c.signals}));
       activate();
       if (location.hash == "#keksi-settings") open("reopened"); // the receipt's "change or withdraw"
       P.mark("keksi:ready");
     }))
-    .catch(e => console.error("keksi:", e));
+    .catch(e => (console.error("keksi:", e), state && ready(activate)));
 })();

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
@@ -191,6 +191,9 @@ def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
         receipt_url=url_for("site.receipt", lang=lang, consent_id="CONSENTID",
                             _external=True).replace("CONSENTID", "{consent_id}"),
     )
+    signals = sites.consent_signals(site)
+    if signals:  # other vendors' consent APIs: widget/signals.js, told which and for which category
+        body["signals"] = f"{url_for('widget.signals', _external=True)}?{urlencode(sorted(signals.items()))}"
     etag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
     return _Config(current_app.json.response(body).get_data(), etag, lang, frozenset(site["origins"]))
 

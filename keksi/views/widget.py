@@ -1,4 +1,4 @@
-"""The embeddable consent widget: GET /widget/v1/consent.js, minified and precompressed."""
+"""The embeddable consent widget: GET /widget/v1/consent.js (and signals.js), minified and precompressed."""
 
 from __future__ import annotations
 
@@ -21,13 +21,28 @@ def _encoding() -> str:
     return "identity"
 
 
+def _folder() -> Path:
+    return Path(current_app.root_path) / "widget"
+
+
 @bp.get("/consent.js")
 def script():
     """The widget script for `<script src=… data-site=…>`; cacheable by any site."""
-    build = widget.current(Path(current_app.root_path) / "widget")
+    build = widget.current(_folder())
     # Kept before it is served: a record naming this version can always show its code. When the
     # database is locked the script is refused (503) rather than served unkept.
     widget.archive(build, get_store(), current_app.extensions.setdefault("keksi.widget_builds", set()))
+    return _serve(build)
+
+
+@bp.get("/signals.js")
+def signals():
+    """Other vendors' consent signals, which the widget loads for a site that declares their services;
+    its query string (from the site's configuration) says which. Cacheable by any site."""
+    return _serve(widget.current(_folder(), widget.SIGNALS))
+
+
+def _serve(build: widget.Build) -> Response:
     encoding = _encoding()
     response = Response(build.body(encoding), mimetype="text/javascript")
     response.headers["Content-Type"] = "text/javascript; charset=utf-8"
