@@ -1,6 +1,7 @@
 """The embeddable consent widget: build widget/consent.js into one minified, precompressed script,
-and keep every build served in the store (code escrow); build widget/signals.js, the other vendors'
-consent signals that consent.js loads for the sites that need them, the same way.
+and keep every build served in the store (code escrow). widget/signals.js, the other vendors'
+consent signals that consent.js loads for the sites that need them, is minified and compressed the
+same way; it is not kept, since no record names its version.
 
 The build minifies the script (tdewolff/minify through minify-go, which also renames local
 names, so the source keeps readable ones) and the stylesheet (rcssmin), puts the stylesheet into
