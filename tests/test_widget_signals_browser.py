@@ -181,3 +181,19 @@ def test_nothing_is_sent_nor_loaded_for_services_the_site_does_not_declare(page:
     assert not [url for url in requested if "signals.js" in url]
     widget.wait_rows(1)
     expect(banner(page)).to_have_count(0)
+
+
+def test_without_the_configuration_tagged_scripts_still_run_on_the_stored_choice(
+        page: Page, widget: Widget, console_errors):
+    page.goto(widget.page(body=TAGS))
+    signals_ran(page)
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    widget.wait_rows(1)
+    wait_until(lambda: len(received(page)) == 4)
+
+    console_errors.allow(r"^keksi: TypeError", r"ERR_FAILED")
+    page.route("**/api/v1/sites/*/config*", lambda route: route.abort())  # the consent host is down
+    page.reload()
+    wait_until(lambda: len(received(page)) == 4)  # each tag ran, without any consent signal
+    assert received(page)["uet"] == ["loaded"] and received(page)["matomo"] == ["loaded"]
+    assert page.evaluate("keksi.get('marketing')") is True
