@@ -687,12 +687,17 @@ def _provider_shown(service: dict[str, Any], lang: str) -> str:
         parts.append(_("also for its own purposes"))
     transfer = service.get("transfer")
     if transfer and transfer.get("country"):
-        country = Locale.parse(lang).territories.get(transfer["country"], transfer["country"])
+        country = country_name(transfer["country"], lang)
         parts.append(_("outside the EU/EEA (%(country)s) under %(safeguard)s", country=country,
                        safeguard=safeguard_name(transfer["safeguard"])))
     elif transfer:
         parts.append(_("outside the EU/EEA under %(safeguard)s", safeguard=safeguard_name(transfer["safeguard"])))
     return "; ".join(parts)
+
+
+def country_name(code: str, lang: str) -> str:
+    """An ISO 3166 country code as `lang` names the country."""
+    return Locale.parse(lang).territories.get(code, code)
 
 
 def _stored_name(cookie: dict[str, Any]) -> str:

@@ -1,0 +1,133 @@
+"""The cookie notice follows the declaration (issue 14.6): the draft's tables in fi, sv and en, legal's
+prose kept around them, and a declaration change as a diff line."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from keksi import cookie_notice, diffs, notices, sites
+
+from .conftest import SAMPLE_NOTICES, SHIPPED_NOTICES
+from .ledger import DEMO_SITE
+
+LANGS = ("fi", "sv", "en")
+OPERATOR = "Tiimityö Oy"
+# Words the tables say in each language: a duration, a party, where marketing data goes.
+WORDS = {
+    "fi": ("13 kuukautta", "Ensimmäinen osapuoli", "Kolmas osapuoli", "Yhdysvallat, suojatoimena vakiosopimuslausekkeet"),
+    "sv": ("13 månader", "Förstapart", "Tredjepart", "USA, med stöd av standardavtalsklausuler"),
+    "en": ("13 months", "First party", "Third party", "United States, under standard contractual clauses"),
+}
+EVERY_COOKIE = ("keksi_consent", "keksi_queue", "tt_session", "tt_csrf", "tt_lang", "tt_theme",
+                "_pk_id.*", "_pk_ses.*", "_gcl_au", "li_fat_id")
+
+
+@pytest.fixture
+def site():
+    return sites.validate(copy.deepcopy(DEMO_SITE), list(LANGS))
+
+
+def body_of(path) -> str:
+    return notices.read_source(path, path.parent.parent).body
+
+
+def shipped(lang: str) -> str:
+    return body_of(SHIPPED_NOTICES / "cookies" / f"2026-12-02.{lang}.md")
+
+
+def draft(app, site, lang, base):
+    with app.app_context():
+        return cookie_notice.draft(site, lang, base, OPERATOR)
+
+
+def table_rows(body: str, category: str) -> list[list[str]]:
+    block = re.search(rf"<!-- keksi:cookies {category} -->\n(.*?)\n<!-- /keksi:cookies {category} -->", body, re.S)
+    assert block, f"no {category} block"
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in block[1].splitlines()]
+
+
+def outside_tables(body: str) -> list[str]:
+    return [line for line in body.splitlines() if line.strip() and not line.startswith(("|", "<!--"))]
+
+
+# -- the generator -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_draft_from_the_shipped_notice_keeps_legals_prose_and_writes_every_declared_cookie(app, site, lang):
+    base = shipped(lang)
+    written = draft(app, site, lang, base)
+    assert written.adopted == ["necessary", "preferences", "analytics", "marketing"], "the unmarked tables are adopted"
+    assert written.added == written.removed == []
+    assert outside_tables(written.body) == outside_tables(base), "legal's words are all kept, in their order"
+    months, first, third, transfer = WORDS[lang]
+    analytics = table_rows(written.body, "analytics")
+    assert analytics[2][0] == "`_pk_id.*`" and analytics[2][3] == months and analytics[2][4] == first
+    marketing = table_rows(written.body, "marketing")
+    assert len(marketing[0]) == 6, "a category with a declared transfer has the column"
+    assert marketing[3][4] == third and marketing[3][5] == transfer
+    assert len(table_rows(written.body, "necessary")[0]) == 5, "and one without has not"
+    html = notices.render(written.body)
+    assert all(f"<code>{name}</code>" in html for name in EVERY_COOKIE)
+    assert "keksi:cookies" not in html, "the marks are never shown"
+    assert draft(app, site, lang, written.body).body == written.body, "drafting again changes nothing"
+
+
+def test_a_declaration_change_is_one_changed_line_of_the_diff(app, site):
+    before = draft(app, site, "en", shipped("en")).body
+    site["categories"][3]["services"][0]["cookies"][0]["duration"] = "P60D"
+    after = draft(app, site, "en", before).body
+    changed = [line for line in diffs.diff(before, after) if line.kind != "same"]
+    assert [(line.kind, line.block) for line in changed] == [("before", "tr"), ("after", "tr")], "one row changed"
+    assert "<del>90</del>" in str(changed[0].html) and "<ins>60</ins>" in str(changed[1].html)
+    assert "_gcl_au" in str(changed[1].html)
+
+
+def test_a_new_category_gets_its_section_and_a_dropped_one_loses_its_table(app, site):
+    base = draft(app, site, "fi", shipped("fi")).body
+    chat = {"id": "chat", "label": {"fi": "Chat", "sv": "Chatt", "en": "Chat"},
+            "purpose": {"fi": "Asiakaspalvelun chat.", "sv": "Kundtjänstens chatt.", "en": "The support chat."},
+            "services": [{"name": "Intercom", "provider": "Intercom R&D Unlimited Company",
+                          "cookies": [{"name": "intercom-id-*", "provider": "Intercom R&D Unlimited Company",
+                                       "purpose": "Tunnistaa keskustelun.", "duration": "P9M"}]}]}
+    site["categories"] = [c for c in site["categories"] if c["id"] != "preferences"] + [chat]
+    written = draft(app, site, "fi", base)
+    assert written.added == ["chat"] and written.removed == ["preferences"]
+    assert "<!-- keksi:cookies preferences -->" not in written.body and "tt_theme" not in written.body
+    assert "## Asetusevästeet" in written.body, "legal's section stays for legal to rewrite"
+    section = written.body.split("## Chat\n\n", 1)[1]
+    assert section.startswith("Asiakaspalvelun chat.\n\n<!-- keksi:cookies chat -->")
+    assert table_rows(written.body, "chat")[2][1:5] == [
+        "Intercom R&D Unlimited Company", "Tunnistaa keskustelun.", "9 kuukautta", "Kolmas osapuoli"]
+    assert written.body.index("## Chat") > written.body.index("<!-- /keksi:cookies marketing -->")
+    assert written.body.index("## Chat") < written.body.index("## Selosteen muutokset"), "before legal's closing"
+
+
+@pytest.mark.parametrize("lang, heading", [("fi", "## Välttämättömät evästeet"), ("sv", "## Nödvändiga kakor"),
+                                           ("en", "## Necessary cookies")])
+def test_without_a_version_the_draft_starts_from_the_template(app, site, lang, heading):
+    written = draft(app, site, lang, None)
+    assert written.added == ["necessary", "preferences", "analytics", "marketing"]
+    assert written.body.count("<!-- /keksi:cookies ") == 4 and heading in written.body
+    assert "Tiimityö (demo)" in written.body.splitlines()[0]
+    assert not notices.check_rendering([written.body])[0]
+
+
+def test_declared_text_is_shown_as_written_never_as_markup(app, site):
+    cookie = site["categories"][0]["services"][0]["cookies"][0]
+    cookie["purpose"] = {lang: "A | B <script>alert(1)</script> **bold** [link](javascript:alert(1))" for lang in LANGS}
+    cookie["name"] = "odd`name|x"
+    html = notices.render(draft(app, site, "en", None).body)
+    row = re.search(r"<tr>\s*<td><code>odd`name\|x</code></td>(.*?)</tr>", html, re.S)
+    assert row, html
+    cells = re.findall(r"<td>(.*?)</td>", row[1], re.S)
+    assert len(cells) == 4, "a pipe in the text splits no cell"
+    assert cells[1] == "A | B &lt;script&gt;alert(1)&lt;/script&gt; **bold** [link](javascript:alert(1))"
+
+
+def test_the_frozen_fixture_notice_is_adopted_too(app, site):
+    written = draft(app, site, "sv", body_of(SAMPLE_NOTICES / "cookies" / "2025-09-15.sv.md"))
+    assert "necessary" in written.adopted and written.body.count("<!-- keksi:cookies ") == 4
