@@ -1,5 +1,6 @@
 """The cookie notice follows the declaration (issue 14.6): the draft's tables in fi, sv and en, legal's
-prose kept around them, and a declaration change as a diff line."""
+prose kept around them, a declaration change as a diff line, and the draft through the admin to the
+public page."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 
 from keksi import cookie_notice, diffs, notices, sites
 
-from .conftest import SAMPLE_NOTICES, SHIPPED_NOTICES
-from .ledger import DEMO_SITE
+from keksi.store import open_store
+
+from .conftest import SAMPLE_NOTICES, SHIPPED_NOTICES, from_store
+from .ledger import DEMO_SITE, add_site
+from .test_admin import add_user, csrf, input_value, previewed, sign_in, textarea
 
 LANGS = ("fi", "sv", "en")
 OPERATOR = "Tiimityö Oy"
@@ -131,3 +135,96 @@ def test_declared_text_is_shown_as_written_never_as_markup(app, site):
 def test_the_frozen_fixture_notice_is_adopted_too(app, site):
     written = draft(app, site, "sv", body_of(SAMPLE_NOTICES / "cookies" / "2025-09-15.sv.md"))
     assert "necessary" in written.adopted and written.body.count("<!-- keksi:cookies ") == 4
+
+
+# -- the admin ---------------------------------------------------------------------------------
+
+NEW = "/admin/notices/cookies/new"
+
+
+@pytest.fixture
+def legal(app):
+    add_site(app)
+    add_user(app, "legal@example.fi", "legal")
+    client = app.test_client()
+    sign_in(client, "legal@example.fi")
+    return client
+
+
+def drafted_form(page: str) -> dict[str, str]:
+    data = {}
+    for lang in LANGS:
+        data[f"title_{lang}"] = input_value(page, f"title_{lang}")
+        data[f"summary_{lang}"] = textarea(page, f"summary_{lang}")
+        data[f"body_{lang}"] = textarea(page, f"body_{lang}")
+    return data
+
+
+def preview_and_publish(legal, data: dict[str, str], date: str = "2026-11-22"):
+    """Preview the drafted form as posted, then publish what was previewed, with a reason."""
+    form = {"csrf_token": csrf(legal, NEW), "effective_date": date, "step": "preview", **data}
+    preview = legal.post(f"{NEW}?site=demo", data=form)
+    assert preview.status_code == 200, preview.get_data(as_text=True)[:2000]
+    return preview, legal.post(f"{NEW}?site=demo", data=dict(
+        form, step="publish", previewed=previewed(preview), reason="Tables from the declaration.", confirm="y"))
+
+
+def test_legal_drafts_from_the_declaration_previews_the_diff_and_publishes(app, legal, client):
+    listing = legal.get("/admin/notices").get_data(as_text=True)
+    assert f'href="{NEW}?site=demo">Draft from the declaration of Tiimityö (demo)' in listing
+    page = legal.get(f"{NEW}?site=demo").get_data(as_text=True)
+    assert "Drafted from the declaration of Tiimityö (demo)" in page
+    data = drafted_form(page)
+    assert data["summary_fi"] == "Evästetaulukot vastaavat sivuston Tiimityö (demo) evästeilmoitusta."
+    for lang in LANGS:
+        assert "<!-- keksi:cookies marketing -->" in data[f"body_{lang}"]
+        assert WORDS[lang][3] in data[f"body_{lang}"]
+    preview, done = preview_and_publish(legal, data)
+    shown = preview.get_data(as_text=True)
+    assert "Changes from the version of 15 September 2025" in shown
+    assert '<span class="diff-cell">Third party</span>' in shown.split('class="diff-added diff-tr"')[-1]
+    assert "Drafted from the declaration" not in shown, "the note is for the drafted form only"
+    assert done.status_code == 302, done.get_data(as_text=True)[:2000]
+    entry = next(e for e in from_store(app, "audit_log", 50) if e["action"] == "notice.publish")
+    assert entry["subject"].startswith("cookies/2026-11-22") and "Tables from the declaration." in str(entry)
+    for lang in LANGS:
+        public = client.get(f"/{lang}/cookies").get_data(as_text=True)
+        assert all(f"<code>{name}</code>" in public for name in EVERY_COOKIE)
+        months, first, third, transfer = WORDS[lang]
+        assert f"<td>{months}</td>" in public and f"<td>{third}</td>" in public and f"<td>{transfer}</td>" in public
+        assert "keksi:cookies" not in public
+
+
+def test_the_draft_note_names_new_and_dropped_categories_in_the_admins_language(app, legal):
+    _, done = preview_and_publish(legal, drafted_form(legal.get(f"{NEW}?site=demo").get_data(as_text=True)))
+    assert done.status_code == 302  # a version whose tables are marked
+    chat = dict(copy.deepcopy(DEMO_SITE["categories"][1]), id="chat", label="Chat", purpose="The support chat.")
+    changed = dict(copy.deepcopy(DEMO_SITE), categories=[
+        *(c for c in DEMO_SITE["categories"] if c["id"] != "analytics"), chat])
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.save_site(sites.validate(changed, list(LANGS)), "tests", create=False)
+    finally:
+        store.close()
+    legal.get("/admin/?lang=fi")
+    page = legal.get(f"{NEW}?site=demo").get_data(as_text=True)
+    assert "Luonnos on laadittu sivuston Tiimityö (demo) evästeilmoituksesta" in page
+    assert "Uudet osiot luokille, joita teksti ei kattanut: Chat." in page
+    assert "Poistetut taulukot, luokista joita sivusto ei enää ilmoita: Analytiikka." in page
+    assert "_pk_id" not in textarea(page, "body_fi") and "## Chat" in textarea(page, "body_sv")
+
+
+def test_a_draft_from_an_unknown_or_unlinked_site_is_a_clear_404(app, legal):
+    missing = legal.get(f"{NEW}?site=nope")
+    assert missing.status_code == 404 and "There is no site with the id nope." in missing.get_data(as_text=True)
+    other = legal.get("/admin/notices/privacy/new?site=demo")
+    assert other.status_code == 404
+    assert "does not link this notice as its cookie notice" in other.get_data(as_text=True)
+
+
+def test_marketing_cannot_draft_a_notice(app):
+    add_site(app)
+    add_user(app, "marketing@example.fi", "marketing")
+    client = app.test_client()
+    sign_in(client, "marketing@example.fi")
+    assert client.get(f"{NEW}?site=demo").status_code == 403

@@ -13,11 +13,12 @@ from datetime import date
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 
-from .. import diffs, notices
+from .. import cookie_notice, diffs, notices, sites
 from ..clock import today
 from ..forms import WithdrawForm, notice_form_bytes, notice_version_form
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
@@ -60,7 +61,13 @@ def notice_list():
     """Every notice: its current and upcoming versions."""
     slugs = sorted({v["slug"] for v in get_store().notice_versions()})
     items = [_notice(slug) for slug in slugs]
-    return render_template("admin/notices.html", notices=[n for n in items if n])
+    return render_template("admin/notices.html", notices=[n for n in items if n],
+                           declaring={slug: _declaring_sites(slug) for slug in slugs})
+
+
+def _declaring_sites(slug: str) -> list[dict[str, Any]]:
+    """The sites whose declaration links `slug` as their cookie notice: a draft can come from each."""
+    return [site for site in get_store().sites() if site["notices"].get("cookies") == slug]
 
 
 # -- a new version ------------------------------------------------------------------
@@ -83,6 +90,36 @@ def _form_defaults(slug: str, start: notices.Version | None) -> dict[str, Any]:
     return data
 
 
+def _draft(slug: str, start: notices.Version | None, site_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Fill `data` with a draft whose tables come from the site's declaration, around the text of
+    `start` in each language (module `cookie_notice`); return what the page says about it."""
+    site = get_store().site(site_id)
+    if site is None:
+        abort(404, _("There is no site with the id %(id)s.", id=site_id))
+    if site["notices"].get("cookies") != slug:
+        abort(404, _("The site %(site)s does not link this notice as its cookie notice.", site=site["name"]))
+    notes: dict[str, set[str]] = {"added": set(), "removed": set()}
+    for lang in current_app.config["LANGUAGES"]:
+        written = cookie_notice.draft(site, lang, data.get(f"body_{lang}"), current_app.config["ORGANIZATION"])
+        with force_locale(lang):
+            data.setdefault(f"title_{lang}", cookie_notice.title())
+            data[f"summary_{lang}"] = cookie_notice.summary(site)
+        data[f"body_{lang}"] = written.body
+        notes["added"].update(written.added if start else ())
+        notes["removed"].update(written.removed)
+    return {"site": site, "added": _category_names(site, notes["added"]),
+            "removed": _category_names(site, notes["removed"])}
+
+
+def _category_names(site: dict[str, Any], ids: set[str]) -> list[str]:
+    """Categories by their label in the admin's language, in the site's order; those the site no
+    longer has after them."""
+    labels = {c["id"]: c["label"] for c in sites.banner(site, current_language())["categories"]}
+    order = [cid for cid in labels if cid in ids] + sorted(ids - set(labels))
+    return [labels.get(cid) or (sites.category_label(cid) if cid in sites.STANDARD_CATEGORIES else cid)
+            for cid in order]
+
+
 def _start(notice: notices.Notice | None) -> notices.Version | None:
     """The version the form starts from: `?from=` when it is one of the starting points, else the
     latest by date, upcoming ones included, so that a new version does not drop their changes."""
@@ -98,8 +135,13 @@ def notice_new(slug: str):
     notice = _notice(slug)
     start = _start(notice)
     form_class = notice_version_form(current_app.config["LANGUAGES"], LANGUAGE_NAMES)
-    form = form_class(data=_form_defaults(slug, start) if request.method == "GET" else None)
-    page: dict[str, Any] = {"previews": [], "undos": [], "not_previewed": False}
+    page: dict[str, Any] = {"previews": [], "undos": [], "not_previewed": False, "draft": None}
+    defaults = None
+    if request.method == "GET":
+        defaults = _form_defaults(slug, start)
+        if "site" in request.args:
+            page["draft"] = _draft(slug, start, request.args["site"], defaults)
+    form = form_class(data=defaults)
     status = 200
     if request.method == "POST":
         status, done = _post_version(form, slug, notice, page)
@@ -107,7 +149,7 @@ def notice_new(slug: str):
             return done
     return render_template(
         "admin/notice_form.html", form=form, slug=slug, notice=notice, start=start,
-        starting_points=_starting_points(notice), today_date=today(),
+        starting_points=_starting_points(notice), today_date=today(), declaring=_declaring_sites(slug),
         languages=current_app.config["LANGUAGES"],
         summary=_error_summary(form), **page), status
 
