@@ -5,9 +5,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import sys
 import tomllib
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -15,10 +16,12 @@ from zoneinfo import ZoneInfo
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import force_locale
 
 from . import auth, erasure
 from . import catalogue as catalogue_mod
 from . import consents as consents_mod
+from . import cookie_notice
 from . import figures as figures_mod
 from . import notices as notices_mod
 from . import proof
@@ -141,6 +144,77 @@ def export_command() -> None:
     click.echo(f"{len(written)} files written." if written else "Every published version has its file.")
     if problems:
         raise SystemExit(1)
+
+
+@notices_cli.command("draft-cookies")
+@click.argument("site_id")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The notices folder to write into (default: KEKSI_NOTICES_DIR).")
+@click.option("--date", "version", default=None,
+              help="The draft's effective date, YYYY-MM-DD (default: today, or the day after the latest version).")
+def draft_cookies_command(site_id: str, out: Path | None, version: str | None) -> None:
+    """Write a draft of a site's cookie notice whose tables come from the site's declaration: one
+    file per language, <slug>/<date>.<lang>.md, from the text of the latest published version (its
+    words around the marked tables kept). Never overwrites a file. Review the draft, write its
+    change summary, then run check and publish, as for any version.
+
+    Example: flask notices draft-cookies demo --date 2027-01-15 && git add notices/cookies
+    """
+    store = get_store()
+    site = store.site(site_id)
+    if site is None:
+        raise click.ClickException(f"there is no site {site_id!r}")
+    slug = site["notices"]["cookies"]
+    published = {v["version"] for v in store.notice_versions(slug=slug)}
+    latest = max(published, default=None)
+    version = _draft_date(version, latest)
+    folder = (out or _notices_dir()) / slug
+    paths = [folder / f"{version}.{lang}.md" for lang in current_app.config["LANGUAGES"]]
+    if version in published or any(path.exists() for path in paths):
+        raise click.ClickException(f"version {version} of {slug!r} exists already: choose another --date")
+    drafts = [_draft_file(site, slug, version, lang, latest) for lang in current_app.config["LANGUAGES"]]
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, (source, _) in zip(paths, drafts):
+        path.write_text(source.source, encoding="utf-8")
+        click.echo(f"wrote {path}")
+    if latest:  # a first version is all new sections: nothing to point out
+        _draft_notes([written for _, written in drafts])
+    click.echo("Review the draft and write its change summary, then: flask notices check && flask notices publish")
+
+
+def _draft_date(value: str | None, latest: str | None) -> str:
+    """`--date` as written YYYY-MM-DD, else today or, when later, the day after the latest version."""
+    if value is None:
+        after = date.fromisoformat(latest) + timedelta(days=1) if latest else today()
+        return max(today(), after).isoformat()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--date")
+    return _day(value, "--date")
+
+
+def _draft_file(site: dict, slug: str, version: str, lang: str,
+                latest: str | None) -> tuple[notices_mod.Source, cookie_notice.Draft]:
+    """One language of the drafted version, as the file `publish` reads."""
+    base = get_store().notice_version(slug, latest, lang) if latest else None
+    written = cookie_notice.draft(site, lang, base["body"] if base else None, current_app.config["ORGANIZATION"])
+    with force_locale(lang):
+        title, summary = (base["title"] if base else cookie_notice.title()), cookie_notice.summary(site)
+    source = notices_mod.compose_source(slug, version, lang, title, summary, False, written.body)
+    if isinstance(source, notices_mod.Problem):
+        raise click.ClickException(str(source))
+    return source, written
+
+
+def _draft_notes(drafts: list[cookie_notice.Draft]) -> None:
+    """What legal writes besides the tables: new sections' prose, and what the text says of a
+    category no longer declared."""
+    added = sorted({cid for d in drafts for cid in d.added})
+    removed = sorted({cid for d in drafts for cid in d.removed})
+    if added:
+        click.echo(f"New sections for categories the text did not cover: {', '.join(added)}. Write their prose.")
+    if removed:
+        click.echo(f"Tables taken out, of categories no longer declared: {', '.join(removed)}. "
+                   "Remove or rewrite what the text says of them.")
 
 
 sites_cli = AppGroup("sites", help="Manage the sites that embed the consent widget.")

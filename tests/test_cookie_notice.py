@@ -1,6 +1,6 @@
 """The cookie notice follows the declaration (issue 14.6): the draft's tables in fi, sv and en, legal's
-prose kept around them, a declaration change as a diff line, and the draft through the admin to the
-public page."""
+prose kept around them, a declaration change as a diff line, and the draft through the admin and the CLI
+to the public page."""
 
 from __future__ import annotations
 
@@ -228,3 +228,33 @@ def test_marketing_cannot_draft_a_notice(app):
     client = app.test_client()
     sign_in(client, "marketing@example.fi")
     assert client.get(f"{NEW}?site=demo").status_code == 403
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_the_cli_writes_a_draft_that_check_and_publish_take_like_any_version(app, runner, notices_dir, client):
+    add_site(app)
+    result = runner.invoke(args=["notices", "draft-cookies", "demo"])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (notices_dir / "cookies").glob("2026-11-22.*.md"))
+    assert written == ["2026-11-22.en.md", "2026-11-22.fi.md", "2026-11-22.sv.md"]
+    source = (notices_dir / "cookies" / "2026-11-22.sv.md").read_text(encoding="utf-8")
+    assert source.startswith("---\ntitle: ") and "material: false" in source and WORDS["sv"][3] in source
+    again = runner.invoke(args=["notices", "draft-cookies", "demo"])
+    assert again.exit_code == 1 and "exists already" in again.output
+    assert runner.invoke(args=["notices", "check"]).exit_code == 0
+    assert runner.invoke(args=["notices", "publish", "--reason", "Declaration"]).exit_code == 0
+    assert "<td>Tredjepart</td>" in client.get("/sv/cookies").get_data(as_text=True)
+
+
+def test_the_cli_writes_elsewhere_with_out_and_refuses_what_it_cannot_do(app, runner, tmp_path):
+    add_site(app)
+    out = tmp_path / "elsewhere"
+    result = runner.invoke(args=["notices", "draft-cookies", "demo", "--out", str(out), "--date", "2027-01-15"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "cookies").iterdir()) == [f"2027-01-15.{lang}.md" for lang in ("en", "fi", "sv")]
+    unknown = runner.invoke(args=["notices", "draft-cookies", "nope"])
+    assert unknown.exit_code == 1 and "there is no site 'nope'" in unknown.output
+    bad = runner.invoke(args=["notices", "draft-cookies", "demo", "--date", "20270115"])
+    assert bad.exit_code == 2 and "is not a date (YYYY-MM-DD)" in bad.output

@@ -1,0 +1,62 @@
+"""The drafted cookie notice in Chromium at 375 px: its widest table (six columns, in Finnish) scrolls in its
+own box, never the page, no word is broken, and every column can be scrolled into view."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import LiveServer, publish_all
+from .ledger import add_site
+
+pytestmark = pytest.mark.browser
+
+# Each word of the table (a hyphen may end a line) that takes more than one line box, or that its
+# cell cuts off.
+BROKEN_WORDS = """t => {
+  const found = [];
+  for (const cell of t.querySelectorAll('th, td')) {
+    if (cell.scrollWidth > cell.clientWidth + 1) found.push(cell.textContent);
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(/[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        if (range.getClientRects().length > 1) found.push(match[0]);
+      }
+    }
+  }
+  return found;
+}"""
+
+
+@pytest.fixture
+def server(make_app):
+    app = make_app()
+    add_site(app)
+    assert app.test_cli_runner().invoke(args=["notices", "draft-cookies", "demo"]).exit_code == 0
+    publish_all(app)
+    with LiveServer(app) as live:
+        yield live
+
+
+@pytest.mark.parametrize("lang", ["fi", "en"])
+def test_the_drafted_tables_are_readable_at_375_px(server, page, lang):
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{server.url}/{lang}/cookies")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375, "the page never scrolls sideways"
+    table = page.locator(".notice-body table", has_text="li_fat_id")
+    headers = table.locator("th")
+    assert headers.count() == 6
+    box = table.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+    # No word is broken across lines, nor cut off by its cell.
+    broken = table.evaluate(BROKEN_WORDS)
+    assert broken == []
+    size = float(table.locator("td").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
+    assert size >= 14
+    # The last column scrolls into the table's box, and the first cell is still a cookie name.
+    table.evaluate("t => t.scrollLeft = t.scrollWidth")
+    last = headers.last.bounding_box()
+    assert last["x"] >= 0 and last["x"] + last["width"] <= 375 + 1
+    assert table.locator("td code").first.inner_text() == "_gcl_au"
