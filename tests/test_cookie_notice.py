@@ -174,6 +174,7 @@ def test_legal_drafts_from_the_declaration_previews_the_diff_and_publishes(app, 
     assert f'href="{NEW}?site=demo">Draft from the declaration of Tiimityö (demo)' in listing
     page = legal.get(f"{NEW}?site=demo").get_data(as_text=True)
     assert "Drafted from the declaration of Tiimityö (demo)" in page
+    assert "between the marks &lt;!-- keksi:cookies … --&gt; that the page does not show" in page
     data = drafted_form(page)
     assert data["summary_fi"] == "Evästetaulukot vastaavat sivuston Tiimityö (demo) evästeilmoitusta."
     for lang in LANGS:
