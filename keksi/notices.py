@@ -508,9 +508,11 @@ def render(body: str, notices_root: str = "/") -> Markup:
     html = markdown.markdown(body, **MARKDOWN)
     # h1 is the page's own title: demote any the author wrote.
     html = re.sub(r"<(/?)h1\b", r"<\1h2", html)
+    # A table wider than a phone scrolls in its own box (site.css): tabindex lets a keyboard scroll it.
     clean = nh3.clean(
         html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=ALLOWED_SCHEMES,
         link_rel="noopener noreferrer", attribute_filter=resolve_links,
+        set_tag_attribute_values={"table": {"tabindex": "0"}},
     )
     return Markup(clean)
 

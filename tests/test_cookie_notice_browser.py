@@ -1,12 +1,17 @@
-"""The drafted cookie notice in Chromium at 375 px: its widest table (six columns, in Finnish) scrolls in its
-own box, never the page, no word is broken, and every column can be scrolled into view."""
+"""The drafted cookie notice in Chromium at 375 px: its widest table (six columns) scrolls in its own box,
+never the page, no word is broken, every column can be scrolled into view, and axe finds nothing; legal's
+draft, from the button to the preview, fits the same screen."""
 
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import LiveServer, publish_all
 from .ledger import add_site
+from .test_admin import add_user
+from .test_admin_browser import assert_accessible, sign_in
+from .test_admin_notices_browser import no_sideways_scroll
 
 pytestmark = pytest.mark.browser
 
@@ -44,7 +49,7 @@ def server(make_app):
 def test_the_drafted_tables_are_readable_at_375_px(server, page, lang):
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(f"{server.url}/{lang}/cookies")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375, "the page never scrolls sideways"
+    assert no_sideways_scroll(page)
     table = page.locator(".notice-body table", has_text="li_fat_id")
     headers = table.locator("th")
     assert headers.count() == 6
@@ -60,3 +65,23 @@ def test_the_drafted_tables_are_readable_at_375_px(server, page, lang):
     last = headers.last.bounding_box()
     assert last["x"] >= 0 and last["x"] + last["width"] <= 375 + 1
     assert table.locator("td code").first.inner_text() == "_gcl_au"
+    assert_accessible(page, f"the drafted cookie notice in {lang}")
+
+
+def test_legal_drafts_and_previews_at_375_px(make_app, page):
+    app = make_app()
+    add_site(app)
+    add_user(app, "legal@example.fi", "legal")
+    with LiveServer(app) as server:
+        page.set_viewport_size({"width": 375, "height": 800})
+        sign_in(page, server.url, "legal@example.fi")
+        page.goto(f"{server.url}/admin/notices")
+        page.get_by_role("link", name="Draft from the declaration of Tiimityö (demo)").click()
+        expect(page.get_by_role("heading", name="Drafted from the declaration of Tiimityö (demo)")).to_be_visible()
+        assert no_sideways_scroll(page), "the drafted form"
+        assert_accessible(page, "the drafted form")
+        page.get_by_label("Effective date").fill("2026-11-22")
+        page.get_by_role("button", name="Preview").click()
+        preview = page.locator("details.preview").first
+        expect(preview.locator("table", has_text="li_fat_id")).to_be_visible()
+        assert no_sideways_scroll(page), "the preview of the draft"
