@@ -172,6 +172,8 @@ def preview_and_publish(legal, data: dict[str, str], date: str = "2026-11-22"):
 def test_legal_drafts_from_the_declaration_previews_the_diff_and_publishes(app, legal, client):
     listing = legal.get("/admin/notices").get_data(as_text=True)
     assert f'href="{NEW}?site=demo">Draft from the declaration of Tiimityö (demo)' in listing
+    form = legal.get(NEW).get_data(as_text=True)
+    assert f'href="{NEW}?site=demo&amp;from=2025-09-15">Draft from the declaration of Tiimityö (demo)' in form
     page = legal.get(f"{NEW}?site=demo").get_data(as_text=True)
     assert "Drafted from the declaration of Tiimityö (demo)" in page
     assert "between the marks &lt;!-- keksi:cookies … --&gt; that the page does not show" in page
