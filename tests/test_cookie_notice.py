@@ -249,6 +249,16 @@ def test_the_cli_writes_a_draft_that_check_and_publish_take_like_any_version(app
     assert runner.invoke(args=["notices", "check"]).exit_code == 0
     assert runner.invoke(args=["notices", "publish", "--reason", "Declaration"]).exit_code == 0
     assert "<td>Tredjepart</td>" in client.get("/sv/cookies").get_data(as_text=True)
+    # The next draft, after analytics left the declaration, says what legal must rewrite.
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.save_site(sites.validate(dict(copy.deepcopy(DEMO_SITE), categories=[
+            c for c in DEMO_SITE["categories"] if c["id"] != "analytics"]), list(LANGS)), "tests", create=False)
+    finally:
+        store.close()
+    later = runner.invoke(args=["notices", "draft-cookies", "demo"])
+    assert "wrote " in later.output and "2026-11-23.fi.md" in later.output, "the day after the latest version"
+    assert "Tables taken out, of categories no longer declared: analytics." in later.output
 
 
 def test_the_cli_writes_elsewhere_with_out_and_refuses_what_it_cannot_do(app, runner, tmp_path):
