@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from keksi import notices, sites  # noqa: E402
 from keksi.consents import HASHED_COLUMNS, content_hash  # noqa: E402
 from keksi.store import GENESIS_HASH, Store, chain_hash, open_store  # noqa: E402
-from keksi.store import migrations as store_migrations  # noqa: E402
+from keksi.store.migrations.sqlite import migrations as store_migrations  # noqa: E402
 
 SITE = "demo"
 DAYS = 365  # the rows span this many days, whatever their number: more rows = busier days
@@ -85,8 +85,8 @@ def generate(path: str, rows: int, end: datetime, log=print) -> float:
     # The schema up to the consent ledger (0003); the rows go in, then the later migrations
     # run over them, so whatever they derive from consents (the daily figures) is derived
     # by Keksi's own code, as on an upgraded server.
-    later = [m.name for m in store_migrations.pending(store.db) if m.name > LEDGER_MIGRATION]
-    store_migrations.apply(store.db, stop_before=later or None)
+    later = [m.name for m in store_migrations.pending(store.backend.db) if m.name > LEDGER_MIGRATION]
+    store_migrations.apply(store.backend.db, stop_before=later or None)
     store.close()
 
     conn = sqlite3.connect(path, isolation_level=None)

@@ -349,7 +349,7 @@ def http_benchmarks(work: Path, runs: int, seconds: float, connections: int, thr
     store = open_store(keksi_db)
     try:
         verified = consents.verify(store)
-        integrity_check = store.db.execute("PRAGMA integrity_check").fetchone()[0]
+        integrity_check = store.backend.db.execute("PRAGMA integrity_check").fetchone()[0]
     finally:
         store.close()
     log(f"  Keksi's chain after the runs: {'ok' if verified.ok else verified.problem}, "

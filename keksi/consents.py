@@ -18,7 +18,8 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import sites as sites_mod
-from .store import GENESIS_HASH, Store, chain_hash, leaves_head, removal_digest
+from .store import Store
+from .store.chain import GENESIS_HASH, chain_hash, leaves_head, removal_digest
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
 # A refusal of every optional category is kept at least this long (6 months, as the EU's 2025 Digital

@@ -6,13 +6,13 @@ costs more than serving the bytes, so this middleware keeps the finished respons
 pages a view marks as shareable (`mark()`), and answers repeat requests, 304s included,
 without entering Flask.
 
-Validity: each request reads the store's notice stamp (`store.notices_stamp`, one stat() of a
-file the store appends to on every publication or withdrawal, by any process: the CLI, the
-admin in another worker) and today's date in KEKSI_TIMEZONE. When either differs from what
-the cached pages were made under, the cache starts over. Only GET and HEAD without a query
+Validity: each request reads the notices' generation from the database (`store.generation`, one
+small query, raised in the same commit as every publication or withdrawal by any process of any
+host: the CLI, the admin in another worker) and today's date in KEKSI_TIMEZONE. When either
+differs from what the cached pages were made under, the cache starts over. Only GET and HEAD without a query
 string, without the admin session cookie and without If-Match, If-Unmodified-Since or Range
-are served from it; only 200s without Set-Cookie, made while the stamp and the day stayed
-the same, are stored. Responses carry no Date of their own (keksi.http removes it; the server
+are served from it; only 200s without Set-Cookie, made while the generation and the day
+stayed the same, are stored. Responses carry no Date of their own (keksi.http removes it; the server
 adds a fresh one), so a kept page never replays an old one. The cache sits inside ProxyFix,
 so scheme and host are the client's.
 """
@@ -53,7 +53,7 @@ class _Entry:
 
 
 class _Generation:
-    """The pages made under one (notice stamp, day): replaced whole, never cleared in place, so
+    """The pages made under one (notices generation, day): replaced whole, never cleared in place, so
     that a request that began under an older generation can only ever store into that one."""
     __slots__ = ("made_under", "entries")
 
@@ -68,11 +68,11 @@ class PageCache:
     def __init__(self, wsgi_app: Callable, app: Flask):
         self.wsgi_app = wsgi_app
         self.config = app.config
-        self.database = store.database_path(app)
+        self.app = app
         self.generation = _Generation(())
 
     def _now(self) -> tuple[Any, ...]:
-        return (store.notices_stamp(self.database), clock.today(self.config))
+        return (*store.generation(self.app, "notices"), clock.today(self.config))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -100,7 +100,7 @@ class PageCache:
                  slot: tuple[_Generation, tuple[str, ...]] | None) -> Iterable[bytes]:
         """Let Flask answer; with a `slot` (generation, key), keep the answer there when it is a
         shareable 200 and nothing changed while it was being made (a publication or a new day
-        during the rendering would otherwise leave the old page cached under the new stamp)."""
+        during the rendering would otherwise leave the old page cached under the new generation)."""
         seen: dict[str, Any] = {}
 
         def unmarked(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:

@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from . import notices, widget
-from .store import GENESIS_HASH, Store, audit_content_hash, chain_hash, leaves_head
+from .store import Store
+from .store.chain import GENESIS_HASH, audit_content_hash, chain_hash, leaves_head
 
 Problem = tuple[str, str]
 

@@ -4,10 +4,10 @@ responses and the set of origins that may post choices.
 Building a configuration response reads the site, its banner and its linked notices; the
 answer is the same for every visitor of that site, language and host until a site changes, a
 notice version is published or withdrawn, or the day changes in KEKSI_TIMEZONE (which can make
-another notice version current). Each lookup reads both store stamps (`store.stamp`, one
-stat() each, written by any process that changes sites or notices: the CLI, the admin in
-another worker) and today's date; when any differs from what the cache was made under, it
-starts over, as keksi.pagecache does for notice pages.
+another notice version current). Each lookup reads the generations of notices and sites
+(`store.generation`, one small query, raised in the same commit as any change by any process of
+any host: the CLI, the admin in another worker) and today's date; when any differs from what
+the cache was made under, it starts over, as keksi.pagecache does for notice pages.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MAX_ENTRIES = 512
 
 
 class _Generation:
-    """What was made under one (notices stamp, sites stamp, day): replaced whole, so that a value
+    """What was made under one (notices generation, sites generation, day): replaced whole, so that a value
     made while something changed can only be stored into the generation it began under."""
     __slots__ = ("made_under", "entries")
 
@@ -34,12 +34,11 @@ class _Generation:
 class WorkerCache:
     def __init__(self, app: Flask):
         self.config = app.config
-        self.database = store.database_path(app)
+        self.app = app
         self.generation = _Generation(())
 
     def _now(self) -> tuple[Any, ...]:
-        return (store.stamp(self.database, "notices"), store.stamp(self.database, "sites"),
-                clock.today(self.config))
+        return (*store.generation(self.app, "notices", "sites"), clock.today(self.config))
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The value kept under `key`, else `make()`'s, kept unless it is None or something

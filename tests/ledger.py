@@ -64,7 +64,7 @@ def post(client: Any, body: Any, origin: str | None = ORIGIN, content_type: str 
 def count_rows(app: Any, table: str = "consents") -> int:
     store = open_store(app.config["DATABASE"])
     try:
-        return store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return store.backend.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         store.close()
 
@@ -82,8 +82,8 @@ def tamper(app: Any, sql: str, *triggers: str) -> None:
     store = open_store(app.config["DATABASE"])
     try:
         for trigger in triggers:
-            store.db.execute(f"DROP TRIGGER {trigger}")
-        store.db.executescript(sql)
+            store.backend.db.execute(f"DROP TRIGGER {trigger}")
+        store.backend.db.executescript(sql)
     finally:
         store.close()
 

@@ -113,9 +113,9 @@ def age_sessions(app, *, seen: timedelta = timedelta(0), created: timedelta = ti
     now = datetime.now(timezone.utc)
     store = open_store(app.config["DATABASE"])
     try:
-        store.db.execute("UPDATE admin_sessions SET seen_at = ?, created_at = ?",
+        store.backend.db.execute("UPDATE admin_sessions SET seen_at = ?, created_at = ?",
                          [(now - seen).isoformat(), (now - created).isoformat()])
-        store.db.conn.commit()
+        store.backend.db.conn.commit()
     finally:
         store.close()
 
@@ -148,7 +148,7 @@ def test_each_request_counts_as_use_but_is_written_at_most_once_a_minute(app, cl
     age_sessions(app, seen=timedelta(minutes=10), created=timedelta(minutes=10))
     assert signed_in(client)
     store = open_store(app.config["DATABASE"])
-    seen = store.db.execute("SELECT seen_at FROM admin_sessions").fetchone()[0]
+    seen = store.backend.db.execute("SELECT seen_at FROM admin_sessions").fetchone()[0]
     store.close()
     assert datetime.now(timezone.utc) - datetime.fromisoformat(seen) < timedelta(minutes=1)
 
@@ -160,7 +160,7 @@ def test_signing_in_again_replaces_the_session_and_only_a_hash_is_stored(app, cl
     assert not signed_in(replay(app, first)), "a new sign-in gives a new session (no fixation)"
     assert signed_in(client)
     store = open_store(app.config["DATABASE"])
-    rows = store.db.execute("SELECT token_hash FROM admin_sessions").fetchall()
+    rows = store.backend.db.execute("SELECT token_hash FROM admin_sessions").fetchall()
     store.close()
     assert len(rows) == 1 and re.fullmatch(r"[0-9a-f]{64}", rows[0][0])
 
@@ -389,7 +389,7 @@ def test_sessions_nobody_ended_are_forgotten_at_the_next_sign_in(app, client):
     age_sessions(app, seen=timedelta(hours=13), created=timedelta(hours=13))
     sign_in(app.test_client(), "marketing@example.fi")
     store = open_store(app.config["DATABASE"])
-    rows = store.db.execute("SELECT user_id FROM admin_sessions").fetchall()
+    rows = store.backend.db.execute("SELECT user_id FROM admin_sessions").fetchall()
     store.close()
     assert [r[0] for r in rows] == [user(app, "marketing@example.fi")["id"]]
 

@@ -77,7 +77,7 @@ def test_each_banner_version_is_stored_once_in_full(app, client):
     config(client)
     store = open_store(app.config["DATABASE"])
     try:
-        rows = store.db.execute("SELECT hash, content FROM banner_versions").fetchall()
+        rows = store.backend.db.execute("SELECT hash, content FROM banner_versions").fetchall()
     finally:
         store.close()
     assert [r[0] for r in rows] == [cfg["banner_hash"]]
@@ -311,7 +311,7 @@ def test_ip_is_taken_from_trusted_proxies_only(make_app):
     ips = []
     for app in (plain, proxied):
         store = open_store(app.config["DATABASE"])
-        ips.append([r[0] for r in store.db.execute("SELECT ip FROM consents ORDER BY seq")])
+        ips.append([r[0] for r in store.backend.db.execute("SELECT ip FROM consents ORDER BY seq")])
         store.close()
     assert ips[0] == ["127.0.0.0"], "a raw X-Forwarded-For is ignored"
     assert ips[1] == ["203.0.113.0", "2001:db8:abcd::"]
@@ -333,11 +333,11 @@ def test_rows_are_never_updated(app, client):
     store = open_store(app.config["DATABASE"])
     try:
         with pytest.raises(sqlite3.IntegrityError, match="never updated"):
-            store.db.execute("UPDATE consents SET action = 'reject_all'")
+            store.backend.db.execute("UPDATE consents SET action = 'reject_all'")
         with pytest.raises(sqlite3.IntegrityError, match="erasure or purge"):
-            store.db.execute("DELETE FROM consents")
+            store.backend.db.execute("DELETE FROM consents")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            store.db.execute("DELETE FROM consent_chain")
+            store.backend.db.execute("DELETE FROM consent_chain")
     finally:
         store.close()
 

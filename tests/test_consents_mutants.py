@@ -38,7 +38,7 @@ def app(make_app):
 def rows(app) -> list[dict]:
     store = open_store(app.config["DATABASE"])
     try:
-        return [dict(r) for r in store.db.query("SELECT * FROM consents ORDER BY seq")]
+        return [dict(r) for r in store.backend.db.query("SELECT * FROM consents ORDER BY seq")]
     finally:
         store.close()
 
@@ -435,10 +435,10 @@ def _sql(app, *statements: str, drop: tuple[str, ...] = ()) -> None:
     store = _db(app)
     try:
         for trigger in drop:
-            store.db.execute(f"DROP TRIGGER {trigger}")
+            store.backend.db.execute(f"DROP TRIGGER {trigger}")
         for statement in statements:
-            store.db.execute(statement)
-        store.db.conn.commit()
+            store.backend.db.execute(statement)
+        store.backend.db.conn.commit()
     finally:
         store.close()
 
@@ -460,7 +460,7 @@ def _record(client, n: int, cookie_notice: bool = False) -> list[dict]:
 def _head(app) -> tuple[int, str]:
     store = _db(app)
     try:
-        return tuple(store.db.execute("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1").fetchone())
+        return tuple(store.backend.db.execute("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1").fetchone())
     finally:
         store.close()
 

@@ -99,7 +99,7 @@ def test_a_full_disk_gives_clear_errors_and_notices_keep_being_served(make_app, 
     acknowledged.append(late.get_json()["consent_id"])
     store = open_store(app.config["DATABASE"])
     try:
-        stored = {row[0] for row in store.db.execute("SELECT consent_id FROM consents")}
+        stored = {row[0] for row in store.backend.db.execute("SELECT consent_id FROM consents")}
         assert set(acknowledged) <= stored
         assert store.integrity_check() == "ok"
         assert consents.verify(store).ok
@@ -212,7 +212,7 @@ def test_killing_a_worker_and_then_the_master_loses_nothing_acknowledged(tmp_pat
 
     store = open_store(env["KEKSI_DATABASE"])
     try:
-        rows = dict(store.db.execute("SELECT event_id, consent_id FROM consents").fetchall())
+        rows = dict(store.backend.db.execute("SELECT event_id, consent_id FROM consents").fetchall())
         for event, consent_id in acknowledged.items():
             assert rows.get(event) == consent_id, "an acknowledged consent is missing or changed"
         assert len(rows) == len(set(rows.values())) == len(acknowledged), "one row per choice"

@@ -132,7 +132,7 @@ def wait_until(check: Callable[[], Any], what: str, process: subprocess.Popen | 
 def rows(app: Any) -> list[dict[str, Any]]:
     store = open_store(app.config["DATABASE"])
     try:
-        return [dict(r) for r in store.db.query("SELECT * FROM consents WHERE site = 'shop' ORDER BY seq")]
+        return [dict(r) for r in store.backend.db.query("SELECT * FROM consents WHERE site = 'shop' ORDER BY seq")]
     finally:
         store.close()
 

@@ -18,6 +18,7 @@ from flask import Flask
 
 from app import _secret_key, create_app
 from keksi import settings, store
+from keksi.store.migrations.sqlite import migrations as sqlite_migrations
 
 from .conftest import ROOT, write_version
 
@@ -142,13 +143,13 @@ def test_every_cli_command_and_option_is_in_the_readme(app):
 
 # -- migrations and the store -------------------------------------------------------------
 
-ALL_MIGRATIONS = [m.name for m in store.migrations.pending(sqlite_utils.Database(memory=True))]
+ALL_MIGRATIONS = [m.name for m in sqlite_migrations.pending(sqlite_utils.Database(memory=True))]
 
 
 def _applied(path: str) -> list[str]:
     db = sqlite_utils.Database(path)
     try:
-        return [m.name for m in store.migrations.applied(db)]
+        return [m.name for m in sqlite_migrations.applied(db)]
     finally:
         db.close()
 
@@ -200,16 +201,16 @@ def test_a_thread_keeps_its_store_between_requests_with_no_transaction_left_open
         kept = store.get_store()
         assert store.get_store() is kept, "one store per request"
         seen.append(kept)
-        kept.db.execute("BEGIN IMMEDIATE")
-        kept.db.execute("INSERT INTO audit_log (at, actor, action, subject) VALUES ('t', 'probe', 'x', 'y')")
+        kept.backend.db.execute("BEGIN IMMEDIATE")
+        kept.backend.db.execute("INSERT INTO audit_log (at, actor, action, subject) VALUES ('t', 'probe', 'x', 'y')")
         raise RuntimeError("the request fails half-way through a write")
 
     client = app.test_client()
     assert client.get("/_probe").status_code == 500
     assert client.get("/_probe").status_code == 500
     assert seen[0] is seen[1], "the thread's store is kept between requests"
-    assert not seen[0].db.conn.in_transaction, "the failed request's transaction was rolled back"
-    assert seen[0].db.execute("SELECT count(*) FROM audit_log WHERE actor = 'probe'").fetchone()[0] == 0
+    assert not seen[0].backend.db.conn.in_transaction, "the failed request's transaction was rolled back"
+    assert seen[0].backend.db.execute("SELECT count(*) FROM audit_log WHERE actor = 'probe'").fetchone()[0] == 0
 
     thread = threading.Thread(target=lambda: client.get("/_probe"))
     thread.start()
@@ -244,16 +245,16 @@ def test_a_store_whose_rollback_fails_is_closed_and_not_kept(app):
         kept = store.get_store()
         seen.append(kept)
         if len(seen) == 1:
-            kept.db.conn = _RollbackFails(kept.db.conn)
+            kept.backend.db.conn = _RollbackFails(kept.backend.db.conn)
         return "ok"
 
     client = app.test_client()
     assert client.get("/_probe").status_code == 200
-    broken = seen[0].db.conn
+    broken = seen[0].backend.db.conn
     assert broken.closed, "the connection in an unknown state was closed"
     assert client.get("/_probe").status_code == 200
     assert seen[1] is not seen[0], "the next request got a new store"
-    assert not seen[1].db.conn.in_transaction
+    assert not seen[1].backend.db.conn.in_transaction
 
 
 # -- the secret key -----------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_
         store = open_store(app.config["DATABASE"])
         try:
             for _ in range(50):
-                rows = store.db.execute("SELECT action, page FROM consents").fetchall()
+                rows = store.backend.db.execute("SELECT action, page FROM consents").fetchall()
                 if rows:
                     break
                 page.wait_for_timeout(100)

@@ -141,19 +141,19 @@ def test_a_head_recorded_earlier_shows_a_rebuilt_chain(app, client):
     store = open_store(app.config["DATABASE"])
     try:  # record 2 rewritten, its content hash and the chain after it recomputed
         for trigger in ("consents_no_update", "consent_chain_no_update"):
-            store.db.execute(f"DROP TRIGGER {trigger}")
-        store.db.execute("UPDATE consents SET page = '/rewritten' WHERE seq = 2")
-        prev = store.db.execute("SELECT row_hash FROM consent_chain WHERE seq = 1").fetchone()[0]
-        for link in list(store.db.query("SELECT seq, content_hash FROM consent_chain WHERE seq >= 2 ORDER BY seq")):
-            row = next(iter(store.db.query("SELECT * FROM consents WHERE seq = ?", [link["seq"]])), None)
+            store.backend.db.execute(f"DROP TRIGGER {trigger}")
+        store.backend.db.execute("UPDATE consents SET page = '/rewritten' WHERE seq = 2")
+        prev = store.backend.db.execute("SELECT row_hash FROM consent_chain WHERE seq = 1").fetchone()[0]
+        for link in list(store.backend.db.query("SELECT seq, content_hash FROM consent_chain WHERE seq >= 2 ORDER BY seq")):
+            row = next(iter(store.backend.db.query("SELECT * FROM consents WHERE seq = ?", [link["seq"]])), None)
             digest = consents.content_hash(row) if row else link["content_hash"]  # removals keep theirs
             if row:
-                store.db.execute("UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
+                store.backend.db.execute("UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
             prev_new = consents.chain_hash(prev, digest)
-            store.db.execute("UPDATE consent_chain SET content_hash = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
+            store.backend.db.execute("UPDATE consent_chain SET content_hash = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
                              [digest, prev, prev_new, link["seq"]])
             prev = prev_new
-        store.db.conn.commit()
+        store.backend.db.conn.commit()
     finally:
         store.close()
     assert runner.invoke(args=["consents", "verify"]).exit_code == 0, "rebuilt: it verifies on its own"
@@ -167,9 +167,9 @@ def test_a_record_deleted_with_a_forged_removal_mark_is_found(app, client):
     record_some(client, 4)
     store = open_store(app.config["DATABASE"])
     try:
-        store.db.execute("INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', 'now')")
-        store.db.execute("DELETE FROM consents WHERE seq = 2")
-        store.db.conn.commit()
+        store.backend.db.execute("INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', 'now')")
+        store.backend.db.execute("DELETE FROM consents WHERE seq = 2")
+        store.backend.db.conn.commit()
     finally:
         store.close()
     result = app.test_cli_runner().invoke(args=["consents", "verify"])
@@ -197,12 +197,12 @@ def test_removals_made_before_they_were_chained_are_chained_by_the_migration(mak
     record_some(client, 3)
     store = open_store(app.config["DATABASE"])
     try:  # back to the schema before 0007, then an erasure as it was done then
-        store.db.executescript(
+        store.backend.db.executescript(
             "DROP TABLE removal_links; DROP TABLE removal_ranges;"
             "DELETE FROM _sqlite_migrations WHERE name = '0007_chained_removals';"
             "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', '2026-11-01');"
             "DELETE FROM consents WHERE seq = 2;")
-        store.db.conn.commit()
+        store.backend.db.conn.commit()
     finally:
         store.close()
     migrated = make_app(DATABASE=app.config["DATABASE"])  # the app migrates on start
@@ -210,7 +210,7 @@ def test_removals_made_before_they_were_chained_are_chained_by_the_migration(mak
     assert result.exit_code == 0 and "3 records verified, 1 of them erased" in result.output, result.output
     store = open_store(app.config["DATABASE"])
     try:
-        assert [(r["reason"], r["ranges"]) for r in store.db.query("SELECT * FROM removal_links")] == [
+        assert [(r["reason"], r["ranges"]) for r in store.backend.db.query("SELECT * FROM removal_links")] == [
             ("before-chaining", 1)]
         assert list(store.removal_ranges()) == [(2, 2, 4)]
     finally:
@@ -251,7 +251,7 @@ def test_erased_records_leave_no_readable_trace_in_the_database_file(make_app):
     assert runner.invoke(args=["consents", "erase", "--subject", mine["subject_id"]]).exit_code == 0
     store = open_store(app.config["DATABASE"])
     try:
-        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.backend.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         store.close()
     with open(app.config["DATABASE"], "rb") as database:

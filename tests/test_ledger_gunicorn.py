@@ -119,7 +119,7 @@ def test_concurrent_posts_each_have_exactly_one_row(gunicorn, full_size):
     assert len(unique) == posts // threads_count * threads_count
     store = open_store(database)
     try:
-        stored = [row[0] for row in store.db.execute("SELECT consent_id FROM consents")]
+        stored = [row[0] for row in store.backend.db.execute("SELECT consent_id FROM consents")]
         assert sorted(stored) == sorted(unique), "exactly one row per acknowledged choice"
         result = consents.verify(store)
         assert result.ok, result

@@ -162,7 +162,7 @@ def test_a_notice_replaced_with_a_new_hash_is_found_by_the_records_and_the_audit
     record_some(client, 2)
     store = open_store(app.config["DATABASE"])
     try:
-        row = store.db.execute("SELECT slug, version, source FROM notice_versions WHERE slug = 'privacy' "
+        row = store.backend.db.execute("SELECT slug, version, source FROM notice_versions WHERE slug = 'privacy' "
                                "AND lang = 'en' ORDER BY version DESC LIMIT 1").fetchone()
     finally:
         store.close()
@@ -222,7 +222,7 @@ def test_banners_and_the_audit_log_refuse_delete_and_update(app, client, stateme
     store = open_store(app.config["DATABASE"])
     try:
         with pytest.raises(sqlite3.IntegrityError):
-            store.db.execute(statement)
+            store.backend.db.execute(statement)
     finally:
         store.close()
 
@@ -236,7 +236,7 @@ def test_a_deleted_banner_is_found_by_the_records_that_refer_to_it(app, client):
 def _audit_entries(app) -> int:
     store = open_store(app.config["DATABASE"])
     try:
-        return store.db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+        return store.backend.db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
     finally:
         store.close()
 
@@ -383,9 +383,9 @@ def _rechain(app, table: str, key: str, content) -> None:
     store = open_store(app.config["DATABASE"])
     try:
         prev = GENESIS_HASH
-        for row in list(store.db.query(f"SELECT * FROM {table} ORDER BY {key}")):
+        for row in list(store.backend.db.query(f"SELECT * FROM {table} ORDER BY {key}")):
             row_hash = chain_hash(prev, content(row))
-            store.db.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE {key} = ?",
+            store.backend.db.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE {key} = ?",
                              [prev, row_hash, row[key]])
             prev = row_hash
     finally:

@@ -74,9 +74,9 @@ def test_publish_stores_immutable_copies_once(store, notices_dir):
 def test_published_rows_refuse_update(store, notices_dir):
     notices.publish(notices_dir, LANGS, store, "aino")
     with pytest.raises(sqlite3.IntegrityError, match="immutable"):
-        store.db.execute("UPDATE notice_versions SET body = 'x' WHERE slug = 'privacy'")
+        store.backend.db.execute("UPDATE notice_versions SET body = 'x' WHERE slug = 'privacy'")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store.db.execute("UPDATE audit_log SET actor = 'x'")
+        store.backend.db.execute("UPDATE audit_log SET actor = 'x'")
 
 
 def test_edited_published_version_is_refused_by_name(store, notices_dir):

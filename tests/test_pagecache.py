@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from app import create_app
 from keksi import notices, pagecache
 from keksi import store as store_module
-from keksi.store import StoreUnavailable, open_store
+from keksi.store import StoreError, open_store
 
 from .conftest import publish_all, write_version
 
@@ -130,60 +129,53 @@ def test_unmarked_and_failed_answers_are_not_kept(client, renders):
     assert renders == ["no-such-notice", "no-such-notice"]
 
 
-def test_a_stamp_that_cannot_be_written_fails_the_publication(make_app, notices_dir, tmp_path):
+def test_a_publication_through_one_worker_reaches_a_second_worker_on_the_same_database(
+        make_app, notices_dir, renders):
+    """Two app objects on one database file, as two workers (or hosts): legal publishes with the
+    CLI of the first; the second, already serving the old page, shows the new one at once."""
+    first = make_app()
+    second = create_app(dict(first.config))
+    client = second.test_client()
+    assert b"Brand new wording." not in client.get(PAGE).data
+    write_version(notices_dir, "privacy", "2026-11-01", material=True, body="Brand new wording.\n")
+    result = first.test_cli_runner().invoke(args=["notices", "publish", "--by", "legal@example.com"])
+    assert result.exit_code == 0, result.output
+    assert b"Brand new wording." in client.get(PAGE).data
+    assert renders == ["privacy", "privacy"]
+
+
+def test_a_failed_publication_leaves_the_generation_as_it_was(make_app, notices_dir):
+    """The generation is raised in the publication's transaction: a refused one changes nothing."""
     app = make_app()
-    stamp = tmp_path / "keksi.db.notices-changed"
-    stamp.unlink()
-    stamp.mkdir()  # os.replace cannot put a file over a folder
-    write_version(notices_dir, "privacy", "2026-11-01")
+    before = store_module.generation(app, "notices", "sites")
     store = open_store(app.config["DATABASE"])
     try:
-        with pytest.raises(StoreUnavailable, match="notice stamp"):
-            notices.publish(notices_dir, app.config["LANGUAGES"], store, "tests")
-        assert not [v for v in store.notice_versions("privacy") if v["version"] == "2026-11-01"]
-        assert sorted(p.name for p in tmp_path.glob("keksi.db.notices-changed*")) == [stamp.name]
+        row = store.notice_version("privacy", store.notice_versions("privacy")[0]["version"], "en")
+        with pytest.raises(StoreError, match="already published"):
+            store.publish_notice_versions([row], "tests")
+        assert store_module.generation(app, "notices", "sites") == before
     finally:
         store.close()
 
 
-def test_a_stamp_that_cannot_be_written_after_the_commit_does_not_fail_the_publication(
-        make_app, notices_dir, monkeypatch, caplog):
-    """The versions are committed: reporting a failure would make legal publish again."""
+def test_every_change_of_notices_or_sites_gives_a_new_generation(make_app, notices_dir):
     app = make_app()
-    write_version(notices_dir, "privacy", "2026-11-01")
-    writes: list[str] = []
-
-    def second_stamp_write_fails(path: Any, *args: Any, **kwargs: Any):
-        if str(path).endswith(".notices-changed"):
-            writes.append(str(path))
-            if len(writes) == 2:
-                raise PermissionError("read-only file system")
-        return builtins.open(path, *args, **kwargs)
-
-    monkeypatch.setattr(store_module, "open", second_stamp_write_fails, raising=False)
+    seen = [store_module.generation(app, "notices", "sites")]
+    write_version(notices_dir, "privacy", "2027-03-01", body="Coming in March.\n")
+    publish_all(app)
+    seen.append(store_module.generation(app, "notices", "sites"))
     store = open_store(app.config["DATABASE"])
     try:
-        notices.publish(notices_dir, app.config["LANGUAGES"], store, "tests")
-        assert [v for v in store.notice_versions("privacy") if v["version"] == "2026-11-01"]
+        store.withdraw_notice_version("privacy", "2027-03-01", "tests", "2026-11-22")
+        seen.append(store_module.generation(app, "notices", "sites"))
+        store.save_site({"id": "probe", "name": "Probe"}, "tests", create=True)
+        seen.append(store_module.generation(app, "notices", "sites"))
+        store.remove_site("probe", "tests")
+        seen.append(store_module.generation(app, "notices", "sites"))
     finally:
         store.close()
-    assert len(writes) == 2
-    assert "cannot be written after a committed change" in caplog.text
-
-
-def test_the_stamp_differs_after_every_change_even_within_one_clock_tick(make_app, notices_dir, monkeypatch):
-    app = make_app()
-    path = app.config["DATABASE"]
-    seen = {store_module.notices_stamp(path)}
-    store = open_store(path)
-    try:
-        for _ in range(50):
-            store._changed("notices")
-            stamp = store_module.notices_stamp(path)
-            assert stamp not in seen
-            seen.add(stamp)
-    finally:
-        store.close()
+    assert [a[0] < b[0] for a, b in zip(seen, seen[1:])] == [True, True, False, False]
+    assert [a[1] < b[1] for a, b in zip(seen, seen[1:])] == [False, False, True, True]
 
 
 def test_a_page_made_while_a_publication_happened_is_not_kept(make_app, notices_dir, monkeypatch):

@@ -157,7 +157,7 @@ def test_every_widget_build_served_is_kept_byte_for_byte(app, client):
         kept = store.widget_build(version)
         assert kept["script"].encode("utf-8") == script
         with pytest.raises(Exception, match="kept as first served"):
-            store.db.execute("UPDATE widget_builds SET script = 'x'")
+            store.backend.db.execute("UPDATE widget_builds SET script = 'x'")
     finally:
         store.close()
 

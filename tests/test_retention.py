@@ -86,7 +86,7 @@ def test_the_purge_finds_each_records_successor_through_the_subject_index(app):
     """Through the (site, seq) index it read every later record of the site for each record."""
     store = open_store(app.config["DATABASE"])
     try:
-        plan = " ".join(row[-1] for row in store.db.execute(
+        plan = " ".join(row[-1] for row in store.backend.db.execute(
             f"EXPLAIN QUERY PLAN SELECT seq FROM consents c WHERE {PURGE_WHERE}", ["x", "x"]))
     finally:
         store.close()

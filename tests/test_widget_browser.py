@@ -79,7 +79,7 @@ class Widget:
     def rows(self) -> list[dict[str, Any]]:
         store = open_store(self.app.config["DATABASE"])
         try:
-            return [dict(row) for row in store.db.query(
+            return [dict(row) for row in store.backend.db.query(
                 "SELECT * FROM consents WHERE site = ? ORDER BY seq", [self.site])]
         finally:
             store.close()

@@ -1,0 +1,19 @@
+"""The store's errors: what a caller may catch, whichever backend is underneath."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A write the store refused; the message says why."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot take writes right now (disk full, read-only); nothing was written."""
+
+
+class LastAdmin(StoreError):
+    """The change would leave no enabled admin who can sign in; nothing was changed."""
+
+
+class StoreBusy(StoreUnavailable):
+    """The database stayed locked longer than the busy timeout; try again shortly."""
