@@ -6,8 +6,8 @@ Run under the same gunicorn settings as Keksi, from the project folder (`bench/r
         .venv/bin/gunicorn -c gunicorn.conf.py --workers 4 --pythonpath bench baseline_app:app
 
 - `POST /consents` inserts one row into a `consents` table with exactly Keksi's columns and
-  indexes (the database is made by Keksi's own migrations), with sqlite-utils, committed
-  before the 201, and nothing else: no parsing, no checks, no chain link. The row is
+  indexes (the database is made by Keksi's own migrations), through the store's backend (the
+  same connection settings as Keksi's: synchronous=FULL), committed before the 201, and nothing else: no parsing, no checks, no chain link. The row is
   precomputed; only its ids and timestamps are fresh.
 - `GET /page` answers a constant HTML page of BASELINE_PAGE_BYTES bytes with an ETag,
   and 304 to a matching If-None-Match.
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import sqlite_utils
 from flask import Flask, Response, jsonify, request
+
+from keksi.store import Store, open_store
 
 DATABASE = os.environ.get("BASELINE_DATABASE", "baseline.db")
 PAGE_BYTES = int(os.environ.get("BASELINE_PAGE_BYTES", "8192"))
@@ -46,14 +46,13 @@ PAGE = (b"<!doctype html><html lang=fi><title>Tietosuojaseloste</title><body>"
 PAGE_ETAG = "0123456789abcdef0123456789abcdef"
 
 app = Flask(__name__)
-_db: sqlite_utils.Database | None = None
+_store: Store | None = None
+INSERT = f"INSERT INTO consents ({', '.join(ROW)}, consent_id, event_id, recorded_at, valid_until) " \
+         f"VALUES ({', '.join('?' * (len(ROW) + 4))})"
 
 
-def _connect() -> sqlite_utils.Database:
-    db = sqlite_utils.Database(sqlite3.connect(DATABASE, timeout=5))
-    db.execute("PRAGMA busy_timeout = 5000")
-    db.execute("PRAGMA synchronous = FULL")  # as keksi/store.py: the same durability per insert
-    return db
+def _connect() -> Store:
+    return open_store(DATABASE, 5000)  # Keksi's connection: its pragmas, the same durability per insert
 
 
 def _iso(moment: datetime) -> str:
@@ -62,19 +61,18 @@ def _iso(moment: datetime) -> str:
 
 @app.post("/consents")
 def consents():
-    global _db
+    global _store
     request.get_data(cache=False)  # read the body, as any endpoint must
     now = datetime.now(timezone.utc)
-    row = dict(ROW, consent_id=secrets.token_hex(16), event_id=str(uuid.uuid4()),
-               subject_id=secrets.token_hex(16), recorded_at=_iso(now),
-               valid_until=_iso(now + timedelta(days=365)))
-    db = _connect() if PER_REQUEST else (_db or _connect())
+    row = dict(ROW, subject_id=secrets.token_hex(16), consent_id=secrets.token_hex(16),
+               event_id=str(uuid.uuid4()), recorded_at=_iso(now), valid_until=_iso(now + timedelta(days=365)))
+    store = _connect() if PER_REQUEST else (_store or _connect())
     if not PER_REQUEST:
-        _db = db
-    with db.conn:  # commit before answering
-        db["consents"].insert(row)
+        _store = store
+    with store.backend.transaction():  # committed before answering
+        store.backend.execute(INSERT, list(row.values()))
     if PER_REQUEST:
-        db.close()
+        store.close()
     response = jsonify(consent_id=row["consent_id"], recorded_at=row["recorded_at"])
     response.status_code = 201
     return response

@@ -39,7 +39,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ sys.path.insert(0, str(BENCH))
 import ledger  # noqa: E402
 from keksi import consents  # noqa: E402
 from keksi.store import open_store  # noqa: E402
+from keksi.store.sqlite import SQLITE_VERSION  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
 WORKERS = 4
@@ -92,7 +92,7 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "ram": f"{kib / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+        "sqlite": SQLITE_VERSION,
         "wrk": wrk,
         "commit": commit + (" with uncommitted app changes" if dirty else ""),
         "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
@@ -226,11 +226,11 @@ def settled_count(database: str) -> int:
 
 
 def count_rows(database: str) -> int:
-    conn = sqlite3.connect(database, timeout=30)
+    store = open_store(database, 30_000)
     try:
-        return conn.execute("SELECT count(*) FROM consents").fetchone()[0]
+        return store.count_consents()
     finally:
-        conn.close()
+        store.close()
 
 
 # -- the HTTP benchmarks -------------------------------------------------------------
@@ -349,7 +349,7 @@ def http_benchmarks(work: Path, runs: int, seconds: float, connections: int, thr
     store = open_store(keksi_db)
     try:
         verified = consents.verify(store)
-        integrity_check = store.backend.db.execute("PRAGMA integrity_check").fetchone()[0]
+        integrity_check = store.integrity_check()
     finally:
         store.close()
     log(f"  Keksi's chain after the runs: {'ok' if verified.ok else verified.problem}, "

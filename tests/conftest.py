@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from keksi import notices
-from keksi.store import open_store
+from keksi.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 # The notices the tests' expectations are written against: a frozen copy, so that the sample notices
@@ -104,6 +104,37 @@ def from_store(app: Any, method: str, *args: Any) -> Any:
         return getattr(store, method)(*args)
     finally:
         store.close()
+
+
+class Row(dict):
+    """A row as `raw_sql` gives it: by column name, or by position as a tuple (row[0])."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return list(self.values())[key] if isinstance(key, int) else super().__getitem__(key)
+
+
+class Refused(Exception):
+    """What the database said when it refused a statement of `raw_sql` (a trigger, a constraint)."""
+
+
+def raw_sql(target: Any, sql: str, params: Any = (), *, script: bool = False) -> list[Row]:
+    """Run SQL straight through the store's backend, around the Store's methods: how a test
+    tampers with what is stored (as someone with the database file would) or reads it as stored.
+    `target` is an app (a connection of its own) or an open Store. Each call is committed at once;
+    `script=True` runs several statements. The one way tests reach the database besides the store."""
+    store = target if isinstance(target, Store) else open_store(target.config["DATABASE"])
+    backend = store.backend
+    try:
+        if script:
+            backend.executescript(sql)
+            return []
+        with backend.transaction():
+            return [Row(row) for row in backend.query(sql, params)]
+    except backend.Error as exc:
+        raise Refused(str(exc)) from exc
+    finally:
+        if store is not target:
+            store.close()
 
 
 def signed_in(app: Any, email: str, *roles: str, lang: str = "en") -> Any:

@@ -10,6 +10,8 @@ from typing import Any
 from keksi import sites
 from keksi.store import open_store
 
+from .conftest import raw_sql
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = json.loads((ROOT / "sites" / "demo.json").read_text(encoding="utf-8"))
 ORIGIN = "http://localhost:8000"
@@ -62,11 +64,7 @@ def post(client: Any, body: Any, origin: str | None = ORIGIN, content_type: str 
 
 
 def count_rows(app: Any, table: str = "consents") -> int:
-    store = open_store(app.config["DATABASE"])
-    try:
-        return store.backend.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    finally:
-        store.close()
+    return raw_sql(app, f"SELECT count(*) AS n FROM {table}")[0]["n"]
 
 
 def record_some(client: Any, n: int = 3, lang: str = "en") -> list[dict[str, Any]]:
@@ -79,13 +77,9 @@ def record_some(client: Any, n: int = 3, lang: str = "en") -> list[dict[str, Any
 def tamper(app: Any, sql: str, *triggers: str) -> None:
     """Change the database as someone with write access to the file would: drop the triggers
     in the way, then run `sql`."""
-    store = open_store(app.config["DATABASE"])
-    try:
-        for trigger in triggers:
-            store.backend.db.execute(f"DROP TRIGGER {trigger}")
-        store.backend.db.executescript(sql)
-    finally:
-        store.close()
+    for trigger in triggers:
+        raw_sql(app, f"DROP TRIGGER {trigger}")
+    raw_sql(app, sql, script=True)
 
 
 def printed(output: str, label: str) -> str:

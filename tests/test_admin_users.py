@@ -11,7 +11,7 @@ import pytest
 from keksi import auth
 from keksi.store import open_store
 
-from .conftest import from_store
+from .conftest import from_store, raw_sql
 from .test_admin import PASSWORD, add_user, csrf, sign_in
 
 
@@ -111,13 +111,8 @@ def test_a_change_to_the_account_ends_its_sessions_everywhere(app, make_app, cli
 def age_sessions(app, *, seen: timedelta = timedelta(0), created: timedelta = timedelta(0)) -> None:
     """Make every session look as if it were last used `seen` ago and began `created` ago."""
     now = datetime.now(timezone.utc)
-    store = open_store(app.config["DATABASE"])
-    try:
-        store.backend.db.execute("UPDATE admin_sessions SET seen_at = ?, created_at = ?",
-                         [(now - seen).isoformat(), (now - created).isoformat()])
-        store.backend.db.conn.commit()
-    finally:
-        store.close()
+    raw_sql(app, "UPDATE admin_sessions SET seen_at = ?, created_at = ?",
+            [(now - seen).isoformat(), (now - created).isoformat()])
 
 
 def test_a_session_ends_after_the_idle_timeout(make_app):
@@ -147,9 +142,7 @@ def test_each_request_counts_as_use_but_is_written_at_most_once_a_minute(app, cl
     sign_in(client, "legal@example.fi")
     age_sessions(app, seen=timedelta(minutes=10), created=timedelta(minutes=10))
     assert signed_in(client)
-    store = open_store(app.config["DATABASE"])
-    seen = store.backend.db.execute("SELECT seen_at FROM admin_sessions").fetchone()[0]
-    store.close()
+    seen = raw_sql(app, "SELECT seen_at FROM admin_sessions")[0][0]
     assert datetime.now(timezone.utc) - datetime.fromisoformat(seen) < timedelta(minutes=1)
 
 
@@ -159,9 +152,7 @@ def test_signing_in_again_replaces_the_session_and_only_a_hash_is_stored(app, cl
     sign_in(client, "legal@example.fi")
     assert not signed_in(replay(app, first)), "a new sign-in gives a new session (no fixation)"
     assert signed_in(client)
-    store = open_store(app.config["DATABASE"])
-    rows = store.backend.db.execute("SELECT token_hash FROM admin_sessions").fetchall()
-    store.close()
+    rows = raw_sql(app, "SELECT token_hash FROM admin_sessions")
     assert len(rows) == 1 and re.fullmatch(r"[0-9a-f]{64}", rows[0][0])
 
 
@@ -388,9 +379,7 @@ def test_sessions_nobody_ended_are_forgotten_at_the_next_sign_in(app, client):
     sign_in(client, "legal@example.fi")
     age_sessions(app, seen=timedelta(hours=13), created=timedelta(hours=13))
     sign_in(app.test_client(), "marketing@example.fi")
-    store = open_store(app.config["DATABASE"])
-    rows = store.backend.db.execute("SELECT user_id FROM admin_sessions").fetchall()
-    store.close()
+    rows = raw_sql(app, "SELECT user_id FROM admin_sessions")
     assert [r[0] for r in rows] == [user(app, "marketing@example.fi")["id"]]
 
 

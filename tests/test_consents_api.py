@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import jsonschema
 import pytest
@@ -12,7 +11,7 @@ from keksi import consents
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
-from .conftest import from_store
+from .conftest import Refused, from_store, raw_sql
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 
 
@@ -75,11 +74,7 @@ def test_config_refuses_foreign_origin_cors_and_unknown_things(client):
 def test_each_banner_version_is_stored_once_in_full(app, client):
     cfg = config(client)
     config(client)
-    store = open_store(app.config["DATABASE"])
-    try:
-        rows = store.backend.db.execute("SELECT hash, content FROM banner_versions").fetchall()
-    finally:
-        store.close()
+    rows = raw_sql(app, "SELECT hash, content FROM banner_versions")
     assert [r[0] for r in rows] == [cfg["banner_hash"]]
     content = json.loads(rows[0][1])
     assert content["texts"] == cfg["texts"] and content["categories"] == cfg["categories"]
@@ -310,9 +305,7 @@ def test_ip_is_taken_from_trusted_proxies_only(make_app):
     post(client2, choice(config(client2)), **{"X-Forwarded-For": "2001:db8:abcd:12::1"})
     ips = []
     for app in (plain, proxied):
-        store = open_store(app.config["DATABASE"])
-        ips.append([r[0] for r in store.backend.db.execute("SELECT ip FROM consents ORDER BY seq")])
-        store.close()
+        ips.append([r["ip"] for r in raw_sql(app, "SELECT ip FROM consents ORDER BY seq")])
     assert ips[0] == ["127.0.0.0"], "a raw X-Forwarded-For is ignored"
     assert ips[1] == ["203.0.113.0", "2001:db8:abcd::"]
 
@@ -330,16 +323,12 @@ def test_ip_and_user_agent_can_be_left_out(make_app):
 
 def test_rows_are_never_updated(app, client):
     post(client, choice(config(client)))
-    store = open_store(app.config["DATABASE"])
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="never updated"):
-            store.backend.db.execute("UPDATE consents SET action = 'reject_all'")
-        with pytest.raises(sqlite3.IntegrityError, match="erasure or purge"):
-            store.backend.db.execute("DELETE FROM consents")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            store.backend.db.execute("DELETE FROM consent_chain")
-    finally:
-        store.close()
+    with pytest.raises(Refused, match="never updated"):
+        raw_sql(app, "UPDATE consents SET action = 'reject_all'")
+    with pytest.raises(Refused, match="erasure or purge"):
+        raw_sql(app, "DELETE FROM consents")
+    with pytest.raises(Refused, match="append-only"):
+        raw_sql(app, "DELETE FROM consent_chain")
 
 
 def test_receipts_json_and_page(app, client):

@@ -20,7 +20,7 @@ import pytest
 from keksi import consents
 from keksi.store import chain_hash, open_store, removal_digest
 
-from .conftest import TODAY, publish_all, write_version
+from .conftest import TODAY, publish_all, raw_sql, write_version
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 
 UTC_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -38,7 +38,7 @@ def app(make_app):
 def rows(app) -> list[dict]:
     store = open_store(app.config["DATABASE"])
     try:
-        return [dict(r) for r in store.backend.db.query("SELECT * FROM consents ORDER BY seq")]
+        return [dict(r) for r in raw_sql(store, "SELECT * FROM consents ORDER BY seq")]
     finally:
         store.close()
 
@@ -432,15 +432,8 @@ def _db(app):
 
 def _sql(app, *statements: str, drop: tuple[str, ...] = ()) -> None:
     """Write the database behind the store's back, as someone with the file could."""
-    store = _db(app)
-    try:
-        for trigger in drop:
-            store.backend.db.execute(f"DROP TRIGGER {trigger}")
-        for statement in statements:
-            store.backend.db.execute(statement)
-        store.backend.db.conn.commit()
-    finally:
-        store.close()
+    for statement in [f"DROP TRIGGER {trigger}" for trigger in drop] + list(statements):
+        raw_sql(app, statement)
 
 
 def _verify(app, expect=None) -> consents.VerifyResult:
@@ -460,7 +453,7 @@ def _record(client, n: int, cookie_notice: bool = False) -> list[dict]:
 def _head(app) -> tuple[int, str]:
     store = _db(app)
     try:
-        return tuple(store.backend.db.execute("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1").fetchone())
+        return tuple(raw_sql(store, "SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1")[0].values())
     finally:
         store.close()
 

@@ -18,10 +18,12 @@ import pytest
 from keksi import consents
 from keksi.store import close_idle_connections, open_store
 
+from .conftest import raw_sql
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 from .test_ledger_gunicorn import prepare, start
 
 
+@pytest.mark.sqlite_only
 def test_a_database_locked_past_the_timeout_gets_503_and_a_retry_succeeds(make_app):
     app = make_app(BUSY_TIMEOUT_MS=100)
     add_site(app)
@@ -74,6 +76,7 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_gives_clear_errors_and_notices_keep_being_served(make_app, tiny_disk):
     app = make_app(DATABASE=str(tiny_disk / "keksi.db"), RATE_LIMIT=100_000)
     add_site(app)
@@ -99,7 +102,7 @@ def test_a_full_disk_gives_clear_errors_and_notices_keep_being_served(make_app, 
     acknowledged.append(late.get_json()["consent_id"])
     store = open_store(app.config["DATABASE"])
     try:
-        stored = {row[0] for row in store.backend.db.execute("SELECT consent_id FROM consents")}
+        stored = {row["consent_id"] for row in raw_sql(store, "SELECT consent_id FROM consents")}
         assert set(acknowledged) <= stored
         assert store.integrity_check() == "ok"
         assert consents.verify(store).ok
@@ -107,6 +110,7 @@ def test_a_full_disk_gives_clear_errors_and_notices_keep_being_served(make_app, 
         store.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_read_only_database_answers_503_and_pages_still_work(make_app, tiny_disk):
     app = make_app(DATABASE=str(tiny_disk / "keksi.db"))
     add_site(app)
@@ -212,7 +216,8 @@ def test_killing_a_worker_and_then_the_master_loses_nothing_acknowledged(tmp_pat
 
     store = open_store(env["KEKSI_DATABASE"])
     try:
-        rows = dict(store.backend.db.execute("SELECT event_id, consent_id FROM consents").fetchall())
+        rows = {row["event_id"]: row["consent_id"]
+                for row in raw_sql(store, "SELECT event_id, consent_id FROM consents")}
         for event, consent_id in acknowledged.items():
             assert rows.get(event) == consent_id, "an acknowledged consent is missing or changed"
         assert len(rows) == len(set(rows.values())) == len(acknowledged), "one row per choice"

@@ -24,9 +24,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from keksi.store import open_store
 
-from .conftest import LiveServer
+from .conftest import LiveServer, raw_sql
 from .ledger import ROOT, add_site
 from .widget_host import HostServer, host_page
 
@@ -130,11 +129,7 @@ def wait_until(check: Callable[[], Any], what: str, process: subprocess.Popen | 
 
 
 def rows(app: Any) -> list[dict[str, Any]]:
-    store = open_store(app.config["DATABASE"])
-    try:
-        return [dict(r) for r in store.backend.db.query("SELECT * FROM consents WHERE site = 'shop' ORDER BY seq")]
-    finally:
-        store.close()
+    return [dict(r) for r in raw_sql(app, "SELECT * FROM consents WHERE site = 'shop' ORDER BY seq")]
 
 
 def wait_rows(app: Any, count: int) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from app import _secret_key, create_app
 from keksi import settings, store
 from keksi.store.migrations.sqlite import migrations as sqlite_migrations
 
-from .conftest import ROOT, write_version
+from .conftest import ROOT, raw_sql, write_version
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -154,6 +154,7 @@ def _applied(path: str) -> list[str]:
         db.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_new_database_gets_every_migration_and_wal(make_app):
     app = make_app(publish=False)
     path = app.config["DATABASE"]
@@ -167,6 +168,21 @@ def test_a_new_database_gets_every_migration_and_wal(make_app):
             "making the app again applies nothing"
 
 
+@pytest.mark.sqlite_only
+def test_a_database_from_before_the_generations_row_upgrades_and_keeps_working(make_app, notices_dir):
+    """Migration 0011 on a database that has everything before it: the generations start at 1 and
+    the next publication raises the notices' one."""
+    app = make_app()
+    raw_sql(app, "DROP TABLE generations; DELETE FROM _sqlite_migrations WHERE name = '0011_generations';",
+            script=True)
+    upgraded = make_app(publish=False)  # the app migrates on start
+    assert _applied(upgraded.config["DATABASE"]) == ALL_MIGRATIONS
+    assert store.generation(upgraded, "notices", "sites") == (1, 1)
+    write_version(notices_dir, "privacy", "2027-01-15")
+    assert upgraded.test_cli_runner().invoke(args=["notices", "publish"]).exit_code == 0
+    assert store.generation(upgraded, "notices", "sites") == (2, 1)
+
+
 def _make_app_in_a_process(database: str, notices: str, barrier, errors) -> None:
     try:
         barrier.wait(timeout=60)  # every process creates the app at the same moment
@@ -177,6 +193,7 @@ def _make_app_in_a_process(database: str, notices: str, barrier, errors) -> None
         raise SystemExit(1)
 
 
+@pytest.mark.sqlite_only
 def test_workers_starting_together_migrate_once(tmp_path, notices_dir):
     database = str(tmp_path / "shared" / "keksi.db")
     context = multiprocessing.get_context("spawn")
@@ -193,6 +210,7 @@ def test_workers_starting_together_migrate_once(tmp_path, notices_dir):
     assert Counter(applied) == Counter(ALL_MIGRATIONS), "each migration exactly once"
 
 
+@pytest.mark.sqlite_only
 def test_a_thread_keeps_its_store_between_requests_with_no_transaction_left_open(app):
     seen = []
 
@@ -237,6 +255,7 @@ class _RollbackFails:
         return getattr(self.conn, name)
 
 
+@pytest.mark.sqlite_only
 def test_a_store_whose_rollback_fails_is_closed_and_not_kept(app):
     seen = []
 
@@ -316,10 +335,8 @@ def test_publish_publishes_a_complete_version_once(app, runner, notices_dir):
     result = runner.invoke(args=["notices", "publish", "--by", "Aino Virtanen"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["published privacy 2027-01-15", "1 versions published."]
-    with sqlite3.connect(app.config["DATABASE"]) as conn:
-        rows = conn.execute("SELECT lang, published_by FROM notice_versions WHERE version = '2027-01-15'"
-                            " ORDER BY lang").fetchall()
-    assert rows == [("en", "Aino Virtanen"), ("fi", "Aino Virtanen"), ("sv", "Aino Virtanen")]
+    rows = raw_sql(app, "SELECT lang, published_by FROM notice_versions WHERE version = '2027-01-15' ORDER BY lang")
+    assert [tuple(row.values()) for row in rows] == [("en", "Aino Virtanen"), ("fi", "Aino Virtanen"), ("sv", "Aino Virtanen")]
     again = runner.invoke(args=["notices", "publish"])
     assert again.exit_code == 0 and again.output.strip() == "Nothing new to publish."
 

@@ -8,6 +8,7 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
+from .conftest import raw_sql
 from .ledger import add_site, choice, config, post
 from .test_admin import PASSWORD, add_user, csrf
 from .test_notices import HOSTILE, write_version
@@ -190,7 +191,7 @@ def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_
         store = open_store(app.config["DATABASE"])
         try:
             for _ in range(50):
-                rows = store.backend.db.execute("SELECT action, page FROM consents").fetchall()
+                rows = [tuple(row.values()) for row in raw_sql(store, "SELECT action, page FROM consents")]
                 if rows:
                     break
                 page.wait_for_timeout(100)

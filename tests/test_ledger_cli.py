@@ -11,7 +11,9 @@ import pytest
 
 from keksi import consents
 from keksi.store import open_store
+from keksi.store.chain import chain_hash
 
+from .conftest import raw_sql
 from .ledger import DEMO_SITE, ROOT, add_site, choice, config, count_rows, post, printed, record_some, tamper
 
 
@@ -138,24 +140,18 @@ def test_a_head_recorded_earlier_shows_a_rebuilt_chain(app, client):
     runner.invoke(args=["consents", "erase", "--subject", later[0]["subject_id"]])
     since = runner.invoke(args=["consents", "verify", "--head", head])
     assert since.exit_code == 0 and "removed since the head: link 6, erase of 1 records" in since.output
-    store = open_store(app.config["DATABASE"])
-    try:  # record 2 rewritten, its content hash and the chain after it recomputed
-        for trigger in ("consents_no_update", "consent_chain_no_update"):
-            store.backend.db.execute(f"DROP TRIGGER {trigger}")
-        store.backend.db.execute("UPDATE consents SET page = '/rewritten' WHERE seq = 2")
-        prev = store.backend.db.execute("SELECT row_hash FROM consent_chain WHERE seq = 1").fetchone()[0]
-        for link in list(store.backend.db.query("SELECT seq, content_hash FROM consent_chain WHERE seq >= 2 ORDER BY seq")):
-            row = next(iter(store.backend.db.query("SELECT * FROM consents WHERE seq = ?", [link["seq"]])), None)
-            digest = consents.content_hash(row) if row else link["content_hash"]  # removals keep theirs
-            if row:
-                store.backend.db.execute("UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
-            prev_new = consents.chain_hash(prev, digest)
-            store.backend.db.execute("UPDATE consent_chain SET content_hash = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
-                             [digest, prev, prev_new, link["seq"]])
-            prev = prev_new
-        store.backend.db.conn.commit()
-    finally:
-        store.close()
+    # Record 2 rewritten, its content hash and the chain after it recomputed.
+    tamper(app, "UPDATE consents SET page = '/rewritten' WHERE seq = 2", "consents_no_update", "consent_chain_no_update")
+    prev = raw_sql(app, "SELECT row_hash FROM consent_chain WHERE seq = 1")[0]["row_hash"]
+    for link in raw_sql(app, "SELECT seq, content_hash FROM consent_chain WHERE seq >= 2 ORDER BY seq"):
+        row = next(iter(raw_sql(app, "SELECT * FROM consents WHERE seq = ?", [link["seq"]])), None)
+        digest = consents.content_hash(row) if row else link["content_hash"]  # removals keep theirs
+        if row:
+            raw_sql(app, "UPDATE consents SET content_hash = ? WHERE seq = ?", [digest, row["seq"]])
+        prev_new = chain_hash(prev, digest)
+        raw_sql(app, "UPDATE consent_chain SET content_hash = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
+                [digest, prev, prev_new, link["seq"]])
+        prev = prev_new
     assert runner.invoke(args=["consents", "verify"]).exit_code == 0, "rebuilt: it verifies on its own"
     rewritten = runner.invoke(args=["consents", "verify", "--head", head])
     assert rewritten.exit_code == 1 and "rewritten" in rewritten.output
@@ -165,13 +161,8 @@ def test_a_head_recorded_earlier_shows_a_rebuilt_chain(app, client):
 def test_a_record_deleted_with_a_forged_removal_mark_is_found(app, client):
     """Without dropping any trigger: mark a record removed by hand, then delete it."""
     record_some(client, 4)
-    store = open_store(app.config["DATABASE"])
-    try:
-        store.backend.db.execute("INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', 'now')")
-        store.backend.db.execute("DELETE FROM consents WHERE seq = 2")
-        store.backend.db.conn.commit()
-    finally:
-        store.close()
+    raw_sql(app, "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', 'now')")
+    raw_sql(app, "DELETE FROM consents WHERE seq = 2")
     result = app.test_cli_runner().invoke(args=["consents", "verify"])
     assert result.exit_code == 1, result.output
     assert "broken at record 2" in result.output and "no erasure or purge in the chain lists it" in result.output
@@ -189,29 +180,25 @@ def test_an_edited_list_of_removed_records_is_found(app, client):
     assert "lists it as removed" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_removals_made_before_they_were_chained_are_chained_by_the_migration(make_app):
     """A ledger from before migration 0007, with an erasure made the old way, still verifies."""
     app = make_app()
     add_site(app)
     client = app.test_client()
     record_some(client, 3)
-    store = open_store(app.config["DATABASE"])
-    try:  # back to the schema before 0007, then an erasure as it was done then
-        store.backend.db.executescript(
-            "DROP TABLE removal_links; DROP TABLE removal_ranges;"
-            "DELETE FROM _sqlite_migrations WHERE name = '0007_chained_removals';"
-            "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', '2026-11-01');"
-            "DELETE FROM consents WHERE seq = 2;")
-        store.backend.db.conn.commit()
-    finally:
-        store.close()
+    raw_sql(  # back to the schema before 0007, then an erasure as it was done then
+        app, "DROP TABLE removal_links; DROP TABLE removal_ranges;"
+        "DELETE FROM _sqlite_migrations WHERE name = '0007_chained_removals';"
+        "INSERT INTO consent_removals (seq, reason, removed_at) VALUES (2, 'erase', '2026-11-01');"
+        "DELETE FROM consents WHERE seq = 2;", script=True)
     migrated = make_app(DATABASE=app.config["DATABASE"])  # the app migrates on start
     result = migrated.test_cli_runner().invoke(args=["consents", "verify"])
     assert result.exit_code == 0 and "3 records verified, 1 of them erased" in result.output, result.output
+    assert [(r["reason"], r["ranges"]) for r in raw_sql(app, "SELECT * FROM removal_links")] == [
+        ("before-chaining", 1)]
     store = open_store(app.config["DATABASE"])
     try:
-        assert [(r["reason"], r["ranges"]) for r in store.backend.db.query("SELECT * FROM removal_links")] == [
-            ("before-chaining", 1)]
         assert list(store.removal_ranges()) == [(2, 2, 4)]
     finally:
         store.close()
@@ -240,6 +227,7 @@ def test_erasure_removes_a_subject_and_keeps_the_chain_verifiable(app, client):
     assert bad.exit_code == 2
 
 
+@pytest.mark.sqlite_only
 def test_erased_records_leave_no_readable_trace_in_the_database_file(make_app):
     app = make_app(STORE_PAGE=True)  # the page path is what the test looks for in the file
     add_site(app)
@@ -249,11 +237,7 @@ def test_erased_records_leave_no_readable_trace_in_the_database_file(make_app):
     post(client, choice(cfg))
     runner = app.test_cli_runner()
     assert runner.invoke(args=["consents", "erase", "--subject", mine["subject_id"]]).exit_code == 0
-    store = open_store(app.config["DATABASE"])
-    try:
-        store.backend.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        store.close()
+    raw_sql(app, "PRAGMA wal_checkpoint(TRUNCATE)", script=True)
     with open(app.config["DATABASE"], "rb") as database:
         content = database.read()
     for trace in (mine["subject_id"], mine["consent_id"], "a-page-only-this-visitor-saw"):

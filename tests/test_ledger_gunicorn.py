@@ -22,6 +22,7 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
+from .conftest import raw_sql
 from .ledger import ORIGIN, ROOT
 
 POSTS, THREADS = 3000, 24
@@ -119,7 +120,7 @@ def test_concurrent_posts_each_have_exactly_one_row(gunicorn, full_size):
     assert len(unique) == posts // threads_count * threads_count
     store = open_store(database)
     try:
-        stored = [row[0] for row in store.backend.db.execute("SELECT consent_id FROM consents")]
+        stored = [row["consent_id"] for row in raw_sql(store, "SELECT consent_id FROM consents")]
         assert sorted(stored) == sorted(unique), "exactly one row per acknowledged choice"
         result = consents.verify(store)
         assert result.ok, result

@@ -6,7 +6,6 @@ writing only rows the triggers allow) and checks that `flask consents verify` na
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -15,7 +14,7 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import TODAY
+from .conftest import TODAY, Refused, raw_sql
 from .ledger import add_site, choice, config, post, printed, record_some, tamper
 
 
@@ -160,12 +159,8 @@ def test_a_notice_source_rewritten_keeping_its_hash_is_found(app, client):
 def test_a_notice_replaced_with_a_new_hash_is_found_by_the_records_and_the_audit_log(app, client):
     """Text and hash both rewritten: the hash verifies, but the records and the audit log hold the old one."""
     record_some(client, 2)
-    store = open_store(app.config["DATABASE"])
-    try:
-        row = store.backend.db.execute("SELECT slug, version, source FROM notice_versions WHERE slug = 'privacy' "
-                               "AND lang = 'en' ORDER BY version DESC LIMIT 1").fetchone()
-    finally:
-        store.close()
+    row = raw_sql(app, "SELECT slug, version, source FROM notice_versions WHERE slug = 'privacy' "
+                  "AND lang = 'en' ORDER BY version DESC LIMIT 1")[0]
     source = row[2].replace("\n\n", "\n\nWe also sell your data.\n\n", 1)
     from keksi.notices import parse_source, sha256
     parsed = parse_source("x", row[0], row[1], "en", source)
@@ -219,12 +214,8 @@ def test_a_banner_rewritten_under_its_hash_is_found(app, client):
 ])
 def test_banners_and_the_audit_log_refuse_delete_and_update(app, client, statement):
     record_some(client, 1)
-    store = open_store(app.config["DATABASE"])
-    try:
-        with pytest.raises(sqlite3.IntegrityError):
-            store.backend.db.execute(statement)
-    finally:
-        store.close()
+    with pytest.raises(Refused):
+        raw_sql(app, statement)
 
 
 def test_a_deleted_banner_is_found_by_the_records_that_refer_to_it(app, client):
@@ -234,11 +225,7 @@ def test_a_deleted_banner_is_found_by_the_records_that_refer_to_it(app, client):
 
 
 def _audit_entries(app) -> int:
-    store = open_store(app.config["DATABASE"])
-    try:
-        return store.backend.db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
-    finally:
-        store.close()
+    return raw_sql(app, "SELECT count(*) AS n FROM audit_log")[0]["n"]
 
 
 def test_the_audit_log_is_chained_and_an_edit_is_found(app, client):
@@ -379,17 +366,12 @@ def test_an_audit_log_from_before_migration_0008_is_chained_by_it(make_app):
 
 def _rechain(app, table: str, key: str, content) -> None:
     """Recompute every link of `table` in `key` order, as a forger who deleted a row would."""
-    from keksi.store import GENESIS_HASH, chain_hash
-    store = open_store(app.config["DATABASE"])
-    try:
-        prev = GENESIS_HASH
-        for row in list(store.backend.db.query(f"SELECT * FROM {table} ORDER BY {key}")):
-            row_hash = chain_hash(prev, content(row))
-            store.backend.db.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE {key} = ?",
-                             [prev, row_hash, row[key]])
-            prev = row_hash
-    finally:
-        store.close()
+    from keksi.store.chain import GENESIS_HASH, chain_hash
+    prev = GENESIS_HASH
+    for row in raw_sql(app, f"SELECT * FROM {table} ORDER BY {key}"):
+        row_hash = chain_hash(prev, content(row))
+        raw_sql(app, f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE {key} = ?", [prev, row_hash, row[key]])
+        prev = row_hash
 
 
 def test_a_chain_rebuilt_without_the_kept_head_record_is_found(app, client):
@@ -409,7 +391,7 @@ def test_a_chain_rebuilt_without_the_kept_head_record_is_found(app, client):
 
 
 def test_an_audit_log_rebuilt_without_the_kept_head_entry_is_found(app, client):
-    from keksi.store import audit_content_hash
+    from keksi.store.chain import audit_content_hash
     head = printed(verify(app).output, "audit head")
     last = int(head.split(":")[0])
     store = open_store(app.config["DATABASE"])

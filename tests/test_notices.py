@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from keksi import notices
 from keksi.store import open_store
 
-from .conftest import SAMPLE_NOTICES
+from .conftest import SAMPLE_NOTICES, Refused, raw_sql
 
 LANGS = ["fi", "sv", "en"]
 
@@ -73,10 +72,10 @@ def test_publish_stores_immutable_copies_once(store, notices_dir):
 
 def test_published_rows_refuse_update(store, notices_dir):
     notices.publish(notices_dir, LANGS, store, "aino")
-    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
-        store.backend.db.execute("UPDATE notice_versions SET body = 'x' WHERE slug = 'privacy'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store.backend.db.execute("UPDATE audit_log SET actor = 'x'")
+    with pytest.raises(Refused, match="immutable"):
+        raw_sql(store, "UPDATE notice_versions SET body = 'x' WHERE slug = 'privacy'")
+    with pytest.raises(Refused, match="append-only"):
+        raw_sql(store, "UPDATE audit_log SET actor = 'x'")
 
 
 def test_edited_published_version_is_refused_by_name(store, notices_dir):

@@ -21,7 +21,7 @@ from keksi.i18n import format_moment
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
-from .conftest import write_version
+from .conftest import Refused, raw_sql, write_version
 from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, post
 from .test_admin_sites import add_user, sign_in
 
@@ -156,8 +156,8 @@ def test_every_widget_build_served_is_kept_byte_for_byte(app, client):
     try:
         kept = store.widget_build(version)
         assert kept["script"].encode("utf-8") == script
-        with pytest.raises(Exception, match="kept as first served"):
-            store.backend.db.execute("UPDATE widget_builds SET script = 'x'")
+        with pytest.raises(Refused, match="kept as first served"):
+            raw_sql(store, "UPDATE widget_builds SET script = 'x'")
     finally:
         store.close()
 

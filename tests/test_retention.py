@@ -15,7 +15,7 @@ from app import create_app
 from keksi import consents, retention
 from keksi.store import PURGE_WHERE, open_store
 
-from .conftest import TODAY
+from .conftest import TODAY, raw_sql
 from .ledger import ORIGIN, add_site, choice, config, count_rows, tamper
 from .test_admin import PASSWORD, add_user, sign_in
 from .test_ledger_gunicorn import prepare, start
@@ -82,14 +82,11 @@ def test_retention_of_a_replaced_or_withdrawn_consent_counts_from_then_not_from_
     assert verified.exit_code == 0 and "figures ok" in verified.output, verified.output
 
 
+@pytest.mark.sqlite_only
 def test_the_purge_finds_each_records_successor_through_the_subject_index(app):
     """Through the (site, seq) index it read every later record of the site for each record."""
-    store = open_store(app.config["DATABASE"])
-    try:
-        plan = " ".join(row[-1] for row in store.backend.db.execute(
-            f"EXPLAIN QUERY PLAN SELECT seq FROM consents c WHERE {PURGE_WHERE}", ["x", "x"]))
-    finally:
-        store.close()
+    plan = " ".join(row[-1] for row in raw_sql(
+        app, f"EXPLAIN QUERY PLAN SELECT seq FROM consents c WHERE {PURGE_WHERE}", ["x", "x"]))
     assert "SEARCH n USING INDEX idx_consents_subject_id (subject_id=?)" in plan, plan
 
 

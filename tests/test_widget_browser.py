@@ -24,7 +24,7 @@ from app import create_app
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import ROOT, SAMPLE_NOTICES, TODAY, LiveServer, publish_all, write_version
+from .conftest import ROOT, SAMPLE_NOTICES, TODAY, LiveServer, publish_all, raw_sql, write_version
 from .ledger import DEMO_SITE, add_site
 from .widget_host import ConsentFaults, HostServer, host_page
 
@@ -77,12 +77,8 @@ class Widget:
         return self.app.test_client().get(f"/api/v1/sites/{self.site}/config?lang={lang}").get_json()
 
     def rows(self) -> list[dict[str, Any]]:
-        store = open_store(self.app.config["DATABASE"])
-        try:
-            return [dict(row) for row in store.backend.db.query(
-                "SELECT * FROM consents WHERE site = ? ORDER BY seq", [self.site])]
-        finally:
-            store.close()
+        return [dict(row) for row in raw_sql(self.app, "SELECT * FROM consents WHERE site = ? ORDER BY seq",
+                                             [self.site])]
 
     def wait_rows(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
         """Poll until the database holds `count` choices; fail if it holds more or never gets there."""
@@ -999,6 +995,7 @@ def test_banner_texts_are_translated(widget: Widget):
         assert not same, f"{lang} still shows these banner texts in English: {', '.join(same)}"
 
 
+@pytest.mark.sqlite_only
 def test_a_database_locked_past_the_timeout_delays_the_choice_but_loses_nothing(page: Page, make_app, host,
                                                                                console_errors):
     console_errors.allow(r"status of 503")

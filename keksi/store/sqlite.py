@@ -22,6 +22,7 @@ from .migrations.sqlite import migrations
 from .queries import Store
 
 BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
+SQLITE_VERSION = sqlite3.sqlite_version  # of the library Python links, for reports (bench/run.py)
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
