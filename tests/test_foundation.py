@@ -18,6 +18,7 @@ from flask import Flask
 
 from app import _secret_key, create_app
 from keksi import settings, store
+from keksi.store import open_store
 from keksi.store.migrations.sqlite import migrations as sqlite_migrations
 
 from .conftest import ROOT, raw_sql, write_version
@@ -176,11 +177,30 @@ def test_a_database_from_before_the_generations_row_upgrades_and_keeps_working(m
     raw_sql(app, "DROP TABLE generations; DELETE FROM _sqlite_migrations WHERE name = '0011_generations';",
             script=True)
     upgraded = make_app(publish=False)  # the app migrates on start
-    assert _applied(upgraded.config["DATABASE"]) == ALL_MIGRATIONS
+    assert sorted(_applied(upgraded.config["DATABASE"])) == ALL_MIGRATIONS
     assert store.generation(upgraded, "notices", "sites") == (1, 1)
     write_version(notices_dir, "privacy", "2027-01-15")
     assert upgraded.test_cli_runner().invoke(args=["notices", "publish"]).exit_code == 0
     assert store.generation(upgraded, "notices", "sites") == (2, 1)
+
+
+@pytest.mark.sqlite_only
+def test_failed_sign_ins_keep_their_numbers_when_the_table_gains_an_id_column(make_app):
+    """Migration 0012 on the table as 0004 made it (rows numbered by SQLite's rowid only)."""
+    app = make_app(publish=False)
+    raw_sql(app, "DROP TABLE login_failures; CREATE TABLE login_failures (key TEXT NOT NULL, at TEXT NOT NULL);"
+            "INSERT INTO login_failures (rowid, key, at) VALUES (7, 'a', '2026-11-01'), (9, 'b', '2026-11-02');"
+            "DELETE FROM _sqlite_migrations WHERE name = '0012_login_failure_ids';", script=True)
+    upgraded = make_app(publish=False)  # the app migrates on start
+    assert [tuple(r.values()) for r in raw_sql(upgraded, "SELECT id, key, at FROM login_failures ORDER BY id")] == [
+        (7, "a", "2026-11-01"), (9, "b", "2026-11-02")]
+    store = open_store(upgraded.config["DATABASE"])
+    try:
+        assert store.login_failures("a", "2026-01-01", before=8) == ["2026-11-01"]
+        [new] = store.record_login_failure(["a"], "2026-11-03", "2026-01-01")
+        assert new > 9
+    finally:
+        store.close()
 
 
 def _make_app_in_a_process(database: str, notices: str, barrier, errors) -> None:

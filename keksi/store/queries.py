@@ -639,14 +639,14 @@ class Store:
     def record_login_failure(self, keys: list[str], now: str, forget_before: str) -> list[int]:
         """Count a failed sign-in against each key; the new rows' ids, in one block later tries follow."""
         with self._write():
-            ids = [self._insert("login_failures", {"key": key, "at": now}, returning="rowid") for key in keys]
+            ids = [self._insert("login_failures", {"key": key, "at": now}, returning="id") for key in keys]
             self.backend.execute("DELETE FROM login_failures WHERE at < ?", [forget_before])
         return ids
 
     def login_failures(self, key: str, since: str, before: int | None = None) -> list[str]:
         """Times of the key's failed logins since `since` (recorded before row `before`), oldest first."""
         return [r["at"] for r in self._query(
-            "SELECT at FROM login_failures WHERE key = ? AND at >= ? AND rowid < ? ORDER BY at",
+            "SELECT at FROM login_failures WHERE key = ? AND at >= ? AND id < ? ORDER BY at",
             [key, since, before if before is not None else 2 ** 63 - 1])]
 
     def clear_login_failures(self, keys: list[str]) -> None:
@@ -656,7 +656,7 @@ class Store:
     def forget_login_tries(self, ids: list[int]) -> None:
         """Delete failures by row id: a try recorded ahead of its check that turned out right or had to wait."""
         with self._write():
-            self.backend.executemany("DELETE FROM login_failures WHERE rowid = ?", [(i,) for i in ids])
+            self.backend.executemany("DELETE FROM login_failures WHERE id = ?", [(i,) for i in ids])
 
     # -- audit log --------------------------------------------------------
 

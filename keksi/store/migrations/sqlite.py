@@ -258,6 +258,20 @@ def _generations(db: sqlite_utils.Database) -> None:
         """)
 
 
+@migrations(name="0012_login_failure_ids")
+def _login_failure_ids(db: sqlite_utils.Database) -> None:
+    # Sign-in throttling names its rows by a column of their own instead of SQLite's hidden rowid,
+    # so that the store's queries run on PostgreSQL too. Each row keeps its number (rowid -> id).
+    db.executescript(
+        """
+        CREATE TABLE login_failures_new (id INTEGER PRIMARY KEY, key TEXT NOT NULL, at TEXT NOT NULL);
+        INSERT INTO login_failures_new (id, key, at) SELECT rowid, key, at FROM login_failures;
+        DROP TABLE login_failures;
+        ALTER TABLE login_failures_new RENAME TO login_failures;
+        CREATE INDEX idx_login_failures_key_at ON login_failures (key, at);
+        """)
+
+
 def _chain_earlier_removals(conn: sqlite3.Connection) -> None:
     """Migration 0007's one link for the removals made before it, as the store wrote links then
     (frozen here: a migration must do the same thing however the store changes later)."""
