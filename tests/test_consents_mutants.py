@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from keksi import consents
-from keksi.store import chain_hash, open_store, removal_digest
+from keksi.store import open_store
+from keksi.store.chain import GENESIS_HASH, chain_hash, removal_digest
 
 from .conftest import TODAY, publish_all, raw_sql, write_version
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
@@ -596,3 +597,150 @@ def test_a_head_recorded_earlier_must_still_be_in_the_chain(app, client):
     assert _verify(app, expect=earlier) == _broken(2, 0, 4, ends)
     _sql(app, "DELETE FROM consent_chain", "DELETE FROM consents")
     assert _verify(app, expect=earlier) == _broken(0, 0, 4, ends)
+
+
+# -- verify: the exact problem named, and heads before a rebuilt start ---------------------
+# (tests/test_ledger_proof.py checks the same tampering through the CLI, by a part of each message)
+
+
+def _append_forged(app, client, **fields) -> int:
+    """Chain a record whose fields are set as given and whose hashes are right: a forger's record."""
+    cfg = config(client)
+    store = _db(app)
+    try:
+        checked = consents.check_choice(choice(cfg), store, ["fi", "sv", "en"], date.fromisoformat(TODAY),
+                                        ORIGIN)
+        record = consents.build_record(checked, datetime.now(timezone.utc), None, None)
+        record.update(fields)
+        record["content_hash"] = consents.content_hash(record)
+        return store.append_consent(checked.event_id, lambda last: record)[0]["seq"]
+    finally:
+        store.close()
+
+
+def test_a_record_whose_time_is_no_time_is_found(app, client):
+    _record(client, 2)
+    seq = _append_forged(app, client, recorded_at="yesterday")
+    assert _verify(app) == _broken(2, 0, seq, "the record's time is not a valid time")
+
+
+@pytest.mark.parametrize("recorded_at", ["2026-01-01T00:00:00.000000Z", "2099-01-01T00:00:00"],
+                         ids=["earlier", "without a zone"])
+def test_a_record_dated_before_its_predecessor_or_without_a_zone_is_found(app, client, recorded_at):
+    _record(client, 2)
+    seq = _append_forged(app, client, recorded_at=recorded_at)
+    assert _verify(app) == _broken(2, 0, seq, "the record is dated before the record chained ahead of it: "
+                                              "it was appended out of time order")
+
+
+def test_a_removal_whose_counts_were_edited_is_found(app, client):
+    answers = _record(client, 3)
+    _erase(app, answers[0]["subject_id"])  # link 4 lists record 1
+    _sql(app, "UPDATE removal_counts SET n = n + 1", drop=("removal_counts_no_update",))
+    assert _verify(app) == _broken(3, 1, 4, "the removal's list of records was changed")
+
+
+def test_an_erased_record_put_back_is_found_at_its_place(app, client):
+    answers = _record(client, 3)
+    _sql(app, "CREATE TABLE kept AS SELECT * FROM consents WHERE seq = 1")
+    _erase(app, answers[0]["subject_id"])
+    _sql(app, "INSERT INTO consents SELECT * FROM kept", "DELETE FROM consent_removals WHERE seq = 1")
+    assert _verify(app) == _broken(0, 0, 1, "the record is held, but an erasure or purge in the chain lists it "
+                                            "as removed: it was put back")
+
+
+def test_a_head_at_the_first_link_is_missed_by_a_chain_rebuilt_without_it(app, client):
+    """Record 1 deleted and the rest rechained from the start: the chain verifies on its own, but
+    not against a head kept at record 1 (the first link seen now is record 2, past that head)."""
+    _record(client, 3)
+    first = tuple(raw_sql(app, "SELECT seq, row_hash FROM consent_chain WHERE seq = 1")[0].values())
+    links = raw_sql(app, "SELECT seq, content_hash FROM consent_chain ORDER BY seq")
+    _sql(app, "DELETE FROM consent_chain WHERE seq = 1", "DELETE FROM consents WHERE seq = 1",
+         drop=("consent_chain_no_delete", "consent_chain_no_update", "consents_delete_only_when_removed"))
+    prev = GENESIS_HASH
+    for link in links[1:]:
+        row_hash = chain_hash(prev, link["content_hash"])
+        _sql(app, f"UPDATE consent_chain SET prev_hash = '{prev}', row_hash = '{row_hash}' WHERE seq = {link['seq']}")
+        prev = row_hash
+    assert _verify(app).ok
+    assert _verify(app, expect=first) == _broken(
+        1, 0, 2, "the chain no longer passes through the head recorded earlier: it was rewritten")
+
+
+# -- erasure and purge count the removed records on the day of the configured zone ---------------
+
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+LATE_EVENING = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)  # 2 March in Helsinki
+
+
+def test_a_records_day_is_taken_in_the_zone_given():
+    assert consents.day_of_in(HELSINKI)("2026-03-01T23:30:00.000000Z") == "2026-03-02"
+    assert consents.day_of_in(timezone.utc)("2026-03-01T23:30:00.000000Z") == "2026-03-01"
+
+
+def _removed_days(app, link_seq: int) -> list[tuple]:
+    store = _db(app)
+    try:
+        return [tuple(row) for row in store.removal_counts(link_seq)[0]]
+    finally:
+        store.close()
+
+
+def _record_late(app, client) -> dict:
+    store = _db(app)
+    try:
+        checked = consents.check_choice(choice(config(client)), store, ["fi", "sv", "en"],
+                                        date.fromisoformat(TODAY), ORIGIN)
+        return consents.record(store, checked, None, None, now=LATE_EVENING, zone=HELSINKI)[0]
+    finally:
+        store.close()
+
+
+def test_an_erasure_takes_its_counts_off_the_zones_day(app, client):
+    row = _record_late(app, client)
+    store = _db(app)
+    try:
+        assert consents.erase(store, row["subject_id"], "tests", HELSINKI) == 1
+    finally:
+        store.close()
+    assert _removed_days(app, 2) == [("demo", "2026-03-02", "accept_all", 1)]
+
+
+def test_a_purge_takes_its_counts_off_the_zones_day(app, client):
+    row = _record_late(app, client)
+    store = _db(app)
+    try:
+        moved_on = datetime.fromisoformat(row["valid_until"]) + timedelta(days=1)
+        assert consents.purge(store, 0, "tests", HELSINKI, now=moved_on) == (1, consents._iso(moved_on))
+    finally:
+        store.close()
+    assert _removed_days(app, 2) == [("demo", "2026-03-02", "accept_all", 1)]
+
+
+# -- small things a person reads -------------------------------------------------------
+
+
+def test_a_refusal_reads_as_its_sentence():
+    refusal_ = consents.InvalidChoice("page", "is too long")
+    assert str(refusal_) == refusal_.message == "page is too long" and refusal_.status == 400
+
+
+@pytest.mark.parametrize("page, kept", [(None, "/"), ("", "/"), ("/a/b?q=1", "/a/b?q=1"),
+                                         ("a/b", "/"), ("//evil.example/x", "/")])
+def test_the_change_link_opens_the_panel_on_the_page_or_the_home_page(page, kept):
+    urls = consents.change_urls({"page": page}, ["https://a.example", "https://b.example"])
+    assert urls == [f"https://a.example{kept}#keksi-settings", f"https://b.example{kept}#keksi-settings"]
+
+
+def test_json_lines_are_compact_and_counted_one_step_a_record(app, client):
+    _record(client, 2)
+    store = _db(app)
+    try:
+        out = io.StringIO()
+        steps = list(consents.export(store.iter_consents("demo"), out, "jsonl", _links))
+    finally:
+        store.close()
+    assert steps == [1, 1]
+    for line in out.getvalue().splitlines():
+        assert line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
