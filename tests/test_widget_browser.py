@@ -1414,3 +1414,43 @@ def test_a_choice_is_recorded_where_the_browser_blocks_local_storage(page: Page,
     assert (row["action"], json.loads(row["choices"])) == ("custom", dict(OFF, marketing=True))
     page.wait_for_timeout(500)
     assert len(widget.rows()) == 1
+
+
+# -- review of issue 11.1: choices the server refuses, found by hand (failing on main) ---------------
+
+
+def without_preferences(site: dict[str, Any]) -> None:
+    site["categories"] = [c for c in site["categories"] if c["id"] != "preferences"]
+
+
+@pytest.mark.parametrize("change", ["removed", "added"])
+def test_a_choice_made_on_a_page_opened_before_marketing_changed_the_categories_is_recorded(
+        page: Page, widget: Widget, change: str):
+    """The visitor answers the banner they see; marketing saved the site meanwhile (or the choice
+    waited in the queue across the change). The server refuses it (400) and the widget drops it."""
+    if change == "added":
+        save_site(widget, without_preferences)
+    page.goto(widget.page())
+    wait_ready(page)
+    save_site(widget, without_preferences if change == "removed" else lambda site: None)
+    banner(page).get_by_role("button", name=EN["accept"]).click()
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "accept_all"
+    assert json.loads(row["choices"])["marketing"] is True
+
+
+def test_a_stored_choice_with_a_malformed_subject_id_does_not_lose_the_next_choice(page: Page, widget: Widget):
+    """A keksi_consent cookie whose "s" is not 32 hex digits (written by other code on the site's
+    domain, or tampered with): every later choice is posted with it, refused (400) and dropped."""
+    cfg = widget.config("en")
+    state = {"s": "not-a-subject", "i": "x", "c": {"preferences": 0, "analytics": 0, "marketing": 0},
+             "v": cfg["notices"]["privacy"]["version"], "w": cfg["notices"]["cookies"]["version"],
+             "h": cfg["banner_hash"][:16], "k": cfg["choice_hash"][:16], "l": "en",
+             "t": int(time.time()), "x": int(time.time()) + 100 * 86400}
+    page.context.add_cookies([{"name": "keksi_consent", "url": widget.host.url,
+                               "value": urllib.parse.quote(json.dumps(state))}])
+    page.goto(widget.page())
+    wait_ready(page)
+    reopen(page, "api").get_by_role("button", name=EN["accept"]).click()
+    row = widget.wait_rows(1)[0]
+    assert row["action"] == "accept_all"
