@@ -331,3 +331,17 @@ def test_the_live_preview_answers_with_the_widgets_css_and_what_fails(app, marke
     client.post("/admin/logout")
     sign_in(client, "legal@example.fi")
     assert client.get(url).status_code == 403
+
+
+# -- review of issue 11.2 (failing on main) --------------------------------------------------------
+
+
+def test_one_third_party_is_named_in_the_singular(app, client):
+    """A site whose only third party is Google: "Google Ireland Ltd also receive data" (en) and
+    "Google Ireland Ltd saavat tietoja" (fi) are wrong; the sentence needs ngettext."""
+    site = demo(id="one-party")
+    site["categories"][3]["services"] = site["categories"][3]["services"][:1]  # Google Ads only
+    add_site(app, site)
+    assert "Google Ireland Ltd also receives data about your visit and uses it for its own purposes too." \
+        in intro(client, "one-party")
+    assert "Google Ireland Ltd saa tietoja käynnistäsi" in intro(client, "one-party", "fi")
