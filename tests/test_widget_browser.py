@@ -1463,3 +1463,15 @@ def test_a_choice_made_on_a_page_with_a_long_path_is_recorded(page: Page, widget
     page.goto(widget.page("/tuotteet/" + "kengat-" * 150))
     banner(page).get_by_role("button", name=EN["reject"]).click()
     assert widget.wait_rows(1)[0]["action"] == "reject_all"
+
+
+def test_a_choice_answered_503_is_retried_on_the_same_page(page: Page, widget: Widget, console_errors):
+    """A visitor who makes a choice on the only page they visit (a bounce) while the database is
+    busy (503 with Retry-After): the widget retries only on a later page load, the "online" event or
+    the next choice, so this choice never reaches the ledger though the cookie says it was made."""
+    console_errors.allow(r"status of 503")
+    widget.faults.plan = [503]
+    page.goto(widget.page())
+    banner(page).get_by_role("button", name=EN["reject"]).click()
+    wait_until(lambda: widget.faults.served == [503])
+    assert widget.wait_rows(1, timeout=15)[0]["action"] == "reject_all"  # no reload, no other event
