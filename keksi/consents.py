@@ -7,6 +7,7 @@ Everything here takes plain arguments and the store; the API view turns
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import ipaddress
 import json
@@ -32,6 +33,10 @@ REQUIRED = FIELDS - {"subject_id", "cookie_notice_version", "widget_version", "p
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 WIDGET_VERSION = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: no text a person reads holds them
+# The page kept with a choice (KEKSI_STORE_PAGE): a longer path is cut to this, never refused for its
+# length (it is context; the choice is the record). The widget sends no more (widget/consent.js).
+PAGE_LENGTH = 512
 
 # The columns a record's content hash covers, in this order. Never reorder: old
 # rows must keep verifying.
@@ -117,7 +122,13 @@ def _string(data: dict[str, Any], field: str, max_length: int = 200) -> str:
         raise InvalidChoice(field, "must be a string" if field in data else "is required")
     if len(value) > max_length:
         raise InvalidChoice(field, f"must be at most {max_length} characters")
+    _no_control(field, value)
     return value
+
+
+def _no_control(field: str, value: str) -> None:
+    if CONTROL.search(value):
+        raise InvalidChoice(field, "must not hold control characters (U+0000-U+001F, U+007F-U+009F)")
 
 
 def check_choice(data: dict[str, Any], store: Store, languages: list[str], today: date,
@@ -135,12 +146,13 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
     action = _string(data, "action", 20)
     if action not in ACTIONS:
         raise InvalidChoice("action", f"must be one of {', '.join(ACTIONS)}")
-    choices = _check_choices(data, site, action)
+    seen = _seen_banner(data, store, site["id"])
+    choices = _check_choices(data, site, action, seen)
     lang = _string(data, "lang", 8)
     if lang not in languages:
         raise InvalidChoice("lang", f"must be one of {', '.join(languages)}")
     notice, cookie_notice = _check_versions(data, site, store, lang, today)
-    banner_hash = _check_banner(data, store, site["id"], lang)
+    banner_hash = _check_banner(data, seen, lang)
     return Choice(site=site, event_id=event_id, subject_id=subject_id, action=action, choices=choices,
                   notice_slug=notice[0], notice_version=notice[1], notice_sha256=notice[2],
                   cookie_notice=cookie_notice, banner_hash=banner_hash, lang=lang,
@@ -192,21 +204,48 @@ def _check_subject(data: dict[str, Any], store: Store) -> str | None:
     return subject_id
 
 
-def _check_choices(data: dict[str, Any], site: dict[str, Any], action: str) -> dict[str, bool]:
-    """Every category of the site, true or false, necessary on, agreeing with the action."""
+@dataclass(frozen=True)
+class _Banner:
+    """A banner version this server showed for the site: its language and its categories' ids."""
+
+    lang: str
+    categories: tuple[str, ...]
+
+
+def _seen_banner(data: dict[str, Any], store: Store, site_id: str) -> _Banner | None:
+    """The banner the visitor answered (by the banner_hash posted), or None when it is no banner
+    this server showed for the site (`_check_banner` refuses it, after the fields before it)."""
+    banner_hash = data.get("banner_hash")
+    row = store.banner_version(banner_hash) if isinstance(banner_hash, str) and HEX64.match(banner_hash) else None
+    if row is None or row["site"] != site_id:
+        return None
+    return _Banner(row["lang"], _banner_categories(row["content"]))
+
+
+@functools.lru_cache(maxsize=64)
+def _banner_categories(content: str) -> tuple[str, ...]:
+    return tuple(category["id"] for category in json.loads(content)["categories"])
+
+
+def _check_choices(data: dict[str, Any], site: dict[str, Any], action: str,
+                   seen: _Banner | None) -> dict[str, bool]:
+    """Every category of the banner the visitor answered, true or false, necessary on, agreeing
+    with the action. That banner's categories, not the site's now: a page opened (or a choice
+    queued) before marketing added or removed a category is recorded as made, with the banner
+    hash saying what the visitor saw; the widget asks again, as the banner changed."""
     choices = data.get("choices")
     if not isinstance(choices, dict):
         raise InvalidChoice("choices", "must be an object of category id to true or false")
-    categories = [c["id"] for c in site["categories"]]
+    categories = list(seen.categories) if seen else [c["id"] for c in site["categories"]]
     for key, value in choices.items():
         if key not in categories:
-            raise InvalidChoice(f"choices.{key}", f"is not a category of site {site['id']!r} "
-                                                  f"({', '.join(categories)})")
+            raise InvalidChoice(f"choices.{key}", f"is not a category of the banner shown for site "
+                                                  f"{site['id']!r} ({', '.join(categories)})")
         if not isinstance(value, bool):
             raise InvalidChoice(f"choices.{key}", "must be true or false")
     for key in categories:
         if key not in choices:
-            raise InvalidChoice(f"choices.{key}", "is required: send every category of the site")
+            raise InvalidChoice(f"choices.{key}", "is required: send every category of the banner shown")
     if choices.get("necessary") is not True:
         raise InvalidChoice("choices.necessary", "must be true: necessary cookies cannot be refused")
     optional = [choices[k] for k in categories if k != "necessary"]
@@ -232,10 +271,9 @@ def _check_versions(data: dict[str, Any], site: dict[str, Any], store: Store, la
         store, "cookie_notice_version", cookie_slug, cookie_version, lang, today))
 
 
-def _check_banner(data: dict[str, Any], store: Store, site_id: str, lang: str) -> str:
+def _check_banner(data: dict[str, Any], seen: _Banner | None, lang: str) -> str:
     banner_hash = _string(data, "banner_hash", 64)
-    banner = store.banner_origin(banner_hash) if HEX64.match(banner_hash) else None
-    if banner is None or banner["site"] != site_id or banner["lang"] != lang:
+    if seen is None or seen.lang != lang:
         raise InvalidChoice("banner_hash", "is not a banner this server showed for this site and language")
     return banner_hash
 
@@ -248,14 +286,16 @@ def _check_surface(data: dict[str, Any]) -> str:
 
 
 def _check_page(data: dict[str, Any]) -> str:
-    """The page's path, without its query string or fragment (they carry personal data)."""
+    """The page's path, without its query string or fragment (they carry personal data), cut to
+    PAGE_LENGTH characters (never inside a %-escape). Checked whether or not it is kept."""
     page = data.get("page", "")
-    if not isinstance(page, str) or len(page) > 1000:
-        raise InvalidChoice("page", "must be a path of at most 1000 characters")
+    if not isinstance(page, str):
+        raise InvalidChoice("page", "must be a path starting with /")
+    _no_control("page", page)
     page = page.split("?", 1)[0].split("#", 1)[0]
     if page and not page.startswith("/"):
         raise InvalidChoice("page", "must be a path starting with /")
-    return page[:512]
+    return re.sub(r"%[0-9A-Fa-f]?$", "", page[:PAGE_LENGTH])
 
 
 def _check_widget_version(data: dict[str, Any]) -> str:

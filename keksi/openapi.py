@@ -140,7 +140,8 @@ SCHEMAS: dict[str, Any] = {
                                           "new one (see the answer)."},
             "action": {"enum": ["accept_all", "reject_all", "custom", "withdraw"]},
             "choices": {"type": "object", "additionalProperties": {"type": "boolean"},
-                        "description": "Every category of the site; necessary must be true."},
+                        "description": "Every category of the banner the visitor answered (banner_hash), "
+                                       "which may differ from the site's now; necessary must be true."},
             "notice_version": _DATE,
             "cookie_notice_version": {"oneOf": [_DATE, {"type": "null"}],
                                       "description": "The cookie notice version in effect when the visitor "
@@ -148,7 +149,10 @@ SCHEMAS: dict[str, Any] = {
             "banner_hash": _HEX64,
             "lang": {"type": "string"},
             "ui_surface": {"enum": ["banner", "panel", "reopened"]},
-            "page": {"type": "string", "maxLength": 1000},
+            "page": {"type": "string", "pattern": "^(/[^\\u0000-\\u001f\\u007f-\\u009f]*)?$",
+                     "description": "The page's path; its query and fragment are dropped and it is cut to "
+                                    "512 characters, never refused for its length. Kept only with "
+                                    "KEKSI_STORE_PAGE, checked either way."},
             "widget_version": {"type": "string", "maxLength": 64, "pattern": "^[0-9A-Za-z._-]*$"},
             "gpc": {"type": "boolean"},
         },

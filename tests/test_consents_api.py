@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import jsonschema
 import pytest
 
-from keksi import consents
+from keksi import consents, sites
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
 from .conftest import Refused, from_store, raw_sql
-from .ledger import ORIGIN, add_site, choice, config, count_rows, post
+from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, count_rows, post
 
 
 @pytest.fixture
@@ -447,3 +448,61 @@ def test_a_bad_page_is_still_refused_when_pages_are_not_kept(app, client):
     response = post(client, choice(config(client), page="https://other.example/x"))
     assert response.status_code == 400 and response.get_json()["field"] == "page"
     assert count_rows(app) == 0
+
+
+def save_site(app, change) -> None:
+    """Marketing saves the demo site as the sample has it, with `change` made to it."""
+    site = copy.deepcopy(DEMO_SITE)
+    change(site)
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.save_site(sites.validate(site, app.config["LANGUAGES"]), "tests", create=False)
+    finally:
+        store.close()
+
+
+def without_preferences(site: dict) -> None:
+    site["categories"] = [c for c in site["categories"] if c["id"] != "preferences"]
+
+
+@pytest.mark.parametrize("change", ["removed", "added"])
+def test_a_choice_is_checked_against_the_banner_the_visitor_saw(make_app, change):
+    """Marketing removed (or added) a category after the banner was served: the choice names the
+    banner it answered, and is recorded with that banner's categories and hash."""
+    app = make_app(RATE_LIMIT=10_000)
+    add_site(app)
+    client = app.test_client()
+    if change == "added":
+        save_site(app, without_preferences)
+    seen = config(client, lang="en")
+    save_site(app, without_preferences if change == "removed" else lambda site: None)
+    assert config(client, lang="en")["banner_hash"] != seen["banner_hash"]
+    answer = post(client, choice(seen))
+    assert answer.status_code == 201, answer.get_json()
+    row = from_store(app, "consent", answer.get_json()["consent_id"])
+    assert json.loads(row["choices"]) == {c["id"]: True for c in seen["categories"]}
+    assert row["banner_hash"] == seen["banner_hash"]
+    # The categories are those of that banner: neither the site's now nor any others.
+    now = [c["id"] for c in config(client, lang="en")["categories"]]
+    other = dict.fromkeys(now, True)
+    refused = post(client, choice(seen, choices=other)).get_json()
+    assert refused["field"].startswith("choices.") and "of the banner shown" in refused["message"]
+    unknown = post(client, choice(seen, banner_hash="f" * 64, choices=other))  # a banner never shown
+    assert unknown.status_code == 400 and unknown.get_json()["field"] == "banner_hash"
+    assert count_rows(app) == 1
+
+
+@pytest.mark.parametrize("page", ["/a\x00b", "/a\nb", "/a\x7fb", "/a\x85b", "/pricing?q=\x1b"])
+def test_control_characters_in_the_page_get_a_clear_400(app, client, page):
+    """The widget never sends them (browsers percent-encode a path); kept or not, they are refused."""
+    response = post(client, choice(config(client), page=page))
+    assert response.status_code == 400
+    assert response.get_json() == {**response.get_json(), "field": "page"}
+    assert "control characters" in response.get_json()["message"]
+    assert count_rows(app) == 0
+
+
+def test_a_long_page_is_cut_not_refused_whether_kept_or_not(app, client):
+    """The page is context; the choice is the record. Its length never loses the choice."""
+    assert post(client, choice(config(client), page="/" + "kengat-" * 400)).status_code == 201
+    assert count_rows(app) == 1
