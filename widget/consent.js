@@ -38,17 +38,15 @@
   // A function, so that "$&" or "$1" in a value (a category name) is inserted as written.
   const fill = (text, key, value) => text.replace("%(" + key + ")s", () => value);
   state = preview ? null : readCookie();
-  const uuid = () => crypto.randomUUID ? crypto.randomUUID() :
-    "10000000-1000-4000-8000-100000000000".replace(/[018]/g,
-      c => (c ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> c / 4).toString(16));
+  // A non-secure page has no crypto.randomUUID; a blob: URL ends in a random UUID in every browser.
+  const uuid = () => crypto.randomUUID?.() || URL.createObjectURL(new Blob).slice(-36);
 
   // Google Consent Mode v2: everything denied by default, before the Google tag runs (when our tag
   // comes first), then updated from the stored choice and after each choice.
   const mode = on => {
-    const v = id => on(id) ? "granted" : "denied";
-    return {ad_storage: v("marketing"), ad_user_data: v("marketing"), ad_personalization: v("marketing"),
-      analytics_storage: v("analytics"), functionality_storage: v("preferences"),
-      personalization_storage: v("preferences"), security_storage: "granted"};
+    const v = id => on(id) ? "granted" : "denied", m = v("marketing"), p = v("preferences");
+    return {ad_storage: m, ad_user_data: m, ad_personalization: m, analytics_storage: v("analytics"),
+      functionality_storage: p, personalization_storage: p, security_storage: "granted"};
   };
   function consentMode(command, params) { // queued in dataLayer for a Google tag that loads later
     if (W.gtag) W.gtag("consent", command, params);
@@ -102,8 +100,7 @@
     }
   }
 
-  function writeCookie() {
-    if (preview) return;
+  function writeCookie() { // (never in a preview: nothing is recorded there)
     const d = cfg.cookie_domain && cfg.cookie_domain.replace(/^\./, "");
     D.cookie = NAME + "=" + encodeURIComponent(JSON.stringify(state)) + "; path=/; max-age=" +
       (state.x - now()) + "; SameSite=Lax" + (location.protocol == "https:" ? "; Secure" : "") +
@@ -124,6 +121,9 @@
     }
   }
 
+  // A network error, 429 or 5xx is tried again on this page after Retry-After (at least 1 s, at most
+  // 60), doubling each time, four times; then on the next page, the "online" event or the next choice.
+  let tries = 0;
   function flush(fresh) {
     const body = queue()[0];
     if (busy || !body) return;
@@ -146,11 +146,12 @@
           if (fresh) say(T.saved);
         }
         queue(rest);
-        busy = 0;
+        busy = tries = 0;
         flush(fresh);
-      }, () => {
+      }, r => {
         busy = 0;
         if (fresh) say(T.pending);
+        if (tries < 4) setTimeout(flush, 1e3 * Math.min(Math.max(r.headers?.get("Retry-After") | 0, 1), 60) << tries++);
       });
   }
 
@@ -178,7 +179,7 @@
     ids.forEach(id => c[id] = choices[id] ? 1 : 0);
     const granted = ids.some(id => c[id]);
     if (!granted && prev && ids.some(id => prev.c[id])) action = "withdraw";
-    state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version, w: (cfg.notices.cookies || {}).version,
+    state = {s: prev && prev.s, i: null, c, v: cfg.notices.privacy.version, w: cfg.notices.cookies?.version,
       h: cfg.banner_hash.slice(0, 16), k: cfg.choice_hash.slice(0, 16), l: cfg.lang, t,
       x: t + (granted ? cfg.consent_days : cfg.refusal_days || cfg.consent_days) * 86400};
     if (!preview) record(action, choices, ui);
@@ -203,9 +204,13 @@
 
   function record(action, choices, ui) {
     writeCookie();
-    queue(queue().concat({site, event_id: uuid(), subject_id: state.s || undefined, action, choices,
-      notice_version: state.v, cookie_notice_version: state.w, banner_hash: cfg.banner_hash, lang: cfg.lang, ui_surface: ui,
-      page: location.pathname, widget_version: VERSION, gpc}));
+    // A subject id is the server's 32 hex digits; anything else in the cookie (other code on the
+    // domain wrote it) is no subject: the server gives a new one. The page is cut to the 512
+    // characters the server keeps (keksi/consents.py PAGE_LENGTH), never inside a %-escape.
+    queue(queue().concat({site, event_id: uuid(), subject_id: /^[0-9a-f]{32}$/.test(state.s) ? state.s : undefined,
+      action, choices, notice_version: state.v, cookie_notice_version: state.w, banner_hash: cfg.banner_hash,
+      lang: cfg.lang, ui_surface: ui, page: location.pathname.slice(0, 512).replace(/%.?$/, ""),
+      widget_version: VERSION, gpc}));
     flush(1);
   }
 
@@ -420,7 +425,7 @@
         W.addEventListener("online", () => flush());
       }
       D.addEventListener("click", e => {
-        const link = e.target.closest && e.target.closest("[data-consent-open]");
+        const link = e.target.closest?.("[data-consent-open]");
         if (link) {
           e.preventDefault();
           open("reopened", link);
