@@ -229,10 +229,14 @@ def _recipient_sentences(optional: list[dict[str, Any]], lang: str, operator: st
         return []
     listed = format_list(names, locale=lang)
     if own_purposes == names:
-        sentences = [_("With your consent, %(recipients)s also receive data about your visit and use it for "
-                       "their own purposes too.", recipients=listed)]
+        sentences = [ngettext("With your consent, %(recipients)s also receives data about your visit and uses it "
+                              "for its own purposes too.",
+                              "With your consent, %(recipients)s also receive data about your visit and use it "
+                              "for their own purposes too.", len(names), recipients=listed)]
     else:
-        sentences = [_("With your consent, %(recipients)s also receive data about your visit.", recipients=listed)]
+        sentences = [ngettext("With your consent, %(recipients)s also receives data about your visit.",
+                              "With your consent, %(recipients)s also receive data about your visit.", len(names),
+                              recipients=listed)]
         if own_purposes:
             sentences.append(ngettext("%(recipients)s also uses it for its own purposes.",
                                       "%(recipients)s also use it for their own purposes.", len(own_purposes),
@@ -240,8 +244,9 @@ def _recipient_sentences(optional: list[dict[str, Any]], lang: str, operator: st
     if transfers == names:
         sentences.append(_("It may be transferred outside the EU/EEA."))
     elif transfers:
-        sentences.append(_("%(recipients)s may transfer it outside the EU/EEA.",
-                           recipients=format_list(transfers, locale=lang)))
+        sentences.append(ngettext("%(recipients)s may transfer it outside the EU/EEA.",
+                                  "%(recipients)s may transfer it outside the EU/EEA.", len(transfers),
+                                  recipients=format_list(transfers, locale=lang)))
     return sentences
 
 

@@ -345,3 +345,14 @@ def test_one_third_party_is_named_in_the_singular(app, client):
     assert "Google Ireland Ltd also receives data about your visit and uses it for its own purposes too." \
         in intro(client, "one-party")
     assert "Google Ireland Ltd saa tietoja käynnistäsi" in intro(client, "one-party", "fi")
+
+
+
+
+def test_two_third_parties_are_named_in_the_plural_in_each_language(app, client):
+    """The demo's two third parties (the operator's own analytics is none): plural verbs."""
+    assert "Google Ireland Ltd ja LinkedIn Ireland Unlimited Company saavat tietoja käynnistäsi ja käyttävät " \
+        "niitä" in intro(client, "demo", "fi")
+    assert "Google Ireland Ltd and LinkedIn Ireland Unlimited Company also receive data about your visit and use " \
+        "it for their own purposes too." in intro(client, "demo")
+    assert "får också Google Ireland Ltd och LinkedIn Ireland Unlimited Company uppgifter" in intro(client, "demo", "sv")
