@@ -519,7 +519,7 @@ def theme_css(theme: dict[str, Any] | None) -> str:
     theme = theme or THEME_DEFAULTS
     props = {"bg": theme["background"], "fg": theme["text"], "ln": theme["link"], "bt": theme["button"],
              "bf": theme["button_text"], "fc": theme["focus"], "ff": font_family(theme["font"]),
-             "r": f'{theme["radius"]}px'}
+             "r": f'{theme["radius"]}px', "sh": theme["text"] + "66"}  # the text colour at 40%: a scroll shadow
     css = ".b,.d,.ph{" + ";".join(f"--k-{k}:{v}" for k, v in props.items()) + "}"
     return css + _POSITION_CSS[theme["position"]]
 

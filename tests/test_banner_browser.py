@@ -7,6 +7,7 @@ The customer's page is served from a second origin (tests/widget_host.py), as ma
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any, Iterator
 
@@ -183,6 +184,47 @@ def test_no_word_is_broken_in_the_public_cookie_notice(page: Page, servers, widt
     for table in body.locator("table").all():
         if not table.evaluate("t => t.scrollWidth <= t.clientWidth + 1"):
             assert table.evaluate("t => getComputedStyle(t).overflowX") == "auto"
+
+
+# The pixels of a PNG, decoded by the browser on a blank page (no image library needed here).
+PIXELS = """async src => { const i = new Image(); i.src = src; await i.decode();
+    const c = document.createElement('canvas'); c.width = i.width; c.height = i.height;
+    const x = c.getContext('2d'); x.drawImage(i, 0, 0); return [...x.getImageData(0, 0, i.width, i.height).data]; }"""
+
+
+@pytest.mark.parametrize("look", ["dark", "light"])
+def test_a_cookie_table_that_scrolls_shows_it_on_a_dark_look_as_on_a_light_one(page: Page, servers, look):
+    """At 375 px a table wider than the panel scrolls; the shadow at its cut right edge is the only
+    sign. It was black at 27 %: on a dark look it could not be seen, the table looked cut off."""
+    theme = dict(DARK, position="bottom") if look == "dark" else None
+    page.set_viewport_size({"width": 375, "height": SIZES[375]})
+    page.goto(customer_page(servers, f"scroll-cue-{look}", theme, body="<p>Short page.</p>", lang="fi"))
+    expect(page.locator("[data-keksi] .b")).to_be_visible()
+    page.locator("#settings").click()
+    panel = page.get_by_role("dialog")
+    for summary in panel.locator("summary").all():
+        summary.click()
+    # In Finnish the first table is wider than the screen at 375 px.
+    table = next(t for t in panel.locator("table").all() if t.evaluate("t => t.scrollWidth > t.clientWidth + 1"))
+    # Only the backgrounds are compared: the text is made transparent (the cell borders stay put).
+    table.evaluate("t => { t.querySelectorAll('th, td').forEach(c => c.style.color = 'transparent');"
+                   " t.scrollIntoView({block: 'center'}); }")
+    box = table.bounding_box()
+    # The shadow is an ellipse on the right edge, strongest at its middle.
+    strip = {"x": box["x"] + box["width"] - 10, "y": box["y"] + box["height"] / 2 - 30, "width": 8, "height": 60}
+
+    def shot() -> list[int]:
+        data = base64.b64encode(page.screenshot(clip=strip)).decode()
+        return blank.evaluate(PIXELS, f"data:image/png;base64,{data}")
+
+    blank = page.context.new_page()
+    page.bring_to_front()
+    cut = shot()  # scrolled to the start: more to the right
+    table.evaluate("t => t.scrollLeft = t.scrollWidth")
+    end = shot()  # scrolled to the end: nothing more, no shadow
+    assert len(cut) == len(end)
+    difference = max(abs(a - b) for a, b in zip(cut, end))
+    assert difference >= 40, f"the scroll shadow differs from the page by {difference} of 255 at most"
 
 
 # -- the site's own look (issue 11.11) ------------------------------------------------------------
