@@ -183,15 +183,19 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 
 
 class ConsoleErrors:
-    """Every console error and uncaught exception of the pages a test opens. A test that expects
-    some (a server made to fail) allows each by a pattern; anything else fails the test."""
+    """Every console error and uncaught exception of the pages a test opens (only the widget's,
+    while `only_widget`). A test that expects some (a server made to fail) allows each by a
+    pattern; anything else fails the test."""
 
     # The browser's own request for a favicon, which neither the test pages nor Keksi's have.
     BROWSER_OWN = re.compile(r"status of 404 .*/favicon\.ico\]$")
+    # What the widget says ("keksi: …"), and failures of its script and of its two requests.
+    WIDGET = re.compile(r"^keksi:|/widget/v1/consent\.js|/api/v1/(consents|sites/[^/]+/config)")
 
     def __init__(self) -> None:
         self.seen: list[str] = []
         self.allowed: list[re.Pattern[str]] = [self.BROWSER_OWN]
+        self.only_widget = True
 
     def allow(self, *patterns: str) -> None:
         self.allowed.extend(re.compile(p) for p in patterns)
@@ -199,18 +203,45 @@ class ConsoleErrors:
     def watch(self, context: Any) -> Any:
         context.on("console", lambda m: self.seen.append(f"{m.text} [{m.location.get('url')}]")
                    if m.type == "error" else None)
-        context.on("weberror", lambda e: self.seen.append(f"uncaught: {e.error}"))
+        context.on("weberror", lambda e: self.seen.append(f"uncaught: {e.error} {e.error.stack}"))
         return context
 
     def unexpected(self) -> list[str]:
-        return [e for e in self.seen if not any(p.search(e) for p in self.allowed)]
+        return [e for e in self.seen if not any(p.search(e) for p in self.allowed)
+                and (not self.only_widget or self.WIDGET.search(e))]
+
+
+@pytest.fixture(autouse=True)
+def widget_console_errors(request: pytest.FixtureRequest) -> Iterator[ConsoleErrors | None]:
+    """Every browser test fails on a console error from the consent widget, wherever it loads
+    (Keksi's own pages embed it too): a choice the server refuses is a bug, and the widget says so
+    in the console. A test that provokes one on purpose says which, by a pattern for each
+    (`console_errors.allow`): the opt-out is explicit and no wider than the error expected."""
+    if request.node.get_closest_marker("browser") is None or "browser" not in request.fixturenames:
+        yield None
+        return
+    browser = request.getfixturevalue("browser")
+    errors = ConsoleErrors()
+    new_context = browser.new_context
+    browser.new_context = lambda *a, **k: errors.watch(new_context(*a, **k))
+    try:
+        yield errors
+    finally:
+        del browser.new_context  # the bound method again
+    assert not errors.unexpected(), f"console errors from the widget: {errors.unexpected()}"
 
 
 @pytest.fixture
-def console_errors(browser: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleErrors]:
-    """Fail the test on any console error in a context it opens (the `page` fixture's included):
-    a choice the server refuses is a bug, and the widget says so in the console."""
+def console_errors(widget_console_errors: ConsoleErrors | None, browser: Any,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleErrors]:
+    """Fail the test on any console error in a context it opens (the `page` fixture's included),
+    not only the widget's."""
+    if widget_console_errors is not None:
+        widget_console_errors.only_widget = False
+        yield widget_console_errors
+        return
     errors = ConsoleErrors()
+    errors.only_widget = False
     new_context = browser.new_context
     monkeypatch.setattr(browser, "new_context", lambda *a, **k: errors.watch(new_context(*a, **k)))
     yield errors
