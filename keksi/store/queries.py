@@ -169,10 +169,6 @@ class Store:
                 "INSERT INTO banner_versions (hash, site, lang, content, first_served_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", [banner_hash, site, lang, content, utcnow()])
 
-    def banner_origin(self, banner_hash: str) -> dict[str, Any] | None:
-        """The site and language a banner version was shown for, without its content."""
-        return self._one("SELECT site, lang FROM banner_versions WHERE hash = ?", [banner_hash])
-
     def notice_version_hash(self, slug: str, version: str, lang: str) -> str | None:
         """A published version's SHA-256, without its text."""
         row = self._one("SELECT sha256 FROM notice_versions WHERE slug = ? AND version = ? AND lang = ?",
