@@ -48,9 +48,13 @@ HASHED_COLUMNS = (
 # Added later: hashed after the columns above only when one of them is set, so that rows
 # recorded before they existed keep verifying.
 LATER_HASHED_COLUMNS = ("cookie_notice_slug", "cookie_notice_version", "cookie_notice_sha256")
+# Added later still, on the same rule: the origin the choice was posted from, so that a receipt
+# links the site where it was made (not every origin a site lists, staging hosts included).
+ORIGIN_COLUMNS = ("origin",)
+HASH_TIERS = (LATER_HASHED_COLUMNS, ORIGIN_COLUMNS)
 # Then where legal reads the banner and the widget code the record names (not hashed: derived).
 PROOF_COLUMNS = ("banner_url", "widget_url")
-EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + LATER_HASHED_COLUMNS + ("content_hash",) + PROOF_COLUMNS
+EXPORT_COLUMNS = ("seq",) + HASHED_COLUMNS + LATER_HASHED_COLUMNS + ORIGIN_COLUMNS + ("content_hash",) + PROOF_COLUMNS
 
 
 class InvalidChoice(ValueError):
@@ -114,6 +118,7 @@ class Choice:
     page: str
     widget_version: str
     gpc: bool
+    origin: str | None = None  # canonical, as the request's Origin header named it
 
 
 def _string(data: dict[str, Any], field: str, max_length: int = 200) -> str:
@@ -157,7 +162,8 @@ def check_choice(data: dict[str, Any], store: Store, languages: list[str], today
                   notice_slug=notice[0], notice_version=notice[1], notice_sha256=notice[2],
                   cookie_notice=cookie_notice, banner_hash=banner_hash, lang=lang,
                   ui_surface=_check_surface(data), page=_check_page(data),
-                  widget_version=_check_widget_version(data), gpc=_check_gpc(data) or sec_gpc)
+                  widget_version=_check_widget_version(data), gpc=_check_gpc(data) or sec_gpc,
+                  origin=sites_mod.canonical_origin(origin))
 
 
 def _check_fields(data: dict[str, Any]) -> None:
@@ -356,9 +362,10 @@ def coarse_user_agent(user_agent: str | None, keep: bool = True) -> str | None:
 
 def content_hash(record: dict[str, Any]) -> str:
     values = [record.get(column) for column in HASHED_COLUMNS]
-    later = [record.get(column) for column in LATER_HASHED_COLUMNS]
-    if any(value is not None for value in later):
-        values += later
+    for tier in HASH_TIERS:
+        later = [record.get(column) for column in tier]
+        if any(value is not None for value in later):
+            values += later
     payload = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -398,6 +405,7 @@ def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str 
         "gpc": int(choice.gpc),
         "recorded_at": _iso(now),
         "valid_until": _iso(valid_until),
+        "origin": choice.origin,
     }
     record["content_hash"] = content_hash(record)
     record["day"] = now.astimezone(zone).date().isoformat()
@@ -616,9 +624,11 @@ OPEN_PANEL = "#keksi-settings"
 
 
 def change_urls(row: dict[str, Any], origins: Iterable[str]) -> list[str]:
-    """The page where a choice was made, on each of the site's origins, opening the widget's
+    """The page where a choice was made, on the origin it was posted from, opening the widget's
     panel: where the visitor changes or withdraws it. The site's home page when the record
-    keeps no page path."""
+    keeps no page path; each of `origins` (the site's) for a record older than its origin."""
+    if row.get("origin"):
+        origins = [row["origin"]]
     page = row.get("page") or "/"
     if not page.startswith("/") or page.startswith("//"):
         page = "/"

@@ -309,11 +309,19 @@ def test_content_hashes_of_stored_records_never_change():
     assert consents.content_hash(PINNED) == "dd72f31ac7c58bce10f5361a18812cc8f1c21ca3670a6471eed722f742c9520d"
     assert consents.content_hash(dict(PINNED, **COOKIE_NOTICE)) == \
         "6f1ce1a248a5e5326b6ab6584e7628a77c29bdd1b516742dbf684f549bcefc43"
+    # The origin (added after the cookie notice), hashed last and only when set.
+    origin = {"origin": "https://www.example.fi"}
+    assert consents.content_hash(dict(PINNED, **origin)) == \
+        "6ce0fa2d99888defcc73b8a7b51222f800cd5fe66866d76a14e54b24258ce551"
+    assert consents.content_hash(dict(PINNED, **COOKIE_NOTICE, **origin)) == \
+        "8a6a95e4d3664f374a20857c27d70b2f43268d17915841b5190e4fbcc3b40ca0"
+    assert consents.content_hash(dict(PINNED, origin=None)) == consents.content_hash(PINNED)
     # Columns outside the proof (the row number, the stored hash itself) do not count.
     assert consents.content_hash(dict(PINNED, seq=9, content_hash="x")) == consents.content_hash(PINNED)
 
 
-@pytest.mark.parametrize("cookie_notice", [{}, COOKIE_NOTICE], ids=["older-row", "with-cookie-notice"])
+@pytest.mark.parametrize("cookie_notice", [{}, COOKIE_NOTICE, dict(COOKIE_NOTICE, origin="https://a.example")],
+                         ids=["older-row", "with-cookie-notice", "with-origin"])
 def test_every_column_of_a_record_is_covered_by_its_hash(cookie_notice):
     record = dict(PINNED, **cookie_notice)
     original = consents.content_hash(record)

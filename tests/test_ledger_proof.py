@@ -52,7 +52,7 @@ def test_a_record_deleted_behind_a_hand_made_range_is_found(app, client, link_se
 _COPY_RECORD = ("INSERT INTO consents SELECT {seq}, {consent_id}, {event_id}, subject_id, site, action, choices, "
                 "ui_surface, lang, page, notice_slug, notice_version, notice_sha256, banner_hash, widget_version, "
                 "ip, user_agent, gpc, recorded_at, valid_until, content_hash, cookie_notice_slug, "
-                "cookie_notice_version, cookie_notice_sha256 FROM {source} WHERE seq = {from_seq};")
+                "cookie_notice_version, cookie_notice_sha256, origin FROM {source} WHERE seq = {from_seq};")
 
 
 def test_a_record_forged_at_a_removal_link_s_place_is_found(app, client):

@@ -43,7 +43,7 @@ CONSENT_COLUMNS = (
     "seq", "consent_id", "event_id", "subject_id", "site", "action", "choices", "ui_surface", "lang",
     "page", "notice_slug", "notice_version", "notice_sha256", "banner_hash", "widget_version", "ip",
     "user_agent", "gpc", "recorded_at", "valid_until", "content_hash", "cookie_notice_slug",
-    "cookie_notice_version", "cookie_notice_sha256")
+    "cookie_notice_version", "cookie_notice_sha256", "origin")
 
 
 class Store:

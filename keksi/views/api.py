@@ -365,11 +365,12 @@ def get_consent(consent_id: str):
 
 def receipt_change_urls(row: dict[str, Any]) -> list[str]:
     """Where the visitor can change or withdraw this choice: the page of the site where it was
-    made (its path, on each of the site's origins), with the fragment that opens the widget's
-    panel there; Keksi's own pages too when they show this site's banner."""
+    made, with the fragment that opens the widget's panel there; for a record that does not
+    name its origin, that path on each of the site's origins, and Keksi's own pages when they
+    show this site's banner."""
     site = get_store().site(row["site"])
     urls = consents.change_urls(row, site["origins"] if site else [])
-    if current_app.config["WIDGET_SITE"] == row["site"]:
+    if current_app.config["WIDGET_SITE"] == row["site"] and not row.get("origin"):
         urls.append(url_for("site.index", lang=row["lang"], _external=True) + consents.OPEN_PANEL)
     return urls
 

@@ -272,6 +272,13 @@ def _login_failure_ids(db: sqlite_utils.Database) -> None:
         """)
 
 
+@migrations(name="0013_consent_origin")
+def _consent_origin(db: sqlite_utils.Database) -> None:
+    # The origin a choice was posted from, hashed after the other columns when set (older records
+    # have none and keep their hashes), so a receipt links the site where the choice was made.
+    db.execute("ALTER TABLE consents ADD COLUMN origin TEXT")
+
+
 def _chain_earlier_removals(conn: sqlite3.Connection) -> None:
     """Migration 0007's one link for the removals made before it, as the store wrote links then
     (frozen here: a migration must do the same thing however the store changes later)."""
