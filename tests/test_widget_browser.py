@@ -296,6 +296,13 @@ def test_custom_choice_in_the_panel_then_the_panel_shows_the_consent_id(page: Pa
     expect(panel.get_by_text(row["consent_id"])).to_be_visible()
     receipt = panel.get_by_role("link", name="View your receipt")
     expect(receipt).to_have_attribute("href", f"{widget.server.url}/en/receipt/{row['consent_id']}")
+    customer_page = page.url
+    with page.context.expect_page() as opened:  # in a tab of its own: the customer's page stays
+        receipt.click()
+    opened.value.wait_for_load_state()
+    assert row["consent_id"] in opened.value.content()
+    opened.value.close()
+    assert page.url == customer_page
     expect(panel.get_by_role("switch", name="Analytics")).to_be_checked()
     expect(panel.get_by_role("switch", name="Marketing")).not_to_be_checked()
 

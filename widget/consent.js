@@ -381,7 +381,7 @@
       gpc && h("p", {}, T.gpc_honoured),
       state && (pending ? h("p", {}, T.pending) : state.i && h("p", {},
         T.consent_id + ": ", h("code", {}, state.i), " ",
-        h("a", {href: cfg.receipt_url.replace("{consent_id}", () => state.i)}, T.receipt))),
+        h("a", {href: cfg.receipt_url.replace("{consent_id}", () => state.i), target: "_blank", rel: "noopener"}, T.receipt))),
       cfg.categories.map(category),
       h("div", {class: "a"},
         button(T.accept_all, () => choose("accept_all", all(true), surface), null, "accept_all"),
