@@ -26,9 +26,10 @@ from . import figures as figures_mod
 from . import notices as notices_mod
 from . import proof
 from . import scan as scan_mod
+from . import scanjobs
 from . import sites as sites_mod
 from .clock import today
-from .store import StoreError, get_store, open_store
+from .store import StoreError, database_path, get_store, open_store
 from .views.admin_proof import proof_links
 
 notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
@@ -359,6 +360,33 @@ def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_o
     worst = report.worst()
     if fail_on != "never" and worst is not None and scan_mod.LEVELS.index(worst) >= scan_mod.LEVELS.index(fail_on):
         sys.exit(1)
+
+
+scans_cli = AppGroup("scans", help="Run the site audits queued in the admin.")
+
+
+@scans_cli.command("work")
+@click.option("--once", is_flag=True, help="Run the queued scans, then stop (instead of waiting for more).")
+@click.option("--poll", type=click.FloatRange(0.1, 60), default=2.0, show_default=True,
+              help="Seconds between looks at the queue while it is empty.")
+@click.option("--chromium", default=lambda: os.environ.get("KEKSI_CHROMIUM", "/usr/lib/chromium/chromium"),
+              help="Chromium to run (default: KEKSI_CHROMIUM, else Debian's).")
+def scans_work(once: bool, poll: float, chromium: str) -> None:
+    """Claim the scans queued in the admin and run each in a process of its own, one at a time.
+
+    Run one beside the web server on each host (scripts/serve does); no scan runs twice. SIGTERM
+    stops it: a scan it was running goes back to the queue.
+
+    Example: flask --app app scans work
+    """
+    path, busy = database_path(current_app), current_app.config["BUSY_TIMEOUT_MS"]
+    instance = current_app.instance_path
+    worker = scanjobs.Worker(get_store(), lambda scan_id: scanjobs.Job(
+        scan_id, worker.name, path, busy, instance, chromium), poll_seconds=poll)
+    click.echo(f"scan worker {worker.name} started", err=True)
+    with scanjobs.signals_stop(worker):
+        ran = worker.work(once=once)
+    click.echo(f"scan worker {worker.name} stopped after {ran} scan(s)", err=True)
 
 
 consents_cli = AppGroup("consents", help="Verify, export, erase and purge consent records.")
@@ -718,3 +746,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(sites_cli)
     app.cli.add_command(consents_cli)
     app.cli.add_command(catalogue_cli)
+    app.cli.add_command(scans_cli)

@@ -477,6 +477,79 @@ class Store:
     def task_status(self, task: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM maintenance WHERE task = ?", [task])
 
+    # -- site audit jobs (keksi.scanjobs) ------------------------------------------------------
+    # The claim is one UPDATE … WHERE id = (SELECT …) AND state = 'queued' RETURNING, so two workers
+    # (threads, processes or hosts) never both get a scan: the second finds it no longer queued
+    # (SQLite serialises writers; PostgreSQL re-checks the row after the first commits).
+
+    def add_scan(self, site: str, requested_by: str, options: dict[str, Any]) -> int:
+        """Queue a scan of `site`; audited."""
+        now = utcnow()
+        with self._write():
+            scan_id = self._insert("scans", {"site": site, "requested_by": requested_by, "requested_at": now,
+                                             "options": json.dumps(options, sort_keys=True), "state": "queued"},
+                                   returning="id")
+            self._audit(now, requested_by, "scan.start", site, {"scan": scan_id, **options})
+        return scan_id
+
+    def claim_scan(self, worker: str, now: str) -> dict[str, Any] | None:
+        """The oldest queued scan, now running for `worker`; None when none is queued."""
+        with self._write():
+            row = self._one(
+                "UPDATE scans SET state = 'running', worker = ?, started_at = ?, seen_at = ?, "
+                "attempts = attempts + 1, progress = NULL WHERE id = (SELECT id FROM scans "
+                "WHERE state = 'queued' ORDER BY id LIMIT 1) AND state = 'queued' RETURNING *",
+                [worker, now, now])
+        return _scan_row(row) if row else None
+
+    def scan_progress(self, scan_id: int, worker: str, progress: dict[str, Any], now: str) -> bool:
+        """Note a running scan's progress; False when the scan is no longer this worker's."""
+        return self._scan_update("progress = ?, seen_at = ?", [json.dumps(progress), now], scan_id, worker)
+
+    def finish_scan(self, scan_id: int, worker: str, result: dict[str, Any], now: str) -> bool:
+        return self._scan_update("state = 'done', result = ?, finished_at = ?, seen_at = ?",
+                                 [json.dumps(result, ensure_ascii=False), now, now], scan_id, worker)
+
+    def fail_scan(self, scan_id: int, worker: str, error: str, now: str) -> bool:
+        return self._scan_update("state = 'failed', error = ?, finished_at = ?, seen_at = ?",
+                                 [error, now, now], scan_id, worker)
+
+    def requeue_scan(self, scan_id: int, worker: str) -> bool:
+        """Give a scan back (its worker is stopping): another worker runs it from the start."""
+        return self._scan_update("state = 'queued', worker = NULL, attempts = attempts - 1, progress = NULL",
+                                 [], scan_id, worker)
+
+    def _scan_update(self, assignments: str, params: list[Any], scan_id: int, worker: str) -> bool:
+        with self._write():
+            return self.backend.execute(f"UPDATE scans SET {assignments} WHERE id = ? AND worker = ? "
+                                        "AND state = 'running'", [*params, scan_id, worker]) == 1
+
+    def recover_scans(self, seen_before: str, now: str, error: str) -> tuple[int, int]:
+        """Scans running without a sign of life since `seen_before` (their worker died): each is
+        queued again once, then failed with `error`. Returns (queued again, failed)."""
+        with self._write():
+            stale = "state = 'running' AND seen_at < ?"
+            failed = self.backend.execute(f"UPDATE scans SET state = 'failed', error = ?, finished_at = ? "
+                                          f"WHERE {stale} AND attempts >= 2", [error, now, seen_before])
+            queued = self.backend.execute(f"UPDATE scans SET state = 'queued', worker = NULL, progress = NULL "
+                                          f"WHERE {stale}", [seen_before])
+        return queued, failed
+
+    def scan(self, scan_id: int) -> dict[str, Any] | None:
+        row = self._one("SELECT * FROM scans WHERE id = ?", [scan_id])
+        return _scan_row(row) if row else None
+
+    def site_scans(self, site: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A site's scans, newest first, with their results."""
+        return [_scan_row(row) for row in self._query(
+            "SELECT * FROM scans WHERE site = ? ORDER BY id DESC LIMIT ?", [site, limit])]
+
+    def previous_scan(self, site: str, scan_id: int) -> dict[str, Any] | None:
+        """The last finished scan of `site` before `scan_id`: what a scan is compared with."""
+        row = self._one("SELECT * FROM scans WHERE site = ? AND id < ? AND state = 'done' "
+                        "ORDER BY id DESC LIMIT 1", [site, scan_id])
+        return _scan_row(row) if row else None
+
     # -- notices: withdrawing an upcoming version --------------------------
 
     def withdraw_notice_version(self, slug: str, version: str, actor: str, today: str,
@@ -732,6 +805,12 @@ class Store:
 
 def _user(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row, roles=[r for r in row["roles"].split(",") if r])
+
+
+def _scan_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A scans row with its JSON columns read."""
+    return dict(row, **{column: json.loads(row[column]) if row[column] else None
+                        for column in ("options", "progress", "result")})
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:

@@ -279,6 +279,23 @@ def _consent_origin(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE consents ADD COLUMN origin TEXT")
 
 
+@migrations(name="0014_scans")
+def _scans(db: sqlite_utils.Database) -> None:
+    # Site audits as jobs (issue 14.3): the admin queues one, `flask scans work` claims it on some
+    # host and runs it in a process of its own. `attempts` lets a job left running by a dead worker
+    # be queued again once, then failed; `seen_at` is the worker's last sign of life.
+    db.executescript(
+        """
+        CREATE TABLE scans (
+            id INTEGER PRIMARY KEY, site TEXT NOT NULL, requested_by TEXT NOT NULL,
+            requested_at TEXT NOT NULL, options TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
+            worker TEXT, attempts INTEGER NOT NULL DEFAULT 0, progress TEXT, started_at TEXT,
+            seen_at TEXT, finished_at TEXT, result TEXT, error TEXT);
+        CREATE INDEX idx_scans_state ON scans (state, id);
+        CREATE INDEX idx_scans_site ON scans (site, id);
+        """)
+
+
 def _chain_earlier_removals(conn: sqlite3.Connection) -> None:
     """Migration 0007's one link for the removals made before it, as the store wrote links then
     (frozen here: a migration must do the same thing however the store changes later)."""

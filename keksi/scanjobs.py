@@ -1,0 +1,161 @@
+"""Site audits as jobs: the admin queues a scan in the store, `flask scans work` runs it.
+
+The worker claims one queued scan at a time (the store's claim is atomic, so with a worker on each
+of several hosts no scan runs twice) and runs it in a child process of its own, never inside a web
+worker: Chromium, Playwright's event loop and a page that misbehaves stay out of the worker and the
+web server. The child writes its progress as each page begins and its result when done; the worker
+waits for it within a time limit, fails a scan whose child died or ran too long, and on SIGTERM
+stops the child and gives the scan back to the queue. A scan left running by a worker that died
+(no progress for `STALE_MINUTES`) is queued again once, then failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import catalogue, scan
+from .clock import utc_iso
+from .store import Store, open_store
+
+MAX_PAGES = 50  # what the admin may ask for; the CLI allows more for a web team's CI
+STALE_MINUTES = 15  # a running scan without progress this long lost its worker
+PAGE_SECONDS = 3 * 2 * 25  # three visitors, tried twice, each within scan.Limits' waits
+# Why a scan failed, as its `error` column names it (the admin says each in the reader's
+# language): its worker died, it ran past its time limit, its process stopped without a word (the
+# worker's log has the traceback), its site was removed, or "page: " and the page that never loaded.
+STALE, TIMEOUT, CRASHED, NO_SITE, PAGE = "stale", "timeout", "crashed", "site-removed", "page: "
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a child process needs to run one scan: no app, only the database and the tools."""
+
+    scan_id: int
+    worker: str
+    database: str
+    busy_timeout_ms: int
+    instance: str
+    chromium: str
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def time_limit(options: dict[str, Any]) -> float:
+    """Seconds a scan may take in all: each page's waits, plus Chromium's start."""
+    return 60 + int(options.get("pages", 10)) * PAGE_SECONDS
+
+
+def _now(offset_minutes: float = 0) -> str:
+    return utc_iso(datetime.now(timezone.utc) + timedelta(minutes=offset_minutes))
+
+
+# -- the child: one scan ----------------------------------------------------------------
+
+
+def run_scan(job: Job) -> None:
+    """Run one claimed scan and store its result or its error (in the child process)."""
+    store = open_store(job.database, job.busy_timeout_ms)
+    try:
+        claimed = store.scan(job.scan_id)
+        site = store.site(claimed["site"]) if claimed else None
+        if site is None:
+            store.fail_scan(job.scan_id, job.worker, NO_SITE, _now())
+            return
+        options = claimed["options"]
+        limits = scan.Limits(pages=int(options.get("pages", 10)))
+
+        def progress(done: int, total: int, url: str) -> None:
+            store.scan_progress(job.scan_id, job.worker, {"done": done, "total": total, "url": url}, _now())
+
+        try:
+            report = scan.scan(site, list(options.get("urls", [])), limits, job.chromium,
+                               catalogue.load_ocd(Path(job.instance)), progress=progress)
+        except scan.ScanError as error:
+            store.fail_scan(job.scan_id, job.worker, PAGE + str(error), _now())
+            return
+        store.finish_scan(job.scan_id, job.worker, report.as_json(), _now())
+    finally:
+        store.close()
+
+
+# -- the worker: claims scans and watches their children --------------------------------
+
+
+class Worker:
+    """Claims scans from `store` one at a time and runs each in a child process."""
+
+    def __init__(self, store: Store, job: Callable[[int], Job], poll_seconds: float = 2.0) -> None:
+        self.store, self.job, self.poll_seconds = store, job, poll_seconds
+        self.name = worker_name()
+        self.stopping = threading.Event()
+        self.context = multiprocessing.get_context("spawn")  # a fresh interpreter: no shared connection
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def work(self, once: bool = False) -> int:
+        """Run scans until stopped (or, with `once`, until the queue is empty); return how many ran."""
+        ran = 0
+        while not self.stopping.is_set():
+            self.store.recover_scans(_now(-STALE_MINUTES), _now(), STALE)
+            claimed = self.store.claim_scan(self.name, _now())
+            if claimed is None:
+                if once:
+                    break
+                self.stopping.wait(self.poll_seconds)
+                continue
+            self._run(claimed)
+            ran += 1
+        return ran
+
+    def _run(self, claimed: dict[str, Any]) -> None:
+        child = self.context.Process(target=run_scan, args=(self.job(claimed["id"]),), daemon=True)
+        child.start()
+        deadline = time.monotonic() + time_limit(claimed["options"])
+        while child.is_alive() and time.monotonic() < deadline and not self.stopping.is_set():
+            child.join(timeout=0.5)
+        if child.is_alive():
+            _end(child)
+            if self.stopping.is_set():
+                self.store.requeue_scan(claimed["id"], self.name)
+                return
+            self.store.fail_scan(claimed["id"], self.name, TIMEOUT, _now())
+            return
+        # A child that died without writing its end leaves the scan running: say so.
+        self.store.fail_scan(claimed["id"], self.name, CRASHED, _now())
+
+
+def _end(child: Any) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it does not go (Chromium goes with its driver)."""
+    child.terminate()
+    child.join(timeout=10)
+    if child.is_alive():
+        child.kill()
+        child.join(timeout=10)
+
+
+@contextlib.contextmanager
+def signals_stop(worker: Worker) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT end the worker cleanly: the running scan goes back to the
+    queue. Python takes signals in the main thread only; elsewhere (a test's thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, worker.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
