@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from keksi import cli, http, i18n, pagecache, retention, settings, store
 from keksi.views import admin, admin_audit, admin_notices, api, health, site
 from keksi.views import widget as widget_views
-from keksi.views import admin_proof, admin_records, admin_sites, admin_users
+from keksi.views import admin_proof, admin_records, admin_scans, admin_sites, admin_users
 
 csrf = CSRFProtect()
 
@@ -78,6 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(widget_views.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_sites.bp)
+    app.register_blueprint(admin_scans.bp)
     app.register_blueprint(admin_proof.bp)
     app.register_blueprint(admin_users.bp)
     app.register_blueprint(admin_records.bp)

@@ -89,7 +89,7 @@ def _domain_matches(seen: str, expected: str | None) -> bool:
     return seen == expected or seen.endswith("." + expected)
 
 
-def _name_matches(seen: str, pattern: str) -> bool:
+def name_matches(seen: str, pattern: str) -> bool:
     return seen.startswith(pattern[:-1]) if pattern.endswith("*") else seen == pattern
 
 
@@ -99,13 +99,13 @@ def classify_cookie(name: str, domain: str = "", extra: Iterable[dict[str, Any]]
     candidates: list[tuple[int, int, Match]] = []
     for entry in services():
         for cookie in entry["cookies"]:
-            if _name_matches(name, cookie["name"]) and _domain_matches(domain, cookie.get("domain")):
+            if name_matches(name, cookie["name"]) and _domain_matches(domain, cookie.get("domain")):
                 candidates.append((not cookie["name"].endswith("*"), len(cookie["name"]), Match(
                     entry["name"], entry["category"], entry["provider"], cookie["name"], "catalogue", entry["id"])))
     if not candidates:
         for row in extra:
             pattern = row["name"] + ("*" if row["wildcard"] else "")
-            if _name_matches(name, pattern) and _domain_matches(domain, row.get("domain")):
+            if name_matches(name, pattern) and _domain_matches(domain, row.get("domain")):
                 candidates.append((not row["wildcard"], len(pattern), Match(
                     row["platform"], row["category"], row["controller"], pattern, "open-cookie-database")))
     return max(candidates, key=lambda c: c[:2])[2] if candidates else None

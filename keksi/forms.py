@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, EmailField, Form, HiddenField, PasswordField, RadioField,
-                     SelectField, SelectMultipleField, StringField, TextAreaField)
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional, ValidationError
+from wtforms import (BooleanField, DateField, EmailField, Form, HiddenField, IntegerField, PasswordField,
+                     RadioField, SelectField, SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import (DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional,
+                                ValidationError)
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES, AuthError
+from .scanjobs import MAX_PAGES
 from .notices import MAX_NESTING, MAX_SOURCE_BYTES, RenderProblem, check_rendering, removed_markup
 from .site_forms import PlainText
 
@@ -110,6 +113,32 @@ class WithdrawForm(FlaskForm):
     reason = _reason(_l("Why is this version withdrawn?"), required=True)
     confirm = BooleanField(_l("Yes, withdraw this version: visitors will never be shown it."),
                            validators=[InputRequired(message=_l("Tick the box to confirm."))])
+
+
+MAX_SCAN_URLS = 20
+
+
+def _scan_urls(form: Any, field: Any) -> None:
+    urls = (field.data or "").split()
+    if len(urls) > MAX_SCAN_URLS:
+        raise ValidationError(_("Give at most %(n)d addresses.", n=MAX_SCAN_URLS))
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+            raise ValidationError(_("%(url)s is not a web address: write each as https://www.example.fi/page.",
+                                    url=url[:100]))
+
+
+class ScanForm(FlaskForm):
+    """Starting a site audit: the pages to begin from (else each origin's home page) and how many."""
+
+    urls = TextAreaField(_l("Pages to scan (optional)"), validators=[Length(max=50_000), _scan_urls],
+                         description=_l("One address a line. Empty: each origin's home page. The scan also "
+                                        "follows links and sitemap.xml on the site's own origins."),
+                         render_kw={"rows": 3})
+    pages = IntegerField(_l("Pages at most"), default=10, validators=[
+        InputRequired(message=_l("Write how many pages to scan at most.")),
+        NumberRange(min=1, max=MAX_PAGES, message=_l("Scan from 1 to %(max)d pages.", max=MAX_PAGES))])
 
 
 class AuditFilterForm(Form):

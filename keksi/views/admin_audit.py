@@ -53,6 +53,8 @@ ACTIONS = {
     "consents.erase": _l("Erased a visitor's consent records"),
     "consents.purge": _l("Deleted expired consent records"),
     "audit.export": _l("Exported the audit log"),
+    "scan.start": _l("Started a site audit"),
+    "scan.declare": _l("Declared a cookie a site audit found"),
 }
 
 DETAILS = {
@@ -70,6 +72,12 @@ DETAILS = {
     "before": _l("Before"),
     "after": _l("After"),
     "sessions": _l("Sessions ended"),
+    "scan": _l("Scan"),
+    "urls": _l("Pages to scan"),
+    "pages": _l("Pages at most"),
+    "cookie": _l("Cookie"),
+    "service": _l("Service"),
+    "category": _l("Category"),
 }
 
 ROLES = {"legal": _l("legal"), "marketing": _l("marketing"), "admin": _l("admin")}
@@ -232,7 +240,7 @@ def export_csv():
     return response
 
 
-def _cell(value: str) -> str:
+def spreadsheet_cell(value: str) -> str:
     # A spreadsheet runs a cell that starts with = + - @ as a formula: keep it text.
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
@@ -244,7 +252,7 @@ def _csv(entries: list[dict[str, Any]]) -> str:
                      "detail", "row_hash"])
     for entry in entries:
         words = "; ".join(f"{label}: {value}" if label else value for label, value, _ in details(entry["detail"]))
-        writer.writerow([_cell(str(v)) for v in (
+        writer.writerow([spreadsheet_cell(str(v)) for v in (
             entry["at"], entry["actor"], entry["action"], action_name(entry["action"]), entry["subject"],
             subject(entry), json.dumps(entry["detail"], ensure_ascii=False, sort_keys=True), words,
             entry.get("row_hash") or "")])  # the entry's link in the audit log's hash chain

@@ -1,0 +1,92 @@
+"""A finished scan's findings as the admin shows them: grouped by level, compared with the site's
+previous scan (new and gone), and an undeclared cookie added to the declaration in one step from
+the service catalogue (service, category, purpose in every language, lifetime)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from . import catalogue, scan, sites
+
+# The columns of the findings' CSV export, in order (the JSON export is the scan's result as stored).
+CSV_COLUMNS = ("level", "kind", "change", "page", "visitor", "item_type", "item", "domain", "source",
+               "service", "category", "service_id")
+
+
+def key(finding: dict[str, Any]) -> tuple:
+    """What makes two scans' findings the same finding: kind, page, visitor and item."""
+    item = finding["item"]
+    return (finding["kind"], finding["page"], finding["visitor"], item["type"],
+            item.get("name") or item.get("host"))
+
+
+def item_name(finding: dict[str, Any]) -> str:
+    return finding["item"].get("name") or finding["item"].get("host") or ""
+
+
+def compare(result: dict[str, Any], previous: dict[str, Any] | None) -> tuple[set[tuple], list[dict[str, Any]]]:
+    """(keys of the findings that are new since `previous`, the findings of `previous` now gone).
+    Without a previous scan nothing is new or gone: there is nothing to compare with."""
+    if previous is None:
+        return set(), []
+    before = {key(f): f for f in previous["findings"]}
+    now = {key(f) for f in result["findings"]}
+    return now - set(before), [f for k, f in before.items() if k not in now]
+
+
+def by_level(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The findings grouped by level, worst first, each group in kind and page order."""
+    groups = []
+    for level in reversed(scan.LEVELS):
+        found = [f for f in findings if f["level"] == level]
+        if found:
+            groups.append((level, sorted(found, key=lambda f: (f["kind"], f["page"] or "", item_name(f)))))
+    return groups
+
+
+def rows(result: dict[str, Any], new: set[tuple]) -> list[list[str]]:
+    """The findings as the CSV export's rows (CSV_COLUMNS), worst first."""
+    return [[f["level"], f["kind"], "new" if key(f) in new else "", f["page"] or "", f["visitor"] or "",
+             f["item"]["type"], item_name(f), f["item"].get("domain") or "", f["source"] or "",
+             f["service"] or "", f["category"] or "", f["service_id"] or ""]
+            for _, group in by_level(result["findings"]) for f in group]
+
+
+def declarable(finding: dict[str, Any]) -> bool:
+    """Whether the admin can add this finding's cookie to the declaration in one step."""
+    return (finding["kind"] == "undeclared" and finding["item"]["type"] == "cookie"
+            and catalogue.service(finding.get("service_id") or "") is not None)
+
+
+def _catalogue_cookie(entry: dict[str, Any], name: str) -> str | None:
+    """The catalogue's name or prefix (ending in *) that a cookie seen as `name` is."""
+    names = [c["name"] for c in entry["cookies"] if catalogue.name_matches(name, c["name"])]
+    return max(names, key=lambda n: (not n.endswith("*"), len(n)), default=None)
+
+
+def declare(site: dict[str, Any], finding: dict[str, Any], own_provider: str) -> dict[str, Any] | None:
+    """The site's definition with the finding's cookie declared as the catalogue describes it: under
+    the site's own entry for that service if it has one, else as the service in the catalogue's
+    category (added if the site lacks it). None when the cookie is declared already."""
+    entry = catalogue.service(finding["service_id"])
+    pattern = _catalogue_cookie(entry, finding["item"]["name"]) if entry else None
+    if pattern is None:
+        raise LookupError(finding["item"]["name"])
+    if any(pattern in names for names in sites.cookie_patterns(site).values()):
+        return None
+    shaped = catalogue.site_service(entry["id"], own_provider)
+    cookie = next(c for c in shaped["cookies"] if c["name"] == pattern)
+    definition = copy.deepcopy(site)
+    for category in definition["categories"]:
+        for service in category["services"]:
+            if service.get("catalogue") == entry["id"] or service["name"] == shaped["name"]:
+                service["cookies"].append(cookie)
+                return definition
+    category = next((c for c in definition["categories"] if c["id"] == entry["category"]), None)
+    if category is None:
+        category = {"id": entry["category"], "services": []}
+        definition["categories"].append(category)
+    category["services"].append(dict(shaped, cookies=[cookie]))
+    return definition
+

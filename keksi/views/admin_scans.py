@@ -1,0 +1,214 @@
+"""Marketing's site audits under /admin/sites/<site>/scans: start a scan, follow its progress, read
+its findings against the previous scan, declare an undeclared cookie in one step, export findings.
+
+A scan is a job in the store: this view only queues it; `flask scans work` runs it in a process of
+its own (never in a web worker). Every view needs the marketing role (admins pass too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+
+from .. import scan_results, scanjobs, sites
+from ..forms import ScanForm
+from ..i18n import format_moment
+from ..store import StoreError, get_store
+from .admin import _load_user, form_expired, role_required
+from .admin_audit import spreadsheet_cell
+from .admin_sites import _site_or_404, category_name
+
+bp = Blueprint("admin_scans", __name__, url_prefix="/admin/sites")
+bp.register_error_handler(CSRFError, form_expired)
+bp.before_request(_load_user)
+
+REFRESH_SECONDS = 5  # how often a scan's page reloads itself while the scan waits or runs
+HISTORY = 20  # scans shown on a site's audit page
+
+LEVELS = {"error": _l("Errors"), "warning": _l("Warnings"), "info": _l("Notes")}
+KINDS = {
+    "before-consent": _l("Before a choice"),
+    "after-reject": _l("After “Reject all”"),
+    "no-banner": _l("No banner"),
+    "undeclared": _l("Not declared"),
+    "unused": _l("Declared, never seen"),
+}
+KIND_HELP = {
+    "before-consent": _l("Set, stored or contacted before the visitor chose, though not necessary."),
+    "after-reject": _l("Set, stored or contacted after the visitor rejected all, though not necessary."),
+    "no-banner": _l("The consent banner never appeared on this page."),
+    "undeclared": _l("Seen on the site, but not in its declaration."),
+    "unused": _l("In the declaration, but no visitor's browser had it."),
+}
+VISITORS = {"none": _l("No choice yet"), "reject": _l("Rejected all"), "accept": _l("Accepted all")}
+ITEMS = {"cookie": _l("Cookie"), "localStorage": "localStorage", "sessionStorage": "sessionStorage",
+         "request": _l("Request to"), "page": _l("Page")}
+STATES = {"queued": _l("Waiting for the scan worker"), "running": _l("Running"), "done": _l("Done"),
+          "failed": _l("Failed")}
+
+
+@bp.after_request
+def _no_cache(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _scan_or_404(site: dict[str, Any], scan_id: int) -> dict[str, Any]:
+    found = get_store().scan(scan_id)
+    if found is None or found["site"] != site["id"]:
+        abort(404, _("There is no scan %(id)s of this site.", id=scan_id))
+    return found
+
+
+def moment(value: str | None) -> str:
+    return format_moment(datetime.fromisoformat(value)) if value else ""
+
+
+def failure(error: str | None) -> str:
+    """Why a scan failed, in the admin's language."""
+    if error and error.startswith(scanjobs.PAGE):
+        return _("A page could not be loaded: %(detail)s", detail=error[len(scanjobs.PAGE):])
+    return {scanjobs.STALE: _("The scan worker running it stopped; it was tried twice."),
+            scanjobs.TIMEOUT: _("It took longer than its time limit."),
+            scanjobs.NO_SITE: _("The site was removed."),
+            }.get(error or "", _("The scanner stopped unexpectedly. The scan worker's log says why."))
+
+
+def _counts(result: dict[str, Any] | None) -> dict[str, int]:
+    findings = result["findings"] if result else []
+    return {level: sum(f["level"] == level for f in findings) for level in LEVELS}
+
+
+def _history(site_id: str) -> list[dict[str, Any]]:
+    """The site's latest scans, each with its counts by level and what changed since the one before."""
+    scans = get_store().site_scans(site_id, HISTORY + 1)
+    done = [s for s in scans if s["state"] == "done"]
+    for entry in scans[:HISTORY]:
+        entry["counts"] = _counts(entry["result"])
+        if entry["state"] == "done":
+            previous = next((s for s in done if s["id"] < entry["id"]), None)
+            new, gone = scan_results.compare(entry["result"], previous and previous["result"])
+            entry["new"], entry["gone"], entry["compared"] = len(new), len(gone), previous is not None
+    return scans[:HISTORY]
+
+
+@bp.route("/<site_id>/scans", methods=["GET", "POST"])
+@role_required("marketing")
+def scans(site_id: str):
+    """The site's audit: a form to start a scan, and its scans, newest first."""
+    site = _site_or_404(site_id)
+    form = ScanForm()
+    if form.validate_on_submit():
+        options = {"urls": (form.urls.data or "").split(), "pages": form.pages.data}
+        scan_id = get_store().add_scan(site["id"], g.user["email"], options)
+        flash(_("The scan was started. This page shows its progress."))
+        return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/scans.html", site=site, form=form, history=_history(site["id"]),
+                           states=STATES, moment=moment), status
+
+
+@bp.get("/<site_id>/scans/<int:scan_id>")
+@role_required("marketing")
+def scan_page(site_id: str, scan_id: int):
+    """One scan: its progress while it waits or runs (the page reloads itself), then its findings."""
+    site = _site_or_404(site_id)
+    found = _scan_or_404(site, scan_id)
+    context: dict[str, Any] = {"site": site, "scan": found, "states": STATES, "moment": moment}
+    if found["state"] == "done":
+        previous = get_store().previous_scan(site["id"], scan_id)
+        new, gone = scan_results.compare(found["result"], previous and previous["result"])
+        numbered = [dict(f, index=i) for i, f in enumerate(found["result"]["findings"])]  # for "declare"
+        context.update(previous=previous, new=new, gone=gone, groups=scan_results.by_level(numbered),
+                       key=scan_results.key, declarable=scan_results.declarable, item_name=scan_results.item_name,
+                       levels=LEVELS, kinds=KINDS, kind_help=KIND_HELP, visitors=VISITORS, items=ITEMS,
+                       category_name=lambda c: category_name(site, c) if c else "")
+    elif found["state"] == "failed":
+        context["failure"] = failure(found["error"])
+    response = Response(render_template("admin/scan.html", **context))
+    if found["state"] in ("queued", "running"):
+        response.headers["Refresh"] = str(REFRESH_SECONDS)  # works without JavaScript
+    return response
+
+
+@bp.post("/<site_id>/scans/<int:scan_id>/declare/<int:finding>")
+@role_required("marketing")
+def declare(site_id: str, scan_id: int, finding: int):
+    """Add an undeclared cookie to the site's declaration as the catalogue describes it (audited)."""
+    site = _site_or_404(site_id)
+    found = _scan_or_404(site, scan_id)
+    findings = (found["result"] or {}).get("findings", [])
+    if not 0 <= finding < len(findings) or not scan_results.declarable(findings[finding]):
+        abort(400, _("That finding cannot be added to the declaration in one step. Edit the site instead."))
+    chosen = findings[finding]
+    definition = scan_results.declare(site, chosen, current_app.config["ORGANIZATION"])
+    name = scan_results.item_name(chosen)
+    if definition is None:
+        flash(_("The cookie %(name)s is declared already.", name=name))
+        return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
+    _save_declared(site, definition, chosen, scan_id)
+    flash(_("The cookie %(name)s was added to the declaration as part of %(service)s (%(category)s). "
+            "Visitors are asked again.", name=name, service=chosen["service"],
+            category=category_name(definition, chosen["category"])))
+    return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
+
+
+def _save_declared(site: dict[str, Any], definition: dict[str, Any], chosen: dict[str, Any], scan_id: int) -> None:
+    store = get_store()
+    slugs = sorted({v["slug"] for v in store.notice_versions()})
+    try:
+        clean = sites.validate(definition, current_app.config["LANGUAGES"], slugs)
+        store.save_site(clean, actor=g.user["email"], create=False)
+    except (sites.InvalidSite, StoreError) as error:
+        abort(409, _("The declaration could not be saved: %(error)s", error=error))
+    store.audit(g.user["email"], "scan.declare", site["id"],
+                {"scan": scan_id, "cookie": scan_results.item_name(chosen), "service": chosen["service"],
+                 "category": chosen["category"]})
+
+
+def _finished(site_id: str, scan_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    site = _site_or_404(site_id)
+    found = _scan_or_404(site, scan_id)
+    if found["state"] != "done":
+        abort(409, _("This scan has no findings yet."))
+    return site, found
+
+
+def _download(body: str, mimetype: str, name: str) -> Response:
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@bp.get("/<site_id>/scans/<int:scan_id>/findings.json")
+@role_required("marketing")
+def findings_json(site_id: str, scan_id: int):
+    """The scan's result exactly as `flask sites scan --format json` prints it."""
+    site, found = _finished(site_id, scan_id)
+    return _download(json.dumps(found["result"], ensure_ascii=False, indent=2), "application/json",
+                     f"{site['id']}-scan-{scan_id}.json")
+
+
+@bp.get("/<site_id>/scans/<int:scan_id>/findings.csv")
+@role_required("marketing")
+def findings_csv(site_id: str, scan_id: int):
+    """The findings as CSV, worst first, each marked "new" when the previous scan lacked it."""
+    site, found = _finished(site_id, scan_id)
+    previous = get_store().previous_scan(site["id"], scan_id)
+    new, _gone = scan_results.compare(found["result"], previous and previous["result"])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(scan_results.CSV_COLUMNS)
+    writer.writerows([spreadsheet_cell(v) for v in row] for row in scan_results.rows(found["result"], new))
+    response = _download("\ufeff" + out.getvalue(), "text/csv", f"{site['id']}-scan-{scan_id}.csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    return response
+

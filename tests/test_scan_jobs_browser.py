@@ -1,0 +1,99 @@
+"""Site audits run as jobs, end to end: marketing starts a scan in the admin, `flask scans work --once`
+runs it in a process of its own against a customer site on loopback with deliberate faults, and the
+admin shows the faults, declares the undeclared cookie in one step and exports the findings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+
+from .conftest import CHROMIUM, from_store, signed_in
+from .test_admin import csrf
+from .test_scan_browser import _found, customer  # noqa: F401  (the customer site with its faults)
+
+pytestmark = pytest.mark.browser
+
+
+def work_once(app: Any) -> Any:
+    result = app.test_cli_runner().invoke(args=["scans", "work", "--once", "--chromium", CHROMIUM])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_the_worker_runs_a_queued_scan_and_stores_its_findings(customer):  # noqa: F811
+    app, site, tracker = customer
+    scan_id = from_store(app, "add_scan", "shop", "aino@example.fi", {"urls": [site + "/news"], "pages": 1})
+    assert "after 1 scan(s)" in work_once(app).output
+    done = from_store(app, "scan", scan_id)
+    assert done["state"] == "done", done["error"]
+    assert done["progress"] == {"done": 0, "total": 1, "url": site + "/news"}  # the last page it began
+    assert done["result"]["pages"] == [site + "/news"]
+    assert _found(done["result"]) == {
+        ("after-reject", "error", "news", "reject", "_fbp"),
+        ("undeclared", "warning", "news", "reject", "_fbp"),
+        ("undeclared", "warning", "news", "accept", "_clck"),
+    }
+    assert "after 0 scan(s)" in work_once(app).output  # the queue is empty: --once stops
+
+
+def _findings_page(client: Any, url: str) -> str:
+    page = client.get(url)
+    assert page.status_code == 200 and "Refresh" not in page.headers
+    return page.get_data(as_text=True)
+
+
+def test_marketing_scans_declares_and_exports(customer):  # noqa: F811
+    app, site, tracker = customer
+    client = signed_in(app, "scans@example.fi", "marketing")
+    start = f"/admin/sites/shop/scans"
+    answer = client.post(start, data={"csrf_token": csrf(client, start), "urls": site + "/news", "pages": "1"})
+    assert answer.status_code == 302
+    scan_page = answer.headers["Location"]
+    waiting = client.get(scan_page)
+    assert waiting.headers["Refresh"] == "5" and "Waiting for the scan worker" in waiting.get_data(as_text=True)
+    queued = from_store(app, "site_scans", "shop")[0]
+    assert (queued["state"], queued["requested_by"], queued["options"]) == (
+        "queued", "scans@example.fi", {"urls": [site + "/news"], "pages": 1})
+
+    work_once(app)
+    html = _findings_page(client, scan_page)
+    assert "After “Reject all”" in html and "_fbp" in html and site + "/clarity.js" in html
+    assert "Rejected all" in html and "Microsoft Clarity" in html
+    assert html.count("Add to declaration") == 2  # _fbp (Meta Pixel) and _clck (Microsoft Clarity)
+
+    clarity = next(i for i, f in enumerate(from_store(app, "scan", queued["id"])["result"]["findings"])
+                   if f["kind"] == "undeclared" and f["item"]["name"] == "_clck")
+    declared = client.post(f"{scan_page}/declare/{clarity}", data={"csrf_token": csrf(client, scan_page)})
+    assert declared.status_code == 302
+    shop = from_store(app, "site", "shop")
+    analytics = next(c for c in shop["categories"] if c["id"] == "analytics")
+    service = next(s for s in analytics["services"] if s.get("catalogue") == "microsoft-clarity")
+    cookie = next(c for c in service["cookies"] if c["name"] == "_clck")
+    assert cookie["duration"] and set(cookie["purpose"]) == {"fi", "sv", "en"}
+    assert [e["action"] for e in from_store(app, "audit_log", 2)] == ["scan.declare", "site.edit"]
+    refused = client.post(f"{scan_page}/declare/{clarity}", data={})
+    assert refused.status_code == 400  # no CSRF token: nothing saved
+    assert "declared already" in client.post(f"{scan_page}/declare/{clarity}", data={
+        "csrf_token": csrf(client, scan_page)}, follow_redirects=True).get_data(as_text=True)
+
+    exported = client.get(f"{scan_page}/findings.csv")
+    assert exported.headers["Content-Type"] == "text/csv; charset=utf-8"
+    table = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True).lstrip("\ufeff"))))
+    assert {(r["kind"], r["item"], r["visitor"]) for r in table} >= {
+        ("after-reject", "_fbp", "reject"), ("undeclared", "_clck", "accept")}
+    assert all(r["change"] == "" for r in table)  # the first scan: nothing to compare with
+    as_json = json.loads(client.get(f"{scan_page}/findings.json").get_data(as_text=True))
+    assert as_json["site"] == "shop" and as_json["pages"] == [site + "/news"]
+
+    # Scanned again: the declared cookie is no longer a finding, and the history says what changed.
+    client.post(start, data={"csrf_token": csrf(client, start), "urls": site + "/news", "pages": "1"})
+    work_once(app)
+    history = client.get(start).get_data(as_text=True)
+    assert "0 new, 1 gone" in history
+    latest = from_store(app, "site_scans", "shop")[0]
+    html = _findings_page(client, f"{start}/{latest['id']}")
+    assert f"Gone since scan {queued['id']}" in html and html.count("Add to declaration") == 1
