@@ -16,8 +16,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES, AuthError
-from .scanjobs import MAX_PAGES
 from .notices import MAX_NESTING, MAX_SOURCE_BYTES, RenderProblem, check_rendering, removed_markup
+from .scanjobs import MAX_PAGES
 from .site_forms import PlainText
 
 

@@ -12,6 +12,7 @@ stops the child and gives the scan back to the queue. A scan left running by a w
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -25,7 +26,9 @@ from typing import Any, Callable, Iterator
 
 from . import catalogue, scan
 from .clock import utc_iso
-from .store import Store, open_store
+from .store import Store, StoreUnavailable, open_store
+
+_log = logging.getLogger(__name__)
 
 MAX_PAGES = 50  # what the admin may ask for; the CLI allows more for a web team's CI
 STALE_MINUTES = 15  # a running scan without progress this long lost its worker
@@ -57,7 +60,8 @@ def time_limit(options: dict[str, Any]) -> float:
     return 60 + int(options.get("pages", 10)) * PAGE_SECONDS
 
 
-def _now(offset_minutes: float = 0) -> str:
+def utc_in(offset_minutes: float = 0) -> str:
+    """The moment `offset_minutes` from now (negative: ago), as the store writes times."""
     return utc_iso(datetime.now(timezone.utc) + timedelta(minutes=offset_minutes))
 
 
@@ -71,21 +75,21 @@ def run_scan(job: Job) -> None:
         claimed = store.scan(job.scan_id)
         site = store.site(claimed["site"]) if claimed else None
         if site is None:
-            store.fail_scan(job.scan_id, job.worker, NO_SITE, _now())
+            store.fail_scan(job.scan_id, job.worker, NO_SITE, utc_in())
             return
         options = claimed["options"]
         limits = scan.Limits(pages=int(options.get("pages", 10)))
 
         def progress(done: int, total: int, url: str) -> None:
-            store.scan_progress(job.scan_id, job.worker, {"done": done, "total": total, "url": url}, _now())
+            store.scan_progress(job.scan_id, job.worker, {"done": done, "total": total, "url": url}, utc_in())
 
         try:
             report = scan.scan(site, list(options.get("urls", [])), limits, job.chromium,
                                catalogue.load_ocd(Path(job.instance)), progress=progress)
         except scan.ScanError as error:
-            store.fail_scan(job.scan_id, job.worker, PAGE + str(error), _now())
+            store.fail_scan(job.scan_id, job.worker, PAGE + str(error), utc_in())
             return
-        store.finish_scan(job.scan_id, job.worker, report.as_json(), _now())
+        store.finish_scan(job.scan_id, job.worker, report.as_json(), utc_in())
     finally:
         store.close()
 
@@ -109,18 +113,22 @@ class Worker:
         """Run scans until stopped (or, with `once`, until the queue is empty); return how many ran."""
         ran = 0
         while not self.stopping.is_set():
-            self.store.recover_scans(_now(-STALE_MINUTES), _now(), STALE)
-            claimed = self.store.claim_scan(self.name, _now())
+            try:
+                self.store.recover_scans(utc_in(-STALE_MINUTES), utc_in(), STALE)
+                claimed = self.store.claim_scan(self.name, utc_in())
+            except StoreUnavailable as error:  # busy or read-only for now: look again later
+                _log.warning("scan worker %s cannot reach the store: %s", self.name, error)
+                claimed = None
             if claimed is None:
                 if once:
                     break
                 self.stopping.wait(self.poll_seconds)
                 continue
-            self._run(claimed)
-            ran += 1
+            ran += self._run(claimed)
         return ran
 
-    def _run(self, claimed: dict[str, Any]) -> None:
+    def _run(self, claimed: dict[str, Any]) -> bool:
+        """Run one claimed scan to its end (True), or give it back when the worker is stopping (False)."""
         child = self.context.Process(target=run_scan, args=(self.job(claimed["id"]),), daemon=True)
         child.start()
         deadline = time.monotonic() + time_limit(claimed["options"])
@@ -130,11 +138,12 @@ class Worker:
             _end(child)
             if self.stopping.is_set():
                 self.store.requeue_scan(claimed["id"], self.name)
-                return
-            self.store.fail_scan(claimed["id"], self.name, TIMEOUT, _now())
-            return
+                return False
+            self.store.fail_scan(claimed["id"], self.name, TIMEOUT, utc_in())
+            return True
         # A child that died without writing its end leaves the scan running: say so.
-        self.store.fail_scan(claimed["id"], self.name, CRASHED, _now())
+        self.store.fail_scan(claimed["id"], self.name, CRASHED, utc_in())
+        return True
 
 
 def _end(child: Any) -> None:

@@ -31,9 +31,9 @@ def marketing(app) -> Any:
 
 def finished(app: Any, findings: list[dict[str, Any]]) -> int:
     scan_id = from_store(app, "add_scan", "demo", "m@example.fi", {"urls": [], "pages": 1})
-    from_store(app, "claim_scan", "w:1", scanjobs._now())
+    from_store(app, "claim_scan", "w:1", scanjobs.utc_in())
     from_store(app, "finish_scan", scan_id, "w:1", {"site": "demo", "started": "t", "pages": ["https://www.example.fi/"],
-                                                    "findings": findings, "observations": []}, scanjobs._now())
+                                                    "findings": findings, "observations": []}, scanjobs.utc_in())
     return scan_id
 
 
@@ -69,13 +69,13 @@ def test_the_progress_page_reloads_itself_until_the_scan_ends(app, marketing):
     answer = marketing.post(START, data={"csrf_token": csrf(marketing, START), "urls": "", "pages": "4"})
     page = answer.headers["Location"]
     scan_id = from_store(app, "site_scans", "demo")[0]["id"]
-    from_store(app, "claim_scan", "w:1", scanjobs._now())
+    from_store(app, "claim_scan", "w:1", scanjobs.utc_in())
     from_store(app, "scan_progress", scan_id, "w:1", {"done": 2, "total": 4, "url": "https://www.example.fi/x"},
-               scanjobs._now())
+               scanjobs.utc_in())
     running = marketing.get(page)
     assert running.headers["Refresh"] == "5"
     assert "2 of at most 4 pages scanned; now https://www.example.fi/x" in running.get_data(as_text=True)
-    from_store(app, "fail_scan", scan_id, "w:1", scanjobs.TIMEOUT, scanjobs._now())
+    from_store(app, "fail_scan", scan_id, "w:1", scanjobs.TIMEOUT, scanjobs.utc_in())
     failed = marketing.get(page)
     assert "Refresh" not in failed.headers and "longer than its time limit" in failed.get_data(as_text=True)
     assert marketing.get(f"{page}/findings.csv").status_code == 409

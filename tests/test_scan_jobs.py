@@ -30,7 +30,7 @@ def test_two_workers_never_claim_the_same_scan(app):
         store = open_store(app.config["DATABASE"])
         try:
             start.wait()
-            while (job := store.claim_scan(name, scanjobs._now())) is not None:
+            while (job := store.claim_scan(name, scanjobs.utc_in())) is not None:
                 claimed[name].append(job["id"])
         finally:
             store.close()
@@ -43,20 +43,20 @@ def test_two_workers_never_claim_the_same_scan(app):
     assert not set(claimed["a"]) & set(claimed["b"])
     assert sorted(claimed["a"] + claimed["b"]) == ids  # every scan once, and none left queued
     assert {s["state"] for s in from_store(app, "site_scans", "demo", 100)} == {"running"}
-    assert from_store(app, "claim_scan", "c", scanjobs._now()) is None
+    assert from_store(app, "claim_scan", "c", scanjobs.utc_in()) is None
 
 
 def test_scans_are_claimed_oldest_first_and_only_their_worker_writes_them(app):
     add_site(app)
     first, second = queue(app, 2)
-    job = from_store(app, "claim_scan", "host-a:1", scanjobs._now())
+    job = from_store(app, "claim_scan", "host-a:1", scanjobs.utc_in())
     assert (job["id"], job["state"], job["worker"], job["attempts"]) == (first, "running", "host-a:1", 1)
     assert job["options"] == {"urls": [], "pages": 2}
-    assert not from_store(app, "scan_progress", first, "host-b:2", {"done": 1}, scanjobs._now())
+    assert not from_store(app, "scan_progress", first, "host-b:2", {"done": 1}, scanjobs.utc_in())
     assert from_store(app, "scan_progress", first, "host-a:1", {"done": 1, "total": 2, "url": "u"},
-                      scanjobs._now())
-    assert from_store(app, "finish_scan", first, "host-a:1", {"findings": []}, scanjobs._now())
-    assert not from_store(app, "fail_scan", first, "host-a:1", "late", scanjobs._now())  # done stays done
+                      scanjobs.utc_in())
+    assert from_store(app, "finish_scan", first, "host-a:1", {"findings": []}, scanjobs.utc_in())
+    assert not from_store(app, "fail_scan", first, "host-a:1", "late", scanjobs.utc_in())  # done stays done
     done = from_store(app, "scan", first)
     assert (done["state"], done["result"], done["error"]) == ("done", {"findings": []}, None)
     assert from_store(app, "previous_scan", "demo", second)["id"] == first
@@ -67,23 +67,23 @@ def test_a_scan_left_running_by_a_dead_worker_is_queued_again_once_then_failed(a
     add_site(app)
     [scan_id] = queue(app, 1)
     from_store(app, "claim_scan", "dead:1", OLD)
-    fresh = from_store(app, "claim_scan", "alive:2", scanjobs._now())
+    fresh = from_store(app, "claim_scan", "alive:2", scanjobs.utc_in())
     assert fresh is None  # nothing else queued: the running scan is not taken while its worker lives
-    assert from_store(app, "recover_scans", "2019-01-01", scanjobs._now(), scanjobs.STALE) == (0, 0)
-    assert from_store(app, "recover_scans", scanjobs._now(-15), scanjobs._now(), scanjobs.STALE) == (1, 0)
+    assert from_store(app, "recover_scans", "2019-01-01", scanjobs.utc_in(), scanjobs.STALE) == (0, 0)
+    assert from_store(app, "recover_scans", scanjobs.utc_in(-15), scanjobs.utc_in(), scanjobs.STALE) == (1, 0)
     again = from_store(app, "claim_scan", "dead:3", OLD)
     assert (again["id"], again["attempts"]) == (scan_id, 2)
-    assert from_store(app, "recover_scans", scanjobs._now(-15), scanjobs._now(), scanjobs.STALE) == (0, 1)
+    assert from_store(app, "recover_scans", scanjobs.utc_in(-15), scanjobs.utc_in(), scanjobs.STALE) == (0, 1)
     failed = from_store(app, "scan", scan_id)
     assert (failed["state"], failed["error"]) == ("failed", "stale")
-    assert from_store(app, "claim_scan", "alive:2", scanjobs._now()) is None
+    assert from_store(app, "claim_scan", "alive:2", scanjobs.utc_in()) is None
 
 
 def test_a_scan_given_back_by_a_stopping_worker_is_run_from_the_start(app):
     add_site(app)
     [scan_id] = queue(app, 1)
-    from_store(app, "claim_scan", "stopping:1", scanjobs._now())
-    from_store(app, "scan_progress", scan_id, "stopping:1", {"done": 1}, scanjobs._now())
+    from_store(app, "claim_scan", "stopping:1", scanjobs.utc_in())
+    from_store(app, "scan_progress", scan_id, "stopping:1", {"done": 1}, scanjobs.utc_in())
     assert from_store(app, "requeue_scan", scan_id, "stopping:1")
     back = from_store(app, "scan", scan_id)
     assert (back["state"], back["worker"], back["progress"], back["attempts"]) == ("queued", None, None, 0)

@@ -4,14 +4,21 @@ admin shows the faults, declares the undeclared cookie in one step and exports t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-from typing import Any
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any, Iterator
 
 import pytest
 
-from .conftest import CHROMIUM, from_store, signed_in
+from .conftest import CHROMIUM, ROOT, from_store, signed_in
 from .test_admin import csrf
 from .test_scan_browser import _found, customer  # noqa: F401  (the customer site with its faults)
 
@@ -97,3 +104,52 @@ def test_marketing_scans_declares_and_exports(customer):  # noqa: F811
     latest = from_store(app, "site_scans", "shop")[0]
     html = _findings_page(client, f"{start}/{latest['id']}")
     assert f"Gone since scan {queued['id']}" in html and html.count("Add to declaration") == 1
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers: a page that keeps loading."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_sigterm_stops_the_worker_and_gives_its_scan_back(customer):  # noqa: F811
+    app, site, tracker = customer
+    with silent_server() as slow:
+        scan_id = from_store(app, "add_scan", "shop", "aino@example.fi", {"urls": [slow], "pages": 1})
+        env = dict(os.environ, KEKSI_DATABASE=app.config["DATABASE"], KEKSI_SECRET_KEY="test-secret",
+                   KEKSI_NOTICES_DIR=app.config["NOTICES_DIR"], KEKSI_CHROMIUM=CHROMIUM)
+        worker = subprocess.Popen([str(ROOT / ".venv" / "bin" / "flask"), "--app", "app", "scans", "work",
+                                   "--poll", "0.2"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while from_store(app, "scan", scan_id)["progress"] is None and time.monotonic() < deadline:
+                time.sleep(0.2)  # the child has begun the page, which never loads
+            assert from_store(app, "scan", scan_id)["state"] == "running"
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    back = from_store(app, "scan", scan_id)
+    assert (back["state"], back["worker"], back["attempts"]) == ("queued", None, 0)
+    assert "stopped after 0 scan(s)" in worker.stderr.read()
