@@ -17,9 +17,15 @@ import time
 from typing import Any, Iterator
 
 import pytest
+from playwright.sync_api import expect
 
-from .conftest import CHROMIUM, ROOT, from_store, signed_in
-from .test_admin import csrf
+from keksi import scanjobs
+
+from .conftest import CHROMIUM, ROOT, LiveServer, from_store, signed_in
+from .ledger import add_site
+from .test_admin import add_user, csrf
+from .test_admin_scans import UNDECLARED
+from .test_admin_sites_browser import assert_accessible, sign_in
 from .test_scan_browser import _found, customer  # noqa: F401  (the customer site with its faults)
 
 pytestmark = pytest.mark.browser
@@ -153,3 +159,28 @@ def test_sigterm_stops_the_worker_and_gives_its_scan_back(customer):  # noqa: F8
     back = from_store(app, "scan", scan_id)
     assert (back["state"], back["worker"], back["attempts"]) == ("queued", None, 0)
     assert "stopped after 0 scan(s)" in worker.stderr.read()
+
+
+def test_the_audit_pages_in_a_browser_pass_axe(make_app, page):
+    app = make_app()
+    add_site(app)
+    add_user(app, "marketing@example.fi", "marketing")
+    with LiveServer(app) as server:
+        sign_in(page, server.url)
+        page.goto(f"{server.url}/admin/sites/")
+        page.get_by_role("link", name="Site audit – Tiimityö (demo)").click()
+        assert_accessible(page, "the site audit page")
+        page.get_by_label("Pages at most").fill("3")
+        page.get_by_role("button", name="Scan this site").click()
+        expect(page.locator(".scan-progress")).to_contain_text("Waiting for the scan worker")
+        assert_accessible(page, "a waiting scan")
+        scan_id = from_store(app, "site_scans", "demo")[0]["id"]
+        from_store(app, "claim_scan", "w:1", scanjobs.utc_in())
+        from_store(app, "finish_scan", scan_id, "w:1", {
+            "site": "demo", "started": "t", "pages": ["https://www.example.fi/"], "observations": [],
+            "findings": [UNDECLARED, dict(UNDECLARED, kind="before-consent", level="error", visitor="none")]},
+            scanjobs.utc_in())
+        expect(page.get_by_role("heading", name="Errors (1)")).to_be_visible(timeout=30_000)  # it reloaded itself
+        assert_accessible(page, "a scan's findings")
+        page.get_by_role("button", name="Add to declaration – _clck").click()
+        expect(page.locator(".flash")).to_contain_text("The cookie _clck was added to the declaration")
