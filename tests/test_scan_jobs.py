@@ -4,6 +4,7 @@ whose process dies rather than leave it running."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_the_worker_fails_a_scan_whose_scanner_cannot_start(app, tmp_path):
     assert "after 1 scan(s)" in result.output
     failed = from_store(app, "scan", scan_id)
     assert (failed["state"], failed["error"]) == ("failed", "crashed")
-    assert failed["finished_at"] and failed["worker"].endswith(str(__import__("os").getpid()))
+    assert failed["finished_at"] and failed["worker"].endswith(f":{os.getpid()}")  # this process ran the worker
 
 
 def test_the_worker_fails_a_scan_of_a_removed_site(app):
