@@ -25,13 +25,14 @@ def item_name(finding: dict[str, Any]) -> str:
     return finding["item"].get("name") or finding["item"].get("host") or ""
 
 
-def compare(result: dict[str, Any], previous: dict[str, Any] | None) -> tuple[set[tuple], list[dict[str, Any]]]:
-    """(keys of the findings that are new since `previous`, the findings of `previous` now gone).
+def compare(findings: list[dict[str, Any]],
+            previous: list[dict[str, Any]] | None) -> tuple[set[tuple], list[dict[str, Any]]]:
+    """(keys of the findings that are new since the `previous` scan's, its findings now gone).
     Without a previous scan nothing is new or gone: there is nothing to compare with."""
     if previous is None:
         return set(), []
-    before = {key(f): f for f in previous["findings"]}
-    now = {key(f) for f in result["findings"]}
+    before = {key(f): f for f in previous}
+    now = {key(f) for f in findings}
     return now - set(before), [f for k, f in before.items() if k not in now]
 
 
@@ -45,12 +46,12 @@ def by_level(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, A
     return groups
 
 
-def rows(result: dict[str, Any], new: set[tuple]) -> list[list[str]]:
+def rows(findings: list[dict[str, Any]], new: set[tuple]) -> list[list[str]]:
     """The findings as the CSV export's rows (CSV_COLUMNS), worst first."""
     return [[f["level"], f["kind"], "new" if key(f) in new else "", f["page"] or "", f["visitor"] or "",
              f["item"]["type"], item_name(f), f["item"].get("domain") or "", f["source"] or "",
              f["service"] or "", f["category"] or "", f["service_id"] or ""]
-            for _, group in by_level(result["findings"]) for f in group]
+            for _, group in by_level(findings) for f in group]
 
 
 def declarable(finding: dict[str, Any]) -> bool:

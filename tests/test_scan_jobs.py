@@ -61,6 +61,8 @@ def test_scans_are_claimed_oldest_first_and_only_their_worker_writes_them(app):
     done = from_store(app, "scan", first)
     assert (done["state"], done["result"], done["error"]) == ("done", {"findings": []}, None)
     assert from_store(app, "previous_scan", "demo", second)["id"] == first
+    listed = from_store(app, "site_scans", "demo")[1]  # a history reads findings, not every observation
+    assert (listed["id"], listed["findings"], listed.get("result")) == (first, [], None)
     assert from_store(app, "previous_scan", "demo", first) is None
 
 

@@ -507,8 +507,9 @@ class Store:
         return self._scan_update("progress = ?, seen_at = ?", [json.dumps(progress), now], scan_id, worker)
 
     def finish_scan(self, scan_id: int, worker: str, result: dict[str, Any], now: str) -> bool:
-        return self._scan_update("state = 'done', result = ?, finished_at = ?, seen_at = ?",
-                                 [json.dumps(result, ensure_ascii=False), now, now], scan_id, worker)
+        return self._scan_update("state = 'done', result = ?, findings = ?, finished_at = ?, seen_at = ?",
+                                 [json.dumps(result, ensure_ascii=False),
+                                  json.dumps(result["findings"], ensure_ascii=False), now, now], scan_id, worker)
 
     def fail_scan(self, scan_id: int, worker: str, error: str, now: str) -> bool:
         return self._scan_update("state = 'failed', error = ?, finished_at = ?, seen_at = ?",
@@ -540,13 +541,15 @@ class Store:
         return _scan_row(row) if row else None
 
     def site_scans(self, site: str, limit: int = 50) -> list[dict[str, Any]]:
-        """A site's scans, newest first, with their results."""
+        """A site's scans, newest first, with their findings (`result`, every page's observations
+        too, is read only by `scan`)."""
         return [_scan_row(row) for row in self._query(
-            "SELECT * FROM scans WHERE site = ? ORDER BY id DESC LIMIT ?", [site, limit])]
+            f"SELECT {SCAN_SUMMARY} FROM scans WHERE site = ? ORDER BY id DESC LIMIT ?", [site, limit])]
 
     def previous_scan(self, site: str, scan_id: int) -> dict[str, Any] | None:
-        """The last finished scan of `site` before `scan_id`: what a scan is compared with."""
-        row = self._one("SELECT * FROM scans WHERE site = ? AND id < ? AND state = 'done' "
+        """The last finished scan of `site` before `scan_id` (with its findings, without `result`):
+        what a scan is compared with."""
+        row = self._one(f"SELECT {SCAN_SUMMARY} FROM scans WHERE site = ? AND id < ? AND state = 'done' "
                         "ORDER BY id DESC LIMIT 1", [site, scan_id])
         return _scan_row(row) if row else None
 
@@ -807,10 +810,15 @@ def _user(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row, roles=[r for r in row["roles"].split(",") if r])
 
 
+# A scans row but its `result`, which holds every page's observations and may be large.
+SCAN_SUMMARY = ("id, site, requested_by, requested_at, options, state, worker, attempts, progress, started_at, "
+                "seen_at, finished_at, findings, error")
+
+
 def _scan_row(row: dict[str, Any]) -> dict[str, Any]:
     """A scans row with its JSON columns read."""
-    return dict(row, **{column: json.loads(row[column]) if row[column] else None
-                        for column in ("options", "progress", "result")})
+    return dict(row, **{column: json.loads(row[column]) if row.get(column) else None
+                        for column in ("options", "progress", "result", "findings")})
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:

@@ -82,8 +82,8 @@ def failure(error: str | None) -> str:
             }.get(error or "", _("The scanner stopped unexpectedly. The scan worker's log says why."))
 
 
-def _counts(result: dict[str, Any] | None) -> dict[str, int]:
-    findings = result["findings"] if result else []
+def _counts(findings: list[dict[str, Any]] | None) -> dict[str, int]:
+    findings = findings or []
     return {level: sum(f["level"] == level for f in findings) for level in LEVELS}
 
 
@@ -92,10 +92,10 @@ def _history(site_id: str) -> list[dict[str, Any]]:
     scans = get_store().site_scans(site_id, HISTORY + 1)
     done = [s for s in scans if s["state"] == "done"]
     for entry in scans[:HISTORY]:
-        entry["counts"] = _counts(entry["result"])
+        entry["counts"] = _counts(entry["findings"])
         if entry["state"] == "done":
             previous = next((s for s in done if s["id"] < entry["id"]), None)
-            new, gone = scan_results.compare(entry["result"], previous and previous["result"])
+            new, gone = scan_results.compare(entry["findings"], previous and previous["findings"])
             entry["new"], entry["gone"], entry["compared"] = len(new), len(gone), previous is not None
     return scans[:HISTORY]
 
@@ -125,8 +125,8 @@ def scan_page(site_id: str, scan_id: int):
     context: dict[str, Any] = {"site": site, "scan": found, "states": STATES, "moment": moment}
     if found["state"] == "done":
         previous = get_store().previous_scan(site["id"], scan_id)
-        new, gone = scan_results.compare(found["result"], previous and previous["result"])
-        numbered = [dict(f, index=i) for i, f in enumerate(found["result"]["findings"])]  # for "declare"
+        new, gone = scan_results.compare(found["findings"], previous and previous["findings"])
+        numbered = [dict(f, index=i) for i, f in enumerate(found["findings"])]  # for "declare"
         context.update(previous=previous, new=new, gone=gone, groups=scan_results.by_level(numbered),
                        key=scan_results.key, declarable=scan_results.declarable, item_name=scan_results.item_name,
                        levels=LEVELS, kinds=KINDS, kind_help=KIND_HELP, visitors=VISITORS, items=ITEMS,
@@ -145,7 +145,7 @@ def declare(site_id: str, scan_id: int, finding: int):
     """Add an undeclared cookie to the site's declaration as the catalogue describes it (audited)."""
     site = _site_or_404(site_id)
     found = _scan_or_404(site, scan_id)
-    findings = (found["result"] or {}).get("findings", [])
+    findings = found["findings"] or []
     if not 0 <= finding < len(findings) or not scan_results.declarable(findings[finding]):
         abort(400, _("That finding cannot be added to the declaration in one step. Edit the site instead."))
     chosen = findings[finding]
@@ -203,11 +203,11 @@ def findings_csv(site_id: str, scan_id: int):
     """The findings as CSV, worst first, each marked "new" when the previous scan lacked it."""
     site, found = _finished(site_id, scan_id)
     previous = get_store().previous_scan(site["id"], scan_id)
-    new, _gone = scan_results.compare(found["result"], previous and previous["result"])
+    new, _gone = scan_results.compare(found["findings"], previous and previous["findings"])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(scan_results.CSV_COLUMNS)
-    writer.writerows([spreadsheet_cell(v) for v in row] for row in scan_results.rows(found["result"], new))
+    writer.writerows([spreadsheet_cell(v) for v in row] for row in scan_results.rows(found["findings"], new))
     response = _download("\ufeff" + out.getvalue(), "text/csv", f"{site['id']}-scan-{scan_id}.csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     return response

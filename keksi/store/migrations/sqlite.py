@@ -283,14 +283,15 @@ def _consent_origin(db: sqlite_utils.Database) -> None:
 def _scans(db: sqlite_utils.Database) -> None:
     # Site audits as jobs (issue 14.3): the admin queues one, `flask scans work` claims it on some
     # host and runs it in a process of its own. `attempts` lets a job left running by a dead worker
-    # be queued again once, then failed; `seen_at` is the worker's last sign of life.
+    # be queued again once, then failed; `seen_at` is the worker's last sign of life. `findings`
+    # repeats the result's findings, so a site's history is read without every page's observations.
     db.executescript(
         """
         CREATE TABLE scans (
             id INTEGER PRIMARY KEY, site TEXT NOT NULL, requested_by TEXT NOT NULL,
             requested_at TEXT NOT NULL, options TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
             worker TEXT, attempts INTEGER NOT NULL DEFAULT 0, progress TEXT, started_at TEXT,
-            seen_at TEXT, finished_at TEXT, result TEXT, error TEXT);
+            seen_at TEXT, finished_at TEXT, result TEXT, findings TEXT, error TEXT);
         CREATE INDEX idx_scans_state ON scans (state, id);
         CREATE INDEX idx_scans_site ON scans (site, id);
         """)
