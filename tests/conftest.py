@@ -289,3 +289,8 @@ def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     app = sample_app(tmp_path_factory.mktemp("sample-site"))
     with LiveServer(app) as server:
         yield server
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+from tests.postgresql import empty_postgresql, fresh_postgresql, postgresql_template, postgresql_url  # noqa: E402,F401
