@@ -1,0 +1,97 @@
+"""One chain from many connections: appends that take the next link from PostgreSQL's chain head
+(one UPDATE ... RETURNING) form one linear chain with no failed append, and an event posted twice at
+once is recorded once, because its duplicate check runs after the head's lock is taken."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from keksi.store import GENESIS_HASH, chain_hash
+from tests.postgresql import connect, postgresql_backend
+
+CONNECTIONS = 8
+EVENTS = 40  # per connection: half its own, half posted by every connection at once
+
+
+def _append(conn, event_id: str) -> bool:
+    """Append one choice for `event_id` as the store does; whether it was new."""
+    backend = postgresql_backend()
+    with conn.transaction():
+        seq, prev_hash = backend.next_link(conn, "consents")
+        # After the head's lock: a twin of this event that committed first is seen here.
+        if conn.execute("SELECT 1 FROM consents WHERE event_id = %s", [event_id]).fetchone():
+            raise _Duplicate()  # rolls the head back too
+        content = hashlib.sha256(event_id.encode()).hexdigest()
+        row_hash = chain_hash(prev_hash, content)
+        conn.execute("INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (%s, %s, %s, %s)",
+                     [seq, content, prev_hash, row_hash])
+        conn.execute(
+            "INSERT INTO consents (seq, consent_id, event_id, subject_id, site, action, choices, ui_surface, "
+            "lang, notice_version, notice_sha256, banner_hash, gpc, recorded_at, valid_until, content_hash) "
+            "VALUES (%s, %s, %s, 's', 'demo', 'accept_all', '{}', 'banner', 'fi', '2026-01-01', 'x', 'b', 0, "
+            "'2026-12-02T06:00:00.000000+00:00', '2027-12-02T06:00:00.000000+00:00', %s)",
+            [seq, f"c-{event_id}", event_id, content])
+        backend.link_appended(conn, "consents", row_hash)
+    return True
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def test_concurrent_appends_from_many_connections_form_one_linear_chain(fresh_postgresql):
+    start = threading.Barrier(CONNECTIONS)
+    created: list[str] = []
+    duplicates: list[str] = []
+    failures: list[BaseException] = []
+
+    def connection(number: int) -> None:
+        with connect(fresh_postgresql) as conn:
+            start.wait()
+            for i in range(EVENTS):
+                event_id = f"own-{number}-{i}" if i % 2 else f"shared-{i}"
+                try:
+                    _append(conn, event_id)
+                    created.append(event_id)
+                except _Duplicate:
+                    duplicates.append(event_id)
+                except BaseException as exc:  # noqa: BLE001 - every failure is counted
+                    failures.append(exc)
+
+    threads = [threading.Thread(target=connection, args=(n,)) for n in range(CONNECTIONS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert failures == []
+    shared = EVENTS // 2
+    assert len(created) == CONNECTIONS * (EVENTS - shared) + shared  # every event once
+    assert len(set(created)) == len(created)
+    assert len(duplicates) == (CONNECTIONS - 1) * shared
+    with connect(fresh_postgresql) as conn:
+        links = conn.execute("SELECT seq, content_hash, prev_hash, row_hash FROM consent_chain ORDER BY seq").fetchall()
+        head = conn.execute("SELECT seq, row_hash FROM chain_heads WHERE chain = 'consents'").fetchone()
+        recorded = conn.execute("SELECT count(*) FROM consents").fetchone()[0]
+    assert [seq for seq, *_ in links] == list(range(1, len(created) + 1))
+    prev = GENESIS_HASH
+    for seq, content, prev_hash, row_hash in links:
+        assert (prev_hash, row_hash) == (prev, chain_hash(prev, content)), seq
+        prev = row_hash
+    assert head == (len(created), prev)
+    assert recorded == len(created)
+
+
+def test_a_rolled_back_append_gives_its_seq_to_the_next(fresh_postgresql):
+    backend = postgresql_backend()
+    with connect(fresh_postgresql) as conn:
+        assert _append(conn, "first")
+        try:
+            with conn.transaction():
+                assert backend.next_link(conn, "consents")[0] == 2
+                raise RuntimeError("the request failed")
+        except RuntimeError:
+            pass
+        assert _append(conn, "second")
+        assert [r[0] for r in conn.execute("SELECT seq FROM consent_chain ORDER BY seq")] == [1, 2]
