@@ -1,4 +1,4 @@
-"""The PostgreSQL backend: its migrations and the heads of the hash chains.
+"""The PostgreSQL backend: its migrations and the lock on each hash chain's head.
 
 Migrations are the ordered SQL files in `migrations/postgresql/` (`NNNN_name.sql`), each applied in a
 transaction of its own and recorded in `keksi_migrations`, under an advisory lock so that hosts and
@@ -75,16 +75,11 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
                       datetime.now(timezone.utc).isoformat(timespec="microseconds")])
 
 
-def next_link(conn: psycopg.Connection, chain: str) -> tuple[int, str]:
-    """Take the next link of `chain` ("consents" or "audit_log") inside the caller's transaction: its
-    seq, and the row hash it links to. The row lock on the chain's head holds every other append back
-    until this transaction ends, so a check made after this call (an event_id already stored) cannot go
-    stale before the commit."""
-    seq, prev_hash = conn.execute(
-        "UPDATE chain_heads SET seq = seq + 1 WHERE chain = %s RETURNING seq, row_hash", [chain]).fetchone()
-    return seq, prev_hash
-
-
-def link_appended(conn: psycopg.Connection, chain: str, row_hash: str) -> None:
-    """Record the row hash of the link just appended to `chain` (after `next_link`, same transaction)."""
-    conn.execute("UPDATE chain_heads SET row_hash = %s WHERE chain = %s", [row_hash, chain])
+def lock_chain(conn: psycopg.Connection, chain: str) -> None:
+    """Hold `chain` ("consents" or "audit") until the caller's transaction ends, by advancing its head
+    (one UPDATE ... RETURNING). Every other append waits here, so the chain's last link read after
+    this call, and a check made after it (an event_id already stored), cannot go stale before the
+    commit."""
+    if conn.execute("UPDATE chain_heads SET appends = appends + 1 WHERE chain = %s RETURNING appends",
+                    [chain]).fetchone() is None:
+        raise ValueError(f"there is no chain {chain!r}")
