@@ -46,6 +46,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Flask answers a Host header that is not one of these with 400, before any view runs.
     app.config["TRUSTED_HOSTS"] = list(app.config["SERVER_NAMES"]) or None  # "" (the default): any
     if not app.config["SECRET_KEY"]:
+        if store.is_url(app.config["DATABASE"]):
+            # Every host must sign sessions and CSRF tokens alike; a key made in one host's instance
+            # folder is unknown to the others.
+            raise SystemExit("KEKSI_SECRET_KEY must be set when KEKSI_DATABASE is a PostgreSQL URL")
         app.config["SECRET_KEY"] = _secret_key(app)
     if app.config["DEFAULT_LANGUAGE"] not in app.config["LANGUAGES"]:
         raise SystemExit("KEKSI_DEFAULT_LANGUAGE must be one of KEKSI_LANGUAGES")

@@ -28,6 +28,7 @@ from . import proof
 from . import scan as scan_mod
 from . import scanjobs
 from . import sites as sites_mod
+from . import store as store_mod
 from .clock import today
 from .store import StoreError, database_path, get_store, open_store
 from .views.admin_proof import proof_links
@@ -686,7 +687,10 @@ def backup_command(destination: str) -> None:
     """
     if Path(destination).exists():
         raise click.ClickException(f"{destination} exists; choose a new file name")
-    get_store().backup(destination)
+    try:
+        get_store().backup(destination)
+    except StoreError as exc:  # PostgreSQL: its own tools
+        raise click.ClickException(str(exc)) from exc
     copy = open_store(destination)
     try:
         result = copy.integrity_check()
@@ -696,6 +700,22 @@ def backup_command(destination: str) -> None:
     if result != "ok" or not chain.ok:
         raise click.ClickException(f"the copy failed its checks: integrity {result}, chain {chain}")
     click.echo(f"backed up to {destination}: integrity ok, {chain.checked} consent records verified")
+
+
+db_cli = AppGroup("db", help="The database's schema.")
+
+
+@db_cli.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Apply the pending migrations, in order. PostgreSQL is migrated only by this command (under
+    a lock, so hosts running it together apply each migration once); until then Keksi answers 503
+    and /healthz lists what is pending. SQLite also migrates whenever Keksi starts.
+
+    Example: KEKSI_DATABASE=postgresql://keksi@db.example/keksi flask db upgrade
+    """
+    applied = store_mod.migrate(current_app)
+    click.echo("applied " + ", ".join(applied) if applied else "the schema is up to date: nothing to apply")
 
 
 catalogue_cli = AppGroup("catalogue", help="The service catalogue that sites and the site audit draw on.")
@@ -747,3 +767,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(consents_cli)
     app.cli.add_command(catalogue_cli)
     app.cli.add_command(scans_cli)
+    app.cli.add_command(db_cli)

@@ -83,13 +83,16 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE", "instance/keksi.db",
-            "SQLite file of the store; a relative path is taken from the project folder."),
+            "SQLite file of the store (a relative path is taken from the project folder), or a "
+            "PostgreSQL libpq URL (postgresql://…) for several app hosts: then set SECRET_KEY and "
+            "run flask db upgrade."),
     Setting("BUSY_TIMEOUT_MS", 5000,
             "How long a write waits for SQLite's lock before the API answers 503 with Retry-After.",
             int),
     Setting("SECRET_KEY", None,
             "Key that signs sessions and CSRF tokens. Unset: a random key is made once and "
-            "kept in instance/secret_key, shared by all workers."),
+            "kept in instance/secret_key, shared by all workers; required with PostgreSQL, whose "
+            "hosts must all sign alike."),
     Setting("LANGUAGES", ["fi", "sv", "en"],
             "Comma-separated languages served; every notice version needs all of them.",
             _languages),

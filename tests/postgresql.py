@@ -3,33 +3,23 @@ database made once per run, and a fresh copy of it for each test that asks."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 NO_CLUSTER = ("no PostgreSQL server for the tests: scripts/test starts a throwaway cluster; or set "
               "KEKSI_TEST_POSTGRESQL=postgresql://… to a server where the tests may create databases")
 _names = itertools.count(1)
 
 
 def postgresql_backend() -> ModuleType:
-    """keksi/store/postgresql.py. Loaded from its file while keksi.store is still the module store.py
-    (the store-package branch makes it a package, and this an ordinary import)."""
-    name = "keksi_store_postgresql"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "keksi" / "store" / "postgresql.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """keksi/store/postgresql.py (imported here: psycopg is an optional dependency)."""
+    from keksi.store import postgresql
+    return postgresql
 
 
 def with_database(url: str, name: str) -> str:
@@ -74,12 +64,24 @@ def postgresql_template(postgresql_url: str) -> Iterator[str]:
     _drop_database(postgresql_url, name)
 
 
+def _fresh(postgresql_url: str, template: str) -> Iterator[str]:
+    name = f"keksi_test_{os.getpid()}_{next(_names)}"
+    url = _create_database(postgresql_url, name, template=template)
+    yield url
+    postgresql_backend().close_pool(url)
+    _drop_database(postgresql_url, name)
+
+
 @pytest.fixture
 def fresh_postgresql(postgresql_url: str, postgresql_template: str) -> Iterator[str]:
     """The URL of a new database of this test's own, migrated; dropped afterwards."""
-    name = f"keksi_test_{os.getpid()}_{next(_names)}"
-    yield _create_database(postgresql_url, name, template=postgresql_template)
-    _drop_database(postgresql_url, name)
+    yield from _fresh(postgresql_url, postgresql_template)
+
+
+@pytest.fixture
+def second_postgresql(postgresql_url: str, postgresql_template: str) -> Iterator[str]:
+    """Another such database, for a test that compares two apps."""
+    yield from _fresh(postgresql_url, postgresql_template)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import hashlib
 import threading
 
 from keksi.store import GENESIS_HASH, chain_hash
+from tests.ledger import add_site, choice, config, count_rows, post
 from tests.postgresql import connect, postgresql_backend
 
 CONNECTIONS = 8
@@ -82,3 +83,35 @@ def test_concurrent_appends_from_many_connections_form_one_linear_chain(fresh_po
         prev = row_hash
     assert head == len(created)  # every committed append took the head (a duplicate rolled back here)
     assert recorded == len(created)
+
+
+def test_choices_posted_at_once_through_two_apps_form_one_verified_chain(fresh_postgresql, make_app):
+    """Two apps ("hosts") on one database, four threads each, some events posted by every thread at
+    once: no post fails, each event is recorded once (its retries get the same record), and the
+    chain verifies."""
+    apps = [make_app(publish=index == 0, DATABASE=fresh_postgresql, RATE_LIMIT=10_000) for index in range(2)]
+    add_site(apps[0])
+    cfg = config(apps[0].test_client())
+    shared = [choice(cfg) for _ in range(10)]
+    start = threading.Barrier(8)
+    answers: list[tuple[str, int, str]] = []
+
+    def poster(app) -> None:
+        client = app.test_client()
+        start.wait()
+        for index in range(20):
+            body = shared[index // 2] if index % 2 else choice(cfg)
+            response = post(client, body)
+            answers.append((body["event_id"], response.status_code, (response.get_json() or {}).get("consent_id")))
+
+    threads = [threading.Thread(target=poster, args=(apps[n % 2],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(answers) == 8 * 20 and {status for _, status, _ in answers} == {201}
+    records = {event: {c for e, _, c in answers if e == event} for event, _, _ in answers}
+    assert all(len(ids) == 1 for ids in records.values()), "a retry gets the record made first"
+    assert count_rows(apps[1]) == len(records) == 8 * 10 + 10
+    result = apps[1].test_cli_runner().invoke(args=["consents", "verify"])
+    assert result.exit_code == 0 and f"{len(records)} records verified" in result.output, result.output

@@ -7,56 +7,103 @@ dicts and whose SQL is written once for every backend. The rest of the package s
 - `queries.py`: `Store`, every query, in portable SQL
 - `sqlite.py`: the SQLite backend: connections, pragmas, transactions, migrations, backup, and
   the connections each thread keeps between requests
+- `postgresql.py`: the PostgreSQL backend: a connection pool per worker, transactions, migrations
+  applied under an advisory lock, and the lock on each chain's head
 - `migrations/`: each backend's schema changes
 - `errors.py`: the errors callers catch
 
-This module is the public face: code outside the store imports from `keksi.store` only. A
-request's store (`get_store`) is one this thread keeps open between requests: a connection is
-never shared across gunicorn's forked workers or across threads.
+This module is the public face: code outside the store imports from `keksi.store` only.
+KEKSI_DATABASE chooses the backend: a libpq URL (`postgresql://…`) PostgreSQL, a path SQLite. A
+request's store (`get_store`) is one this thread keeps open between requests (SQLite) or one lent by
+this worker's pool (PostgreSQL): a connection is never shared across gunicorn's forked workers or
+across threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-from flask import Flask, current_app, g
+from typing import Any
+
+from flask import Flask, current_app, g, has_app_context, request
 
 from . import sqlite
 from .chain import GENESIS_HASH, Counts, audit_content_hash, chain_hash, leaves_head, removal_digest
 from .errors import LastAdmin, StoreBusy, StoreError, StoreUnavailable
 from .queries import PURGE_WHERE, Store, utcnow
-from .sqlite import BUSY_TIMEOUT_MS, close_idle_connections, open_store
+from .sqlite import BUSY_TIMEOUT_MS, close_idle_connections
 
 __all__ = [
     "BUSY_TIMEOUT_MS", "Counts", "GENESIS_HASH", "LastAdmin", "PURGE_WHERE", "Store", "StoreBusy", "StoreError",
     "StoreUnavailable", "audit_content_hash", "chain_hash", "close_idle_connections", "close_store",
-    "database_path", "generation", "get_store", "init_app", "leaves_head", "migrate", "open_store",
-    "removal_digest", "utcnow",
+    "database_path", "generation", "get_store", "init_app", "is_url", "leaves_head", "migrate", "open_store",
+    "pending_migrations", "removal_digest", "utcnow",
 ]
 
 
+def is_url(database: str) -> bool:
+    """Whether KEKSI_DATABASE names a PostgreSQL server (a libpq URL) rather than a SQLite file."""
+    return database.startswith(("postgresql://", "postgres://"))
+
+
+def _postgresql() -> Any:
+    """The PostgreSQL backend, imported only when used: psycopg is an optional dependency."""
+    from . import postgresql
+    return postgresql
+
+
 def database_path(app: Flask) -> str:
+    """The SQLite file (absolute) or the PostgreSQL URL the app's store is on."""
     path = app.config["DATABASE"]
-    return path if os.path.isabs(path) else os.path.join(app.root_path, path)
+    return path if is_url(path) or os.path.isabs(path) else os.path.join(app.root_path, path)
+
+
+def open_store(database: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Store:
+    """A store on a connection of its own to `database` (a path or a URL), for the caller to close."""
+    return _postgresql().open_store(database) if is_url(database) else sqlite.open_store(database, busy_timeout_ms)
 
 
 def migrate(app: Flask) -> list[str]:
     """Create or upgrade the schema; safe to call from many processes at once."""
-    return sqlite.migrate(database_path(app))
+    database = database_path(app)
+    if is_url(database):
+        with contextlib.closing(open_store(database)) as store:
+            return store.migrate()
+    return sqlite.migrate(database)
+
+
+def pending_migrations(app: Flask) -> list[str]:
+    database = database_path(app)
+    with contextlib.closing(open_store(database)) as store:
+        return store.pending_migrations()
+
+
+def _kept_store(app: Flask) -> Store:
+    database = database_path(app)
+    if is_url(database):
+        return _postgresql().pooled_store(database)
+    return sqlite.kept_store(database, app.config["BUSY_TIMEOUT_MS"])
+
+
+def _release(store: Store) -> None:
+    (_postgresql() if store.backend.name == "postgresql" else sqlite).release_store(store)
 
 
 def get_store() -> Store:
-    """The request's (or CLI command's) store: the one this thread keeps for the database."""
+    """The request's (or CLI command's) store: the one this thread keeps for the database, or one
+    lent by this worker's pool."""
     if "store" not in g:
-        g.store = sqlite.kept_store(database_path(current_app), current_app.config["BUSY_TIMEOUT_MS"])
+        g.store = _kept_store(current_app)
     return g.store
 
 
 def close_store(exc: BaseException | None = None) -> None:
-    """End of request: leave a kept store with no transaction open; close one that is not kept."""
+    """End of request: leave a kept store with no transaction open; close one that is not kept,
+    give a pooled one back."""
     store = g.pop("store", None)
     if store is not None:
-        sqlite.release_store(store)
+        _release(store)
 
 
 def generation(app: Flask, *names: str) -> tuple[object, ...]:
@@ -65,8 +112,13 @@ def generation(app: Flask, *names: str) -> tuple[object, ...]:
     thread keeps, cheap enough for every request (keksi.pagecache, keksi.workercache). When the
     database cannot be read, each value is a new object equal to nothing, so no cache keeps
     anything made meanwhile."""
+    # Inside a request that holds a pooled connection, that one: a second from the pool could wait
+    # for ever once every connection is held by a request waiting for its second.
+    database = database_path(app)
+    lent = (g.get("store") if has_app_context() and is_url(database) and database_path(current_app) == database
+            else None)
     try:
-        store = sqlite.kept_store(database_path(app), app.config["BUSY_TIMEOUT_MS"])
+        store = lent or _kept_store(app)
     except StoreUnavailable:
         return tuple(object() for _ in names)
     try:
@@ -75,10 +127,25 @@ def generation(app: Flask, *names: str) -> tuple[object, ...]:
     except store.backend.Error:
         return tuple(object() for _ in names)
     finally:
-        if store.read_only:  # not kept (see sqlite.kept_store)
-            store.close()
+        if store is not lent and (store.read_only or store.backend.name == "postgresql"):  # not kept
+            _release(store)
 
 
 def init_app(app: Flask) -> None:
+    """SQLite migrates on start. PostgreSQL, shared by several hosts, is migrated explicitly (`flask
+    db upgrade`): while migrations are pending, the app answers 503 naming them (and /healthz lists
+    them), and checks again at each request until there are none."""
     app.teardown_appcontext(close_store)
-    migrate(app)
+    if not is_url(app.config["DATABASE"]):
+        migrate(app)
+        return
+    state = {"pending": None}
+
+    @app.before_request
+    def _refuse_with_pending_migrations() -> None:
+        if state["pending"] == []:
+            return
+        state["pending"] = get_store().pending_migrations()
+        if state["pending"] and request.endpoint != "health.healthz":
+            raise StoreUnavailable(f"the database needs its migrations {', '.join(state['pending'])}: "
+                                   "run flask db upgrade")

@@ -1,21 +1,43 @@
-"""The PostgreSQL backend: its migrations and the lock on each hash chain's head.
+"""The PostgreSQL backend: connections from a pool per worker, transactions, errors, migrations, and
+the lock on each hash chain's head. `keksi.store.queries.Store` asks it for everything that depends on
+PostgreSQL; it takes the store's `?` placeholders and runs them as psycopg's `%s`.
+
+A pool (psycopg_pool) is made per process on first use, after gunicorn has forked, so that no
+connection is shared between workers. Connections are in autocommit mode: every write is an explicit
+transaction (`transaction()`), as SQLite's BEGIN IMMEDIATE is.
 
 Migrations are the ordered SQL files in `migrations/postgresql/` (`NNNN_name.sql`), each applied in a
 transaction of its own and recorded in `keksi_migrations`, under an advisory lock so that hosts and
 workers starting together apply each file once. They are applied explicitly (`flask db upgrade`), never
-by a starting worker. Connections are expected in autocommit mode: every write is an explicit transaction.
-"""
+by a starting worker. """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import itertools
+import os
 import re
+import threading
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import psycopg
+from psycopg import errors
+from psycopg.rows import dict_row
+from psycopg.types.numeric import NumericLoader
+from psycopg_pool import ConnectionPool
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations" / "postgresql"
+from .errors import StoreBusy, StoreError, StoreUnavailable
+from .migrations import POSTGRESQL_DIR as MIGRATIONS_DIR
+from .queries import Store
+
+# Connections per worker process: gunicorn's sync workers serve one request at a time, which holds
+# one connection; the caches' generation check (keksi.store.generation) may take a second.
+POOL_SIZE = 4
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+$")
 # pg_advisory_lock's key for migrating: any constant all Keksi processes share ("keksimig").
 _MIGRATION_LOCK = int.from_bytes(b"keksimig", "big")
@@ -83,3 +105,215 @@ def lock_chain(conn: psycopg.Connection, chain: str) -> None:
     if conn.execute("UPDATE chain_heads SET appends = appends + 1 WHERE chain = %s RETURNING appends",
                     [chain]).fetchone() is None:
         raise ValueError(f"there is no chain {chain!r}")
+
+
+# -- the backend ---------------------------------------------------------------------------
+
+
+class PostgreSQLBackend:
+    """One pooled PostgreSQL connection, lent to one store; given back by `close`."""
+
+    name = "postgresql"
+    Error = psycopg.Error  # any failure of the database, for callers that degrade gracefully
+    IntegrityError = psycopg.IntegrityError
+    read_only = False  # a server that cannot take writes answers them with StoreUnavailable
+
+    def __init__(self, conn: psycopg.Connection, pool: ConnectionPool | None = None):
+        self.conn = conn
+        self.pool = pool
+        self._cursors = itertools.count(1)
+
+    def close(self) -> None:
+        if self.pool is None:
+            self.conn.close()
+        else:
+            self.pool.putconn(self.conn)
+
+    # -- statements -----------------------------------------------------------
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Every row of a query (or of a write with RETURNING), as dicts."""
+        with _mapped_errors(), self.conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(_pyformat(sql), list(params))
+            return cursor.fetchall() if cursor.description else []  # a statement without rows: none
+
+    def iterate(self, sql: str, params: Iterable[Any] = (), batch: int = 2000) -> Iterator[dict[str, Any]]:
+        """The rows of a query as dicts, `batch` at a time from a server-side cursor, so memory stays
+        flat; WITH HOLD, so that it outlives a transaction and other queries can run meanwhile."""
+        name = f"keksi_{next(self._cursors)}"
+        with self.conn.cursor(name, row_factory=dict_row, withhold=True) as cursor:
+            with _mapped_errors():
+                cursor.execute(_pyformat(sql), list(params))
+            while True:
+                with _mapped_errors():
+                    rows = cursor.fetchmany(batch)
+                if not rows:
+                    break
+                yield from rows
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one write; return how many rows it changed."""
+        with _mapped_errors():
+            return self.conn.execute(_pyformat(sql), list(params)).rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        with _mapped_errors(), self.conn.cursor() as cursor:
+            cursor.executemany(_pyformat(sql), [list(row) for row in rows])
+
+    def executescript(self, sql: str) -> None:
+        """Several statements at once (tests' tampering; never with values from outside)."""
+        self.conn.execute(sql)
+
+    # -- transactions -----------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested calls join the outer one. A server that is unreachable, full
+        or read-only raises StoreUnavailable, a deadlock or lock timeout StoreBusy: nothing was written."""
+        if self.in_transaction:
+            yield
+            return
+        with _mapped_errors(), self.conn.transaction():
+            yield
+
+    def lock_chain(self, chain: str) -> None:
+        """Hold `chain` ("consents" or "audit") until the transaction ends (see `lock_chain` above)."""
+        lock_chain(self.conn, chain)
+
+    # -- schema and copies ------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        return migrate(self.conn)
+
+    def applied_migrations(self) -> list[str]:
+        return applied_migrations(self.conn)
+
+    def pending_migrations(self) -> list[str]:
+        return pending_migrations(self.conn)
+
+    def backup(self, destination: str) -> None:
+        raise StoreError("PostgreSQL is backed up with its own tools (pg_dump, or the server's base backups "
+                         "and WAL archive), not with flask backup")
+
+    def integrity_check(self) -> str:
+        """PostgreSQL checks pages as it reads them; "ok" when the server answers."""
+        self.conn.execute("SELECT 1")
+        return "ok"
+
+
+def unavailable(exc: psycopg.Error) -> StoreError | None:
+    """The store error a PostgreSQL failure means for the caller, or None if it is a bug."""
+    if isinstance(exc, (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable,
+                        errors.QueryCanceled)):
+        return StoreBusy("the database is busy; try again in a moment")
+    if isinstance(exc, (psycopg.OperationalError, errors.ReadOnlySqlTransaction, errors.DiskFull)):
+        return StoreUnavailable(f"the database cannot be written ({exc}); nothing was saved")
+    return None
+
+
+@contextlib.contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """Raise a failure of the server (unreachable, restarted, full, read-only, busy) as the store
+    error it means, so that the caller answers 503 rather than failing; a bug stays as it is."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        mapped = unavailable(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+@functools.lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """The store's `?` placeholders as psycopg's `%s`, and every `%` (as in LIKE '%,admin,%') doubled
+    so that psycopg takes it literally. A `?` inside a quoted literal stays as it is."""
+    parts = sql.split("'")  # even parts are outside literals (an escaped '' gives an empty odd part)
+    return "'".join(part.replace("%", "%%").replace("?", "%s") if i % 2 == 0 else part.replace("%", "%%")
+                    for i, part in enumerate(parts))
+
+
+class _IntegralNumericLoader(NumericLoader):
+    """sum() of BIGINT columns is NUMERIC in PostgreSQL; give whole numbers back as int, as SQLite does."""
+
+    def load(self, data: Any) -> Any:
+        value = super().load(data)
+        return int(value) if isinstance(value, Decimal) and value == value.to_integral_value() else value
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    conn.adapters.register_loader("numeric", _IntegralNumericLoader)
+
+
+def connect(url: str) -> psycopg.Connection:
+    """A connection of its own (not pooled), configured as the pool's are."""
+    conn = psycopg.connect(url, autocommit=True)
+    _configure(conn)
+    return conn
+
+
+# -- a pool per worker process ---------------------------------------------------------
+
+_pools: dict[str, ConnectionPool] = {}
+_pools_pid = os.getpid()
+_pools_lock = threading.Lock()
+
+
+def pool(url: str) -> ConnectionPool:
+    """This process's pool for the database at `url`, made on first use: after gunicorn's fork, a
+    worker never touches a pool (or a connection) its parent made."""
+    global _pools, _pools_pid
+    with _pools_lock:
+        if _pools_pid != os.getpid():
+            _pools, _pools_pid = {}, os.getpid()  # the parent's pools are left alone
+        found = _pools.get(url)
+        if found is None:
+            # min_size 0: no connection is opened before a request needs one. check: a connection
+            # the server closed while it sat in the pool (a restart, a failover) is replaced before
+            # it is lent, rather than failing the request.
+            found = _pools[url] = ConnectionPool(url, min_size=0, max_size=POOL_SIZE, open=True,
+                                                 kwargs={"autocommit": True}, configure=_configure,
+                                                 check=ConnectionPool.check_connection,
+                                                 name=f"keksi-{os.getpid()}")
+        return found
+
+
+def close_pool(url: str) -> None:
+    """Close this process's pool for `url` and its connections (tests, before dropping a database)."""
+    with _pools_lock:
+        found = _pools.pop(url, None) if _pools_pid == os.getpid() else None
+    if found is not None:
+        found.close()
+
+
+def open_store(url: str) -> Store:
+    """A store on a connection of its own, for the caller to close; StoreUnavailable when the
+    server cannot be reached."""
+    with _mapped_errors():
+        return Store(PostgreSQLBackend(connect(url)))
+
+
+def pooled_store(url: str) -> Store:
+    """A store on a connection from this process's pool; `close` gives the connection back."""
+    try:
+        conn = pool(url).getconn()
+    except Exception as exc:  # the pool's timeout or a server that does not answer
+        raise StoreUnavailable(f"the database cannot be reached ({exc})") from exc
+    return Store(PostgreSQLBackend(conn, pool(url)))
+
+
+def release_store(store: Store) -> None:
+    """End of request: give the connection back with no transaction open (the pool discards a
+    broken one)."""
+    backend = store.backend
+    with contextlib.suppress(psycopg.Error):
+        if not backend.conn.closed and backend.in_transaction:
+            backend.rollback()
+    backend.close()
