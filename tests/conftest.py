@@ -65,14 +65,49 @@ def write_version(root: Path, slug: str, version: str, *, material: bool = False
     return paths
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module that sets BACKENDS = BOTH runs each test that builds an app once per backend."""
+    if "backend" in metafunc.fixturenames and getattr(metafunc.module, "BACKENDS", None) == BOTH:
+        metafunc.parametrize("backend", BOTH, indirect=True)
+
+
+BOTH = ("sqlite", "postgresql")
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, notices_dir: Path) -> Callable[..., Any]:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's backend for this test: "sqlite", or "postgresql" in modules that run on BOTH
+    (skipped, saying why, without a cluster or for a test marked sqlite_only)."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql" and request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about SQLite itself (marked sqlite_only)")
+    return name
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """KEKSI_DATABASE for this test: a new SQLite file, or a new PostgreSQL database of its own."""
+    if backend == "postgresql":
+        return request.getfixturevalue("fresh_postgresql")
+    return str(tmp_path / "keksi.db")
+
+
+@pytest.fixture
+def another_database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A second new database on the same backend, for a test that compares two apps."""
+    if backend == "postgresql":
+        return request.getfixturevalue("second_postgresql")
+    return str(tmp_path / "another.db")
+
+
+@pytest.fixture
+def make_app(database: str, notices_dir: Path) -> Callable[..., Any]:
     """Build an app on a new database; `publish=True` publishes the sample notices first."""
 
     def factory(publish: bool = True, **config: Any):
         settings = {
             "TESTING": True,
-            "DATABASE": str(tmp_path / "keksi.db"),
+            "DATABASE": database,
             "NOTICES_DIR": str(notices_dir),
             "SECRET_KEY": "test-secret",
             "FIXED_TODAY": TODAY,
@@ -293,4 +328,5 @@ def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
 
 # -- PostgreSQL ------------------------------------------------------------------
 
-from tests.postgresql import empty_postgresql, fresh_postgresql, postgresql_template, postgresql_url  # noqa: E402,F401
+from tests.postgresql import (  # noqa: E402,F401
+    empty_postgresql, fresh_postgresql, postgresql_template, postgresql_url, second_postgresql)

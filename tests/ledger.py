@@ -78,8 +78,16 @@ def tamper(app: Any, sql: str, *triggers: str) -> None:
     """Change the database as someone with write access to the file would: drop the triggers
     in the way, then run `sql`."""
     for trigger in triggers:
-        raw_sql(app, f"DROP TRIGGER {trigger}")
+        raw_sql(app, drop_trigger(app, trigger))
     raw_sql(app, sql, script=True)
+
+
+def drop_trigger(app: Any, trigger: str) -> str:
+    """SQL that drops `trigger`: on PostgreSQL a trigger is named with its table."""
+    if app.config["DATABASE"].startswith("postgresql://"):
+        table = raw_sql(app, "SELECT tgrelid::regclass::text AS t FROM pg_trigger WHERE tgname = ?", [trigger])
+        return f"DROP TRIGGER {trigger} ON {table[0]['t']}"
+    return f"DROP TRIGGER {trigger}"
 
 
 def printed(output: str, label: str) -> str:

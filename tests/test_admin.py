@@ -11,6 +11,10 @@ import pytest
 from keksi import auth
 from keksi.store import open_store
 
+from .conftest import BOTH
+
+BACKENDS = BOTH
+
 PASSWORD = "correct horse battery"
 PASSWORD_HASH = auth.hash_password(PASSWORD)  # scrypt is slow on purpose: hash once per run
 

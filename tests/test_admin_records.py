@@ -6,9 +6,12 @@ import json
 
 import pytest
 
-from .conftest import from_store
+from .conftest import BOTH, from_store
 from .ledger import add_site, choice, config, count_rows, post
 from .test_admin import add_user, csrf, sign_in
+
+
+BACKENDS = BOTH
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import pytest
 from keksi import auth
 from keksi.store import open_store
 
-from .conftest import from_store, raw_sql
+from .conftest import BOTH, from_store, raw_sql
 from .test_admin import PASSWORD, add_user, csrf, sign_in
+
+BACKENDS = BOTH
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from keksi import consents, sites
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
-from .conftest import Refused, from_store, raw_sql
+from .conftest import BOTH, Refused, from_store, raw_sql
 from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, count_rows, post
+
+BACKENDS = BOTH
 
 
 @pytest.fixture
@@ -294,12 +296,12 @@ def test_a_flood_from_one_address_gets_429_and_others_are_unaffected(make_app):
     assert count_rows(app) == 3
 
 
-def test_ip_is_taken_from_trusted_proxies_only(make_app):
+def test_ip_is_taken_from_trusted_proxies_only(make_app, another_database):
     plain = make_app(STORE_IP="truncated")
     add_site(plain)
     client = plain.test_client()
     post(client, choice(config(client)), **{"X-Forwarded-For": "203.0.113.77"})
-    proxied = make_app(TRUSTED_PROXIES=1, STORE_IP="truncated", DATABASE=plain.config["DATABASE"] + "2")
+    proxied = make_app(TRUSTED_PROXIES=1, STORE_IP="truncated", DATABASE=another_database)
     add_site(proxied)
     client2 = proxied.test_client()
     post(client2, choice(config(client2)), **{"X-Forwarded-For": "198.51.100.1, 203.0.113.77"})

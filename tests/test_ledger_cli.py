@@ -13,8 +13,10 @@ from keksi import consents
 from keksi.store import open_store
 from keksi.store.chain import chain_hash
 
-from .conftest import raw_sql
+from .conftest import BOTH, raw_sql
 from .ledger import DEMO_SITE, ROOT, add_site, choice, config, count_rows, post, printed, record_some, tamper
+
+BACKENDS = BOTH
 
 
 @pytest.fixture

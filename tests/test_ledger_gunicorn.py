@@ -22,8 +22,10 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import raw_sql
+from .conftest import BOTH, raw_sql
 from .ledger import ORIGIN, ROOT
+
+BACKENDS = BOTH
 
 POSTS, THREADS = 3000, 24
 FULL_POSTS, FULL_THREADS = 30_000, 64
@@ -36,9 +38,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare(tmp_path: Path) -> dict[str, str]:
-    """A database with the sample notices and the demo site, and the environment to serve it."""
-    env = dict(os.environ, KEKSI_DATABASE=str(tmp_path / "keksi.db"), KEKSI_SECRET_KEY="x",
+def prepare(tmp_path: Path, database: str | None = None) -> dict[str, str]:
+    """A database (a new SQLite file unless given) with the sample notices and the demo site, and
+    the environment to serve it."""
+    env = dict(os.environ, KEKSI_DATABASE=database or str(tmp_path / "keksi.db"), KEKSI_SECRET_KEY="x",
                KEKSI_RATE_LIMIT="1000000", FLASK_APP="app.py", PORT=str(free_port()), HOST="127.0.0.1")
     for args in (["notices", "publish"], ["sites", "add", "sites/demo.json"]):
         subprocess.run([str(BIN / "flask"), *args], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -68,8 +71,8 @@ def start(env: dict[str, str], workers: int = 4, access_log: str = "/dev/null") 
 
 
 @pytest.fixture
-def gunicorn(tmp_path):
-    env = prepare(tmp_path)
+def gunicorn(tmp_path, database):
+    env = prepare(tmp_path, database)
     process = start(env)
     yield int(env["PORT"]), env["KEKSI_DATABASE"]
     process.terminate()

@@ -14,8 +14,10 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import TODAY, Refused, raw_sql
+from .conftest import BOTH, Refused, TODAY, raw_sql
 from .ledger import add_site, choice, config, post, printed, record_some, tamper
+
+BACKENDS = BOTH
 
 
 @pytest.fixture
@@ -61,11 +63,11 @@ def test_a_record_forged_at_a_removal_link_s_place_is_found(app, client):
     answers = record_some(client, 3)
     runner = app.test_cli_runner()
     assert runner.invoke(args=["consents", "erase", "--subject", answers[0]["subject_id"]]).exit_code == 0
-    tamper(app, _COPY_RECORD.format(seq=4, consent_id="lower(hex(randomblob(16)))",
-                                    event_id="lower(hex(randomblob(16)))", source="consents", from_seq=2)
+    tamper(app, _COPY_RECORD.format(seq=4, consent_id="'forged-consent'",
+                                    event_id="'forged-event'", source="consents", from_seq=2)
            + "UPDATE consent_daily SET n = n + 1 WHERE action = 'reject_all';"
              "UPDATE consent_daily_categories SET total = total + 1, "
-             "granted = granted + (category = 'necessary');")
+             "granted = granted + CASE WHEN category = 'necessary' THEN 1 ELSE 0 END;")
     assert runner.invoke(args=["consents", "figures", "--check"]).exit_code == 0
     assert_reported(app, "record 4: a record was added outside the chain")
 
@@ -341,6 +343,7 @@ def test_a_site_removed_through_keksi_is_no_problem(app, client):
     assert verify(app).exit_code == 0
 
 
+@pytest.mark.sqlite_only  # SQLite's migration 0008; PostgreSQL's schema begins after it
 def test_an_audit_log_from_before_migration_0008_is_chained_by_it(make_app):
     app = make_app()
     add_site(app)

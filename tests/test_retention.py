@@ -15,10 +15,12 @@ from app import create_app
 from keksi import consents, retention
 from keksi.store import PURGE_WHERE, open_store
 
-from .conftest import TODAY, raw_sql
+from .conftest import BOTH, TODAY, raw_sql
 from .ledger import ORIGIN, add_site, choice, config, count_rows, tamper
 from .test_admin import PASSWORD, add_user, sign_in
 from .test_ledger_gunicorn import prepare, start
+
+BACKENDS = BOTH
 
 NOW = datetime.now(timezone.utc)
 LONG_AGO = NOW - timedelta(days=745)  # RETENTION_DAYS (730) + 15
@@ -220,6 +222,7 @@ def _get_json(port: int, path: str) -> dict:
     return json.loads(conn.getresponse().read())
 
 
+@pytest.mark.sqlite_only  # SQLite's migrations; PostgreSQL's: test_postgresql_backend.py
 def test_healthz_names_a_pending_migration_before_reading_the_schedule(app, client):
     tamper(app, "DROP TABLE maintenance; DELETE FROM _sqlite_migrations WHERE name = '0008_ledger_proof';")
     answer = client.get("/healthz")
