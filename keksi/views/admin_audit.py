@@ -182,8 +182,8 @@ def _filter_form(source: Any) -> tuple[AuditFilterForm, bool]:
     form.actor.choices = [("", _("Anyone"))] + [(a, a) for a in actors]
     form.action.choices = [("", _("Any action"))] + sorted(
         ((a, action_name(a)) for a in actions), key=lambda choice: choice[1].casefold())
-    for name in ("actor", "action"):
-        if len(form[name].data or "") > MAX_FILTER:
+    for name in ("actor", "action"):  # no stored name is this long or holds a NUL (PostgreSQL refuses one)
+        if len(form[name].data or "") > MAX_FILTER or "\x00" in (form[name].data or ""):
             form[name].data = ""
     valid = form.validate()
     if form.since.data and form.until.data and form.until.data < form.since.data:
