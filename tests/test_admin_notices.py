@@ -15,6 +15,9 @@ import pytest
 from keksi.store import open_store
 
 from .test_admin import add_user, csrf, previewed, sign_in, textarea, version_form
+from .conftest import BOTH
+
+BACKENDS = BOTH
 
 NEW = "/admin/notices/privacy/new"
 SURVEYS = "- **Customer feedback surveys** – consent."

@@ -19,8 +19,10 @@ from keksi.i18n import format_date
 from keksi.store import open_store
 from keksi.views import admin_sites
 
-from .conftest import TODAY
+from .conftest import BOTH, TODAY
 from .ledger import DEMO_SITE, add_site, choice, config, post
+
+BACKENDS = BOTH
 
 PASSWORD = "correct horse battery"
 LANGS = ["fi", "sv", "en"]

@@ -11,8 +11,10 @@ import pytest
 from keksi import notices
 from keksi.store import open_store
 
-from .conftest import LANGS
+from .conftest import BOTH, LANGS
 from .test_admin import csrf, publish, sign_in, add_user
+
+BACKENDS = BOTH
 
 SURVEYS = "- **Customer feedback surveys** – consent (Art. 6(1)(a))."
 ANALYTICS = "- **Product analytics**, to learn which features are used and where users get stuck – consent (Art. 6(1)(a))."
