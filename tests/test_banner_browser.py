@@ -352,3 +352,33 @@ def test_the_site_form_can_be_scanned_and_never_scrolls_sideways(page: Page, ser
     for field, (w0, h0), (w1, h1) in zip(fields, before, after):
         assert abs(w0 - w1) < 1 and abs(h0 - h1) < 1, f"{field} changed size with its error"
     assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_a_public_notice_table_that_scrolls_shows_a_shadow_at_its_cut_edge(page: Page, servers, scheme):
+    """The public cookie notice's tables scroll on a phone; a shadow at the cut edge says so, and
+    goes once scrolled to that end (the covers that hide it are as wide as the shadow)."""
+    _app, server, _host = servers
+    page.emulate_media(color_scheme=scheme)
+    page.set_viewport_size({"width": 375, "height": SIZES[375]})
+    page.goto(f"{server.url}/fi/cookies")
+    table = page.locator(".notice-body table").first
+    # A few pixels too wide: the case a wide fading cover used to hide.
+    table.evaluate("t => { t.querySelectorAll('th, td').forEach(c => c.style.color = 'transparent');"
+                   " t.querySelector('th').style.minWidth = (t.clientWidth + 12) + 'px';"
+                   " t.scrollIntoView({block: 'center'}); }")
+    assert table.evaluate("t => t.scrollWidth - t.clientWidth") >= 10
+    box = table.bounding_box()
+    strip = {"x": box["x"] + box["width"] - 8, "y": box["y"] + box["height"] / 2 - 10, "width": 6, "height": 20}
+    blank = page.context.new_page()
+    page.bring_to_front()
+
+    def shot() -> list[int]:
+        data = base64.b64encode(page.screenshot(clip=strip)).decode()
+        return blank.evaluate(PIXELS, f"data:image/png;base64,{data}")
+
+    cut = shot()
+    table.evaluate("t => t.scrollLeft = t.scrollWidth")
+    end = shot()
+    difference = max(abs(a - b) for a, b in zip(cut, end))
+    assert difference >= 40, f"the scroll shadow differs from the page by {difference} of 255 at most"
