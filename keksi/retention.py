@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 
 from . import consents
-from .clock import utc_iso
+from .clock import utc_text
 from .store import Store, StoreError, database_path, open_store
 
 INTERVAL = timedelta(days=1)
@@ -36,9 +36,9 @@ def purge_if_due(store: Store, days: int, zone: tzinfo, now: datetime | None = N
     return how many records it removed, or None when it was not this process's turn."""
     now = now or datetime.now(timezone.utc)
     status = store.task_status("purge")
-    if status is not None and status["last_run_at"] and status["last_run_at"] >= utc_iso(now - INTERVAL):
+    if status is not None and status["last_run_at"] and status["last_run_at"] >= utc_text(now - INTERVAL):
         return None  # the common case, answered by a read: no write lock taken
-    if not store.claim_task("purge", utc_iso(now), utc_iso(now - INTERVAL), utc_iso(now + CLAIM)):
+    if not store.claim_task("purge", utc_text(now), utc_text(now - INTERVAL), utc_text(now + CLAIM)):
         return None
     try:
         count, _ = consents.purge(store, days, ACTOR, zone, now)
@@ -54,7 +54,7 @@ def status(store: Store, now: datetime | None = None) -> dict[str, Any]:
     row = store.task_status("purge") or {}
     last = row.get("last_run_at")
     return {"last_purge_at": last, "last_purged": row.get("last_count"),
-            "overdue": last is None or last < utc_iso(now - OVERDUE)}
+            "overdue": last is None or last < utc_text(now - OVERDUE)}
 
 
 def _check(path: str, busy_timeout_ms: int, days: int, zone: str) -> None:

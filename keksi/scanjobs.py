@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import catalogue, scan
-from .clock import utc_iso
+from .clock import utc_text
 from .store import Store, StoreUnavailable, open_store
 
 _log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def time_limit(options: dict[str, Any]) -> float:
 
 def utc_in(offset_minutes: float = 0) -> str:
     """The moment `offset_minutes` from now (negative: ago), as the store writes times."""
-    return utc_iso(datetime.now(timezone.utc) + timedelta(minutes=offset_minutes))
+    return utc_text(datetime.now(timezone.utc) + timedelta(minutes=offset_minutes))
 
 
 # -- the child: one scan ----------------------------------------------------------------

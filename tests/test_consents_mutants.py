@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from keksi import consents
+from keksi.clock import record_text
 from keksi.store import open_store
 from keksi.store.chain import GENESIS_HASH, chain_hash, removal_digest
 
@@ -726,7 +727,7 @@ def test_a_purge_takes_its_counts_off_the_zones_day(app, client):
     store = _db(app)
     try:
         moved_on = datetime.fromisoformat(row["valid_until"]) + timedelta(days=1)
-        assert consents.purge(store, 0, "tests", HELSINKI, now=moved_on) == (1, consents._iso(moved_on))
+        assert consents.purge(store, 0, "tests", HELSINKI, now=moved_on) == (1, record_text(moved_on))
     finally:
         store.close()
     assert _removed_days(app, 2) == [("demo", "2026-03-02", "accept_all", 1)]

@@ -163,8 +163,8 @@ def test_a_claim_left_by_a_worker_that_died_expires(app, client):
     set_last_purge(app, NOW - timedelta(days=3))
     store = open_store(app.config["DATABASE"])
     try:
-        claim = lambda now: store.claim_task("purge", retention.utc_iso(now), retention.utc_iso(now - retention.INTERVAL),
-                                             retention.utc_iso(now + retention.CLAIM))
+        claim = lambda now: store.claim_task("purge", retention.utc_text(now), retention.utc_text(now - retention.INTERVAL),
+                                             retention.utc_text(now + retention.CLAIM))
         assert claim(NOW) and not claim(NOW + timedelta(minutes=5))
         assert claim(NOW + retention.CLAIM + timedelta(seconds=1))
     finally:

@@ -31,14 +31,14 @@ from flask import Flask, current_app, g, has_app_context, request
 from . import sqlite
 from .chain import GENESIS_HASH, Counts, audit_content_hash, chain_hash, leaves_head, removal_digest
 from .errors import LastAdmin, StoreBusy, StoreError, StoreUnavailable
-from .queries import PURGE_WHERE, Store, utcnow
+from .queries import PURGE_WHERE, Store
 from .sqlite import BUSY_TIMEOUT_MS, close_idle_connections
 
 __all__ = [
     "BUSY_TIMEOUT_MS", "Counts", "GENESIS_HASH", "LastAdmin", "PURGE_WHERE", "Store", "StoreBusy", "StoreError",
     "StoreUnavailable", "audit_content_hash", "chain_hash", "close_idle_connections", "close_store",
     "database_path", "generation", "get_store", "init_app", "is_url", "leaves_head", "migrate", "open_store",
-    "pending_migrations", "removal_digest", "utcnow",
+    "pending_migrations", "removal_digest",
 ]
 
 

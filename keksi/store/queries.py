@@ -22,13 +22,9 @@ import hashlib
 import json
 from typing import Any, Callable, Iterable, Iterator
 
-from ..clock import utc_iso
+from ..clock import utc_text
 from .chain import GENESIS_HASH, Counts, audit_content_hash, chain_hash, removal_digest, seq_ranges
 from .errors import LastAdmin, StoreError, StoreUnavailable
-
-
-def utcnow() -> str:
-    return utc_iso()
 
 
 # Records out of force before the cutoff (given twice). `|| ''` and `+ 0` keep SQLite on the
@@ -98,7 +94,7 @@ class Store:
                                 reason: str | None = None) -> None:
         """Store each language of new versions at once: all rows or none. The audit log keeps
         `reason` (why legal published) beside each language's SHA-256."""
-        now = utcnow()
+        now = utc_text()
         try:
             with self._write():
                 for row in rows:
@@ -128,7 +124,7 @@ class Store:
 
     def save_site(self, definition: dict[str, Any], actor: str, *, create: bool) -> None:
         """Add a new site (`create=True`) or replace an existing one's definition."""
-        now = utcnow()
+        now = utc_text()
         site_id = definition["id"]
         with self._write():
             exists = bool(self._query("SELECT 1 AS found FROM sites WHERE id = ?", [site_id]))
@@ -155,7 +151,7 @@ class Store:
                 raise StoreError(f"site {site_id!r} has recorded consents, which are proof that must be "
                                  "kept; remove its origins instead to stop it collecting new ones")
             self.backend.execute("DELETE FROM sites WHERE id = ?", [site_id])
-            self._audit(utcnow(), actor, "site.remove", site_id, None)
+            self._audit(utc_text(), actor, "site.remove", site_id, None)
             self._changed("sites")
 
     # -- banner versions ----------------------------------------------------
@@ -167,7 +163,7 @@ class Store:
         with self._write():
             self.backend.execute(
                 "INSERT INTO banner_versions (hash, site, lang, content, first_served_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", [banner_hash, site, lang, content, utcnow()])
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", [banner_hash, site, lang, content, utc_text()])
 
     def notice_version_hash(self, slug: str, version: str, lang: str) -> str | None:
         """A published version's SHA-256, without its text."""
@@ -194,7 +190,7 @@ class Store:
             self.backend.execute(
                 "INSERT INTO widget_builds (version, sha256, script, first_served_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [version, hashlib.sha256(script.encode("utf-8")).hexdigest(), script, utcnow()])
+                [version, hashlib.sha256(script.encode("utf-8")).hexdigest(), script, utc_text()])
 
     def widget_build(self, version: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM widget_builds WHERE version = ?", [version])
@@ -391,7 +387,7 @@ class Store:
         """Delete the content of the consents `c` matching `where`, keeping their chain links; chain
         the removal with what it took out of the daily figures (`day_of` gives a recorded_at's
         day there); audit it without personal data."""
-        now = utcnow()
+        now = utc_text()
         with self._write():
             self.backend.lock_chain("consents")
             rows = self._query("SELECT seq, site, action, choices, recorded_at FROM consents c "
@@ -484,7 +480,7 @@ class Store:
 
     def add_scan(self, site: str, requested_by: str, options: dict[str, Any]) -> int:
         """Queue a scan of `site`; audited."""
-        now = utcnow()
+        now = utc_text()
         with self._write():
             scan_id = self._insert("scans", {"site": site, "requested_by": requested_by, "requested_at": now,
                                              "options": json.dumps(options, sort_keys=True), "state": "queued"},
@@ -560,7 +556,7 @@ class Store:
         """Delete every language of a version that has not taken effect; audit it with `reason`."""
         if version <= today:
             raise StoreError("a version that has taken effect can never be withdrawn")
-        now = utcnow()
+        now = utc_text()
         with self._write():
             rows = self._query("SELECT lang, sha256 FROM notice_versions WHERE slug = ? AND version = ?",
                                [slug, version])
@@ -588,7 +584,7 @@ class Store:
         return _user(row) if row else None
 
     def add_user(self, email: str, roles: list[str], password_hash: str | None, actor: str) -> int:
-        now = utcnow()
+        now = utc_text()
         with self._write():
             if self._query("SELECT 1 AS found FROM users WHERE email = ?", [email]):
                 raise StoreError(f"a user with the email {email} already exists")
@@ -603,7 +599,7 @@ class Store:
         with self._write():
             self.backend.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id])
             self._end_user_sessions(user_id)
-            self._audit(utcnow(), actor, "user.password", str(user_id), None)
+            self._audit(utc_text(), actor, "user.password", str(user_id), None)
 
     def set_user_disabled(self, user_id: int, disabled: bool, actor: str) -> dict[str, Any]:
         """Disable (ending every session) or re-enable a user; never the last admin."""
@@ -613,7 +609,7 @@ class Store:
                 self._keep_an_admin(user_id)
                 self._end_user_sessions(user_id)
             self.backend.execute("UPDATE users SET disabled = ? WHERE id = ?", [int(disabled), user_id])
-            self._audit(utcnow(), actor, "user.disable" if disabled else "user.enable", user["email"], None)
+            self._audit(utc_text(), actor, "user.disable" if disabled else "user.enable", user["email"], None)
         return user
 
     def set_user_roles(self, user_id: int, roles: list[str], actor: str) -> dict[str, Any]:
@@ -624,7 +620,7 @@ class Store:
                 self._keep_an_admin(user_id)
             self.backend.execute("UPDATE users SET roles = ? WHERE id = ?", [",".join(sorted(roles)), user_id])
             self._end_user_sessions(user_id)
-            self._audit(utcnow(), actor, "user.roles", user["email"],
+            self._audit(utc_text(), actor, "user.roles", user["email"],
                         {"before": user["roles"], "after": sorted(roles)})
         return user
 
@@ -636,7 +632,7 @@ class Store:
             self._end_user_sessions(user_id)
             self.backend.execute("DELETE FROM password_tokens WHERE user_id = ?", [user_id])
             self.backend.execute("DELETE FROM users WHERE id = ?", [user_id])
-            self._audit(utcnow(), actor, "user.remove", user["email"], {"roles": user["roles"]})
+            self._audit(utc_text(), actor, "user.remove", user["email"], {"roles": user["roles"]})
         return user
 
     def _user_or_error(self, user_id: int) -> dict[str, Any]:
@@ -682,7 +678,7 @@ class Store:
         with self._write():
             ended = self.backend.execute("DELETE FROM admin_sessions WHERE user_id = ? AND token_hash != ?",
                                          [user_id, keep_hash])
-            self._audit(utcnow(), actor, "user.sessions_ended", actor, {"sessions": ended})
+            self._audit(utc_text(), actor, "user.sessions_ended", actor, {"sessions": ended})
         return ended
 
     def _end_user_sessions(self, user_id: int) -> None:
@@ -734,7 +730,7 @@ class Store:
 
     def audit(self, actor: str, action: str, subject: str, detail: Any = None) -> None:
         with self._write():
-            self._audit(utcnow(), actor, action, subject, detail)
+            self._audit(utc_text(), actor, action, subject, detail)
 
     def audit_log(self, limit: int = 100, offset: int = 0, **filters: str | None) -> list[dict[str, Any]]:
         """Entries, newest first; `filters` as in `count_audit`."""

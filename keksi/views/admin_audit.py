@@ -12,16 +12,16 @@ import csv
 import io
 import json
 import re
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
-from flask import Blueprint, Response, abort, g, render_template, request
+from flask import Blueprint, Response, abort, current_app, g, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
 from ..forms import ActionForm, AuditFilterForm
-from ..clock import day_start_utc, parse_utc, today
+from ..clock import day_start, parse_utc, today
 from ..i18n import format_date, format_moment, language_name
 from ..store import get_store
 from .admin import _actor, _load_user, _no_cache, form_expired, role_required
@@ -165,13 +165,13 @@ def _filters(form: AuditFilterForm) -> dict[str, str | None]:
     """The store's filters from a valid form; an invalid date is left out (the form says why)."""
     since: date | None = form.since.data if not form.since.errors else None
     until: date | None = form.until.data if not form.until.errors else None
+    zone = current_app.config["TIMEZONE"]
     return {
         "actor": form.actor.data or None,
         "action": form.action.data or None,
-        # Days in KEKSI_TIMEZONE, as the times are shown; the last day counts whole. The first and
-        # last days a date can have mean no limit (their midnight may not exist in UTC).
-        "since": day_start_utc(since) if since and since > date.min else None,
-        "until": day_start_utc(until + timedelta(days=1)) if until and until < date.max else None,
+        # Days in KEKSI_TIMEZONE, as the times are shown; the last day counts whole.
+        "since": day_start(since, zone) if since else None,
+        "until": day_start(until, zone, next_day=True) if until else None,
     }
 
 

@@ -26,7 +26,7 @@ from flask_wtf.csrf import CSRFError
 from wtforms import Form, StringField
 
 from .. import consents, figures, sites
-from ..clock import record_day_start, today
+from ..clock import day_start, record_text, today
 from ..http import CSP, refuse_cross_site
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
 from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS,
@@ -534,8 +534,8 @@ def export_csv(site_id: str):
             abort(400, " ".join(str(e) for n in ("from", "to") for e in form[n].errors))
         first, last = span
     zone = current_app.config["TIMEZONE"]
-    since = record_day_start(first, zone) if first else None
-    until = record_day_start(last, zone, next_day=True) if last else None
+    since = day_start(first, zone, record_text) if first else None
+    until = day_start(last, zone, record_text, next_day=True) if last else None
     get_store().audit(g.user["email"], "consents.export", site["id"],
                       {"from": first.isoformat() if first else None,
                        "to": last.isoformat() if last else None})

@@ -8,7 +8,7 @@ import sqlite3
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from ...clock import utc_iso
+from ...clock import utc_text
 from ..chain import GENESIS_HASH, audit_content_hash, chain_hash, removal_digest, seq_ranges
 
 migrations = Migrations("keksi")
@@ -220,7 +220,7 @@ def _ledger_proof(db: sqlite_utils.Database) -> None:
         + _append_only("removal_category_counts", "removal links are append-only")
     )
     # The first scheduled purge runs a day after this migration (see keksi.retention).
-    db.execute("INSERT INTO maintenance (task, last_run_at) VALUES ('purge', ?)", [utc_iso()])
+    db.execute("INSERT INTO maintenance (task, last_run_at) VALUES ('purge', ?)", [utc_text()])
 
 
 @migrations(name="0009_widget_builds")
@@ -308,7 +308,7 @@ def _chain_earlier_removals(conn: sqlite3.Connection) -> None:
     ranges = list(seq_ranges(seqs))
     conn.executemany("INSERT INTO removal_ranges (first, last, link_seq) VALUES (?, ?, ?)",
                      [(first, end, link_seq) for first, end in ranges])
-    removed_at = utc_iso()
+    removed_at = utc_text()
     content = removal_digest("before-chaining", removed_at, ranges)
     conn.execute("INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
                  [link_seq, content, prev_hash, chain_hash(prev_hash, content)])
