@@ -635,6 +635,12 @@ def _change_user(change, email: str, *args) -> None:
         raise click.ClickException(str(exc))
 
 
+def _set_disabled(email: str, disabled: bool) -> None:
+    """Disable or enable the user with `email` and say so (what `users disable` and `users enable` do)."""
+    _change_user(get_store().set_user_disabled, email, disabled)
+    click.echo(f"disabled {email}; their sessions have ended" if disabled else f"enabled {email}")
+
+
 @users_cli.command("disable")
 @click.argument("email")
 def users_disable(email: str) -> None:
@@ -642,8 +648,7 @@ def users_disable(email: str) -> None:
 
     Example: flask users disable aino@example.fi
     """
-    _change_user(get_store().set_user_disabled, email, True)
-    click.echo(f"disabled {email}; their sessions have ended")
+    _set_disabled(email, True)
 
 
 @users_cli.command("enable")
@@ -653,8 +658,7 @@ def users_enable(email: str) -> None:
 
     Example: flask users enable aino@example.fi
     """
-    _change_user(get_store().set_user_disabled, email, False)
-    click.echo(f"enabled {email}")
+    _set_disabled(email, False)
 
 
 @users_cli.command("roles")
