@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from app import create_app
-from keksi import notices
+from keksi import auth, notices
 from keksi.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,9 +174,52 @@ def raw_sql(target: Any, sql: str, params: Any = (), *, script: bool = False) ->
             store.close()
 
 
+# -- the admin: users, their sign-in and the forms' CSRF tokens -----------------------------
+
+PASSWORD = "correct horse battery"
+STAFF = {"legal@example.fi": "legal", "marketing@example.fi": "marketing", "admin@example.fi": "admin"}
+
+
+@functools.cache
+def _password_hash() -> str:
+    return auth.hash_password(PASSWORD)  # scrypt is slow on purpose: hash once per run
+
+
+def add_user(app: Any, email: str, *roles: str, password: str | None = PASSWORD) -> int:
+    """Store a user with `roles` directly; `password=None` leaves it to be set from a link."""
+    password_hash = _password_hash() if password == PASSWORD else (auth.hash_password(password) if password else None)
+    store = open_store(app.config["DATABASE"])
+    try:
+        return store.add_user(email, list(roles), password_hash, "tests")
+    finally:
+        store.close()
+
+
+def add_staff(app: Any) -> Any:
+    """One user for each role (STAFF: legal@, marketing@ and admin@example.fi); returns the app."""
+    for email, role in STAFF.items():
+        add_user(app, email, role)
+    return app
+
+
+def csrf(client: Any, url: str, **options: Any) -> str:
+    """The CSRF token of the form on the page at `url` (`options` go to the GET)."""
+    html = client.get(url, **options).get_data(as_text=True)
+    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def sign_in(client: Any, email: str, password: str = PASSWORD, **options: Any) -> Any:
+    """Sign in through the login form, the admin in English; `options` (such as base_url or
+    environ_base) go to every request. Returns the answer to the form's POST."""
+    client.get("/admin/login?lang=en", **options)  # the admin's language is kept in the session
+    return client.post("/admin/login", data={"csrf_token": csrf(client, "/admin/login", **options),
+                                             "email": email, "password": password}, **options)
+
+
 def signed_in(app: Any, email: str, *roles: str, lang: str = "en") -> Any:
     """A test client signed in as a new user with `roles`, the admin shown in `lang`."""
-    from .test_admin import add_user, sign_in
     add_user(app, email, *roles)
     client = app.test_client()
     sign_in(client, email)
@@ -215,6 +260,24 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
         "args": ["--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"],
     }
+
+
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}}
+
+
+def assert_accessible(page: Any, label: str) -> None:
+    """axe finds no WCAG 2.2 AA violation on the page; `label` names it in the failure."""
+    results = Axe().run(page, options=WCAG)
+    assert results.violations_count == 0, f"{label}:\n{results.generate_report()}"
+
+
+def browser_sign_in(page: Any, base: str, email: str, lang: str = "en") -> None:
+    """Sign in through the login form in the browser, the admin in `lang`; waits for the dashboard."""
+    page.goto(f"{base}/admin/login?lang={lang}")
+    page.locator("#email").fill(email)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form.admin-form button[type=submit]").click()
+    page.wait_for_url(f"{base}/admin/")
 
 
 class ConsoleErrors:

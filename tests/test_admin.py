@@ -11,45 +11,14 @@ import pytest
 from keksi import auth
 from keksi.store import open_store
 
-from .conftest import BOTH
+from .conftest import BOTH, PASSWORD, add_staff, add_user, csrf, sign_in
 
 BACKENDS = BOTH
-
-PASSWORD = "correct horse battery"
-PASSWORD_HASH = auth.hash_password(PASSWORD)  # scrypt is slow on purpose: hash once per run
-
-
-def add_user(app, email: str, *roles: str, password: str | None = PASSWORD) -> int:
-    store = open_store(app.config["DATABASE"])
-    try:
-        password_hash = PASSWORD_HASH if password == PASSWORD else (
-            auth.hash_password(password) if password else None)
-        return store.add_user(email, list(roles), password_hash, "tests")
-    finally:
-        store.close()
-
-
-def csrf(client, url: str, **options) -> str:
-    html = client.get(url, **options).get_data(as_text=True)
-    match = (re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
-             or re.search(r'type="hidden" name="csrf_token" value="([^"]+)"', html))
-    assert match, f"no CSRF token on {url}"
-    return match.group(1)
-
-
-def sign_in(client, email: str, password: str = PASSWORD):
-    client.get("/admin/login?lang=en")  # the admin's language is kept in the session
-    return client.post("/admin/login", data={"csrf_token": csrf(client, "/admin/login"),
-                                             "email": email, "password": password})
 
 
 @pytest.fixture
 def app(make_app):
-    app = make_app(FIXED_TODAY="2026-11-22")
-    add_user(app, "legal@example.fi", "legal")
-    add_user(app, "marketing@example.fi", "marketing")
-    add_user(app, "admin@example.fi", "admin")
-    return app
+    return add_staff(make_app(FIXED_TODAY="2026-11-22"))
 
 
 def version_form(token: str, date: str = "2027-01-15", step: str = "preview", material: bool = True,
@@ -140,9 +109,7 @@ def test_repeated_failures_are_slowed_down_per_account(app, client):
     assert "Too many failed sign-ins" in slowed.get_data(as_text=True)
     # another account from another address is unaffected
     other = app.test_client()
-    response = other.post("/admin/login", environ_base={"REMOTE_ADDR": "192.0.2.9"}, data={
-        "csrf_token": csrf(other, "/admin/login"), "email": "marketing@example.fi", "password": PASSWORD})
-    assert response.status_code == 302
+    assert sign_in(other, "marketing@example.fi", environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code == 302
 
 
 def test_wrong_role_gets_403(client):
@@ -385,7 +352,7 @@ def test_admin_adds_a_user_who_sets_a_password_from_the_link(app, client):
     other = app.test_client()
     form = other.get(link)
     assert form.status_code == 200 and "new@example.fi" in form.get_data(as_text=True)
-    token2 = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form.get_data(as_text=True)).group(1)
+    token2 = csrf(other, link)
     short = other.post(link, data={"csrf_token": token2, "password": "short", "confirm": "short"})
     assert short.status_code == 200 and "12" in short.get_data(as_text=True)
     done = other.post(link, data={"csrf_token": token2, "password": PASSWORD, "confirm": PASSWORD})

@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 
 from keksi.store import open_store
 
-from .test_admin import PASSWORD, add_user
+from .conftest import PASSWORD, add_staff, assert_accessible, browser_sign_in
 
 pytestmark = pytest.mark.browser
 
-WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}}
-
-
 @pytest.fixture
 def app(make_app):
-    app = make_app(FIXED_TODAY="2026-11-22")
-    add_user(app, "legal@example.fi", "legal")
-    add_user(app, "marketing@example.fi", "marketing")
-    add_user(app, "admin@example.fi", "admin")
-    return app
-
-
-def assert_accessible(page, label: str) -> None:
-    results = Axe().run(page, options=WCAG)
-    assert results.violations_count == 0, f"{label}:\n{results.generate_report()}"
-
-
-def sign_in(page, base: str, email: str, lang: str = "en") -> None:
-    page.goto(f"{base}/admin/login?lang={lang}")
-    page.locator("#email").fill(email)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("form.admin-form button[type=submit]").click()
-    page.wait_for_url(f"{base}/admin/")
+    return add_staff(make_app(FIXED_TODAY="2026-11-22"))
 
 
 def preview_in_finnish(page, base: str, effective_date: str) -> None:
     """Legal, in Finnish, dates a new privacy version, writes its summaries and asks for a preview."""
-    sign_in(page, base, "legal@example.fi", lang="fi")
+    browser_sign_in(page, base, "legal@example.fi", lang="fi")
     page.goto(f"{base}/admin/notices/privacy/new")
     page.locator("#effective_date").fill(effective_date)
     for lang in ("fi", "sv", "en"):
@@ -50,7 +29,7 @@ def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_serve
     base = live_server.url
     page.goto(f"{base}/admin/login?lang=en")
     assert_accessible(page, "login")
-    sign_in(page, base, "legal@example.fi")
+    browser_sign_in(page, base, "legal@example.fi")
     assert_accessible(page, "dashboard")
     page.get_by_role("link", name="Notices", exact=True).first.click()
     assert_accessible(page, "notices")
@@ -105,7 +84,7 @@ def test_errors_are_announced_beside_the_field_and_pages_are_accessible_in_finni
 
 def test_admin_pages_are_accessible_and_403_is_a_whole_page(page, live_server):
     base = live_server.url
-    sign_in(page, base, "admin@example.fi")
+    browser_sign_in(page, base, "admin@example.fi")
     page.goto(f"{base}/admin/users")
     assert_accessible(page, "users")
     page.get_by_label("Email").fill("new@example.fi")
@@ -138,7 +117,7 @@ def test_admin_pages_are_accessible_and_403_is_a_whole_page(page, live_server):
 ])
 def test_the_other_roles_pages_answer_403_in_the_users_language(page, live_server, email, url, lang, message):
     base = live_server.url
-    sign_in(page, base, email, lang=lang)
+    browser_sign_in(page, base, email, lang=lang)
     response = page.goto(f"{base}{url}")
     assert response.status == 403
     assert page.locator("html").get_attribute("lang") == lang

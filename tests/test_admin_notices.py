@@ -14,8 +14,8 @@ import pytest
 
 from keksi.store import open_store
 
-from .test_admin import add_user, csrf, previewed, sign_in, textarea, version_form
-from .conftest import BOTH
+from .conftest import BOTH, add_user, csrf, sign_in
+from .test_admin import previewed, textarea, version_form
 
 BACKENDS = BOTH
 

@@ -9,8 +9,7 @@ from playwright.sync_api import expect
 from keksi import notices
 from keksi.store import open_store
 
-from .test_admin import add_user
-from .test_admin_browser import assert_accessible, sign_in
+from .conftest import add_user, assert_accessible, browser_sign_in
 from .test_admin_notices import stored_langs
 
 pytestmark = pytest.mark.browser
@@ -51,7 +50,7 @@ def no_sideways_scroll(page) -> bool:
 def test_the_undo_warning_needs_its_tick_and_publishing_a_reason_and_a_confirmation(page, live_server, app):
     publish_january_from_the_old_text(app)
     base = live_server.url
-    sign_in(page, base, "legal@example.fi")
+    browser_sign_in(page, base, "legal@example.fi")
     page.get_by_role("link", name="Notices", exact=True).first.click()
     page.get_by_role("link", name="New version of Privacy notice").click()
     expect(page.locator(".start-from")).to_contain_text("the upcoming version of 15 January 2027, the latest by date")
@@ -92,7 +91,7 @@ def test_the_undo_warning_needs_its_tick_and_publishing_a_reason_and_a_confirmat
 
 def test_the_error_summary_takes_focus_and_its_links_focus_the_field(page, live_server):
     base = live_server.url
-    sign_in(page, base, "legal@example.fi", lang="fi")
+    browser_sign_in(page, base, "legal@example.fi", lang="fi")
     page.goto(f"{base}/admin/notices/privacy/new")
     page.locator("#effective_date").fill("2027-01-15")
     page.locator("#title_sv").fill("")
@@ -113,7 +112,7 @@ def test_the_error_summary_takes_focus_and_its_links_focus_the_field(page, live_
 def test_withdrawing_asks_for_a_reason_and_a_confirmation(page, live_server, app):
     publish_january_from_the_old_text(app)
     base = live_server.url
-    sign_in(page, base, "legal@example.fi")
+    browser_sign_in(page, base, "legal@example.fi")
     page.goto(f"{base}/admin/notices")
     page.get_by_role("link", name="Withdraw the version of 15 January 2027").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Withdraw the version of 15 January 2027: Privacy notice")
@@ -139,7 +138,7 @@ def test_the_audit_log_fits_the_screen_and_filters(page, live_server, app, width
         store.close()
     page.set_viewport_size({"width": width, "height": 900})
     base = live_server.url
-    sign_in(page, base, "legal@example.fi")
+    browser_sign_in(page, base, "legal@example.fi")
     page.goto(f"{base}/admin/audit")
     expect(page.locator(".audit-count")).to_contain_text("entries")
     assert no_sideways_scroll(page), f"the audit log scrolls sideways at {width} px"
@@ -163,7 +162,7 @@ def test_legals_pages_fit_375_px(page, live_server, app):
     publish_january_from_the_old_text(app)
     page.set_viewport_size({"width": 375, "height": 800})
     base = live_server.url
-    sign_in(page, base, "legal@example.fi")
+    browser_sign_in(page, base, "legal@example.fi")
     for path in ("/admin/notices", "/admin/notices/privacy/2027-01-15/withdraw",
                  "/admin/notices/privacy/new?from=2026-04-09"):
         page.goto(base + path)

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from .conftest import BOTH, from_store
+from .conftest import BOTH, add_staff, csrf, from_store, sign_in
 from .ledger import add_site, choice, config, count_rows, post
-from .test_admin import add_user, csrf, sign_in
 
 
 BACKENDS = BOTH
@@ -18,10 +17,7 @@ BACKENDS = BOTH
 def app(make_app):
     app = make_app()
     add_site(app)
-    for email, role in (("legal@example.fi", "legal"), ("marketing@example.fi", "marketing"),
-                        ("admin@example.fi", "admin")):
-        add_user(app, email, role)
-    return app
+    return add_staff(app)
 
 
 def stored(app, consent_id: str) -> dict | None:

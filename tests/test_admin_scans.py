@@ -10,9 +10,8 @@ import pytest
 
 from keksi import scanjobs
 
-from .conftest import from_store, signed_in
+from .conftest import csrf, from_store, signed_in
 from .ledger import add_site
-from .test_admin import csrf
 
 START = "/admin/sites/demo/scans"
 UNDECLARED = {"kind": "undeclared", "level": "warning", "page": "https://www.example.fi/", "visitor": "accept",

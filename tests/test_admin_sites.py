@@ -14,17 +14,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from keksi import auth, consents, figures, sites
+from keksi import consents, figures, sites
 from keksi.i18n import format_date
 from keksi.store import open_store
 from keksi.views import admin_sites
 
-from .conftest import BOTH, TODAY
+from .conftest import BOTH, TODAY, add_user, csrf, sign_in
 from .ledger import DEMO_SITE, add_site, choice, config, post
 
 BACKENDS = BOTH
 
-PASSWORD = "correct horse battery"
 LANGS = ["fi", "sv", "en"]
 MARKETING_PAGES = ["/admin/sites/", "/admin/sites/new", "/admin/sites/demo/edit", "/admin/sites/demo/snippet",
                    "/admin/sites/demo/preview?lang=sv", "/admin/sites/demo/figures",
@@ -32,29 +31,6 @@ MARKETING_PAGES = ["/admin/sites/", "/admin/sites/new", "/admin/sites/demo/edit"
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def add_user(app: Any, email: str, *roles: str) -> int:
-    store = open_store(app.config["DATABASE"])
-    try:
-        return store.add_user(email, list(roles), auth.hash_password(PASSWORD), "tests")
-    finally:
-        store.close()
-
-
-def token(client: Any, url: str = "/admin/login", **kwargs: Any) -> str:
-    page = client.get(url, **kwargs).get_data(as_text=True)
-    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
-    assert match, f"no CSRF token on {url}"
-    return match.group(1)
-
-
-def sign_in(client: Any, email: str, **kwargs: Any) -> None:
-    """Sign in through the login form; `kwargs` go to every request (such as base_url)."""
-    client.get("/admin/login?lang=en", **kwargs)
-    response = client.post("/admin/login", data={"csrf_token": token(client, **kwargs), "email": email,
-                                                  "password": PASSWORD}, **kwargs)
-    assert response.status_code == 302, response.get_data(as_text=True)
 
 
 class FormReader(HTMLParser):
@@ -220,14 +196,14 @@ def app(make_app):
 
 @pytest.fixture
 def marketing(client):
-    sign_in(client, "marketing@example.fi")
+    assert sign_in(client, "marketing@example.fi").status_code == 302
     return client
 
 
 @pytest.fixture
 def legal(client):
     """The raw records are legal's to export (and admins'), not marketing's."""
-    sign_in(client, "legal@example.fi")
+    assert sign_in(client, "legal@example.fi").status_code == 302
     return client
 
 
@@ -857,7 +833,7 @@ def test_legal_is_refused_every_marketing_page(app, client):
         response = client.get(url)
         assert response.status_code == 403, url
         assert "Verkkokauppa" not in response.get_data(as_text=True)
-    values = definition_to_form({"csrf_token": token(client, "/admin/")}, NEW_SITE, create=True)
+    values = definition_to_form({"csrf_token": csrf(client, "/admin/")}, NEW_SITE, create=True)
     assert client.post("/admin/sites/new", data=values).status_code == 403
     assert client.post("/admin/sites/demo/edit", data=values).status_code == 403
     assert stored_site(app, "web-shop") is None

@@ -8,39 +8,20 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from keksi.i18n import LANGUAGE_NAMES
 
+from .conftest import add_user, assert_accessible, browser_sign_in
 from .ledger import ORIGIN, add_site, choice
-from .test_admin_sites import PASSWORD, add_user
 
 pytestmark = pytest.mark.browser
-
-WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}}
-
 
 @pytest.fixture
 def app(make_app):
     app = make_app(RATE_LIMIT=1_000_000)
     add_user(app, "marketing@example.fi", "marketing")
     return app
-
-
-def assert_accessible(page: Page, label: str) -> None:
-    results = Axe().run(page, options=WCAG)
-    if results.violations_count:
-        print(results.generate_report())
-    assert results.violations_count == 0, f"{label}:\n{results.generate_report()}"
-
-
-def sign_in(page: Page, base: str, lang: str = "en") -> None:
-    page.goto(f"{base}/admin/login?lang={lang}")
-    page.locator("#email").fill("marketing@example.fi")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("form.admin-form button[type=submit]").click()
-    page.wait_for_url(f"{base}/admin/")
 
 
 def open_category(page: Page, category: str) -> None:
@@ -74,7 +55,7 @@ def post_choices(page: Page, base: str, site: str) -> None:
 def test_marketing_creates_a_site_copies_the_snippet_and_sees_the_figures(page: Page, live_server, app):
     base = live_server.url
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
-    sign_in(page, base)
+    browser_sign_in(page, base, "marketing@example.fi")
     page.get_by_role("navigation", name="Admin").get_by_role("link", name="Sites").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sites")
     page.get_by_role("link", name="Add a site").click()
@@ -128,7 +109,7 @@ def test_marketing_creates_a_site_copies_the_snippet_and_sees_the_figures(page: 
 def test_every_marketing_page_is_accessible(page: Page, live_server, app, lang):
     base = live_server.url
     add_site(app)
-    sign_in(page, base, lang)
+    browser_sign_in(page, base, "marketing@example.fi", lang)
     page.goto(f"{base}/admin/sites/")
     assert_accessible(page, "site list")
     page.goto(f"{base}/admin/sites/new")
@@ -188,7 +169,7 @@ def test_hostile_text_that_passes_the_forms_never_runs_where_it_is_shown(page: P
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     with HostServer() as host:
-        sign_in(page, base)
+        browser_sign_in(page, base, "marketing@example.fi")
         page.goto(f"{base}/admin/sites/new")
         page.get_by_label("Name", exact=True).fill(p["attribute"])
         page.get_by_label("Id", exact=True).fill("hostile")
@@ -244,7 +225,7 @@ def test_marketing_edits_a_purpose_and_adds_a_category_in_the_form(page: Page, l
     block; a bad id is answered beside it; the saved texts reach the widget's config."""
     base = live_server.url
     add_site(app)
-    sign_in(page, base)
+    browser_sign_in(page, base, "marketing@example.fi")
     page.goto(f"{base}/admin/sites/demo/edit")
     open_category(page, "analytics")
     analytics = page.locator("#category-analytics")

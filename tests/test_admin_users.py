@@ -11,19 +11,14 @@ import pytest
 from keksi import auth
 from keksi.store import open_store
 
-from .conftest import BOTH, from_store, raw_sql
-from .test_admin import PASSWORD, add_user, csrf, sign_in
+from .conftest import BOTH, PASSWORD, add_staff, add_user, csrf, from_store, raw_sql, sign_in
 
 BACKENDS = BOTH
 
 
 @pytest.fixture
 def app(make_app):
-    app = make_app()
-    add_user(app, "legal@example.fi", "legal")
-    add_user(app, "marketing@example.fi", "marketing")
-    add_user(app, "admin@example.fi", "admin")
-    return app
+    return add_staff(make_app())
 
 
 def user(app, email: str) -> dict | None:
@@ -301,11 +296,7 @@ def test_users_cli_disables_enables_changes_roles_and_removes(app):
 
 
 def sign_in_from(app, address: str, email: str, password: str, client=None):
-    client = client or app.test_client()
-    client.get("/admin/login?lang=en", environ_base={"REMOTE_ADDR": address})
-    return client.post("/admin/login", environ_base={"REMOTE_ADDR": address}, data={
-        "csrf_token": csrf(client, "/admin/login", environ_base={"REMOTE_ADDR": address}),
-        "email": email, "password": password})
+    return sign_in(client or app.test_client(), email, password, environ_base={"REMOTE_ADDR": address})
 
 
 def test_the_guessing_address_waits_but_the_right_password_from_elsewhere_gets_in(app):

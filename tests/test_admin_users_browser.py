@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import from_store
+from .conftest import add_staff, assert_accessible, browser_sign_in, from_store
 from .ledger import add_site, choice, config, count_rows, post
-from .test_admin import add_user
-from .test_admin_browser import assert_accessible, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -17,10 +15,7 @@ pytestmark = pytest.mark.browser
 def app(make_app):
     app = make_app()
     add_site(app)
-    add_user(app, "legal@example.fi", "legal")
-    add_user(app, "marketing@example.fi", "marketing")
-    add_user(app, "admin@example.fi", "admin")
-    return app
+    return add_staff(app)
 
 
 def stored_user(app, email: str) -> dict | None:
@@ -29,7 +24,7 @@ def stored_user(app, email: str) -> dict | None:
 
 def test_after_signing_out_a_saved_cookie_is_refused(page, live_server):
     base = live_server.url
-    sign_in(page, base, "legal@example.fi")
+    browser_sign_in(page, base, "legal@example.fi")
     saved = [c for c in page.context.cookies() if c["name"] == "session"]
     assert saved
     page.get_by_role("link", name="Your password").click()
@@ -51,7 +46,7 @@ def test_after_signing_out_a_saved_cookie_is_refused(page, live_server):
 
 def test_admin_changes_roles_disables_enables_and_removes_a_user(page, live_server, app):
     base = live_server.url
-    sign_in(page, base, "admin@example.fi")
+    browser_sign_in(page, base, "admin@example.fi")
     page.get_by_role("navigation", name="Admin").get_by_role("link", name="Users").click()
     page.get_by_role("link", name="Manage marketing@example.fi").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("User marketing@example.fi")
@@ -87,7 +82,7 @@ def test_legal_erases_a_visitors_records_in_finnish(page, live_server, app):
     post(client, choice(cfg, "withdraw", subject_id=mine["subject_id"]))
     post(client, choice(cfg))
     base = live_server.url
-    sign_in(page, base, "legal@example.fi", lang="fi")
+    browser_sign_in(page, base, "legal@example.fi", lang="fi")
     page.goto(f"{base}/admin/records/")
     assert_accessible(page, "records (fi)")
     page.locator("a.button.primary").click()

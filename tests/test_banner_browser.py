@@ -16,10 +16,8 @@ from playwright.sync_api import Page, expect
 
 from keksi.store import open_store
 
-from .conftest import SHIPPED_NOTICES, LiveServer, sample_app
+from .conftest import SHIPPED_NOTICES, LiveServer, add_user, browser_sign_in, sample_app
 from .ledger import DEMO_SITE, add_site
-from .test_admin_sites import add_user
-from .test_admin_sites_browser import sign_in
 from .widget_host import HostServer, host_page
 
 pytestmark = pytest.mark.browser
@@ -271,7 +269,7 @@ def test_marketing_sees_the_look_live_and_a_failing_contrast_is_refused(page: Pa
     app, server, _host = servers
     add_site(app, dict(DEMO_SITE, id="looks"))
     page.set_viewport_size({"width": 1280, "height": 900})
-    sign_in(page, server.url)
+    browser_sign_in(page, server.url, "marketing@example.fi")
     page.goto(f"{server.url}/admin/sites/looks/edit")
     preview = page.locator(".theme-preview > div")
     expect(preview.locator(".b")).to_contain_text("Accept all")
@@ -320,7 +318,7 @@ def test_the_site_form_can_be_scanned_and_never_scrolls_sideways(page: Page, ser
     app, server, _host = servers
     add_site(app, dict(DEMO_SITE, id=f"form-{width}"))
     page.set_viewport_size({"width": width, "height": 900})
-    sign_in(page, server.url)
+    browser_sign_in(page, server.url, "marketing@example.fi")
     page.goto(f"{server.url}/admin/sites/form-{width}/edit")
     # The categories are groups that say what is in them; closed, the whole form is short.
     groups = page.locator("details.category")

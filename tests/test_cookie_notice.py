@@ -13,9 +13,9 @@ from keksi import cookie_notice, diffs, notices, sites
 
 from keksi.store import open_store
 
-from .conftest import SAMPLE_NOTICES, SHIPPED_NOTICES, from_store
+from .conftest import SAMPLE_NOTICES, SHIPPED_NOTICES, add_user, csrf, from_store, sign_in
 from .ledger import DEMO_SITE, add_site
-from .test_admin import add_user, csrf, input_value, previewed, sign_in, textarea
+from .test_admin import input_value, previewed, textarea
 
 LANGS = ("fi", "sv", "en")
 OPERATOR = "Tiimityö Oy"

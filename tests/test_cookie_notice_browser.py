@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import LiveServer, publish_all
+from .conftest import LiveServer, add_user, assert_accessible, browser_sign_in, publish_all
 from .ledger import add_site
-from .test_admin import add_user
-from .test_admin_browser import assert_accessible, sign_in
 from .test_admin_notices_browser import no_sideways_scroll
 
 pytestmark = pytest.mark.browser
@@ -74,7 +72,7 @@ def test_legal_drafts_and_previews_at_375_px(make_app, page):
     add_user(app, "legal@example.fi", "legal")
     with LiveServer(app) as server:
         page.set_viewport_size({"width": 375, "height": 800})
-        sign_in(page, server.url, "legal@example.fi")
+        browser_sign_in(page, server.url, "legal@example.fi")
         page.goto(f"{server.url}/admin/notices")
         page.get_by_role("link", name="Draft from the declaration of Tiimityö (demo)").click()
         expect(page.get_by_role("heading", name="Drafted from the declaration of Tiimityö (demo)")).to_be_visible()

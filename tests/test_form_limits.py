@@ -11,8 +11,8 @@ from keksi.site_forms import MAX_FORM_ENTRIES, MAX_FORM_ROWS, form_entries
 from keksi.store import open_store
 
 from .ledger import add_site
-from .conftest import signed_in
-from .test_admin import csrf, version_form
+from .conftest import csrf, signed_in
+from .test_admin import version_form
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import raw_sql
+from .conftest import add_user, raw_sql, sign_in
 from .ledger import add_site, choice, config, post
-from .test_admin import PASSWORD, add_user, csrf
 from .test_notices import HOSTILE, write_version
 
 SAMPLE_ARGS = {"lang": "en", "slug": "privacy", "version": "2026-04-09", "old": "2025-03-01",
@@ -58,10 +57,7 @@ def test_every_route_sends_the_security_headers(app, signed_in):
     base = "https://keksi.example"  # HTTPS: the session cookie is Secure
     if signed_in:
         add_user(app, "everyone@example.fi", "legal", "marketing", "admin")
-        client.get("/admin/login?lang=en", base_url=base)
-        login = client.post("/admin/login", base_url=base, headers={"Referer": f"{base}/admin/login"}, data={
-            "csrf_token": csrf(client, "/admin/login", base_url=base),
-            "email": "everyone@example.fi", "password": PASSWORD})
+        login = sign_in(client, "everyone@example.fi", base_url=base, headers={"Referer": f"{base}/admin/login"})
         assert login.status_code == 302, login.get_data(as_text=True)
     statuses = []
     for url in every_url(app, "GET"):

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .conftest import PASSWORD, add_user, csrf, sign_in
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
-from .test_admin import add_user, csrf, sign_in
 
 NASTY = ["\ud800", "\udfff", "x\ud800y", "\r\n", "/admin/\r\nX-Injected: 1", "/admin\\..\\x", "\x00",
          "0001-01-01", "9999-12-31", "0000-00-00", "2026-02-30", "-1", "1e309", "9" * 30, "", " ",
@@ -172,7 +172,7 @@ def test_sign_in_with_a_hostile_next_lands_on_the_dashboard(make_app, target_pat
     client.get("/admin/login?lang=en")
     token = csrf(client, "/admin/login")
     response = client.post(f"/admin/login?next={_quoted(target_path)}",
-                           data={"csrf_token": token, "email": "legal@example.fi", "password": "correct horse battery"})
+                           data={"csrf_token": token, "email": "legal@example.fi", "password": PASSWORD})
     assert response.status_code == 302 and response.headers["Location"] == "/admin/"
 
 
@@ -183,5 +183,5 @@ def test_sign_in_keeps_a_plain_next_inside_the_admin(make_app):
     assert client.get("/admin/audit").headers["Location"] == "/admin/login?next=/admin/audit"
     token = csrf(client, "/admin/login")
     response = client.post("/admin/login?next=/admin/audit",
-                           data={"csrf_token": token, "email": "legal@example.fi", "password": "correct horse battery"})
+                           data={"csrf_token": token, "email": "legal@example.fi", "password": PASSWORD})
     assert response.headers["Location"] == "/admin/audit"

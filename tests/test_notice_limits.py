@@ -8,8 +8,8 @@ import pytest
 from keksi import notices
 from keksi.store import open_store
 
-from .conftest import signed_in, write_version
-from .test_admin import csrf, version_form
+from .conftest import csrf, signed_in, write_version
+from .test_admin import version_form
 
 # (body, the line of the body at fault, what the message says). Each of these took seconds or
 # raised RecursionError in Python-Markdown before it was refused.

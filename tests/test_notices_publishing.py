@@ -11,8 +11,8 @@ import pytest
 from keksi import notices
 from keksi.store import open_store
 
-from .conftest import BOTH, LANGS
-from .test_admin import csrf, publish, sign_in, add_user
+from .conftest import BOTH, LANGS, add_user, csrf, sign_in
+from .test_admin import publish
 
 BACKENDS = BOTH
 

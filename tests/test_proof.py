@@ -21,9 +21,8 @@ from keksi.i18n import format_moment
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
-from .conftest import BOTH, Refused, raw_sql, write_version
+from .conftest import BOTH, Refused, add_user, raw_sql, sign_in, write_version
 from .ledger import ORIGIN, add_site, choice, config, post
-from .test_admin_sites import add_user, sign_in
 
 BACKENDS = BOTH
 

@@ -15,9 +15,8 @@ from app import create_app
 from keksi import consents, retention
 from keksi.store import PURGE_WHERE, open_store
 
-from .conftest import BOTH, TODAY, raw_sql
+from .conftest import BOTH, PASSWORD, TODAY, add_user, raw_sql, sign_in
 from .ledger import ORIGIN, add_site, choice, config, count_rows, tamper
-from .test_admin import PASSWORD, add_user, sign_in
 from .test_ledger_gunicorn import prepare, start
 
 BACKENDS = BOTH

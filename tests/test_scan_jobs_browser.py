@@ -21,11 +21,10 @@ from playwright.sync_api import expect
 
 from keksi import scanjobs
 
-from .conftest import CHROMIUM, ROOT, LiveServer, from_store, signed_in
+from .conftest import (CHROMIUM, ROOT, LiveServer, add_user, assert_accessible, browser_sign_in, csrf, from_store,
+                       signed_in)
 from .ledger import add_site
-from .test_admin import add_user, csrf
 from .test_admin_scans import UNDECLARED
-from .test_admin_sites_browser import assert_accessible, sign_in
 from .test_scan_browser import _found, customer  # noqa: F401  (the customer site with its faults)
 
 pytestmark = pytest.mark.browser
@@ -166,7 +165,7 @@ def test_the_audit_pages_in_a_browser_pass_axe(make_app, page):
     add_site(app)
     add_user(app, "marketing@example.fi", "marketing")
     with LiveServer(app) as server:
-        sign_in(page, server.url)
+        browser_sign_in(page, server.url, "marketing@example.fi")
         page.goto(f"{server.url}/admin/sites/")
         page.get_by_role("link", name="Site audit – Tiimityö (demo)").click()
         assert_accessible(page, "the site audit page")

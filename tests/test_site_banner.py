@@ -14,10 +14,10 @@ import pytest
 
 from keksi import catalogue, sites
 
-from .conftest import SHIPPED_NOTICES
+from .conftest import SHIPPED_NOTICES, sign_in
 from .ledger import DEMO_SITE, add_site, config
 from .test_admin_sites import (EVERYONE_AGAIN, LANGS, app, error_beside, form_values,  # noqa: F401
-                               marketing, sign_in, stored_site)
+                               marketing, stored_site)
 
 
 def demo(**changes: Any) -> dict[str, Any]:

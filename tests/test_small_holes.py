@@ -13,9 +13,8 @@ from keksi import auth, sites
 from keksi.ratelimit import address_key
 from keksi.store import open_store
 
-from .conftest import ROOT, signed_in, write_version
+from .conftest import ROOT, csrf, signed_in, write_version
 from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, count_rows, post
-from .test_admin import csrf
 
 
 def _store(app):

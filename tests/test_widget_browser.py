@@ -24,7 +24,8 @@ from app import create_app
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import ROOT, SAMPLE_NOTICES, TODAY, LiveServer, publish_all, raw_sql, write_version
+from .conftest import (ROOT, SAMPLE_NOTICES, TODAY, LiveServer, add_user, browser_sign_in, publish_all, raw_sql,
+                       write_version)
 from .ledger import DEMO_SITE, add_site
 from .widget_host import ConsentFaults, HostServer, host_page
 
@@ -1211,8 +1212,6 @@ def test_placeholders_keep_the_iframes_size_and_name_the_service_and_provider(pa
 
 def test_admin_previews_post_nothing_write_nothing_and_keksis_own_pages_keep_their_banner(
         page: Page, make_app, console_errors):
-    from .test_admin_sites import PASSWORD, add_user
-
     app = make_app(WIDGET_SITE="demo", RATE_LIMIT=10_000)
     add_site(app)
     add_user(app, "marketing@example.fi", "marketing")
@@ -1227,11 +1226,7 @@ def test_admin_previews_post_nothing_write_nothing_and_keksis_own_pages_keep_the
         banner(page).get_by_role("button", name=EN["reject"]).click()
         own = widget.wait_rows(1)
         own_cookie = wait_until(lambda: (stored_choice(page) or {}).get("i") and stored_choice(page))
-        page.goto(f"{server.url}/admin/login?lang=en")
-        page.locator("#email").fill("marketing@example.fi")
-        page.locator("#password").fill(PASSWORD)
-        page.locator("form.admin-form button[type=submit]").click()
-        page.wait_for_url(f"{server.url}/admin/")
+        browser_sign_in(page, server.url, "marketing@example.fi")
         posts.clear()
 
         page.set_viewport_size({"width": 1280, "height": 2400})  # every preview on the screen at once
