@@ -180,6 +180,8 @@ class _Visit:
 
 
 def _origin(url: str) -> str:
+    """The canonical origin of any page or resource URL, "" if it has none (`canonical_origin`
+    refuses a URL with a path, so the path is dropped first)."""
     parts = urlsplit(url)
     return sites_mod.canonical_origin(f"{parts.scheme}://{parts.netloc}") or ""
 
