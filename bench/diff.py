@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from keksi import diffs, notices  # noqa: E402
-from tests.test_diffs import HOSTILE  # noqa: E402
+from tests.diff_cases import HOSTILE  # noqa: E402
 
 
 def cpu(fn, runs: int) -> float:

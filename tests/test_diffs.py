@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import difflib
-import random
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keksi import diffs, notices
+from keksi import diffs
 
 from .conftest import write_version
+from .diff_cases import HOSTILE
 
 
 def _text(html: str) -> str:
@@ -72,32 +72,7 @@ def test_a_published_diff_is_computed_once():
     assert diffs.diff(old, new) is diffs.diff(old, new)
 
 
-# -- bounded work ---------------------------------------------------------------------
-
-
-def _prose(words: int, seed: int) -> list[str]:
-    """Words with the skewed frequencies of real text (a few very common, most rare)."""
-    rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(3000)]
-    return rng.choices(vocab, weights=[1 / (i + 1) for i in range(3000)], k=words)
-
-
-def _changed(words: list[str], fraction: float, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [rng.choice(words) if rng.random() < fraction else w for w in words]
-
-
-HOSTILE = {
-    # the review's case: a 30 KB paragraph with a fifth of its words changed
-    "paragraph": lambda: (" ".join(p := _prose(5000, 1)), " ".join(_changed(p, 0.2, 2))),
-    # the largest source accepted, as one paragraph
-    "largest": lambda: (" ".join(p := _prose(notices.MAX_SOURCE_BYTES // 7, 3)),
-                        " ".join(_changed(p, 0.2, 4))),
-    # the same word again and again: no word is unique to anchor on
-    "repetitive": lambda: ("x " * 40000, " ".join(random.Random(5).choice("xy") for _ in range(40000))),
-    # as many identical paragraphs as fit
-    "paragraphs": lambda: ("a\n\n" * 60000, "a\n\nb\n\n" * 30000),
-}
+# -- bounded work: the hostile cases (tests/diff_cases.py, which bench/diff.py measures too) ------
 
 
 @pytest.mark.parametrize("case", HOSTILE)
