@@ -644,24 +644,10 @@ def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
         browser: Browser, own_widget: Widget, notices_dir):
     widget = own_widget
     url = widget.page(body=TAGGED)
-
-    def visit(state: Any = None):
-        context = browser.new_context(storage_state=state)
-        page = context.new_page()
-        page.goto(url)
-        wait_ready(page)
-        return context, page
-
-    context, page = visit()
-    banner(page).get_by_role("button", name=EN["accept"]).click()
-    widget.wait_rows(1)
-    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    context, page = first_choice(browser, widget, url)
     state = context.storage_state()
     context.close()
-    context, page = visit()  # a second visitor refuses everything
-    banner(page).get_by_role("button", name=EN["reject"]).click()
-    widget.wait_rows(2)
-    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    context, page = first_choice(browser, widget, url, "reject", rows=2)  # a second visitor refuses everything
     refused = context.storage_state()
     context.close()
 
@@ -670,16 +656,16 @@ def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
     publish_all(widget.app)
 
     widget.app.config["FIXED_TODAY"] = "2026-11-30"  # the wording fix is in effect: nobody is asked
-    context, page = visit(state)
+    context, page = visit(browser, url, state)
     expect(banner(page)).to_have_count(0)
     wait_until(lambda: ran(page) == ["a", "m", "b"])
     context.close()
 
     widget.app.config["FIXED_TODAY"] = "2026-12-01"  # the material version takes effect: ask again
-    context, page = visit(refused)  # ... those who consented to something, not those who refused all
+    context, page = visit(browser, url, refused)  # ... those who consented to something, not those who refused all
     expect(banner(page)).to_have_count(0)
     context.close()
-    context, page = visit(state)
+    context, page = visit(browser, url, state)
     region = banner(page)
     expect(region).to_be_visible()
     expect(region.get_by_text("Our privacy notice has changed since you last chose.")).to_be_visible()
@@ -698,13 +684,24 @@ def test_asked_again_after_a_material_notice_version_not_after_a_wording_fix(
     context.close()
 
 
-def first_choice(browser: Browser, widget: Widget, url: str) -> tuple[Any, Page]:
-    """A new visitor accepts all at `url`; returns once the server has acknowledged it."""
-    context = browser.new_context()
+def visit(browser: Browser, url: str, state: Any = None) -> tuple[Any, Page]:
+    """A visitor's browser at `url`, with the cookies and storage `state` of an earlier visit, once
+    the widget has decided whether to ask. A new context each time: the configuration response is
+    cached for 5 minutes."""
+    context = browser.new_context(storage_state=state)
     page = context.new_page()
     page.goto(url)
-    banner(page).get_by_role("button", name=EN["accept"]).click()
-    widget.wait_rows(1)
+    wait_ready(page)
+    return context, page
+
+
+def first_choice(browser: Browser, widget: Widget, url: str, button: str = "accept",
+                 rows: int = 1) -> tuple[Any, Page]:
+    """A new visitor clicks `button` in the banner at `url` (the ledger then holds `rows` records);
+    returns once the server has acknowledged the choice."""
+    context, page = visit(browser, url)
+    banner(page).get_by_role("button", name=EN[button]).click()
+    widget.wait_rows(rows)
     wait_until(lambda: (stored_choice(page) or {}).get("i"))
     return context, page
 
@@ -721,9 +718,7 @@ def test_asked_again_after_a_material_cookie_notice_version(browser: Browser, ow
     write_version(notices_dir, "cookies", "2026-12-01", material=True)
     publish_all(widget.app)
     widget.app.config["FIXED_TODAY"] = "2026-12-01"
-    context = browser.new_context(storage_state=state)
-    page = context.new_page()
-    page.goto(url)
+    context, page = visit(browser, url, state)
     region = banner(page)
     expect(region.get_by_text("Our cookie notice has changed since you last chose.")).to_be_visible()
     diff = region.get_by_role("link", name="See what changed")
@@ -745,19 +740,20 @@ def test_a_choice_stored_by_an_older_widget_is_asked_again_when_it_cannot_show_w
     context.close()
     made_on_the_22nd = int(datetime(2026, 11, 22, 12, tzinfo=timezone.utc).timestamp())
 
-    def visit(*without: str, made: int = made_on_the_22nd) -> tuple[Any, Page]:
+    def come_back(*without: str, made: int = made_on_the_22nd) -> tuple[Any, Page]:
+        """The visitor returns with the stored choice lacking the fields `without`, made at `made`."""
         choice = {k: v for k, v in current.items() if k not in without}
         choice["t"] = made
-        visit = browser.new_context()
-        visit.add_cookies([{"name": "keksi_consent", "value": urllib.parse.quote(json.dumps(choice)),
-                            "url": widget.host.url}])
-        visitor = visit.new_page()
+        context = browser.new_context()
+        context.add_cookies([{"name": "keksi_consent", "value": urllib.parse.quote(json.dumps(choice)),
+                              "url": widget.host.url}])
+        visitor = context.new_page()
         visitor.goto(url)
         wait_ready(visitor)
-        return visit, visitor
+        return context, visitor
 
     for missing, asked in (((), False), (("w",), False), (("k",), True)):
-        visit_, visitor = visit(*missing)
+        visit_, visitor = come_back(*missing)
         expect(banner(visitor)).to_have_count(1 if asked else 0)
         visit_.close()
 
@@ -766,18 +762,18 @@ def test_a_choice_stored_by_an_older_widget_is_asked_again_when_it_cannot_show_w
     write_version(notices_dir, "cookies", "2026-12-01", material=True)
     publish_all(widget.app)
     widget.app.config["FIXED_TODAY"] = "2026-12-01"
-    visit_, visitor = visit("w")
+    visit_, visitor = come_back("w")
     region = banner(visitor)
     expect(region.get_by_text("Our cookie notice has changed since you last chose.")).to_be_visible()
     expect(region.get_by_role("link", name="See what changed")).to_have_count(0)
     visit_.close()
-    visit_, visitor = visit()  # the version it saw is known: asked, with the diff
+    visit_, visitor = come_back()  # the version it saw is known: asked, with the diff
     expect(banner(visitor).get_by_role("link", name="See what changed")).to_have_count(1)
     visit_.close()
     # Chosen at 01:30 on 1 December in Helsinki (23:30 UTC the day before): the new version was
     # already in effect where versions take effect, so that choice covered it.
     just_after = int(datetime(2026, 11, 30, 23, 30, tzinfo=timezone.utc).timestamp())
-    visit_, visitor = visit("w", made=just_after)
+    visit_, visitor = come_back("w", made=just_after)
     expect(banner(visitor)).to_have_count(0)
     visit_.close()
 
@@ -786,59 +782,38 @@ def test_a_change_in_another_language_than_the_one_chosen_in_still_asks_again(
         browser: Browser, widget: Widget):
     """A visitor chose in English and now reads the site in Finnish: a changed cookie purpose (here
     only its Finnish text) is still a new question; with nothing changed they are not asked."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(widget.page("/en.html", lang="en"))
-    banner(page).get_by_role("button", name=EN["reject"]).click()
-    widget.wait_rows(1)
-    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    context, page = first_choice(browser, widget, widget.page("/en.html", lang="en"), "reject")
     state = context.storage_state()
     context.close()
 
-    def visit_in_finnish():
-        visit = browser.new_context(storage_state=state)
-        finnish = visit.new_page()
-        finnish.goto(widget.page("/fi.html", lang="fi"))
-        wait_ready(finnish)
-        return visit, finnish
-
-    visit, finnish = visit_in_finnish()
+    in_finnish = widget.page("/fi.html", lang="fi")
+    context, finnish = visit(browser, in_finnish, state)
     expect(banner(finnish)).to_have_count(0)
-    visit.close()
+    context.close()
+
     def finnish_purpose(site: dict[str, Any]) -> None:
         cookie = site["categories"][2]["services"][0]["cookies"][0]
         cookie["purpose"] = {"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": cookie["purpose"]["en"]}
 
     save_site(widget, finnish_purpose)
-    visit, finnish = visit_in_finnish()
+    context, finnish = visit(browser, in_finnish, state)
     expect(finnish.get_by_role("region")).to_be_visible()
-    visit.close()
+    context.close()
 
 
 def test_asked_again_when_the_banner_changes_or_the_choice_expired(browser: Browser, widget: Widget):
     url = widget.page()
-
-    def visit(state: Any = None):  # a new context: the config response is cached for 5 minutes
-        context = browser.new_context(storage_state=state)
-        page = context.new_page()
-        page.goto(url)
-        wait_ready(page)
-        return context, page
-
-    context, page = visit()
-    banner(page).get_by_role("button", name=EN["reject"]).click()
-    widget.wait_rows(1)
-    wait_until(lambda: (stored_choice(page) or {}).get("i"))
+    context, page = first_choice(browser, widget, url, "reject")
     state = context.storage_state()
     context.close()
-    context, page = visit(state)
+    context, page = visit(browser, url, state)
     expect(banner(page)).to_have_count(0)
     context.close()
 
     # `flask sites edit`: a new purpose text is a new banner, so the visitor is asked again.
     save_site(widget, lambda site: site["categories"][2].update(
         purpose={"fi": "Uusi tarkoitus.", "sv": "Nytt syfte.", "en": "A new purpose."}))
-    context, page = visit(state)
+    context, page = visit(browser, url, state)
     expect(banner(page)).to_be_visible()
     expect(banner(page)).to_contain_text("Cookies on this site")
     banner(page).get_by_role("button", name=EN["reject"]).click()
