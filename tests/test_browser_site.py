@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
+
+from .conftest import assert_accessible
 
 pytestmark = [
     pytest.mark.browser,
@@ -14,7 +15,6 @@ pytestmark = [
 ]
 
 LANGS = ("fi", "sv", "en")
-WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 DIFF = "/privacy/diff/2025-03-01/2026-04-09"
 PAGES = {  # every kind of page, by a name for the test id
     "index": ("/", 200),
@@ -25,18 +25,6 @@ PAGES = {  # every kind of page, by a name for the test id
     "diff": (DIFF, 200),
     "404": ("/no-such-notice", 404),
 }
-
-
-@pytest.fixture(scope="module")
-def axe() -> Axe:
-    return Axe()
-
-
-def assert_accessible(axe: Axe, page: Page) -> None:
-    # Only violations come back: the passes would double the time and are not looked at.
-    results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG},
-                                     "resultTypes": ["violations"]})
-    assert results.violations_count == 0, f"{page.url}\n{results.generate_report()}"
 
 
 def test_read_switch_language_open_history_and_diff(page: Page, sample_server):
@@ -85,20 +73,20 @@ def test_skip_link_comes_first_and_moves_focus_to_main(page: Page, sample_server
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("name", PAGES)
-def test_no_accessibility_violations(page: Page, sample_server, axe, lang, name):
+def test_no_accessibility_violations(page: Page, sample_server, lang, name):
     path, status = PAGES[name]
     response = page.goto(f"{sample_server.url}/{lang}{path}")
     assert response.status == status
     expect(page.locator("html")).to_have_attribute("lang", lang)
-    assert_accessible(axe, page)
+    assert_accessible(page)
 
 
 @pytest.mark.parametrize("path", ["/en/privacy/2025-03-01", f"/sv{DIFF}"])
-def test_no_accessibility_violations_in_dark_mode(page: Page, sample_server, axe, path):
+def test_no_accessibility_violations_in_dark_mode(page: Page, sample_server, path):
     page.emulate_media(color_scheme="dark")
     page.goto(sample_server.url + path)
     assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
-    assert_accessible(axe, page)
+    assert_accessible(page)
 
 
 @pytest.mark.parametrize("path", [f"/en{DIFF}", "/fi/cookies", "/en/cookies",

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 
-from .conftest import LiveServer, raw_sql
+from .conftest import LiveServer, assert_accessible, raw_sql
 from .ledger import ROOT, add_site
 from .widget_host import HostServer, host_page
 
@@ -151,12 +150,6 @@ def server_cookie(page: Page, consent_id: str) -> dict[str, Any]:
                     return dict(cookie, state=value)
         return None
     return wait_until(found, f"the server's cookie for {consent_id}")
-
-
-def assert_accessible(page: Page, what: str) -> None:
-    tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": tags}})
-    assert results.violations_count == 0, f"{what}\n{results.generate_report()}"
 
 
 def lifetime_days(cookie: dict[str, Any]) -> float:

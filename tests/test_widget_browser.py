@@ -17,22 +17,20 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
 from app import create_app
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import (ROOT, SAMPLE_NOTICES, TODAY, LiveServer, add_user, browser_sign_in, publish_all, raw_sql,
-                       write_version)
+from .conftest import (ROOT, SAMPLE_NOTICES, TODAY, LiveServer, add_user, assert_accessible, browser_sign_in,
+                       publish_all, raw_sql, write_version)
 from .ledger import DEMO_SITE, add_site
 from .widget_host import ConsentFaults, HostServer, host_page
 
 # Every test here fails on a console error (tests.conftest.console_errors).
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("console_errors")]
 
-WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 EN = {"accept": "Accept all", "reject": "Reject all", "choose": "Choose", "save": "Save choices"}
 LOG_SCRIPT = "(window.ran = window.ran || []).push({name!r});"
 
@@ -919,18 +917,8 @@ def test_the_banner_does_not_take_focus_from_a_field_the_visitor_is_in(page: Pag
     assert not focus_in(page, "[role=region]")
 
 
-@pytest.fixture(scope="module")
-def axe() -> Axe:
-    return Axe()
-
-
-def assert_accessible(axe: Axe, page: Page, what: str) -> None:
-    results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG}})
-    assert results.violations_count == 0, f"{what}\n{results.generate_report()}"
-
-
 @pytest.mark.parametrize("lang", ["fi", "sv", "en"])
-def test_axe_clean_in_each_language_also_320_pixels_wide(page: Page, widget: Widget, axe: Axe, lang: str):
+def test_axe_clean_in_each_language_also_320_pixels_wide(page: Page, widget: Widget, lang: str):
     texts = widget.config(lang)["texts"]
     page.goto(widget.page(f"/{lang}", lang=lang, body='<iframe data-consent="marketing" '
                                                       'data-src="/embed.html" title="Video"></iframe>'))
@@ -938,12 +926,12 @@ def test_axe_clean_in_each_language_also_320_pixels_wide(page: Page, widget: Wid
     expect(region).to_be_visible()
     expect(region.get_by_role("button", name=texts["reject_all"])).to_be_visible()
     expect(region).to_have_attribute("lang", lang)
-    assert_accessible(axe, page, f"{lang} first layer")
+    assert_accessible(page, f"{lang} first layer")
 
     region.get_by_role("button", name=texts["choose"]).click()
     for summary in dialog(page).locator("summary").all():
         summary.click()
-    assert_accessible(axe, page, f"{lang} panel")
+    assert_accessible(page, f"{lang} panel")
 
     # 320 CSS pixels wide, as a 1280-pixel screen at 400 % zoom: no sideways scrolling, buttons stacked.
     page.keyboard.press("Escape")
@@ -952,7 +940,7 @@ def test_axe_clean_in_each_language_also_320_pixels_wide(page: Page, widget: Wid
     assert widths[0] <= widths[1] and widths[2] <= 320, widths
     tops = [b.bounding_box()["y"] for b in region.get_by_role("button").all()]
     assert len(set(tops)) == 3, "the three buttons stack"
-    assert_accessible(axe, page, f"{lang} first layer at 320 px")
+    assert_accessible(page, f"{lang} first layer at 320 px")
     page.set_viewport_size({"width": 320, "height": 180})  # the banner scrolls within the screen
     box = region.bounding_box()
     assert box["y"] >= 0 and box["height"] <= 180
@@ -960,7 +948,7 @@ def test_axe_clean_in_each_language_also_320_pixels_wide(page: Page, widget: Wid
     panel = dialog(page)
     sizes = panel.evaluate("e => [e.scrollWidth, e.clientWidth]")
     assert sizes[0] <= sizes[1], sizes
-    assert_accessible(axe, page, f"{lang} panel at 320 px")
+    assert_accessible(page, f"{lang} panel at 320 px")
     # Every control is at least 24 by 24 pixels.
     for control in panel.locator("button, input, summary").all():
         size = control.bounding_box()
@@ -1119,8 +1107,7 @@ def test_a_choice_the_server_refuses_is_reported_in_the_console_with_its_message
 # -- withdrawal takes effect at once (issue 11.6) ------------------------------------------------
 
 
-def test_withdrawing_unloads_loaded_iframes_and_offers_a_reload_for_scripts(page: Page, widget: Widget,
-                                                                            axe: Axe):
+def test_withdrawing_unloads_loaded_iframes_and_offers_a_reload_for_scripts(page: Page, widget: Widget):
     page.goto(widget.page(body=TAGGED + FRAME))
     banner(page).get_by_role("button", name=EN["accept"]).click()
     wait_until(lambda: ran(page) == ["a", "m", "b"])
@@ -1139,7 +1126,7 @@ def test_withdrawing_unloads_loaded_iframes_and_offers_a_reload_for_scripts(page
     # A marketing script already ran and cannot be unloaded: the widget says so and offers a reload.
     note = page.get_by_role("alert")
     expect(note).to_contain_text("Reload the page to complete the change.")
-    assert_accessible(axe, page, "reload note")
+    assert_accessible(page, "reload note")
     note.get_by_role("button", name="Reload the page").click()
     wait_ready(page)
     wait_until(lambda: ran(page) == ["a", "b"])  # after the reload only what is still granted runs
