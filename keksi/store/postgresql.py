@@ -20,7 +20,6 @@ import itertools
 import os
 import re
 import threading
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -31,6 +30,7 @@ from psycopg.rows import dict_row
 from psycopg.types.numeric import NumericLoader
 from psycopg_pool import ConnectionPool
 
+from ..clock import utc_text
 from .errors import StoreBusy, StoreError, StoreUnavailable
 from .migrations import POSTGRESQL_DIR as MIGRATIONS_DIR
 from .queries import Store
@@ -94,7 +94,7 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
         conn.execute(sql)  # no parameters: the file's statements go as one simple query
         conn.execute("INSERT INTO keksi_migrations (name, sha256, applied_at) VALUES (%s, %s, %s)",
                      [path.stem, hashlib.sha256(sql.encode()).hexdigest(),
-                      datetime.now(timezone.utc).isoformat(timespec="microseconds")])
+                      utc_text()])
 
 
 def lock_chain(conn: psycopg.Connection, chain: str) -> None:

@@ -177,7 +177,7 @@ CREATE TABLE maintenance (
     claimed_until TEXT
 );
 -- The first scheduled purge runs a day after the database is made (see keksi.retention), the time written
--- as keksi.clock.utc_iso writes it.
+-- as keksi.clock.utc_text writes it.
 INSERT INTO maintenance (task, last_run_at)
 VALUES ('purge', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'));
 
