@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, Form, HiddenField, IntegerField, PasswordField,
                      RadioField, SelectField, SelectMultipleField, StringField, TextAreaField)
@@ -15,8 +16,9 @@ from wtforms.validators import (DataRequired, EqualTo, InputRequired, Length, Nu
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES, AuthError
-from .notices import MAX_NESTING, MAX_SOURCE_BYTES, RenderProblem, check_rendering, removed_markup
+from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES
+from .messages import render_problem_message
+from .notices import MAX_SOURCE_BYTES, check_rendering, removed_markup
 from .scanjobs import MAX_PAGES
 from .site_forms import PlainText
 
@@ -37,7 +39,7 @@ class LoginForm(FlaskForm):
 class SetPasswordForm(FlaskForm):
     password = PasswordField(
         _l("New password"), validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD)],
-        description=_l("At least %(n)s characters.", n=MIN_PASSWORD),
+        description=lazy_ngettext("At least %(num)s character.", "At least %(num)s characters.", MIN_PASSWORD),
         render_kw={"autocomplete": "new-password"})
     confirm = PasswordField(
         _l("Repeat the new password"),
@@ -79,20 +81,6 @@ class CurrentPasswordForm(FlaskForm):
 class ChangePasswordForm(SetPasswordForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)],
                             render_kw={"autocomplete": "current-password"})
-
-
-def auth_message(exc: AuthError) -> str:
-    """An account problem in the reader's language."""
-    messages = {
-        "email": lambda: _("Enter an email address such as name@example.fi."),
-        "roles": lambda: _("Choose one or more roles from: %(roles)s.", roles=", ".join(ROLES)),
-        "password_short": lambda: _("Use at least %(n)s characters.", n=MIN_PASSWORD),
-        "password_long": lambda: _("Use at most %(n)s characters.", n=MAX_PASSWORD),
-        "password_common": lambda: _("This password is on a list of common passwords, which guessing tries "
-                                     "first. Choose another, such as a few unrelated words."),
-        "link_used": lambda: _("This link has expired or was already used. Ask an admin for a new one."),
-    }
-    return messages.get(exc.code, lambda: str(exc))()
 
 
 class ActionForm(FlaskForm):
@@ -148,29 +136,6 @@ class AuditFilterForm(Form):
     action = SelectField(_l("What"), choices=[], validate_choice=False)
     since = DateField(_l("From"), validators=[Optional()])
     until = DateField(_l("To"), validators=[Optional()])
-
-
-def render_problem_message(problem: RenderProblem) -> str:
-    """A `notices.RenderProblem` in the admin's language."""
-    messages = {
-        "brackets": _("Line %(line)s: “[” or “(” is nested more than %(max)s deep, or left open. Close "
-                      "each one, or write \\[ for a bracket meant as text.", line=problem.line, max=MAX_NESTING),
-        "emphasis": _("Line %(line)s: emphasis (* or _) is nested more than %(max)s deep, or left open. "
-                      "Close each one, or write \\* for a star meant as text.", line=problem.line, max=MAX_NESTING),
-        "quotes": _("Line %(line)s: block quotes (>) are nested more than %(max)s deep.",
-                    line=problem.line, max=MAX_NESTING),
-        "indent": _("Line %(line)s: lists or indentation are nested more than %(max)s levels deep.",
-                    line=problem.line, max=MAX_NESTING),
-        "recursion": _("Line %(line)s: the text from this line on is nested too deeply to show.", line=problem.line),
-        "slow": _("Line %(line)s: the text from this line on takes longer than %(seconds)s seconds to show. "
-                  "Simplify it or split it into shorter paragraphs.", line=problem.line,
-                  seconds=problem.params["seconds"]),
-        "failed": _("Line %(line)s: the text from this line on cannot be shown (%(detail)s).",
-                    line=problem.line, detail=problem.detail),
-        "image": _("Line %(line)s: notices show no images, so %(image)s would be left out. Link to the "
-                   "image instead.", line=problem.line, image=problem.detail),
-    }
-    return messages[problem.code]
 
 
 class NoticeMarkdown:

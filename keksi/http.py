@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, jsonify, render_template, request, url_for
@@ -86,13 +86,19 @@ def error_message(code: int) -> str:
     return messages.get(code, _("Something went wrong on our side. Try again in a moment."))
 
 
-def error_page(code: int, title: str, message: str) -> tuple[str, int]:
+def error_page(code: int, title: str, message: str, link: tuple[str, str] | None = None) -> tuple[str, int]:
     """An error page in the visitor's language; its language switcher leads to each language's
-    list of notices (the page that was asked for may exist in none of them)."""
+    list of notices (the page that was asked for may exist in none of them). `link` (address,
+    text) leads on to the list the missing thing belongs to, else to the list of notices."""
     indexes = [{"lang": lang, "url": url_for("site.index", lang=lang, _external=True)}
                for lang in current_app.config["LANGUAGES"]]
-    return render_template("site/error.html", code=code, title=title, message=message,
+    return render_template("site/error.html", code=code, title=title, message=message, link=link,
                            alternates=indexes), code
+
+
+def not_found(message: str, url: str, link_text: str) -> NoReturn:
+    """Stop with a 404 page that says in words what was not found and links to the list it belongs to."""
+    abort(current_app.make_response(error_page(404, "Not Found", message, (url, link_text))))
 
 
 def handle_http_error(exc: HTTPException) -> Any:

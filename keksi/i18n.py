@@ -75,6 +75,14 @@ def format_date(value: date | str, lang: str | None = None) -> str:
     return babel_format_date(value, pattern, locale=lang)
 
 
+def date_in_words(value: str) -> str:
+    """An ISO date from a URL in the reader's words; one that is no real day (2025-02-30) as written."""
+    try:
+        return format_date(date.fromisoformat(value))
+    except ValueError:
+        return value
+
+
 def format_moment(moment: datetime, lang: str | None = None) -> str:
     """A moment in KEKSI_TIMEZONE as the language writes it, with the offset from UTC:
     "2.12.2026 klo 7.55 (UTC+2)", "2.12.2026 kl. 07:55 (UTC+2)", "2 December 2026 at 7:55 AM (UTC+2)"."""

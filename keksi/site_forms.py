@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from flask_babel import format_decimal
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, FieldList, Form, FormField, HiddenField, IntegerField,
@@ -23,9 +23,10 @@ from wtforms import (BooleanField, FieldList, Form, FormField, HiddenField, Inte
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
-from .sites import (MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_ITEMS, MAX_RADIUS, MAX_TEXT, POSITIONS, SAFEGUARDS,
-                    STANDARD_CATEGORIES, THEME_DEFAULTS, contrast_failures, safeguard_name, theme_value_problem,
-                    standard_texts)
+from .messages import at_most, contrast_message, site_message, theme_labels
+from .sites import (MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_RADIUS, MAX_TEXT, POSITIONS, SAFEGUARDS,
+                    STANDARD_CATEGORIES, THEME_DEFAULTS, Problem, contrast_failures, safeguard_name,
+                    theme_value_problem, standard_texts)
 
 EMPTY_ROWS = 3  # empty cookie rows offered under each category
 MORE_ROWS = 3  # added by the "More cookie rows" button
@@ -71,12 +72,12 @@ class PlainText:
 
 def _text(label: Any, max_length: int = MAX_TEXT, **kwargs: Any) -> StringField:
     return StringField(label, filters=[_strip], validators=[
-        Length(max=max_length, message=_l("Use at most %(max)d characters.")), PlainText()], **kwargs)
+        Length(max=max_length, message=at_most(max_length)), PlainText()], **kwargs)
 
 
 def _purpose(label: Any) -> TextAreaField:
     return TextAreaField(label, filters=[_lines, _strip], render_kw={"rows": 2}, validators=[
-        Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()])
+        Length(max=MAX_TEXT, message=at_most(MAX_TEXT)), PlainText()])
 
 
 def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> type[Form]:
@@ -86,9 +87,9 @@ def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> typ
         service = _text(_l("Service"))
         provider = _text(_l("Provider"))
         name = StringField(_l("Cookie name"), filters=[_strip],
-                           validators=[Length(max=100, message=_l("Use at most %(max)d characters."))])
+                           validators=[Length(max=100, message=at_most(100))])
         duration = StringField(_l("Duration"), filters=[_strip],
-                               validators=[Length(max=40, message=_l("Use at most %(max)d characters."))])
+                               validators=[Length(max=40, message=at_most(40))])
         cookie_provider = _text(_l("Set by (if not the provider)"))
         storage = SelectField(_l("Stored as"), choices=[SelectChoice("cookie", _l("Cookie")),
                                                         SelectChoice("local", _l("Local storage"))],
@@ -131,7 +132,7 @@ def custom_category_form(texts: type[Form], row: type[Form]) -> type[Form]:
     class CustomCategory(texts):  # type: ignore[misc, valid-type]
         category_id = StringField(
             _l("Category id"), filters=[_strip],
-            validators=[Length(max=MAX_CATEGORY_ID, message=_l("Use at most %(max)d characters."))])
+            validators=[Length(max=MAX_CATEGORY_ID, message=at_most(MAX_CATEGORY_ID))])
         rows = FieldList(FormField(row))
         remove = BooleanField(_l("Remove this category when saving"))
 
@@ -149,7 +150,7 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
                                                      "“Web shop”."))
         origins = TextAreaField(
             _l("Origins"), filters=[_strip], render_kw={"rows": 3},
-            validators=[Length(max=MAX_ORIGINS_TEXT, message=_l("Use at most %(max)d characters."))],
+            validators=[Length(max=MAX_ORIGINS_TEXT, message=at_most(MAX_ORIGINS_TEXT))],
             description=_l("The addresses of the pages that show the banner, one per line: scheme and "
                            "host, and a port if it is not the usual one, such as https://www.example.fi. "
                            "No path and no wildcards: list each host."))
@@ -167,7 +168,7 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
             render_kw={"inputmode": "numeric"})
         cookie_domain = StringField(
             _l("Cookie domain (optional)"), filters=[_strip],
-            validators=[Length(max=253, message=_l("Use at most %(max)d characters."))],
+            validators=[Length(max=253, message=at_most(253))],
             description=_l("To share the choice across subdomains, such as example.fi for both "
                            "www.example.fi and shop.example.fi. Leave empty to keep it on each host."))
         notice_privacy = SelectField(_l("Privacy notice"),
@@ -180,7 +181,7 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
     if create:
         SiteForm.site_id = StringField(
             _l("Id"), filters=[_strip],
-            validators=[Length(max=64, message=_l("Use at most %(max)d characters."))],
+            validators=[Length(max=64, message=at_most(64))],
             description=_l("Goes in the embed code and cannot be changed later: lower-case letters, "
                            "digits, - and _, such as web-shop."))
     for category in STANDARD_CATEGORIES:
@@ -198,12 +199,6 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
 THEME_COLOURS = ("background", "text", "link", "button", "button_text", "focus")
 
 
-def theme_labels() -> dict[str, str]:
-    """What the form calls each part of a theme, also in its contrast messages."""
-    return {"background": _("Background"), "text": _("Text"), "link": _("Links"), "button": _("Buttons"),
-            "button_text": _("Button text"), "focus": _("Keyboard focus ring")}
-
-
 def _banner_fields(form: type[FlaskForm], languages: list[str], language_names: dict[str, str]) -> None:
     """Marketing's own title and text for the banner, per language; empty keeps Keksi's."""
     for lang in languages:
@@ -212,7 +207,7 @@ def _banner_fields(form: type[FlaskForm], languages: list[str], language_names: 
         setattr(form, f"banner_text_{lang}", TextAreaField(
             _l("Banner text (%(language)s)", language=name), filters=[_lines, _strip],
             render_kw={"rows": 3}, validators=[
-                Length(max=MAX_TEXT, message=_l("Use at most %(max)d characters.")), PlainText()]))
+                Length(max=MAX_TEXT, message=at_most(MAX_TEXT)), PlainText()]))
 
 
 def _theme_fields(form: type[FlaskForm]) -> None:
@@ -224,7 +219,7 @@ def _theme_fields(form: type[FlaskForm]) -> None:
                                                       "Use at most %(max)d characters."))]))
     form.theme_font = StringField(
         _l("Font family"), filters=[_strip], default=THEME_DEFAULTS["font"],
-        validators=[Length(max=200, message=_l("Use at most %(max)d characters."))],
+        validators=[Length(max=200, message=at_most(200))],
         description=_l("Font names separated by commas, the generic family last, such as Inter, system-ui, "
                        "sans-serif. Keksi loads no fonts: a font the page itself does not load falls back "
                        "to the next name."))
@@ -497,15 +492,6 @@ def contrast_check(theme: dict[str, Any]) -> list[tuple[str, str, float, float]]
     return contrast_failures({k: (v.lower() if isinstance(v, str) else v) for k, v in theme.items()}, skip=bad)
 
 
-def contrast_message(fg: str, bg: str, ratio: float, needed: float) -> str:
-    """Which pair fails, its ratio and what WCAG 2.2 AA asks, in the admin's language."""
-    labels = theme_labels()
-    return _("%(foreground)s on %(background)s: the contrast is %(ratio)s:1, and WCAG 2.2 AA needs "
-             "%(needed)s:1 (%(short)s short). Make one of the two colours lighter or darker.",
-             foreground=labels[fg], background=labels[bg], ratio=format_decimal(ratio, "0.00"),
-             needed=format_decimal(needed, "0.0"), short=format_decimal(max(needed - ratio, 0.01), "0.00"))
-
-
 def _is_empty(block: Any, languages: list[str]) -> bool:
     """A custom category block with nothing filled in: added, then left as it was."""
     texts = [block[f"{key}_{lang}"].data for key in ("label", "purpose") for lang in languages]
@@ -669,60 +655,26 @@ def _cookie_provider(values: dict[str, str], provider: Any, stored_service: dict
 _INDEX = re.compile(r"\[\d+\]")
 
 
-def _message(key: str, raw: str, built: Built) -> str:
-    """A message a person can act on, in the admin's language, for one of validate's findings."""
+def _message(key: str, problem: Problem, built: Built) -> str:
+    """A message a person can act on, in the admin's language, for one of validate's findings:
+    worded for the form where the form names the thing differently from the definition."""
     if key.startswith("origins["):
         index = int(key[len("origins["):-1])
-        line, value = built.origin_lines[index], built.definition["origins"][index]
-        if "listed twice" in raw:
-            return _("Line %(line)s: %(origin)s is listed twice.", line=line, origin=value)
-        return _("Line %(line)s: %(origin)s is not an origin. Write the scheme and host only, such as "
-                 "https://www.example.fi: no path and no wildcard.", line=line, origin=value)
+        return _("Line %(line)s: %(problem)s", line=built.origin_lines[index], problem=site_message(problem))
     if key.startswith("notices"):
         return _("Choose a published notice.")
-    if key.startswith("theme."):
-        return {"font": _("Write font names separated by commas, using letters, digits, spaces and hyphens, "
-                          "such as Inter, system-ui, sans-serif."),
-                "radius": _("Enter a whole number from 0 to %(max)s.", max=MAX_RADIUS),
-                "position": _("Choose one of the positions.")}.get(key[len("theme."):],
-                                                                 _("Choose a colour, written as #rrggbb."))
     kind = _INDEX.sub("", key).rsplit(".", 1)[-1]
-    if ".cookies[" in key and key not in built.inherited:
-        messages = {
-            "name": _("Enter the cookie's name, or a name prefix ending in *, such as _pk_id.*: no "
-                      "spaces, at most 100 characters."),
-            "duration": _("Enter session, or an ISO 8601 duration with one unit, such as P13M, P90D "
-                          "or PT30M."),
-            "provider": _("Enter who sets the cookie (at most %(max)s characters).", max=MAX_TEXT),
-        }
-    elif ".services[" in key:
-        messages = {
-            "name": _("Enter the service's name (at most %(max)s characters).", max=MAX_TEXT),
-            "provider": _("Enter the service's provider (at most %(max)s characters).", max=MAX_TEXT),
-            "cookies": _("A service can have at most %(max)s cookies.", max=MAX_ITEMS),
-        }
-    elif key == "categories":  # the only list-level finding a form can cause: too many
+    if ".cookies[" in key and key not in built.inherited and kind == "provider":
+        return ngettext("Enter who sets the cookie (at most %(num)s character).",
+                        "Enter who sets the cookie (at most %(num)s characters).", MAX_TEXT)
+    if ".services[" in key and (".cookies[" not in key or key in built.inherited) and kind in ("name", "provider"):
+        return {"name": ngettext("Enter the service's name (at most %(num)s character).",
+                                 "Enter the service's name (at most %(num)s characters).", MAX_TEXT),
+                "provider": ngettext("Enter the service's provider (at most %(num)s character).",
+                                     "Enter the service's provider (at most %(num)s characters).", MAX_TEXT)}[kind]
+    if key == "categories" and problem.code == "categories":  # the only list-level finding a form causes
         return too_many_categories()
-    elif key.startswith("categories"):
-        messages = {
-            "services": _("A category can have at most %(max)s services.", max=MAX_ITEMS),
-            "id": (_("Another category has this id. Choose another id.") if "listed twice" in raw else
-                   _("Use lower-case letters, digits, - and _ only, at most %(max)s characters, such as "
-                     "customer-chat.", max=MAX_CATEGORY_ID)),
-        }
-    else:
-        messages = {
-            "id": _("Use lower-case letters, digits, - and _ only, at most 64 characters, such as "
-                    "web-shop."),
-            "name": _("Enter a name of at most 200 characters."),
-            "origins": _("Enter 1 to %(max)s origins, one per line, such as https://www.example.fi.",
-                         max=MAX_ITEMS),
-            "default_language": _("Choose one of the languages."),
-            "consent_days": _("Enter a whole number of days from 1 to %(max)s: a consent lasts at most "
-                              "13 months.", max=MAX_CONSENT_DAYS),
-            "cookie_domain": _("Enter a domain such as example.fi, or leave this empty."),
-        }
-    return messages.get(kind, raw)
+    return site_message(problem)
 
 
 def add_error(target: Any, message: str) -> None:
@@ -730,9 +682,9 @@ def add_error(target: Any, message: str) -> None:
     target.errors = [*target.errors, message]
 
 
-def attach_errors(form: FlaskForm, errors: dict[str, str], built: Built) -> None:
+def attach_errors(form: FlaskForm, errors: dict[str, Problem], built: Built) -> None:
     """Put each of validate's findings beside its field; a field keeps only its first message."""
-    for key, raw in errors.items():
+    for key, problem in errors.items():
         if key in built.purposes:
             _text_errors(built.purposes[key], _("Enter the name in this language.") if key.endswith(".label")
                          else _("Fill this in for every language, or leave it empty in every language.")
@@ -747,11 +699,10 @@ def attach_errors(form: FlaskForm, errors: dict[str, str], built: Built) -> None
             if shorter == probe:
                 break
             probe = shorter
-        message = _message(key, raw, built)
+        message = _message(key, problem, built)
         if target is None:
             category = built.categories.get(re.sub(r"^(categories\[\d+\]).*$", r"\1", key), "")
-            built.errors.setdefault(category, []).append(
-                f"{key}: {raw}" if not category else message)
+            built.errors.setdefault(category, []).append(message)
             continue
         if key.startswith("origins[") or not target.errors:  # one message per bad origin line
             add_error(target, message)
@@ -765,7 +716,7 @@ def _text_errors(fields: dict[str, Any], empty: str) -> None:
         if not lang_field.data:
             add_error(lang_field, empty)
         elif len(lang_field.data) > MAX_TEXT:
-            add_error(lang_field, _("Use at most %(max)d characters.", max=MAX_TEXT))
+            add_error(lang_field, str(at_most(MAX_TEXT)))
 
 
 def form_entries(names: Iterable[str]) -> int:

@@ -72,8 +72,21 @@ CONTRAST_PAIRS = (("text", "background", 4.5), ("link", "background", 4.5),
                   ("focus", "background", 3.0))
 
 
+class Problem(str):
+    """What is wrong with one field: English text (for the CLI, and what `str()` gives) with a
+    `code` and `params`, which `keksi.messages` turns into the admin's language."""
+
+    code: str
+    params: dict[str, Any]
+
+    def __new__(cls, code: str, message: str, **params: Any) -> "Problem":
+        problem = super().__new__(cls, message)
+        problem.code, problem.params = code, params
+        return problem
+
+
 class InvalidSite(ValueError):
-    """A site definition that cannot be stored; `errors` maps each field to what is wrong."""
+    """A site definition that cannot be stored; `errors` maps each field to its `Problem`."""
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
@@ -259,22 +272,24 @@ def _text(value: Any, field: str, languages: list[str], errors: dict[str, str],
         return None
     if isinstance(value, str):
         if not value.strip():
-            errors[field] = "must not be empty"
+            errors[field] = Problem("text_empty", "must not be empty")
         elif len(value) > MAX_TEXT:
-            errors[field] = f"must be at most {MAX_TEXT} characters"
+            errors[field] = Problem("text_long", f"must be at most {MAX_TEXT} characters", max=MAX_TEXT)
         return value.strip()
     if isinstance(value, dict):
         missing = [lang for lang in languages if not isinstance(value.get(lang), str)
                    or not value[lang].strip()]
         extra = sorted(set(value) - set(languages))
         if missing:
-            errors[field] = f"needs a text in every language; missing: {', '.join(missing)}"
+            errors[field] = Problem("text_missing", f"needs a text in every language; missing: {', '.join(missing)}",
+                                    languages=missing)
         elif extra:
-            errors[field] = f"has languages that are not served: {', '.join(extra)}"
+            errors[field] = Problem("text_extra", f"has languages that are not served: {', '.join(extra)}",
+                                    languages=extra)
         elif any(len(v) > MAX_TEXT for v in value.values()):
-            errors[field] = f"each text must be at most {MAX_TEXT} characters"
+            errors[field] = Problem("text_long", f"each text must be at most {MAX_TEXT} characters", max=MAX_TEXT)
         return {lang: value[lang].strip() for lang in languages if isinstance(value.get(lang), str)}
-    errors[field] = "must be a text or an object with one text per language"
+    errors[field] = Problem("text_kind", "must be a text or an object with one text per language")
     return value
 
 
@@ -328,65 +343,69 @@ def validate(data: Any, languages: list[str], notice_slugs: Iterable[str] | None
     """Check a site definition and return it normalised; raise InvalidSite naming each bad field."""
     errors: dict[str, str] = {}
     if not isinstance(data, dict):
-        raise InvalidSite({"site": "must be a JSON object"})
+        raise InvalidSite({"site": Problem("not_object", "must be a JSON object")})
     known = {"id", "name", "origins", "default_language", "consent_days", "cookie_domain",
              "notices", "categories", "banner", "theme"}
     for key in sorted(set(data) - known):
-        errors[key] = "is not a site field"
+        errors[key] = Problem("unknown_field", "is not a site field")
 
     site_id = data.get("id")
     if not isinstance(site_id, str) or not ID_RE.match(site_id) or len(site_id) > 64:
-        errors["id"] = "must be lower-case letters, digits, - or _, at most 64 characters"
+        errors["id"] = Problem("site_id", "must be lower-case letters, digits, - or _, at most 64 characters", max=64)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        errors["name"] = "must be a non-empty text of at most 200 characters"
+        errors["name"] = Problem("site_name", "must be a non-empty text of at most 200 characters", max=200)
 
     origins = data.get("origins")
     clean_origins: list[str] = []
     if not isinstance(origins, list) or not origins or len(origins) > MAX_ITEMS:
-        errors["origins"] = f"must be a list of 1 to {MAX_ITEMS} origins such as https://www.example.fi"
+        errors["origins"] = Problem("origins", f"must be a list of 1 to {MAX_ITEMS} origins such as "
+                                    "https://www.example.fi", max=MAX_ITEMS)
     else:
         for i, origin in enumerate(origins):
             canonical = canonical_origin(origin)
             if canonical is None:
-                errors[f"origins[{i}]"] = (f"{origin!r} is not an origin: use scheme and host only, "
-                                           "like https://www.example.fi (no path, no wildcard)")
+                errors[f"origins[{i}]"] = Problem("origin", f"{origin!r} is not an origin: use scheme and host only, "
+                                                   "like https://www.example.fi (no path, no wildcard)", origin=origin)
             elif canonical in clean_origins:
-                errors[f"origins[{i}]"] = f"{origin!r} is listed twice"
+                errors[f"origins[{i}]"] = Problem("origin_twice", f"{origin!r} is listed twice", origin=origin)
             else:
                 clean_origins.append(canonical)
 
     default_language = data.get("default_language", languages[0])
     if default_language not in languages:
-        errors["default_language"] = f"must be one of {', '.join(languages)}"
+        errors["default_language"] = Problem("language", f"must be one of {', '.join(languages)}",
+                                              languages=languages)
     consent_days = data.get("consent_days", 365)
     if not isinstance(consent_days, int) or isinstance(consent_days, bool) or not 1 <= consent_days <= MAX_CONSENT_DAYS:
-        errors["consent_days"] = (f"must be a whole number of days from 1 to {MAX_CONSENT_DAYS}: a consent "
-                                  "lasts at most 13 months")
+        errors["consent_days"] = Problem("consent_days", f"must be a whole number of days from 1 to "
+                                         f"{MAX_CONSENT_DAYS}: a consent lasts at most 13 months", max=MAX_CONSENT_DAYS)
     cookie_domain = data.get("cookie_domain")
     if cookie_domain is not None and (not isinstance(cookie_domain, str) or not re.match(
             r"^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", cookie_domain)):
-        errors["cookie_domain"] = "must be a domain such as example.fi, or null"
+        errors["cookie_domain"] = Problem("cookie_domain", "must be a domain such as example.fi, or null")
 
     site_notices = data.get("notices", {"privacy": "privacy", "cookies": "cookies"})
     if not isinstance(site_notices, dict) or set(site_notices) != {"privacy", "cookies"}:
-        errors["notices"] = "must name the privacy and cookies notices: {\"privacy\": …, \"cookies\": …}"
+        errors["notices"] = Problem("notices", "must name the privacy and cookies notices: "
+                                    "{\"privacy\": …, \"cookies\": …}")
     else:
         slugs = set(notice_slugs) if notice_slugs is not None else None
         for key, slug in site_notices.items():
             if not isinstance(slug, str) or (slugs is not None and slug not in slugs):
-                errors[f"notices.{key}"] = f"{slug!r} is not a published notice"
+                errors[f"notices.{key}"] = Problem("notice", f"{slug!r} is not a published notice", slug=slug)
 
     categories = data.get("categories")
     clean_categories: list[dict[str, Any]] = []
     if not isinstance(categories, list) or not categories or len(categories) > MAX_CATEGORIES:
-        errors["categories"] = f"must be a list of 1 to {MAX_CATEGORIES} categories"
+        errors["categories"] = Problem("categories", f"must be a list of 1 to {MAX_CATEGORIES} categories",
+                                        max=MAX_CATEGORIES)
         categories = []
     seen: set[str] = set()
     for i, category in enumerate(categories):
         clean_categories.append(_validate_category(category, f"categories[{i}]", languages, errors, seen))
     if categories and "necessary" not in seen:
-        errors["categories"] = "must include the 'necessary' category"
+        errors["categories"] = Problem("necessary", "must include the 'necessary' category")
 
     own_banner = _validate_banner(data.get("banner"), languages, errors)
     theme = validate_theme(data.get("theme"), errors)
@@ -418,10 +437,10 @@ def _validate_banner(value: Any, languages: list[str], errors: dict[str, str]) -
     if value is None:
         return {}
     if not isinstance(value, dict):
-        errors["banner"] = "must be an object with a title and a text"
+        errors["banner"] = Problem("not_object", "must be an object with a title and a text")
         return {}
     for key in sorted(set(value) - {"title", "text"}):
-        errors[f"banner.{key}"] = "is not a banner field"
+        errors[f"banner.{key}"] = Problem("unknown_field", "is not a banner field")
     clean = {}
     for key in ("title", "text"):
         text = _text(value.get(key), f"banner.{key}", languages, errors, required=False)
@@ -436,10 +455,10 @@ def validate_theme(value: Any, errors: dict[str, str]) -> dict[str, Any]:
     if value is None or value == {}:
         return {}
     if not isinstance(value, dict):
-        errors["theme"] = "must be an object"
+        errors["theme"] = Problem("not_object", "must be an object")
         return {}
     for key in sorted(set(value) - set(THEME_DEFAULTS)):
-        errors[f"theme.{key}"] = "is not a theme field"
+        errors[f"theme.{key}"] = Problem("unknown_field", "is not a theme field")
     theme = dict(THEME_DEFAULTS, **{k: v for k, v in value.items() if k in THEME_DEFAULTS})
     bad = set()
     for key in THEME_DEFAULTS:
@@ -450,27 +469,28 @@ def validate_theme(value: Any, errors: dict[str, str]) -> dict[str, Any]:
         elif key in CONTRAST_COLOURS:
             theme[key] = theme[key].lower()
     for fg, bg, ratio, needed in contrast_failures(theme, skip=bad):
-        errors[f"theme.{fg}"] = (f"{fg} on {bg} has a contrast of {ratio:.2f}:1; WCAG 2.2 AA needs "
-                                 f"{needed:g}:1")
+        errors[f"theme.{fg}"] = Problem("contrast", f"{fg} on {bg} has a contrast of {ratio:.2f}:1; WCAG 2.2 AA "
+                                         f"needs {needed:g}:1", colour=fg, against=bg, ratio=ratio, needed=needed)
     return theme
 
 
 CONTRAST_COLOURS = ("background", "text", "link", "button", "button_text", "focus")
 
 
-def theme_value_problem(key: str, value: Any) -> str | None:
+def theme_value_problem(key: str, value: Any) -> Problem | None:
     """What is wrong with one value of a theme on its own, or None."""
     if key in CONTRAST_COLOURS:
         if not isinstance(value, str) or not COLOUR_RE.match(value):
-            return "must be a colour written as #rrggbb"
+            return Problem("colour", "must be a colour written as #rrggbb")
     elif key == "font":
         if font_family(value) is None:
-            return "must be font family names separated by commas, such as Inter, system-ui, sans-serif"
+            return Problem("font", "must be font family names separated by commas, such as Inter, system-ui, "
+                                   "sans-serif")
     elif key == "radius":
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RADIUS:
-            return f"must be a whole number of pixels from 0 to {MAX_RADIUS}"
+            return Problem("radius", f"must be a whole number of pixels from 0 to {MAX_RADIUS}", max=MAX_RADIUS)
     elif value not in POSITIONS:
-        return f"must be one of {', '.join(POSITIONS)}"
+        return Problem("position", f"must be one of {', '.join(POSITIONS)}", positions=POSITIONS)
     return None
 
 
@@ -538,15 +558,15 @@ _POSITION_CSS = {
 def _validate_category(category: Any, field: str, languages: list[str], errors: dict[str, str],
                        seen: set[str]) -> dict[str, Any]:
     if not isinstance(category, dict):
-        errors[field] = "must be an object"
+        errors[field] = Problem("not_object", "must be an object")
         return {}
     for key in sorted(set(category) - {"id", "label", "purpose", "services"}):
-        errors[f"{field}.{key}"] = "is not a category field"
+        errors[f"{field}.{key}"] = Problem("unknown_field", "is not a category field")
     cat_id = category.get("id")
     if not isinstance(cat_id, str) or not ID_RE.match(cat_id) or len(cat_id) > 40:
-        errors[f"{field}.id"] = "must be lower-case letters, digits, - or _"
+        errors[f"{field}.id"] = Problem("category_id", "must be lower-case letters, digits, - or _", max=40)
     elif cat_id in seen:
-        errors[f"{field}.id"] = f"{cat_id!r} is listed twice"
+        errors[f"{field}.id"] = Problem("category_twice", f"{cat_id!r} is listed twice", id=cat_id)
     else:
         seen.add(cat_id)
     standard = cat_id in STANDARD_CATEGORIES
@@ -555,50 +575,54 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
     services = category.get("services", [])
     clean_services = []
     if not isinstance(services, list) or len(services) > MAX_ITEMS:
-        errors[f"{field}.services"] = f"must be a list of at most {MAX_ITEMS} services"
+        errors[f"{field}.services"] = Problem("services", f"must be a list of at most {MAX_ITEMS} services",
+                                              max=MAX_ITEMS)
         services = []
     for j, service in enumerate(services):
         sfield = f"{field}.services[{j}]"
         if not isinstance(service, dict):
-            errors[sfield] = "must be an object"
+            errors[sfield] = Problem("not_object", "must be an object")
             continue
         for key in sorted(set(service) - {"name", "provider", "cookies", "catalogue", "own_purposes", "transfer"}):
-            errors[f"{sfield}.{key}"] = "is not a service field"
+            errors[f"{sfield}.{key}"] = Problem("unknown_field", "is not a service field")
         listed = service.get("catalogue")
         if listed is not None and (not isinstance(listed, str) or catalogue.service(listed) is None):
-            errors[f"{sfield}.catalogue"] = ("must be the id of a service in the catalogue "
-                                             "(flask catalogue list), or left out")
+            errors[f"{sfield}.catalogue"] = Problem("catalogue", "must be the id of a service in the catalogue "
+                                                    "(flask catalogue list), or left out")
         own_purposes = service.get("own_purposes", False)
         if not isinstance(own_purposes, bool):
-            errors[f"{sfield}.own_purposes"] = "must be true or false"
+            errors[f"{sfield}.own_purposes"] = Problem("own_purposes", "must be true or false")
         transfer = service.get("transfer")
         if transfer is not None and not _valid_transfer(transfer):
-            errors[f"{sfield}.transfer"] = (f"must be null (the data stays in the EU/EEA) or "
-                                            f"{{\"safeguard\": …, \"country\": …}} with a safeguard of "
-                                            f"{', '.join(SAFEGUARDS)} and, if known, an ISO 3166 country code")
+            errors[f"{sfield}.transfer"] = Problem(
+                "transfer", f"must be null (the data stays in the EU/EEA) or {{\"safeguard\": …, \"country\": …}} "
+                f"with a safeguard of {', '.join(SAFEGUARDS)} and, if known, an ISO 3166 country code",
+                safeguards=SAFEGUARDS)
         clean_cookies = []
         cookies = service.get("cookies", [])
         if not isinstance(cookies, list) or len(cookies) > MAX_ITEMS:
-            errors[f"{sfield}.cookies"] = f"must be a list of at most {MAX_ITEMS} cookies"
+            errors[f"{sfield}.cookies"] = Problem("cookies", f"must be a list of at most {MAX_ITEMS} cookies",
+                                                  max=MAX_ITEMS)
             cookies = []
         for k, cookie in enumerate(cookies):
             cfield = f"{sfield}.cookies[{k}]"
             if not isinstance(cookie, dict):
-                errors[cfield] = "must be an object"
+                errors[cfield] = Problem("not_object", "must be an object")
                 continue
             for key in sorted(set(cookie) - {"name", "provider", "purpose", "duration", "storage"}):
-                errors[f"{cfield}.{key}"] = "is not a cookie field"
+                errors[f"{cfield}.{key}"] = Problem("unknown_field", "is not a cookie field")
             storage = cookie.get("storage", "cookie")
             if storage not in STORAGES:
-                errors[f"{cfield}.storage"] = "must be cookie or local (the browser's localStorage)"
+                errors[f"{cfield}.storage"] = Problem("storage",
+                                                      "must be cookie or local (the browser's localStorage)")
             cname = cookie.get("name")
             if not isinstance(cname, str) or not COOKIE_NAME_RE.match(cname) or len(cname) > 100:
-                errors[f"{cfield}.name"] = ("must be a cookie name, or a name prefix ending in * "
-                                            "such as _pk_id.*")
+                errors[f"{cfield}.name"] = Problem("cookie_name", "must be a cookie name, or a name prefix "
+                                                   "ending in * such as _pk_id.*")
             if parse_duration(cookie.get("duration")) is None:
-                errors[f"{cfield}.duration"] = ("must be 'session', 'persistent' (kept until removed) or "
-                                                "an ISO 8601 duration with one unit, such as P13M, P90D "
-                                                "or PT30M")
+                errors[f"{cfield}.duration"] = Problem("duration", "must be 'session', 'persistent' (kept until "
+                                                       "removed) or an ISO 8601 duration with one unit, such as "
+                                                       "P13M, P90D or PT30M")
             clean_cookie = {
                 "name": cname,
                 "provider": _text(cookie.get("provider", service.get("provider")), f"{cfield}.provider",

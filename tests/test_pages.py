@@ -381,8 +381,8 @@ def test_diff_in_reverse_order_works(client):
 
 
 @pytest.mark.parametrize("url, missing", [
-    ("/en/privacy/diff/2020-01-01/2026-04-09", "2020-01-01"),
-    ("/en/privacy/diff/2025-03-01/2030-01-01", "2030-01-01"),
+    ("/en/privacy/diff/2020-01-01/2026-04-09", "1 January 2020"),
+    ("/en/privacy/diff/2025-03-01/2030-01-01", "1 January 2030"),
     ("/en/privacy/diff/2025-02-30/2026-04-09", "2025-02-30"),
 ])
 def test_diff_with_an_unknown_version_is_404(client, url, missing):
@@ -473,11 +473,20 @@ def test_404_pages_speak_the_visitors_language(client, url, accept, lang, text):
     assert len(doc.find_all("link", rel="alternate")) == 3
 
 
-def test_404_for_a_missing_version_names_it(client):
-    doc = get_page(client, "/en/privacy/2020-01-01", status=404)
-    assert doc.find("html").attrs["lang"] == "en"
-    assert "“privacy” has no version dated 2020-01-01" in doc.find("h1").text()
-    assert doc.find("title").text().startswith("Error 404")
+@pytest.mark.parametrize("lang, text, link", [
+    ("en", "has no version of 1 January 2020", "Every version of"),
+    ("fi", "ei ole versiota 1.1.2020", "kaikki versiot"),
+    ("sv", "har ingen version från 1.1.2020", "Alla versioner av"),
+])
+def test_404_for_a_missing_version_names_it_in_words_and_links_to_its_versions(client, lang, text, link):
+    for url in (f"/{lang}/privacy/2020-01-01", f"/{lang}/privacy/diff/2020-01-01/2026-04-09"):
+        doc = get_page(client, url, status=404)
+        assert doc.find("html").attrs["lang"] == lang
+        heading = doc.find("h1").text()
+        assert text in heading and "privacy" not in heading and "2020-01-01" not in heading, heading
+        versions = doc.find("main").link(f"/{lang}/privacy/versions")
+        assert link in versions.text()
+        assert doc.find("title").text().startswith({"en": "Error", "fi": "Virhe", "sv": "Fel"}[lang])
 
 
 @pytest.mark.parametrize("url, status, fragment", [

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StoreError(Exception):
-    """A write the store refused; the message says why."""
+    """A write the store refused; the message says why in English (for the CLI and logs), `code` and
+    `params` let `keksi.messages` say it in the admin's language."""
+
+    def __init__(self, message: str, code: str = "refused", **params: Any):
+        super().__init__(message)
+        self.code, self.params = code, params
 
 
 class StoreUnavailable(StoreError):

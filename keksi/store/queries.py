@@ -106,7 +106,7 @@ class Store:
                                 f"{row['slug']}/{row['version']}.{row['lang']}", detail)
                 self._changed("notices")
         except self.backend.IntegrityError as exc:
-            raise StoreError(f"a version was already published: {exc}") from exc
+            raise StoreError(f"a version was already published: {exc}", code="version_exists") from exc
 
     # -- sites ------------------------------------------------------------
 
@@ -129,9 +129,9 @@ class Store:
         with self._write():
             exists = bool(self._query("SELECT 1 AS found FROM sites WHERE id = ?", [site_id]))
             if create and exists:
-                raise StoreError(f"a site with id {site_id!r} already exists")
+                raise StoreError(f"a site with id {site_id!r} already exists", code="site_exists", site=site_id)
             if not create and not exists:
-                raise StoreError(f"there is no site with id {site_id!r}")
+                raise StoreError(f"there is no site with id {site_id!r}", code="no_site", site=site_id)
             text = json.dumps(definition, ensure_ascii=False, sort_keys=True)
             if create:
                 self._insert("sites", {"id": site_id, "name": definition["name"], "definition": text,
@@ -146,10 +146,11 @@ class Store:
     def remove_site(self, site_id: str, actor: str) -> None:
         with self._write():
             if not self._query("SELECT 1 AS found FROM sites WHERE id = ?", [site_id]):
-                raise StoreError(f"there is no site with id {site_id!r}")
+                raise StoreError(f"there is no site with id {site_id!r}", code="no_site", site=site_id)
             if self._query("SELECT 1 AS found FROM consents WHERE site = ? LIMIT 1", [site_id]):
                 raise StoreError(f"site {site_id!r} has recorded consents, which are proof that must be "
-                                 "kept; remove its origins instead to stop it collecting new ones")
+                                 "kept; remove its origins instead to stop it collecting new ones",
+                                 code="site_has_consents", site=site_id)
             self.backend.execute("DELETE FROM sites WHERE id = ?", [site_id])
             self._audit(utc_text(), actor, "site.remove", site_id, None)
             self._changed("sites")
@@ -555,13 +556,15 @@ class Store:
                                 reason: str | None = None) -> int:
         """Delete every language of a version that has not taken effect; audit it with `reason`."""
         if version <= today:
-            raise StoreError("a version that has taken effect can never be withdrawn")
+            raise StoreError("a version that has taken effect can never be withdrawn", code="version_in_effect",
+                             version=version)
         now = utc_text()
         with self._write():
             rows = self._query("SELECT lang, sha256 FROM notice_versions WHERE slug = ? AND version = ?",
                                [slug, version])
             if not rows:
-                raise StoreError(f"there is no published version {version} of {slug!r}")
+                raise StoreError(f"there is no published version {version} of {slug!r}", code="no_version",
+                                 slug=slug, version=version)
             self.backend.execute("DELETE FROM notice_versions WHERE slug = ? AND version = ?", [slug, version])
             detail: dict[str, Any] = {row["lang"]: row["sha256"] for row in rows}
             if reason:
@@ -587,7 +590,7 @@ class Store:
         now = utc_text()
         with self._write():
             if self._query("SELECT 1 AS found FROM users WHERE email = ?", [email]):
-                raise StoreError(f"a user with the email {email} already exists")
+                raise StoreError(f"a user with the email {email} already exists", code="user_exists", email=email)
             user_id = self._insert("users", {
                 "email": email, "password_hash": password_hash, "roles": ",".join(sorted(roles)),
                 "created_at": now, "created_by": actor, "disabled": 0}, returning="id")
@@ -638,7 +641,7 @@ class Store:
     def _user_or_error(self, user_id: int) -> dict[str, Any]:
         user = self.user(user_id)
         if user is None:
-            raise StoreError(f"there is no user {user_id}")
+            raise StoreError(f"there is no user {user_id}", code="no_user", user=user_id)
         return user
 
     def _keep_an_admin(self, user_id: int) -> None:
@@ -648,7 +651,8 @@ class Store:
             "AND ',' || roles || ',' LIKE '%,admin,%' LIMIT 1", [user_id])
         target = self.user(user_id)
         if not others and target and "admin" in target["roles"] and not target["disabled"]:
-            raise LastAdmin("the last enabled admin cannot be removed, disabled or lose the admin role")
+            raise LastAdmin("the last enabled admin cannot be removed, disabled or lose the admin role",
+                            code="last_admin")
 
     # -- admin sessions -----------------------------------------------------
 

@@ -51,7 +51,8 @@ class SQLiteBackend:
                 except sqlite3.OperationalError:
                     continue
             else:
-                raise StoreUnavailable(f"the database cannot be opened ({read_write_error})") from None
+                raise StoreUnavailable(f"the database cannot be opened ({read_write_error})",
+                                       code="unavailable") from None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -182,9 +183,9 @@ def unavailable(exc: sqlite3.OperationalError) -> StoreError | None:
     """The store error an SQLite failure means for the caller, or None if it is a bug."""
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
-        return StoreBusy("the database is busy; try again in a moment")
+        return StoreBusy("the database is busy; try again in a moment", code="busy")
     if any(word in text for word in ("full", "readonly", "read-only", "disk i/o", "unable to open")):
-        return StoreUnavailable(f"the database cannot be written ({exc}); nothing was saved")
+        return StoreUnavailable(f"the database cannot be written ({exc}); nothing was saved", code="unavailable")
     return None
 
 

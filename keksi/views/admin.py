@@ -18,7 +18,8 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from .. import auth
-from ..forms import ActionForm, LoginForm, SetPasswordForm, auth_message
+from ..forms import ActionForm, LoginForm, SetPasswordForm
+from ..messages import auth_message, message
 from ..http import error_page
 from ..store import get_store
 
@@ -115,7 +116,7 @@ def login():
     user, wait = auth.try_sign_in(store, form.email.data, form.password.data, request.remote_addr, device)
     if wait:
         form.password.errors.append(
-            _("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
+            message("auth", "wait", {"seconds": wait}))
         return render_template("admin/login.html", form=form), 429, {"Retry-After": str(wait)}
     if user is None:
         form.password.errors.append(_("The email or password is wrong."))

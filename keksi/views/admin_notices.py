@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import force_locale
@@ -21,7 +21,9 @@ from markupsafe import Markup
 from .. import cookie_notice, diffs, notices, sites
 from ..clock import today
 from ..forms import WithdrawForm, notice_form_bytes, notice_version_form
-from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
+from ..i18n import LANGUAGE_NAMES, current_language, date_in_words, format_date, language_name
+from ..http import not_found
+from ..messages import message, store_message
 from ..store import StoreError, StoreUnavailable, get_store
 from .admin import _actor, _load_user, _no_cache, form_expired, role_required
 
@@ -171,9 +173,8 @@ def _post_version(form: Any, slug: str, notice: notices.Notice | None,
             get_store().publish_notice_versions([s.row() for s in sources], _actor(), form.reason.data.strip())
         except StoreUnavailable:
             raise  # answered with 503 and Retry-After by the app's handler
-        except StoreError:  # someone published this date since the preview
-            form.effective_date.errors.append(_("A version with this date exists already. Choose "
-                                                "another date."))
+        except StoreError as exc:  # someone published this date since the preview
+            form.effective_date.errors.append(store_message(exc))
             return 409, None
         flash(_("“%(title)s”: the version of %(date)s is published. It takes effect on that day.",
                 title=title_of(slug, sources[0].version), date=format_date(sources[0].version)))
@@ -221,8 +222,7 @@ def _validate_version(form: Any, slug: str, notice: notices.Notice | None) -> li
         form.effective_date.errors.append(_("The date is in the past. A new version takes effect "
                                             "today or later."))
     elif effective and notice and notice.get(effective.isoformat()):
-        form.effective_date.errors.append(_("A version with this date exists already. Choose "
-                                            "another date."))
+        form.effective_date.errors.append(message("store", "version_exists"))
     if not valid or form.effective_date.errors:
         return None
     sources = []
@@ -276,6 +276,17 @@ SELF_EXPLAINED = {"reason", "confirm", "allow_undo"}
 # -- withdrawing ---------------------------------------------------------------------
 
 
+def _no_such_version(slug: str, notice: notices.Notice | None, version: str) -> NoReturn:
+    """404 naming the notice and the date in words, with a link to the notice's versions."""
+    if notice is None:
+        not_found(_("There is no published notice “%(slug)s”.", slug=slug), url_for("admin_notices.notice_list"),
+                  _("All notices"))
+    title = (notice.current or notice.versions[-1]).title
+    not_found(_("“%(title)s” has no published version of %(date)s.", title=title, date=date_in_words(version)),
+              url_for("admin_notices.notice_list", _anchor=f"notice-{slug}"),
+              _("Every version of “%(title)s”", title=title))
+
+
 @bp.route("/notices/<slug:slug>/<date:version>/withdraw", methods=["GET", "POST"])
 @role_required("legal")
 def notice_withdraw(slug: str, version: str):
@@ -283,7 +294,7 @@ def notice_withdraw(slug: str, version: str):
     notice = _notice(slug)
     target = notice.get(version) if notice else None
     if target is None:
-        abort(404, _("There is no published version of %(date)s of this notice.", date=version))  # maybe no date
+        _no_such_version(slug, notice, version)
     if target.effective <= today():
         abort(409, _("The version of %(date)s has taken effect, so it can never be withdrawn.",
                      date=format_date(version)))

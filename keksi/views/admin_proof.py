@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from .. import consents
+from ..http import not_found
 from ..store import get_store
 from .admin import _load_user, form_expired, role_required
 
@@ -60,14 +61,16 @@ def banner(banner_hash: str):
     """One banner version in full, as visitors saw it."""
     row = get_store().banner_version(banner_hash) if consents.HEX64.match(banner_hash) else None
     if row is None:
-        abort(404, _("No banner version with this hash was ever served."))
+        not_found(_("No banner version with this hash was ever served."), url_for("admin_proof.index"),
+                  _("Proof of what visitors saw"))
     return render_template("admin/proof_banner.html", banner=row, content=json.loads(row["content"]))
 
 
 def _widget_build_or_404(version: str) -> dict[str, Any]:
     row = get_store().widget_build(version) if consents.WIDGET_VERSION.match(version) else None
     if row is None:
-        abort(404, _("No widget build with this version was ever served."))
+        not_found(_("No widget build with this version was ever served."), url_for("admin_proof.index"),
+                  _("Proof of what visitors saw"))
     return row
 
 

@@ -27,12 +27,13 @@ from wtforms import Form, StringField
 
 from .. import consents, figures, sites
 from ..clock import day_start, record_text, today
-from ..http import CSP, refuse_cross_site
+from ..http import CSP, not_found, refuse_cross_site
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
+from ..messages import contrast_message, message, store_message, theme_labels
 from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS,
                           THEME_COLOURS, Built, add_category, add_empty_rows, add_error, attach_errors,
-                          build_definition, contrast_check, contrast_message, form_data, form_entries,
-                          new_site_data, site_form, theme_labels, too_many_categories)
+                          build_definition, contrast_check, form_data, form_entries, new_site_data, site_form,
+                          too_many_categories)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, form_expired, role_required
 from .admin_proof import proof_links
@@ -53,9 +54,11 @@ def _bigger_forms(endpoint: str | None, values: dict[str, Any] | None) -> None:
         # werkzeug counts the parts of multipart posts only: these caps hold for any encoding.
         if request.method == "POST" and (len(request.form) > MAX_FORM_PARTS
                                          or form_entries(request.form.keys()) > MAX_FORM_ENTRIES):
-            abort(413, _("Nothing was saved: a site form can have at most %(rows)s cookie rows and "
-                         "%(categories)s categories. Remove empty rows, then send it again.",
-                         rows=MAX_FORM_ROWS, categories=sites.MAX_CATEGORIES))
+            abort(413, ngettext("Nothing was saved: a site form can have at most %(num)s cookie row and "
+                                "%(categories)s categories. Remove empty rows, then send it again.",
+                                "Nothing was saved: a site form can have at most %(num)s cookie rows and "
+                                "%(categories)s categories. Remove empty rows, then send it again.",
+                                MAX_FORM_ROWS, categories=sites.MAX_CATEGORIES))
 
 
 @bp.before_request
@@ -79,7 +82,8 @@ def _no_cache(response: Response) -> Response:
 def _site_or_404(site_id: str) -> dict[str, Any]:
     site = get_store().site(site_id)
     if site is None:
-        abort(404, _("There is no site with the id %(id)s.", id=site_id))
+        not_found(_("There is no site with the id %(id)s. It may have been removed.", id=site_id),
+                  url_for("admin_sites.site_list"), _("All sites"))
     return site
 
 
@@ -233,7 +237,7 @@ def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: l
     site_id = (form.site_id.data or "") if create else site["id"]
     built = build_definition(form, languages, site_id, site)
     if create and site_id and store.site(site_id) is not None:
-        add_error(form.site_id, _("A site with the id %(id)s exists already. Choose another id.", id=site_id))
+        add_error(form.site_id, message("store", "site_exists", {"site": site_id}))
     try:
         clean = sites.validate(built.definition, languages, slugs)
     except sites.InvalidSite as exc:
@@ -244,7 +248,7 @@ def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: l
     try:
         store.save_site(clean, actor=g.user["email"], create=create)
     except StoreError as exc:  # another save got there first
-        built.errors.setdefault("", []).append(str(exc))
+        built.errors.setdefault("", []).append(store_message(exc))
         built.conflict = True
         return built
     if create:
@@ -423,13 +427,8 @@ def _range(form: RangeForm, max_days: int | None = figures.MAX_DAYS) -> tuple[da
         first, last = figures.parse_range(request.args.get("from"), request.args.get("to"), today(),
                                           max_days)
     except figures.RangeError as exc:
-        messages = {
-            "invalid": _("Enter a date as YYYY-MM-DD, such as %(example)s.", example=today().isoformat()),
-            "order": _("The start is after the end. Choose a start on or before the end."),
-            "too_long": _("Choose at most %(days)s days.", days=max_days),
-        }
         for name, code in exc.errors.items():
-            add_error(form[name], messages[code])
+            add_error(form[name], message("range", code, {"example": today().isoformat(), "max": max_days}))
         return None
     form["from"].data, form["to"].data = first.isoformat(), last.isoformat()
     return first, last

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import ngettext
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from .. import auth
-from ..forms import (ActionForm, ChangePasswordForm, CurrentPasswordForm, RolesForm, UserForm,
-                     auth_message)
+from ..forms import ActionForm, ChangePasswordForm, CurrentPasswordForm, RolesForm, UserForm
+from ..http import not_found
+from ..messages import auth_message, message, store_message
 from ..store import LastAdmin, StoreError, StoreUnavailable, get_store
 from .admin import _load_user, _no_cache, _reset_session, form_expired, idle, lifetime, role_required
 
@@ -28,13 +29,8 @@ bp.register_error_handler(CSRFError, form_expired)
 def _user_or_404(user_id: int) -> dict[str, Any]:
     user = get_store().user(user_id)
     if user is None:
-        abort(404, _("There is no such user. They may have been removed."))
+        not_found(message("store", "no_user", {"user": user_id}), url_for("admin_users.user_list"), _("All users"))
     return user
-
-
-def _last_admin() -> str:
-    return _("This is the last enabled admin: add or enable another admin first, so that someone "
-             "can still manage users.")
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -54,8 +50,8 @@ def user_list():
             status = 400
         except StoreUnavailable:
             raise  # answered with 503: nothing was saved
-        except StoreError:  # the one refusal add_user makes
-            form.email.errors.append(_("A user with this email already exists."))
+        except StoreError as exc:  # the one refusal add_user makes: the email is taken
+            form.email.errors.append(store_message(exc))
             status = 400
         else:
             link = url_for("admin.set_password", token=auth.make_password_token(store, user_id), _external=True)
@@ -89,8 +85,8 @@ def user_roles(user_id: int):
         return _user_page(user, 400, roles_form=form)
     try:
         get_store().set_user_roles(user_id, form.roles.data, g.user["email"])
-    except LastAdmin:
-        return _user_page(user, 409, roles_form=form, error=_last_admin())
+    except LastAdmin as exc:
+        return _user_page(user, 409, roles_form=form, error=store_message(exc))
     flash(_("The roles of %(email)s are saved. They sign in again to use them.", email=user["email"]))
     return redirect(url_for("admin_users.user_page", user_id=user_id))
 
@@ -102,8 +98,8 @@ def user_disable(user_id: int, change: str):
     user = _user_or_404(user_id)
     try:
         get_store().set_user_disabled(user_id, change == "disable", g.user["email"])
-    except LastAdmin:
-        return _user_page(user, 409, error=_last_admin())
+    except LastAdmin as exc:
+        return _user_page(user, 409, error=store_message(exc))
     flash(_("%(email)s is disabled and signed out everywhere.", email=user["email"]) if change == "disable"
           else _("%(email)s can sign in again.", email=user["email"]))
     return redirect(url_for("admin_users.user_page", user_id=user_id))
@@ -130,8 +126,8 @@ def user_remove(user_id: int):
                                              email=user["email"]))
     try:
         get_store().remove_user(user_id, g.user["email"])
-    except LastAdmin:
-        return _user_page(user, 409, error=_last_admin())
+    except LastAdmin as exc:
+        return _user_page(user, 409, error=store_message(exc))
     flash(_("%(email)s was removed.", email=user["email"]))
     if user_id == g.user["id"]:
         _reset_session()
@@ -183,7 +179,7 @@ def _check_current(form: Any) -> int | None:
     device = auth.session_key(session["sid"])
     user, wait = auth.try_sign_in(store, g.user["email"], form.current.data, request.remote_addr, device)
     if wait:
-        form.current.errors.append(_("Too many failed sign-ins. Try again in %(seconds)s seconds.", seconds=wait))
+        form.current.errors.append(message("auth", "wait", {"seconds": wait}))
         return 429
     if user is None:
         form.current.errors.append(_("This is not your current password."))

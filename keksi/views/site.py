@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, time, timezone
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Response, abort, current_app, g, make_response, redirect,
@@ -14,8 +14,8 @@ from flask_babel import gettext as _
 
 from .. import clock, consents, diffs, notices, pagecache, sites
 from ..clock import today
-from ..http import conditional
-from ..i18n import best_language, current_language, format_moment
+from ..http import conditional, not_found
+from ..i18n import best_language, current_language, date_in_words, format_moment
 from ..store import get_store
 from . import api
 
@@ -139,14 +139,21 @@ def notice_current(slug: str):
     return _version_page(notice, notice.current, "site.notice_current")
 
 
+def no_such_version(notice: notices.Notice, version: str) -> NoReturn:
+    """404 naming the notice by its title and the date in words, with a link to its list of versions."""
+    title = (notice.current or notice.versions[-1]).title
+    not_found(_("“%(title)s” has no version of %(date)s.", title=title, date=date_in_words(version)),
+              url_for("site.notice_versions", lang=g.lang, slug=notice.slug),
+              _("Every version of “%(title)s”", title=title))
+
+
 @bp.get("/<lang:lang>/<slug:slug>/<date:version>")
 def notice_version(slug: str, version: str):
     """The permanent page of one version."""
     notice = _load(slug)
     found = notice.get(version)
     if found is None:
-        abort(404, _("“%(slug)s” has no version dated %(version)s. The list of versions shows every one.",
-                     slug=slug, version=version))
+        no_such_version(notice, version)
     return _version_page(notice, found, "site.notice_version", version=version)
 
 
@@ -166,8 +173,7 @@ def notice_diff(slug: str, old: str, new: str):
     old_v, new_v = notice.get(old), notice.get(new)
     missing = [d for d, v in ((old, old_v), (new, new_v)) if v is None]
     if missing:
-        abort(404, _("“%(slug)s” has no version dated %(version)s. The list of versions shows every one.",
-                     slug=slug, version=missing[0]))
+        no_such_version(notice, missing[0])
     store = get_store()
     old_row = store.notice_version(slug, old, g.lang)
     new_row = store.notice_version(slug, new, g.lang)

@@ -1,0 +1,205 @@
+"""Domain errors in the reader's language: the one place that says what each code means.
+
+`auth`, `store` and `sites` raise codes with parameters (`AuthError.code`, `StoreError.code`,
+`sites.Problem.code`, each with `params`), as `notices` does for a text it cannot render
+(`RenderProblem.code`) and `figures` for a range of days (`RangeError`), and keep English text for the CLI and the logs. The views turn a code into
+words here, in the admin's language; nothing matches on the English text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from babel.lists import format_list
+from flask_babel import format_decimal, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_ngettext, ngettext
+
+from .i18n import language_name
+from .notices import MAX_NESTING, RENDER_SECONDS, RenderProblem
+from .sites import safeguard_name
+
+Params = dict[str, Any]
+
+
+def _list(items: Iterable[str]) -> str:
+    return format_list([str(item) for item in items], style="or", locale=str(get_locale()))
+
+
+def _languages(codes: Iterable[str]) -> str:
+    return format_list([language_name(code) for code in codes], locale=str(get_locale()))
+
+
+def at_most(n: int) -> Any:
+    """"Use at most n characters", translated when shown: a form validator's message."""
+    return lazy_ngettext("Use at most %(num)s character.", "Use at most %(num)s characters.", n)
+
+
+def _characters(n: int) -> str:
+    return str(at_most(n))
+
+
+AUTH: dict[str, Callable[[Params], str]] = {
+    "email": lambda p: _("Enter an email address such as name@example.fi."),
+    "roles": lambda p: _("Choose one or more roles from: %(roles)s.", roles=", ".join(p["roles"])),
+    "password_short": lambda p: ngettext("Use at least %(num)s character.", "Use at least %(num)s characters.",
+                                         p["n"]),
+    "password_long": lambda p: _characters(p["n"]),
+    "password_common": lambda p: _("This password is on a list of common passwords, which guessing tries "
+                                   "first. Choose another, such as a few unrelated words."),
+    "link_used": lambda p: _("This link has expired or was already used. Ask an admin for a new one."),
+    # Not raised: `auth.try_sign_in` returns how long to wait.
+    "wait": lambda p: ngettext("Too many failed sign-ins. Try again in %(num)s second.",
+                               "Too many failed sign-ins. Try again in %(num)s seconds.", p["seconds"]),
+}
+
+STORE: dict[str, Callable[[Params], str]] = {
+    "refused": lambda p: _("The change could not be saved. Reload the page and try again."),
+    "busy": lambda p: _("Saving is not possible right now. Nothing was saved. Try again in a moment."),
+    "unavailable": lambda p: _("Saving is not possible right now. Nothing was saved. Try again in a moment."),
+    "version_exists": lambda p: _("A version with this date exists already. Choose another date."),
+    "site_exists": lambda p: _("A site with the id %(id)s exists already. Choose another id.", id=p["site"]),
+    "no_site": lambda p: _("There is no site with the id %(id)s. It may have been removed.", id=p["site"]),
+    "site_has_consents": lambda p: _("The site %(id)s has recorded consents, which are proof that must be kept. "
+                                     "Remove its origins instead to stop it collecting new ones.", id=p["site"]),
+    "version_in_effect": lambda p: _("This version has taken effect, so it can never be withdrawn."),
+    "no_version": lambda p: _("There is no published version of this notice dated %(date)s.",
+                              date=p["version"]),
+    "user_exists": lambda p: _("A user with this email already exists."),
+    "no_user": lambda p: _("There is no such user. They may have been removed."),
+    "last_admin": lambda p: _("This is the last enabled admin: add or enable another admin first, so that "
+                              "someone can still manage users."),
+}
+
+SITE: dict[str, Callable[[Params], str]] = {
+    "not_object": lambda p: _("Write this as an object, in braces { }."),
+    "unknown_field": lambda p: _("Remove this: there is no field by this name here."),
+    "text_empty": lambda p: _("Fill this in."),
+    "text_long": lambda p: _characters(p["max"]),
+    "text_missing": lambda p: _("Write this in every language: %(languages)s is missing.",
+                                languages=_languages(p["languages"])),
+    "text_extra": lambda p: _("Remove the texts in %(languages)s: the site is not shown in them.",
+                              languages=_languages(p["languages"])),
+    "text_kind": lambda p: _("Write one text, or one text for each language."),
+    "site_id": lambda p: ngettext("Use lower-case letters, digits, - and _ only, at most %(num)s character, "
+                                  "such as web-shop.",
+                                  "Use lower-case letters, digits, - and _ only, at most %(num)s characters, "
+                                  "such as web-shop.", p["max"]),
+    "site_name": lambda p: ngettext("Enter a name of at most %(num)s character.",
+                                    "Enter a name of at most %(num)s characters.", p["max"]),
+    "origins": lambda p: ngettext("Enter %(num)s origin, such as https://www.example.fi.",
+                                  "Enter 1 to %(num)s origins, one per line, such as https://www.example.fi.",
+                                  p["max"]),
+    "origin": lambda p: _("%(origin)s is not an origin. Write the scheme and host only, such as "
+                          "https://www.example.fi: no path and no wildcard.", origin=p["origin"]),
+    "origin_twice": lambda p: _("%(origin)s is listed twice.", origin=p["origin"]),
+    "language": lambda p: _("Choose one of the languages: %(languages)s.", languages=_languages(p["languages"])),
+    "consent_days": lambda p: ngettext("Enter a whole number of days from 1 to %(num)s.",
+                                       "Enter a whole number of days from 1 to %(num)s: a consent lasts at most "
+                                       "13 months.", p["max"]),
+    "cookie_domain": lambda p: _("Enter a domain such as example.fi, or leave this empty."),
+    "notices": lambda p: _("Name the privacy notice and the cookie notice the site links to."),
+    "notice": lambda p: _("%(slug)s is not a published notice. Choose a published notice.", slug=p["slug"]),
+    "categories": lambda p: ngettext("A site can have %(num)s category.",
+                                     "A site can have 1 to %(num)s categories.", p["max"]),
+    "necessary": lambda p: _("Keep the Necessary category: every site has it."),
+    "colour": lambda p: _("Choose a colour, written as #rrggbb."),
+    "font": lambda p: _("Write font names separated by commas, using letters, digits, spaces and hyphens, "
+                        "such as Inter, system-ui, sans-serif."),
+    "radius": lambda p: _("Enter a whole number from 0 to %(max)s.", max=p["max"]),
+    "position": lambda p: _("Choose one of the positions."),
+    "contrast": lambda p: contrast_message(p["colour"], p["against"], p["ratio"], p["needed"]),
+    "category_id": lambda p: ngettext("Use lower-case letters, digits, - and _ only, at most %(num)s "
+                                      "character, such as customer-chat.",
+                                      "Use lower-case letters, digits, - and _ only, at most %(num)s "
+                                      "characters, such as customer-chat.", p["max"]),
+    "category_twice": lambda p: _("Another category has this id. Choose another id."),
+    "services": lambda p: ngettext("A category can have at most %(num)s service.",
+                                   "A category can have at most %(num)s services.", p["max"]),
+    "catalogue": lambda p: _("Choose a service from the catalogue, or leave the catalogue id out."),
+    "own_purposes": lambda p: _("Say yes or no: does the provider also use the data for its own purposes?"),
+    "transfer": lambda p: _("Say whether the data leaves the EU/EEA, and if it does, under %(safeguards)s.",
+                            safeguards=_list(safeguard_name(c) for c in p["safeguards"])),
+    "cookies": lambda p: ngettext("A service can have at most %(num)s cookie.",
+                                  "A service can have at most %(num)s cookies.", p["max"]),
+    "storage": lambda p: _("Choose whether it is stored as a cookie or in the browser's local storage."),
+    "cookie_name": lambda p: _("Enter the cookie's name, or a name prefix ending in *, such as _pk_id.*: no "
+                               "spaces, at most 100 characters."),
+    "duration": lambda p: _("Enter session, persistent (kept until it is removed), or an ISO 8601 duration "
+                            "with one unit, such as P13M, P90D or PT30M."),
+}
+
+
+def theme_labels() -> dict[str, str]:
+    """What the form calls each part of a theme, also in its contrast messages."""
+    return {"background": _("Background"), "text": _("Text"), "link": _("Links"), "button": _("Buttons"),
+            "button_text": _("Button text"), "focus": _("Keyboard focus ring")}
+
+
+def contrast_message(fg: str, bg: str, ratio: float, needed: float) -> str:
+    """Which pair fails, its ratio and what WCAG 2.2 AA asks, in the admin's language."""
+    labels = theme_labels()
+    return _("%(foreground)s on %(background)s: the contrast is %(ratio)s:1, and WCAG 2.2 AA needs "
+             "%(needed)s:1 (%(short)s short). Make one of the two colours lighter or darker.",
+             foreground=labels[fg], background=labels[bg], ratio=format_decimal(ratio, "0.00"),
+             needed=format_decimal(needed, "0.0"), short=format_decimal(max(needed - ratio, 0.01), "0.00"))
+
+
+RENDER: dict[str, Callable[[Params], str]] = {
+    "brackets": lambda p: _("Line %(line)s: “[” or “(” is nested more than %(max)s deep, or left open. Close "
+                            "each one, or write \\[ for a bracket meant as text.", line=p["line"], max=MAX_NESTING),
+    "emphasis": lambda p: _("Line %(line)s: emphasis (* or _) is nested more than %(max)s deep, or left open. "
+                            "Close each one, or write \\* for a star meant as text.", line=p["line"],
+                            max=MAX_NESTING),
+    "quotes": lambda p: _("Line %(line)s: block quotes (>) are nested more than %(max)s deep.",
+                          line=p["line"], max=MAX_NESTING),
+    "indent": lambda p: _("Line %(line)s: lists or indentation are nested more than %(max)s levels deep.",
+                          line=p["line"], max=MAX_NESTING),
+    "recursion": lambda p: _("Line %(line)s: the text from this line on is nested too deeply to show.",
+                             line=p["line"]),
+    "slow": lambda p: ngettext("Line %(line)s: the text from this line on takes longer than %(num)s second to "
+                               "show. Simplify it or split it into shorter paragraphs.",
+                               "Line %(line)s: the text from this line on takes longer than %(num)s seconds to "
+                               "show. Simplify it or split it into shorter paragraphs.", round(RENDER_SECONDS),
+                               line=p["line"]),
+    "failed": lambda p: _("Line %(line)s: the text from this line on cannot be shown (%(detail)s).",
+                          line=p["line"], detail=p["detail"]),
+    "image": lambda p: _("Line %(line)s: notices show no images, so %(image)s would be left out. Link to the "
+                         "image instead.", line=p["line"], image=p["detail"]),
+}
+
+
+# A range of days asked for (figures.RangeError); "too_long" only where the range has a maximum.
+RANGE: dict[str, Callable[[Params], str]] = {
+    "invalid": lambda p: _("Enter a date as YYYY-MM-DD, such as %(example)s.", example=p["example"]),
+    "order": lambda p: _("The start is after the end. Choose a start on or before the end."),
+    "too_long": lambda p: ngettext("Choose at most %(num)s day.", "Choose at most %(num)s days.", p["max"]),
+}
+
+DOMAINS: dict[str, dict[str, Callable[[Params], str]]] = {"auth": AUTH, "store": STORE, "site": SITE,
+                                                           "render": RENDER, "range": RANGE}
+
+
+def message(domain: str, code: str, params: Params | None = None) -> str:
+    """What `code` of `domain` ("auth", "store", "site", "render", "range") means, in the current locale."""
+    return DOMAINS[domain][code](params or {})
+
+
+def auth_message(exc: Any) -> str:
+    """An `auth.AuthError` in the reader's language."""
+    return message("auth", exc.code, exc.params)
+
+
+def store_message(exc: Any) -> str:
+    """A `store.StoreError` in the reader's language."""
+    return message("store", exc.code, exc.params)
+
+
+def site_message(problem: Any) -> str:
+    """A `sites.Problem` in the reader's language."""
+    return message("site", problem.code, problem.params)
+
+
+def render_problem_message(problem: RenderProblem) -> str:
+    """A `notices.RenderProblem` (a notice text that cannot be shown as written) in the admin's language."""
+    return message("render", problem.code, {"line": problem.line, "detail": problem.detail})
