@@ -223,6 +223,8 @@ def test_a_draft_from_an_unknown_or_unlinked_site_is_a_clear_404(app, legal):
     other = legal.get("/admin/notices/privacy/new?site=demo")
     assert other.status_code == 404
     assert "does not link this notice as its cookie notice" in other.get_data(as_text=True)
+    for page in (missing, other):  # each leads back to the notice's section of the notices page
+        assert '<a href="/admin/notices#notice-' in page.get_data(as_text=True)
 
 
 def test_marketing_cannot_draft_a_notice(app):

@@ -96,10 +96,12 @@ def _draft(slug: str, start: notices.Version | None, site_id: str, data: dict[st
     """Fill `data` with a draft whose tables come from the site's declaration, around the text of
     `start` in each language (module `cookie_notice`); return what the page says about it."""
     site = get_store().site(site_id)
+    back = url_for("admin_notices.notice_list", _anchor=f"notice-{slug}")
     if site is None:
-        abort(404, _("There is no site with the id %(id)s.", id=site_id))
+        not_found(message("store", "no_site", {"site": site_id}), back, _("All notices"))
     if site["notices"].get("cookies") != slug:
-        abort(404, _("The site %(site)s does not link this notice as its cookie notice.", site=site["name"]))
+        not_found(_("The site %(site)s does not link this notice as its cookie notice.", site=site["name"]), back,
+                  _("All notices"))
     notes: dict[str, set[str]] = {"added": set(), "removed": set()}
     for lang in current_app.config["LANGUAGES"]:
         written = cookie_notice.draft(site, lang, data.get(f"body_{lang}"), current_app.config["ORGANIZATION"])
