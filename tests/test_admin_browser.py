@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from keksi.store import open_store
 
@@ -41,7 +42,7 @@ def test_legal_publishes_a_version_and_sees_it_live_on_its_date(page, live_serve
         body = page.get_by_label(f"Text in Markdown ({name})")
         body.fill(body.input_value() + f"\n\nA new paragraph in {lang}.\n")
     page.get_by_role("button", name="Preview").click()
-    assert page.get_by_role("heading", name="Preview").is_visible()
+    expect(page.get_by_role("heading", name="Preview")).to_be_visible()  # waits for the preview page
     assert page.locator("ol.diff ins", has_text="A new paragraph in en").count() == 1
     assert_accessible(page, "preview")
     # a change after the preview is previewed again, not published unseen
