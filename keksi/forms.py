@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import lazy_ngettext
+from flask_babel import lazy_ngettext, ngettext
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, Form, HiddenField, IntegerField, PasswordField,
                      RadioField, SelectField, SelectMultipleField, StringField, TextAreaField)
@@ -109,7 +109,8 @@ MAX_SCAN_URLS = 20
 def _scan_urls(form: Any, field: Any) -> None:
     urls = (field.data or "").split()
     if len(urls) > MAX_SCAN_URLS:
-        raise ValidationError(_("Give at most %(n)d addresses.", n=MAX_SCAN_URLS))
+        raise ValidationError(ngettext("Give at most %(num)d address.", "Give at most %(num)d addresses.",
+                                       MAX_SCAN_URLS))
     for url in urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
