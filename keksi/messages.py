@@ -2,7 +2,8 @@
 
 `auth`, `store` and `sites` raise codes with parameters (`AuthError.code`, `StoreError.code`,
 `sites.Problem.code`, each with `params`), as `notices` does for a text it cannot render
-(`RenderProblem.code`) and `figures` for a range of days (`RangeError`), and keep English text for the CLI and the logs. The views turn a code into
+(`RenderProblem.code`), for a version written in the admin that cannot become its file
+(`Problem.code`), and `figures` for a range of days (`RangeError`), and keep English text for the CLI and the logs. The views turn a code into
 words here, in the admin's language; nothing matches on the English text.
 """
 
@@ -16,7 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_ngettext, ngettext
 
 from .i18n import language_name
-from .notices import MAX_NESTING, RENDER_SECONDS, RenderProblem
+from .notices import MAX_NESTING, MAX_SOURCE_BYTES, RENDER_SECONDS, Problem, RenderProblem
 from .sites import safeguard_name
 
 Params = dict[str, Any]
@@ -176,8 +177,17 @@ RANGE: dict[str, Callable[[Params], str]] = {
     "too_long": lambda p: ngettext("Choose at most %(num)s day.", "Choose at most %(num)s days.", p["max"]),
 }
 
+# A version written in the admin that cannot become its file (notices.compose_source).
+SOURCE: dict[str, Callable[[Params], str]] = {
+    "too_large": lambda p: _("This text is too long: with its title and summary a version may be at most "
+                             "%(kb)s KB in each language (letters such as ä and ö take two bytes).",
+                             kb=format_decimal(p["kb"])),
+    "": lambda p: _("This text cannot be saved as a notice version. Check its title, summary and text."),
+}
+
 DOMAINS: dict[str, dict[str, Callable[[Params], str]]] = {"auth": AUTH, "store": STORE, "site": SITE,
-                                                           "render": RENDER, "range": RANGE}
+                                                           "render": RENDER, "range": RANGE,
+                                                           "source": SOURCE}
 
 
 def message(domain: str, code: str, params: Params | None = None) -> str:
@@ -198,6 +208,11 @@ def store_message(exc: Any) -> str:
 def site_message(problem: Any) -> str:
     """A `sites.Problem` in the reader's language."""
     return message("site", problem.code, problem.params)
+
+
+def source_problem_message(problem: Problem) -> str:
+    """A `notices.Problem` of a version written in the admin, in the admin's language."""
+    return message("source", problem.code if problem.code in SOURCE else "", {"kb": MAX_SOURCE_BYTES // 1024})
 
 
 def render_problem_message(problem: RenderProblem) -> str:

@@ -45,6 +45,7 @@ class Problem:
     path: str
     message: str
     line: int | None = None  # the line of the file, when the problem is at one
+    code: str = ""  # for the admin's words (keksi/messages.py), where a form can cause it
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -100,7 +101,7 @@ def read_source(path: Path, root: Path) -> Source | Problem:
         return Problem(rel, f"{version} is not a real date (YYYY-MM-DD)")
     raw = path.read_bytes()
     if len(raw) > MAX_SOURCE_BYTES:
-        return Problem(rel, f"the file is larger than {MAX_SOURCE_BYTES // 1024} KB")
+        return _too_large(rel)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -147,7 +148,14 @@ def compose_source(slug: str, version: str, lang: str, title: str, summary: str,
     post = frontmatter.Post(body.replace("\r\n", "\n").strip() + "\n",
                             title=title.strip(), summary=" ".join(summary.split()), material=material)
     text = frontmatter.dumps(post, sort_keys=False) + "\n"
-    return parse_source(f"{slug}/{version}.{lang}.md", slug, version, lang, text)
+    rel = f"{slug}/{version}.{lang}.md"
+    if len(text.encode("utf-8")) > MAX_SOURCE_BYTES:  # as `notices check` would refuse its file
+        return _too_large(rel)
+    return parse_source(rel, slug, version, lang, text)
+
+
+def _too_large(rel: str) -> Problem:
+    return Problem(rel, f"the file is larger than {MAX_SOURCE_BYTES // 1024} KB", code="too_large")
 
 
 @dataclass

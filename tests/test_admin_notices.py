@@ -12,9 +12,10 @@ from html import unescape
 
 import pytest
 
+from keksi.notices import MAX_SOURCE_BYTES
 from keksi.store import open_store
 
-from .conftest import BOTH, add_user, csrf, sign_in
+from .conftest import BOTH, add_user, csrf, sign_in, signed_in
 from .test_admin import previewed, textarea, version_form
 
 BACKENDS = BOTH
@@ -219,6 +220,18 @@ def test_every_problem_is_listed_at_the_top_with_a_link_and_the_missing_language
     assert "The title in Svenska is missing" in texts["title_sv"]
     assert "The change summary in English is missing" in texts["summary_en"]
     assert "The text in Suomi is missing" in texts["body_fi"]
+
+
+@pytest.mark.parametrize("lang, words", [("fi", "Teksti on liian pitkä"), ("en", "This text is too long")])
+def test_a_text_too_long_as_a_file_is_refused_in_the_admins_language(app, lang, words):
+    """Under the form's character limit, but over the file's byte limit in UTF-8 (ä takes two)."""
+    client = signed_in(app, "laura@example.fi", "legal", lang=lang)
+    long_text = "ä" * (MAX_SOURCE_BYTES // 2 + 100)
+    response = client.post(NEW, data=version_data(csrf(client, NEW), "2026-12-20", {"fi": long_text}))
+    assert response.status_code == 400
+    page = unescape(response.get_data(as_text=True))
+    assert words in page and "larger than" not in page
+    assert stored_langs(app, "2026-12-20") == []
 
 
 # -- 12.5 the audit log -----------------------------------------------------------------------

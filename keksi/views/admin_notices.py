@@ -23,7 +23,7 @@ from ..clock import today
 from ..forms import WithdrawForm, notice_form_bytes, notice_version_form
 from ..i18n import LANGUAGE_NAMES, current_language, date_in_words, format_date, language_name
 from ..http import not_found
-from ..messages import message, store_message
+from ..messages import message, source_problem_message, store_message
 from ..store import StoreError, StoreUnavailable, get_store
 from .admin import _actor, _load_user, _no_cache, form_expired, role_required
 
@@ -233,7 +233,7 @@ def _validate_version(form: Any, slug: str, notice: notices.Notice | None) -> li
             slug, effective.isoformat(), lang, form[f"title_{lang}"].data, form[f"summary_{lang}"].data,
             bool(form.material.data), form[f"body_{lang}"].data)
         if isinstance(result, notices.Problem):
-            form[f"body_{lang}"].errors.append(result.message)
+            form[f"body_{lang}"].errors.append(source_problem_message(result))
             return None
         sources.append(result)
     return sources
