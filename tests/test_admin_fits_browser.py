@@ -19,10 +19,9 @@ from playwright.sync_api import Page, expect
 from keksi import auth
 from keksi.store import open_store
 
-from .conftest import from_store
+from .conftest import PASSWORD, add_user, from_store
 from .ledger import DEMO_SITE, add_site, record_some
 from .test_admin_notices_browser import publish_january_from_the_old_text
-from .test_admin_sites import PASSWORD, add_user
 
 pytestmark = pytest.mark.browser
 

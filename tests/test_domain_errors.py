@@ -17,11 +17,8 @@ from flask_babel import force_locale, get_locale
 
 from keksi import auth, messages, notices, sites
 
-from .conftest import signed_in
-from .test_admin import PASSWORD, csrf
+from .conftest import PASSWORD, add_user, csrf, sign_in, signed_in
 from .test_admin_sites import NEW_SITE, definition_to_form, error_beside, form_values, stored_site
-from .test_admin_sites import add_user as add_site_user
-from .test_admin_sites import sign_in as sign_in_site_user
 
 KEKSI = Path(__file__).resolve().parent.parent / "keksi"
 LANGS = ["fi", "sv", "en"]
@@ -166,9 +163,9 @@ def test_a_common_password_is_refused_in_the_admins_language(app, lang):
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_site_form_errors_from_sites_are_shown_in_the_admins_language(app, lang):
-    add_site_user(app, "marketing@example.fi", "marketing")
+    add_user(app, "marketing@example.fi", "marketing")
     client = app.test_client()
-    sign_in_site_user(client, "marketing@example.fi")
+    sign_in(client, "marketing@example.fi")
     client.get(f"/admin/?lang={lang}")
     values = definition_to_form(form_values(client, "/admin/sites/new"), NEW_SITE, create=True)
     values["origins"] = "https://www.example.fi\nhttps://WWW.example.fi/"
