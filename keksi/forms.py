@@ -130,6 +130,14 @@ class ScanForm(FlaskForm):
         NumberRange(min=1, max=MAX_PAGES, message=_l("Scan from 1 to %(max)d pages.", max=MAX_PAGES))])
 
 
+class CatalogueForm(FlaskForm):
+    """Adding a service of the catalogue to a site; the view fills in both lists' choices."""
+
+    service = SelectField(_l("Service"), choices=[])
+    category = SelectField(_l("Category"), choices=[],
+                           description=_l("Keksi suggests the category the catalogue gives the service."))
+
+
 class AuditFilterForm(Form):
     """The audit log's filters, read from the query string (a GET form: nothing to protect)."""
 

@@ -1,6 +1,7 @@
 """A finished scan's findings as the admin shows them: grouped by level, compared with the site's
 previous scan (new and gone), and an undeclared cookie added to the declaration in one step from
-the service catalogue (service, category, purpose in every language, lifetime)."""
+the service catalogue (service, category, purpose in every language, lifetime); the site form adds a
+whole catalogue service the same way (`add_service`)."""
 
 from __future__ import annotations
 
@@ -79,15 +80,42 @@ def declare(site: dict[str, Any], finding: dict[str, Any], own_provider: str) ->
     shaped = catalogue.site_service(entry["id"], own_provider)
     cookie = next(c for c in shaped["cookies"] if c["name"] == pattern)
     definition = copy.deepcopy(site)
-    for category in definition["categories"]:
+    declared = declared_service(definition, entry["id"])
+    if declared is not None:
+        declared["cookies"].append(cookie)
+        return definition
+    return _with_service(definition, entry["category"], dict(shaped, cookies=[cookie]))
+
+
+def declared_service(site: dict[str, Any], service_id: str) -> dict[str, Any] | None:
+    """The site's service that is the catalogue's `service_id` (linked to it, or named as the
+    catalogue names it), if the site declares it."""
+    entry = catalogue.service(service_id)
+    for category in site["categories"]:
         for service in category["services"]:
-            if service.get("catalogue") == entry["id"] or service["name"] == shaped["name"]:
-                service["cookies"].append(cookie)
-                return definition
-    category = next((c for c in definition["categories"] if c["id"] == entry["category"]), None)
+            if service.get("catalogue") == service_id or (entry and service["name"] == entry["name"]):
+                return service
+    return None
+
+
+def add_service(site: dict[str, Any], service_id: str, category_id: str | None,
+                own_provider: str) -> dict[str, Any] | None:
+    """The site's definition with the catalogue's service and all its cookies declared in
+    `category_id` (else the category the catalogue suggests, added if the site lacks it).
+    None when the site declares that service already."""
+    if declared_service(site, service_id) is not None:
+        return None
+    shaped = catalogue.site_service(service_id, own_provider)
+    category_id = category_id or catalogue.service(service_id)["category"]
+    return _with_service(copy.deepcopy(site), category_id, shaped)
+
+
+def _with_service(definition: dict[str, Any], category_id: str, service: dict[str, Any]) -> dict[str, Any]:
+    """`definition` (changed in place) with `service` at the end of the category `category_id`."""
+    category = next((c for c in definition["categories"] if c["id"] == category_id), None)
     if category is None:
-        category = {"id": entry["category"], "services": []}
+        category = {"id": category_id, "services": []}
         definition["categories"].append(category)
-    category["services"].append(dict(shaped, cookies=[cookie]))
+    category["services"].append(service)
     return definition
 

@@ -18,13 +18,13 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
-from .. import scan_results, scanjobs, sites
+from .. import scan_results, scanjobs
 from ..forms import ScanForm
 from ..i18n import format_moment
-from ..store import StoreError, get_store
+from ..store import get_store
 from .admin import _load_user, form_expired, role_required
 from .admin_audit import spreadsheet_cell
-from .admin_sites import _site_or_404, category_name
+from .admin_sites import _site_or_404, category_name, save_declaration
 
 bp = Blueprint("admin_scans", __name__, url_prefix="/admin/sites")
 bp.register_error_handler(CSRFError, form_expired)
@@ -154,24 +154,12 @@ def declare(site_id: str, scan_id: int, finding: int):
     if definition is None:
         flash(_("The cookie %(name)s is declared already.", name=name))
         return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
-    _save_declared(site, definition, chosen, scan_id)
+    save_declaration(site, definition, "scan.declare",
+                     {"scan": scan_id, "cookie": name, "service": chosen["service"], "category": chosen["category"]})
     flash(_("The cookie %(name)s was added to the declaration as part of %(service)s (%(category)s). "
             "Visitors are asked again.", name=name, service=chosen["service"],
             category=category_name(definition, chosen["category"])))
     return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
-
-
-def _save_declared(site: dict[str, Any], definition: dict[str, Any], chosen: dict[str, Any], scan_id: int) -> None:
-    store = get_store()
-    slugs = sorted({v["slug"] for v in store.notice_versions()})
-    try:
-        clean = sites.validate(definition, current_app.config["LANGUAGES"], slugs)
-        store.save_site(clean, actor=g.user["email"], create=False)
-    except (sites.InvalidSite, StoreError) as error:
-        abort(409, _("The declaration could not be saved: %(error)s", error=error))
-    store.audit(g.user["email"], "scan.declare", site["id"],
-                {"scan": scan_id, "cookie": scan_results.item_name(chosen), "service": chosen["service"],
-                 "category": chosen["category"]})
 
 
 def _finished(site_id: str, scan_id: int) -> tuple[dict[str, Any], dict[str, Any]]:

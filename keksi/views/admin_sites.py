@@ -25,8 +25,9 @@ from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from wtforms import Form, StringField
 
-from .. import consents, figures, sites
+from .. import catalogue, consents, figures, scan_results, sites
 from ..clock import day_start, record_text, today
+from ..forms import CatalogueForm
 from ..http import CSP, not_found, refuse_cross_site
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
 from ..messages import contrast_message, message, store_message, theme_labels
@@ -177,6 +178,7 @@ def _form_page(site: dict[str, Any] | None):
             built, status = result, 409 if result.conflict else 400
     stored_ids = {c["id"] for c in (site or {}).get("categories", [])}
     return render_template("admin/site_form.html", form=form, site=site, create=create,
+                           catalogue_form=None if create else catalogue_form(site),
                            languages=languages, categories=sites.STANDARD_CATEGORIES,
                            block_name=lambda block: block_name(site, block), block_summary=lambda block: block_summary(form, block),
                            open_blocks=_open_blocks(form, stored_ids, note), text_rows=text_rows,
@@ -258,6 +260,60 @@ def _save(form: Any, site: dict[str, Any] | None, languages: list[str], slugs: l
     flash(_("The changes to %(name)s were saved.", name=clean["name"]))
     flash(who_is_asked_again(site, clean, languages))
     return redirect(url_for("admin_sites.site_list"))
+
+
+def save_declaration(site: dict[str, Any], definition: dict[str, Any], action: str,
+                     details: dict[str, Any]) -> dict[str, Any]:
+    """Check and store a site's changed declaration as one step (a catalogue service, a scan's
+    cookie) wrote it, audited as `action`; a 409 naming the problem when it cannot be saved."""
+    store = get_store()
+    try:
+        clean = sites.validate(definition, current_app.config["LANGUAGES"], _notice_slugs())
+        store.save_site(clean, actor=g.user["email"], create=False)
+    except (sites.InvalidSite, StoreError) as error:
+        abort(409, _("The declaration could not be saved: %(error)s", error=error))
+    store.audit(g.user["email"], action, site["id"], details)
+    return clean
+
+
+# -- adding a service from the catalogue ------------------------------------------------------
+
+
+def catalogue_form(site: dict[str, Any]) -> CatalogueForm:
+    """The site form's "Add a service from the catalogue": services grouped by their category,
+    and the site's categories to put one in (the catalogue's suggestion first)."""
+    form = CatalogueForm(prefix="catalogue")
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for entry in catalogue.services():
+        groups.setdefault(category_name(site, entry["category"]), []).append((entry["id"], entry["name"]))
+    form.service.choices = groups
+    ids = [c["id"] for c in site["categories"]]
+    ids += [c for c in sites.STANDARD_CATEGORIES if c not in ids]
+    form.category.choices = [("", _("As the catalogue suggests"))] + [(c, category_name(site, c)) for c in ids]
+    return form
+
+
+@bp.post("/<site_id>/catalogue")
+@role_required("marketing")
+def add_from_catalogue(site_id: str):
+    """Declare a catalogue service with all its cookies, lifetimes and purposes (audited, saved at once)."""
+    site = _site_or_404(site_id)
+    form = catalogue_form(site)
+    if not form.validate():
+        abort(400, " ".join(str(e) for f in form for e in f.errors))
+    entry = catalogue.service(form.service.data)
+    back = url_for(".site_edit", site_id=site["id"], _anchor="catalogue")
+    definition = scan_results.add_service(site, entry["id"], form.category.data,
+                                          current_app.config["ORGANIZATION"])
+    if definition is None:
+        flash(_("%(service)s is declared already, as %(name)s. Edit its cookies in the form instead.",
+                service=entry["name"], name=scan_results.declared_service(site, entry["id"])["name"]))
+        return redirect(back)
+    category = form.category.data or entry["category"]
+    clean = save_declaration(site, definition, "site.catalogue", {"service": entry["id"], "category": category})
+    flash(_("%(service)s was added to %(category)s with its cookies. Visitors are asked again.",
+            service=entry["name"], category=category_name(clean, category)))
+    return redirect(back)
 
 
 def who_is_asked_again(before: dict[str, Any], after: dict[str, Any], languages: list[str]) -> str:
