@@ -271,3 +271,22 @@ def test_marketing_edits_a_purpose_and_adds_a_category_in_the_form(page: Page, l
     expect(page.get_by_role("group", name="Customer chat", exact=True).get_by_label("Category id")).to_have_attribute(
         "readonly", "")
     assert_accessible(page, "edit site with a category of its own")
+
+
+def test_marketing_adds_a_catalogue_service_on_a_phone(page: Page, live_server, app):
+    """At 375 px, with JavaScript off: pick Microsoft Clarity from the catalogue, add it, find it in
+    the analytics category with its cookies; the page never scrolls sideways."""
+    base = live_server.url
+    add_site(app)
+    page.set_viewport_size({"width": 375, "height": 800})
+    browser_sign_in(page, base, "marketing@example.fi")
+    page.context.route("**/*.js", lambda route: route.abort())  # the form works without our script
+    page.goto(f"{base}/admin/sites/demo/edit")
+    form = page.get_by_role("form", name="Add a service from the catalogue")
+    form.get_by_label("Service").select_option(label="Microsoft Clarity")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    form.get_by_role("button", name="Add the service").click()
+
+    expect(page.get_by_text("Microsoft Clarity was added to Analytics with its cookies.")).to_be_visible()
+    expect(page.locator("details:has(#category-analytics) summary")).to_contain_text("6 cookies")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
