@@ -14,7 +14,7 @@ from .test_notices import HOSTILE, write_version
 
 SAMPLE_ARGS = {"lang": "en", "slug": "privacy", "version": "2026-04-09", "old": "2025-03-01",
                "new": "2026-04-09", "site_id": "demo", "consent_id": "0" * 32, "token": "x" * 43,
-               "filename": "site.css", "site": "demo", "user_id": 1, "change": "enable"}
+               "filename": "site.css", "site": "demo", "user_id": 1, "change": "enable", "scan_id": 1, "finding": 0}
 
 
 @pytest.fixture
