@@ -712,6 +712,17 @@ def _record_late(app, client) -> dict:
         store.close()
 
 
+def test_a_choice_is_counted_on_the_zones_day(app, client):
+    _record_late(app, client)
+    assert [tuple(r.values()) for r in raw_sql(app, "SELECT day, action, n FROM consent_daily")] == [
+        ("2026-03-02", "accept_all", 1)]
+
+
+def test_a_lone_surrogate_is_refused_in_so_many_words(app, client):
+    assert refusal(client, '{"site": "\\ud800"}') == (
+        "body", "body holds a lone surrogate (\\ud800-\\udfff), which is not text")
+
+
 def test_an_erasure_takes_its_counts_off_the_zones_day(app, client):
     row = _record_late(app, client)
     store = _db(app)
