@@ -371,6 +371,17 @@ def test_a_choice_recorded_twice_is_stored_once(app):
     assert again["consent_id"] == first["consent_id"] and UTC_STAMP.match(first["recorded_at"])
 
 
+def test_an_event_replayed_under_another_subject_is_a_conflict_that_names_it(app, client):
+    cfg = config(client)
+    first = choice(cfg)
+    assert post(client, first).status_code == 201
+    second = post(client, choice(cfg)).get_json()  # another visitor, with a subject of its own
+    replay = dict(first, subject_id=second["subject_id"])
+    assert refusal(client, replay, 409) == (
+        "event_id", "event_id was already used for a different choice (subject_id differ): make a new "
+                    "event_id for each choice")
+
+
 def test_a_consent_lasts_the_sites_consent_days(make_app):
     app = make_app()
     add_site(app, consent_days=30)
