@@ -381,6 +381,26 @@ def test_refusals_and_preflights_do_not_read_every_site(app, client, monkeypatch
     assert len(reads) == 2
 
 
+def test_posts_over_the_rate_limit_do_not_read_any_site(make_app, monkeypatch):
+    from keksi.store import Store
+
+    app = make_app(RATE_LIMIT=2)
+    add_site(app)
+    client = app.test_client()
+    cfg = config(client, lang="en")
+    reads = []
+    for method in ("sites", "site"):
+        real = getattr(Store, method)
+        monkeypatch.setattr(Store, method, lambda self, *a, real=real: reads.append(1) or real(self, *a))
+    statuses = [post(client, choice(cfg)).status_code for _ in range(3)]
+    assert statuses[0] == 201 and statuses[-1] == 429, statuses
+    before = len(reads)
+    assert before, "an accepted post reads its site (the counter counts)"
+    answers = [post(client, choice(cfg)) for _ in range(5)]
+    assert [a.status_code for a in answers] == [429] * 5 and all(a.headers.get("Retry-After") for a in answers)
+    assert len(reads) == before, "a refused post costs no site definition"
+
+
 def test_the_proof_pages_are_for_legal_and_admin_only_and_shrug_off_odd_input(app, client):
     assert client.get("/admin/proof/").status_code == 302, "signed out: to the sign-in page"
     sign_in(client, "marketing@example.fi")
