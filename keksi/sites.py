@@ -579,73 +579,9 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
                                               max=MAX_ITEMS)
         services = []
     for j, service in enumerate(services):
-        sfield = f"{field}.services[{j}]"
-        if not isinstance(service, dict):
-            errors[sfield] = Problem("not_object", "must be an object")
-            continue
-        for key in sorted(set(service) - {"name", "provider", "cookies", "catalogue", "own_purposes", "transfer"}):
-            errors[f"{sfield}.{key}"] = Problem("unknown_field", "is not a service field")
-        listed = service.get("catalogue")
-        if listed is not None and (not isinstance(listed, str) or catalogue.service(listed) is None):
-            errors[f"{sfield}.catalogue"] = Problem("catalogue", "must be the id of a service in the catalogue "
-                                                    "(flask catalogue list), or left out")
-        own_purposes = service.get("own_purposes", False)
-        if not isinstance(own_purposes, bool):
-            errors[f"{sfield}.own_purposes"] = Problem("own_purposes", "must be true or false")
-        transfer = service.get("transfer")
-        if transfer is not None and not _valid_transfer(transfer):
-            errors[f"{sfield}.transfer"] = Problem(
-                "transfer", f"must be null (the data stays in the EU/EEA) or {{\"safeguard\": …, \"country\": …}} "
-                f"with a safeguard of {', '.join(SAFEGUARDS)} and, if known, an ISO 3166 country code",
-                safeguards=SAFEGUARDS)
-        clean_cookies = []
-        cookies = service.get("cookies", [])
-        if not isinstance(cookies, list) or len(cookies) > MAX_ITEMS:
-            errors[f"{sfield}.cookies"] = Problem("cookies", f"must be a list of at most {MAX_ITEMS} cookies",
-                                                  max=MAX_ITEMS)
-            cookies = []
-        for k, cookie in enumerate(cookies):
-            cfield = f"{sfield}.cookies[{k}]"
-            if not isinstance(cookie, dict):
-                errors[cfield] = Problem("not_object", "must be an object")
-                continue
-            for key in sorted(set(cookie) - {"name", "provider", "purpose", "duration", "storage"}):
-                errors[f"{cfield}.{key}"] = Problem("unknown_field", "is not a cookie field")
-            storage = cookie.get("storage", "cookie")
-            if storage not in STORAGES:
-                errors[f"{cfield}.storage"] = Problem("storage",
-                                                      "must be cookie or local (the browser's localStorage)")
-            cname = cookie.get("name")
-            if not isinstance(cname, str) or not COOKIE_NAME_RE.match(cname) or len(cname) > 100:
-                errors[f"{cfield}.name"] = Problem("cookie_name", "must be a cookie name, or a name prefix "
-                                                   "ending in * such as _pk_id.*")
-            if parse_duration(cookie.get("duration")) is None:
-                errors[f"{cfield}.duration"] = Problem("duration", "must be 'session', 'persistent' (kept until "
-                                                       "removed) or an ISO 8601 duration with one unit, such as "
-                                                       "P13M, P90D or PT30M")
-            clean_cookie = {
-                "name": cname,
-                "provider": _text(cookie.get("provider", service.get("provider")), f"{cfield}.provider",
-                                  languages, errors),
-                "purpose": _text(cookie.get("purpose"), f"{cfield}.purpose", languages, errors),
-                "duration": cookie.get("duration"),
-            }
-            if storage != "cookie":
-                clean_cookie["storage"] = storage
-            clean_cookies.append(clean_cookie)
-        clean_service = {
-            "name": _text(service.get("name"), f"{sfield}.name", languages, errors),
-            "provider": _text(service.get("provider"), f"{sfield}.provider", languages, errors),
-            "cookies": clean_cookies,
-        }
-        # Written only when set, so that a definition without them keeps its hash.
-        if listed is not None:
-            clean_service["catalogue"] = listed
-        if own_purposes is True:
-            clean_service["own_purposes"] = True
-        if transfer is not None:
-            clean_service["transfer"] = transfer
-        clean_services.append(clean_service)
+        clean_service = _validate_service(service, f"{field}.services[{j}]", languages, errors)
+        if clean_service is not None:
+            clean_services.append(clean_service)
     result: dict[str, Any] = {"id": cat_id}
     if label is not None:
         result["label"] = label
@@ -654,6 +590,80 @@ def _validate_category(category: Any, field: str, languages: list[str], errors: 
     result["services"] = clean_services
     return result
 
+
+
+def _validate_service(service: Any, sfield: str, languages: list[str],
+                      errors: dict[str, str]) -> dict[str, Any] | None:
+    """One service of a category and its cookies, checked; None when it is not even an object."""
+    if not isinstance(service, dict):
+        errors[sfield] = Problem("not_object", "must be an object")
+        return None
+    for key in sorted(set(service) - {"name", "provider", "cookies", "catalogue", "own_purposes", "transfer"}):
+        errors[f"{sfield}.{key}"] = Problem("unknown_field", "is not a service field")
+    listed = service.get("catalogue")
+    if listed is not None and (not isinstance(listed, str) or catalogue.service(listed) is None):
+        errors[f"{sfield}.catalogue"] = Problem("catalogue", "must be the id of a service in the catalogue "
+                                                "(flask catalogue list), or left out")
+    own_purposes = service.get("own_purposes", False)
+    if not isinstance(own_purposes, bool):
+        errors[f"{sfield}.own_purposes"] = Problem("own_purposes", "must be true or false")
+    transfer = service.get("transfer")
+    if transfer is not None and not _valid_transfer(transfer):
+        errors[f"{sfield}.transfer"] = Problem(
+            "transfer", f"must be null (the data stays in the EU/EEA) or {{\"safeguard\": …, \"country\": …}} "
+            f"with a safeguard of {', '.join(SAFEGUARDS)} and, if known, an ISO 3166 country code",
+            safeguards=SAFEGUARDS)
+    cookies = service.get("cookies", [])
+    if not isinstance(cookies, list) or len(cookies) > MAX_ITEMS:
+        errors[f"{sfield}.cookies"] = Problem("cookies", f"must be a list of at most {MAX_ITEMS} cookies",
+                                              max=MAX_ITEMS)
+        cookies = []
+    clean_cookies = [clean for k, cookie in enumerate(cookies)
+                     if (clean := _validate_cookie(cookie, f"{sfield}.cookies[{k}]", service.get("provider"),
+                                                   languages, errors)) is not None]
+    clean_service = {
+        "name": _text(service.get("name"), f"{sfield}.name", languages, errors),
+        "provider": _text(service.get("provider"), f"{sfield}.provider", languages, errors),
+        "cookies": clean_cookies,
+    }
+    # Written only when set, so that a definition without them keeps its hash.
+    if listed is not None:
+        clean_service["catalogue"] = listed
+    if own_purposes is True:
+        clean_service["own_purposes"] = True
+    if transfer is not None:
+        clean_service["transfer"] = transfer
+    return clean_service
+
+
+def _validate_cookie(cookie: Any, cfield: str, service_provider: Any, languages: list[str],
+                     errors: dict[str, str]) -> dict[str, Any] | None:
+    """One declared cookie (or localStorage key), checked; its provider defaults to its service's."""
+    if not isinstance(cookie, dict):
+        errors[cfield] = Problem("not_object", "must be an object")
+        return None
+    for key in sorted(set(cookie) - {"name", "provider", "purpose", "duration", "storage"}):
+        errors[f"{cfield}.{key}"] = Problem("unknown_field", "is not a cookie field")
+    storage = cookie.get("storage", "cookie")
+    if storage not in STORAGES:
+        errors[f"{cfield}.storage"] = Problem("storage", "must be cookie or local (the browser's localStorage)")
+    cname = cookie.get("name")
+    if not isinstance(cname, str) or not COOKIE_NAME_RE.match(cname) or len(cname) > 100:
+        errors[f"{cfield}.name"] = Problem("cookie_name", "must be a cookie name, or a name prefix "
+                                           "ending in * such as _pk_id.*")
+    if parse_duration(cookie.get("duration")) is None:
+        errors[f"{cfield}.duration"] = Problem("duration", "must be 'session', 'persistent' (kept until "
+                                               "removed) or an ISO 8601 duration with one unit, such as "
+                                               "P13M, P90D or PT30M")
+    clean_cookie = {
+        "name": cname,
+        "provider": _text(cookie.get("provider", service_provider), f"{cfield}.provider", languages, errors),
+        "purpose": _text(cookie.get("purpose"), f"{cfield}.purpose", languages, errors),
+        "duration": cookie.get("duration"),
+    }
+    if storage != "cookie":
+        clean_cookie["storage"] = storage
+    return clean_cookie
 
 # -- what the widget shows ------------------------------------------------------
 
