@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -30,7 +31,7 @@ from . import scanjobs
 from . import sites as sites_mod
 from . import store as store_mod
 from .clock import day_start, record_text, today
-from .store import StoreError, database_path, get_store, open_store
+from .store import Store, StoreError, database_path, get_store, open_store
 from .views.admin_proof import proof_links
 
 notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
@@ -423,7 +424,13 @@ def consents_verify(expect: str | None, audit_expect: str | None) -> None:
     Example: flask consents verify --head 1042:3f5a… --audit-head 87:9c0e…
     """
     head, audit_head = _head(expect, "--head"), _head(audit_expect, "--audit-head")
-    store = get_store()
+    if not _verify(get_store(), head, audit_head):
+        raise SystemExit(1)
+
+
+def _verify(store: Store, head: tuple[int, str] | None = None, audit_head: tuple[int, str] | None = None) -> bool:
+    """Check every proof `store` holds and print the outcome (as `consents verify` does); False when
+    anything fails."""
     result = consents_mod.verify(store, head)
     if result.ok:
         click.echo(f"ok: {result.checked} records verified, {result.removed} of them erased or purged")
@@ -444,8 +451,7 @@ def consents_verify(expect: str | None, audit_expect: str | None) -> None:
         click.echo(f"chain head: {result.head[0]}:{result.head[1]}")
     if audit_head_now and not problems:
         click.echo(f"audit head: {audit_head_now[0]}:{audit_head_now[1]}")
-    if not (result.ok and figures_ok) or problems:
-        raise SystemExit(1)
+    return result.ok and figures_ok and not problems
 
 
 def _report_figures(check: figures_mod.FiguresCheck) -> bool:
@@ -730,6 +736,42 @@ def db_upgrade() -> None:
     """
     applied = store_mod.migrate(current_app)
     click.echo("applied " + ", ".join(applied) if applied else "the schema is up to date: nothing to apply")
+
+
+@db_cli.command("copy")
+@with_appcontext
+@click.option("--to", "url", required=True, metavar="URL",
+              help="The PostgreSQL database to copy into (a libpq URL): new and empty.")
+def db_copy(url: str) -> None:
+    """Copy the SQLite database into a new PostgreSQL database, then check the copy.
+
+    Applies the PostgreSQL migrations to URL if it lacks them, refuses a database that already holds
+    data, and copies every table in one transaction (a failed copy leaves nothing: run it again).
+    Stop Keksi first: a write made during the copy waits, then gets 503. Ends by checking the copy as
+    `flask consents verify` does, printing its chain heads; exits 1 if the copy fails the checks.
+    Then set KEKSI_DATABASE=URL on every host.
+
+    Example: flask db copy --to postgresql://keksi@db.example/keksi
+    """
+    source_path = database_path(current_app)
+    if store_mod.is_url(source_path):
+        raise click.ClickException("KEKSI_DATABASE is a PostgreSQL database already: db copy moves a SQLite one")
+    if not store_mod.is_url(url):
+        raise click.BadParameter("give a PostgreSQL libpq URL, postgresql://…", param_hint="--to")
+    try:
+        with contextlib.closing(open_store(source_path)) as source, contextlib.closing(open_store(url)) as target:
+            applied = target.migrate()
+            if applied:
+                click.echo("applied " + ", ".join(applied))
+            counts = store_mod.copy_database(source, target, copied=lambda table, rows: click.echo(
+                f"copied {table}: {rows} rows"))
+            click.echo(f"copied {sum(counts.values())} rows in {len(counts)} tables; checking the copy")
+            if not _verify(target):
+                click.secho("the copy failed its checks (above); `flask consents verify` on the SQLite "
+                            "database, which is unchanged, shows whether it fails them too", fg="red", err=True)
+                raise SystemExit(1)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 catalogue_cli = AppGroup("catalogue", help="The service catalogue that sites and the site audit draw on.")

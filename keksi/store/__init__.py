@@ -9,6 +9,7 @@ dicts and whose SQL is written once for every backend. The rest of the package s
   the connections each thread keeps between requests
 - `postgresql.py`: the PostgreSQL backend: a connection pool per worker, transactions, migrations
   applied under an advisory lock, and the lock on each chain's head
+- `copy.py`: a database copied into another store, table by table (`flask db copy`)
 - `migrations/`: each backend's schema changes
 - `errors.py`: the errors callers catch
 
@@ -29,6 +30,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_app_context, request
 
 from . import sqlite
+from .copy import copy_database
 from .chain import GENESIS_HASH, Counts, audit_content_hash, chain_hash, leaves_head, removal_digest
 from .errors import LastAdmin, StoreBusy, StoreError, StoreUnavailable
 from .queries import PURGE_WHERE, Store
@@ -37,7 +39,7 @@ from .sqlite import BUSY_TIMEOUT_MS, close_idle_connections
 __all__ = [
     "BUSY_TIMEOUT_MS", "Counts", "GENESIS_HASH", "LastAdmin", "PURGE_WHERE", "Store", "StoreBusy", "StoreError",
     "StoreUnavailable", "audit_content_hash", "chain_hash", "close_idle_connections", "close_store",
-    "database_path", "generation", "get_store", "init_app", "is_url", "leaves_head", "migrate", "open_store",
+    "copy_database", "database_path", "generation", "get_store", "init_app", "is_url", "leaves_head", "migrate", "open_store",
     "pending_migrations", "removal_digest",
 ]
 

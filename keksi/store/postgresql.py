@@ -207,6 +207,26 @@ class PostgreSQLBackend:
         self.conn.execute("SELECT 1")
         return "ok"
 
+    def tables(self) -> dict[str, tuple[list[str], set[str]]]:
+        """Each table of the schema: its columns in order, and the tables its foreign keys name."""
+        tables: dict[str, tuple[list[str], set[str]]] = {}
+        for row in self.query("SELECT table_name AS name, column_name AS col FROM information_schema.columns "
+                              "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"):
+            tables.setdefault(row["name"], ([], set()))[0].append(row["col"])
+        for row in self.query("SELECT conrelid::regclass::text AS name, confrelid::regclass::text AS target "
+                              "FROM pg_constraint WHERE contype = 'f' "
+                              "AND connamespace = current_schema()::regnamespace"):
+            tables[row["name"]][1].add(row["target"])
+        return tables
+
+    def follow_copied_ids(self, table: str) -> None:
+        """After rows were copied in with their ids: the table's identity columns go on after the
+        largest id, so the next row added gets a new one."""
+        for row in self.query("SELECT column_name AS col FROM information_schema.columns WHERE table_schema = "
+                              "current_schema() AND table_name = ? AND is_identity = 'YES'", [table]):
+            self.query(f"SELECT setval(pg_get_serial_sequence(?, ?), coalesce(max({row['col']}), 0) + 1, false) "
+                       f"AS next FROM {table}", [table, row["col"]])
+
 
 def unavailable(exc: psycopg.Error) -> StoreError | None:
     """The store error a PostgreSQL failure means for the caller, or None if it is a bug."""

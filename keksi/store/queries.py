@@ -12,7 +12,7 @@ PostgreSQL backend with the same methods): `query`/`iterate` (rows as dicts), `e
 (a write's row count), `executemany`, `transaction()` (a write transaction; nested calls join the
 outer one; busy and unavailable databases raise `StoreBusy`/`StoreUnavailable`), `lock_chain`
 (serialises appends to one chain inside the transaction), `IntegrityError`, `Error`, migrations,
-backup and integrity check.
+backup, integrity check, and for copies (`keksi.store.copy`) `tables` and `follow_copied_ids`.
 """
 
 from __future__ import annotations

@@ -153,6 +153,17 @@ class SQLiteBackend:
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
+    def tables(self) -> dict[str, tuple[list[str], set[str]]]:
+        """Each table of the schema: its columns in order, and the tables its foreign keys name."""
+        names = [row["name"] for row in self.query("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                   "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return {name: ([row["name"] for row in self.query("SELECT name FROM pragma_table_info(?)", [name])],
+                       {row["table"] for row in self.query('SELECT "table" FROM pragma_foreign_key_list(?)', [name])})
+                for name in names}
+
+    def follow_copied_ids(self, table: str) -> None:
+        """After rows were copied in with their ids: nothing to do, SQLite's next id is the largest + 1."""
+
 
 def _connect(path: str, busy_timeout_ms: int, read_only: str | bool) -> sqlite_utils.Database:
     if read_only:
