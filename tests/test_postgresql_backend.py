@@ -40,6 +40,24 @@ def test_a_new_database_is_served_only_after_flask_db_upgrade(empty_postgresql, 
     assert client.get("/en/").status_code == 200
 
 
+def test_a_database_one_migration_behind_is_named_by_healthz_until_upgraded(empty_postgresql, notices_dir,
+                                                                           monkeypatch):
+    """A new version of Keksi deployed before `flask db upgrade` ran: only the new migration is pending."""
+    backend = postgresql_backend()
+    *earlier, newest = backend.migration_files()
+    with monkeypatch.context() as patch, connect(empty_postgresql) as conn:
+        patch.setattr(backend, "migration_files", lambda: earlier)
+        backend.migrate(conn)
+    client = _app(empty_postgresql, notices_dir).test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["status"] == "error" and health.get_json()["pending_migrations"] == [newest.stem]
+    assert newest.stem in client.get("/api/v1/sites/demo/config?lang=fi").get_json()["message"]
+    upgrade = client.application.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert upgrade.output.strip() == f"applied {newest.stem}"
+    assert client.get("/healthz").get_json()["status"] == "ok"
+
+
 def test_starting_never_migrates_postgresql(empty_postgresql, notices_dir):
     _app(empty_postgresql, notices_dir)
     with connect(empty_postgresql) as conn:
