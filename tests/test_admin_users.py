@@ -437,3 +437,41 @@ def test_guesses_sent_all_at_once_wait_like_guesses_sent_one_by_one(make_app):
     assert sorted(codes) == [401] * auth.FREE_FAILURES + [429] * (len(clients) - auth.FREE_FAILURES)
     assert len(from_store(app, "login_failures", "account:legal@example.fi", "2000")) == auth.FREE_FAILURES, \
         "a try that had to wait is not counted as a failure"
+
+
+# -- several hosts on one database --------------------------------------------------------
+# Two app instances on one database stand for two hosts behind a load balancer, which may send each
+# request of one browser to either. They share only the database and KEKSI_SECRET_KEY.
+
+
+def switch_host(client, host):
+    """The same browser, its next request sent to `host`."""
+    moved = host.test_client()
+    moved.set_cookie("session", session_cookie(client))
+    return moved
+
+
+def test_a_session_begun_on_one_host_is_kept_and_ended_on_another(app, make_app):
+    host_a, host_b = app, make_app(publish=False)
+    on_a = host_a.test_client()
+    on_a.get("/admin/login?lang=en")
+    token = csrf(on_a, "/admin/login")  # the form from host A, posted to host B
+    on_b = switch_host(on_a, host_b)
+    answer = on_b.post("/admin/login", data={"csrf_token": token, "email": "legal@example.fi", "password": PASSWORD})
+    assert answer.status_code == 302 and signed_in(on_b)
+    on_a = switch_host(on_b, host_a)
+    assert signed_in(on_a), "the session made on host B is accepted on host A"
+    saved = session_cookie(on_a)
+    on_a.post("/admin/logout", data={"csrf_token": csrf(on_a, "/admin/")})
+    assert not signed_in(replay(host_b, saved)), "signing out on host A ends the session on host B"
+    assert not signed_in(replay(host_a, saved))
+
+
+def test_failed_sign_ins_counted_on_every_host_slow_the_others(app, make_app):
+    hosts = (app, make_app(publish=False))
+    for n in range(auth.FREE_FAILURES):
+        assert sign_in_from(hosts[n % 2], "198.51.100.7", "legal@example.fi", "guess!").status_code == 401
+    for host in hosts:
+        slowed = sign_in_from(host, "198.51.100.7", "legal@example.fi", PASSWORD)
+        assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) >= 1
+    assert sign_in_from(hosts[1], "203.0.113.5", "legal@example.fi", PASSWORD).status_code == 302
