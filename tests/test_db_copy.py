@@ -148,3 +148,34 @@ def test_rows_go_over_a_batch_at_a_time_and_all_arrive(app, empty_postgresql):
     copied = _rows(empty_postgresql)
     copied.pop("generations")
     assert copied == {table: rows for table, rows in _rows(app.config["DATABASE"]).items() if table != "generations"}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_copy_that_fails_half_way_leaves_nothing_and_runs_again(app, empty_postgresql):
+    record_some(app.test_client(), 3)
+
+    def fail_after_consents(table, rows):
+        if table == "consents":
+            raise Interrupted
+
+    source, target = open_store(app.config["DATABASE"]), open_store(empty_postgresql)
+    try:
+        target.migrate()
+        with pytest.raises(Interrupted):
+            copy_database(source, target, copied=fail_after_consents)
+        assert not any(_rows(empty_postgresql)[table] for table in ("consents", "consent_chain", "audit_log"))
+        assert copy_database(source, target)["consents"] == 3
+    finally:
+        source.close()
+        target.close()
+
+
+def test_a_value_the_target_refuses_names_its_table_and_copies_nothing(app, empty_postgresql):
+    """PostgreSQL's text cannot hold a NUL character, which SQLite's can."""
+    add_user(app, "legal\x00@example.fi", "legal")
+    result = app.test_cli_runner().invoke(args=["db", "copy", "--to", empty_postgresql])
+    assert result.exit_code == 1 and "the target refused a row of users (after 0 copied)" in result.output
+    assert not _rows(empty_postgresql)["sites"]

@@ -97,7 +97,11 @@ def _copy_table(source: Store, target: Store, table: str, columns: list[str], ba
             for row in source.backend.iterate(f"SELECT {names} FROM {table}", batch=batch))
     count = 0
     for chunk in _chunks(rows, batch):
-        target.backend.executemany(insert, chunk)
+        try:
+            target.backend.executemany(insert, chunk)
+        except target.backend.Error as exc:  # a value the target refuses: say where, keep nothing
+            raise StoreError(f"the target refused a row of {table} (after {count} copied): {exc}; nothing "
+                             "was copied", code="copy_refused", table=table) from exc
         count += len(chunk)
     return count
 
