@@ -229,23 +229,6 @@ def test_erasure_removes_a_subject_and_keeps_the_chain_verifiable(app, client):
     assert bad.exit_code == 2
 
 
-@pytest.mark.sqlite_only
-def test_erased_records_leave_no_readable_trace_in_the_database_file(make_app):
-    app = make_app(STORE_PAGE=True)  # the page path is what the test looks for in the file
-    add_site(app)
-    client = app.test_client()
-    cfg = config(client)
-    mine = post(client, choice(cfg, page="/a-page-only-this-visitor-saw")).get_json()
-    post(client, choice(cfg))
-    runner = app.test_cli_runner()
-    assert runner.invoke(args=["consents", "erase", "--subject", mine["subject_id"]]).exit_code == 0
-    raw_sql(app, "PRAGMA wal_checkpoint(TRUNCATE)", script=True)
-    with open(app.config["DATABASE"], "rb") as database:
-        content = database.read()
-    for trace in (mine["subject_id"], mine["consent_id"], "a-page-only-this-visitor-saw"):
-        assert trace.encode() not in content, trace
-
-
 def test_erasure_by_a_consent_id_the_visitor_quotes_removes_all_their_records(app, client):
     """The widget and the receipt show a visitor their consent id, not their subject id."""
     cfg = config(client)

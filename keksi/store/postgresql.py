@@ -38,6 +38,8 @@ from .queries import Store
 # Connections per worker process: gunicorn's sync workers serve one request at a time, which holds
 # one connection; the caches' generation check (keksi.store.generation) may take a second.
 POOL_SIZE = 4
+# How long `flask db compact` waits for the consents table's lock before giving up.
+COMPACT_LOCK_WAIT = "5s"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+$")
 # pg_advisory_lock's key for migrating: any constant all Keksi processes share ("keksimig").
 _MIGRATION_LOCK = int.from_bytes(b"keksimig", "big")
@@ -226,6 +228,27 @@ class PostgreSQLBackend:
                               "current_schema() AND table_name = ? AND is_identity = 'YES'", [table]):
             self.query(f"SELECT setval(pg_get_serial_sequence(?, ?), coalesce(max({row['col']}), 0) + 1, false) "
                        f"AS next FROM {table}", [table, row["col"]])
+
+
+    def clear_removed(self) -> bool:
+        """After an erasure or purge: nothing at once. The removed rows stay in the table's and its
+        indexes' files, and a plain VACUUM (autovacuum) does not always remove them: a row written
+        last in its page stays in the page's free space (measured). Only a rewrite does, which
+        locks the table (`compact`), so that is left to the operator: False."""
+        return False
+
+    def compact(self) -> bool:
+        """Rewrite the consents table and its indexes (VACUUM FULL), so that no removed record is
+        left in their files. Holds an ACCESS EXCLUSIVE lock meanwhile: consent posts and reads of
+        the table wait (measured: 8.6 s for 500,000 records, 389 MB). Waits at most COMPACT_LOCK_WAIT
+        for the lock (a long reader would otherwise queue every post behind it); StoreBusy then."""
+        with _mapped_errors():
+            self.conn.execute(f"SET lock_timeout = '{COMPACT_LOCK_WAIT}'")
+            try:
+                self.conn.execute("VACUUM (FULL, ANALYZE) consents")
+            finally:
+                self.conn.execute("RESET lock_timeout")
+        return True
 
 
 def unavailable(exc: psycopg.Error) -> StoreError | None:

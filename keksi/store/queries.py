@@ -75,6 +75,12 @@ class Store:
     def integrity_check(self) -> str:
         return self.backend.integrity_check()
 
+    def compact(self) -> bool:
+        """Leave no removed record in the database's files (README, "What erasure leaves"): SQLite
+        empties its write-ahead log; PostgreSQL rewrites the consents table and its indexes, locking
+        it meanwhile. True when done."""
+        return self.backend.compact()
+
     # -- notices ----------------------------------------------------------
 
     _NOTICE_META = "slug, version, lang, title, summary, material, sha256, published_at, published_by"
@@ -404,6 +410,8 @@ class Store:
             if reason == "purge":
                 self.backend.execute("UPDATE maintenance SET last_run_at = ?, last_count = ?, claimed_until = NULL "
                                      "WHERE task = 'purge'", [now, len(seqs)])
+        if seqs:
+            self.backend.clear_removed()
         return len(seqs)
 
     def subject_summary(self, subject_id: str) -> dict[str, Any]:

@@ -164,6 +164,21 @@ class SQLiteBackend:
     def follow_copied_ids(self, table: str) -> None:
         """After rows were copied in with their ids: nothing to do, SQLite's next id is the largest + 1."""
 
+    def clear_removed(self) -> bool:
+        """After an erasure or purge: empty the write-ahead log into the database file and cut it to
+        nothing (a TRUNCATE checkpoint). secure_delete overwrites removed records in the database
+        file, but the log's earlier frames still held them, even after an ordinary checkpoint
+        (measured). Waits up to the busy timeout for readers; False if they kept it busy (the log
+        then keeps its frames until they are overwritten or the next erasure empties it)."""
+        if self.read_only or self.conn.in_transaction:
+            return False
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
+
+    def compact(self) -> bool:
+        """What `flask db compact` does: here the same as after each erasure."""
+        return self.clear_removed()
+
 
 def _connect(path: str, busy_timeout_ms: int, read_only: str | bool) -> sqlite_utils.Database:
     if read_only:
