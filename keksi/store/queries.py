@@ -75,11 +75,11 @@ class Store:
     def integrity_check(self) -> str:
         return self.backend.integrity_check()
 
-    def compact(self) -> bool:
+    def compact(self) -> None:
         """Leave no removed record in the database's files (README, "What erasure leaves"): SQLite
         empties its write-ahead log; PostgreSQL rewrites the consents table and its indexes, locking
-        it meanwhile. True when done."""
-        return self.backend.compact()
+        it meanwhile. StoreBusy when readers kept it from doing so."""
+        self.backend.compact()
 
     # -- notices ----------------------------------------------------------
 

@@ -22,6 +22,8 @@ from .migrations.sqlite import migrations
 from .queries import Store
 
 BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
+# How long emptying the write-ahead log after an erasure waits for readers; writers wait meanwhile.
+CHECKPOINT_WAIT_MS = 1000
 SQLITE_VERSION = sqlite3.sqlite_version  # of the library Python links, for reports (bench/run.py)
 
 
@@ -38,6 +40,7 @@ class SQLiteBackend:
 
     def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self.read_only = False
         try:
             self.db = _connect(path, busy_timeout_ms, read_only=False)
@@ -168,16 +171,23 @@ class SQLiteBackend:
         """After an erasure or purge: empty the write-ahead log into the database file and cut it to
         nothing (a TRUNCATE checkpoint). secure_delete overwrites removed records in the database
         file, but the log's earlier frames still held them, even after an ordinary checkpoint
-        (measured). Waits up to the busy timeout for readers; False if they kept it busy (the log
-        then keeps its frames until they are overwritten or the next erasure empties it)."""
+        (measured). Writers wait while it runs, so it waits at most CHECKPOINT_WAIT_MS for readers (a
+        long export); False if they kept it busy (the log then keeps its frames until they are
+        overwritten or the next erasure, purge or compaction empties it)."""
         if self.read_only or self.conn.in_transaction:
             return False
-        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        self.conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         return busy == 0
 
-    def compact(self) -> bool:
-        """What `flask db compact` does: here the same as after each erasure."""
-        return self.clear_removed()
+    def compact(self) -> None:
+        """What `flask db compact` does: here the same as after each erasure; StoreBusy if readers
+        kept the log busy."""
+        if not self.clear_removed():
+            raise StoreBusy("readers kept the write-ahead log busy; try again in a moment", code="busy")
 
 
 def _connect(path: str, busy_timeout_ms: int, read_only: str | bool) -> sqlite_utils.Database:
