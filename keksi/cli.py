@@ -781,8 +781,8 @@ def db_compact() -> None:
     """Leave no erased or purged record in the database's files. SQLite: empty the write-ahead
     log into the database file (each erasure and purge already does this). PostgreSQL: rewrite
     the consents table and its indexes (VACUUM FULL), which locks it while it runs: consent posts
-    wait, for about 2 s per 100,000 records. Run it after erasures, at a quiet hour. Its WAL,
-    replicas and backups still keep removed records until they roll over.
+    wait, for about 2 s per 100,000 records. Run it after erasures, at a quiet hour. The WAL and
+    backups still keep removed records until they roll over (README, "What erasure leaves").
 
     Example: flask db compact
     """
