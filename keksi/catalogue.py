@@ -111,6 +111,33 @@ def classify_cookie(name: str, domain: str = "", extra: Iterable[dict[str, Any]]
     return max(candidates, key=lambda c: c[:2])[2] if candidates else None
 
 
+def party(domain: str | None, site_host: str) -> str:
+    """"first" for a cookie that lives on the site's own host or a parent domain of it, as what a tag
+    on the site's pages writes does (Google Analytics' _ga, Matomo's _pk_id), whoever receives its data;
+    "third" for one that lives on another domain (YouTube's on youtube.com). The one meaning of first
+    and third party: the site audit says it of what a browser held, the cookie notice of the declaration."""
+    domain = (domain or "").lstrip(".").lower()
+    return "first" if not domain or site_host == domain or site_host.endswith("." + domain) else "third"
+
+
+def cookie_domain(name: str, entry: dict[str, Any] | None = None) -> str | None:
+    """The domain the catalogue says a cookie lives on (its provider's), or None when it lives on the
+    site that embeds the service; looked up in the catalogue service `entry`, else in every service."""
+    for candidate in [entry] if entry else services():
+        for cookie in candidate["cookies"]:
+            if cookie["name"] == name or name_matches(name, cookie["name"]):
+                return cookie.get("domain")
+    return None
+
+
+def declared_party(site_service: dict[str, Any], name: str) -> str:
+    """A declared cookie's party (`party`): on the catalogue's domain for it, else on the site's own.
+    The site's service is the catalogue's it links to or is named as (else any that has the cookie)."""
+    entry = service(site_service.get("catalogue") or "") or next(
+        (s for s in services() if s["name"] == site_service["name"]), None)
+    return party(cookie_domain(name, entry), "")
+
+
 def classify_host(host: str) -> Match | None:
     """The catalogue service a request to `host` (a host name, no port) belongs to, if any."""
     best = None

@@ -31,7 +31,7 @@ from typing import Any
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from . import sites
+from . import catalogue, sites
 
 BLOCK_RE = re.compile(r"^<!-- keksi:cookies (?P<id>[a-z0-9_-]+) -->\n.*?^<!-- /keksi:cookies (?P=id) -->$",
                       re.MULTILINE | re.DOTALL)
@@ -103,8 +103,7 @@ def _row(service: dict[str, Any], cookie: dict[str, Any], shown_service: dict[st
     provider = _escape(shown_cookie["provider"])
     if shown_service["name"] not in shown_cookie["provider"]:
         provider += f" ({_escape(shown_service['name'])})"
-    ours = (operator or "").strip().casefold() == sites._in(service["provider"], lang).strip().casefold()
-    party = _("First party") if ours else _("Third party")
+    party = _("First party") if catalogue.declared_party(service, cookie["name"]) == "first" else _("Third party")
     cells = [name, provider, _escape(shown_cookie["purpose"]), _escape(shown_cookie["duration"]), party]
     return cells + [_transfer(service.get("transfer"), lang)] if transfers else cells
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from keksi import cookie_notice, diffs, notices, sites
+from keksi import cookie_notice, diffs, notices, scan, scan_results, sites
 
 from keksi.store import open_store
 
@@ -72,12 +72,26 @@ def test_a_draft_from_the_shipped_notice_keeps_legals_prose_and_writes_every_dec
     assert analytics[2][0] == "`_pk_id.*`" and analytics[2][3] == months and analytics[2][4] == first
     marketing = table_rows(written.body, "marketing")
     assert len(marketing[0]) == 6, "a category with a declared transfer has the column"
-    assert marketing[3][4] == third and marketing[3][5] == transfer
+    assert marketing[3][4] == first and marketing[3][5] == transfer  # li_fat_id: on the site's own domain
     assert len(table_rows(written.body, "necessary")[0]) == 5, "and one without has not"
     html = notices.render(written.body)
     assert all(f"<code>{name}</code>" in html for name in EVERY_COOKIE)
     assert "keksi:cookies" not in html, "the marks are never shown"
     assert draft(app, site, lang, written.body).body == written.body, "drafting again changes nothing"
+
+
+def test_the_draft_and_the_site_audit_agree_on_first_and_third_party(app, site):
+    """_ga is written by a tag on the site's own domain: first party in the scan and in the notice;
+    YouTube's VISITOR_INFO1_LIVE lives on youtube.com: third party in both (issue 14's review)."""
+    for service_id in ("google-analytics", "youtube"):
+        site = scan_results.add_service(site, service_id, None, OPERATOR)
+    rows = {row[0]: row[4] for cid in ("analytics", "marketing")
+            for row in table_rows(draft(app, site, "en", None).body, cid)[2:]}
+    assert rows["`_ga`"] == "First party" and rows["`VISITOR_INFO1_LIVE`"] == "Third party"
+    seen = {"name": "_ga", "domain": ".example.fi", "path": "/", "expires": -1, "httpOnly": False, "secure": True}
+    assert scan._cookie(seen, "www.example.fi", {})["party"] == "first"
+    youtube = dict(seen, name="VISITOR_INFO1_LIVE", domain=".youtube.com")
+    assert scan._cookie(youtube, "www.example.fi", {})["party"] == "third"
 
 
 def test_a_declaration_change_is_one_changed_line_of_the_diff(app, site):
@@ -105,7 +119,7 @@ def test_a_new_category_gets_its_section_and_a_dropped_one_loses_its_table(app, 
     section = written.body.split("## Chat\n\n", 1)[1]
     assert section.startswith("Asiakaspalvelun chat.\n\n<!-- keksi:cookies chat -->")
     assert table_rows(written.body, "chat")[2][1:5] == [
-        "Intercom R&D Unlimited Company", "Tunnistaa keskustelun.", "9 kuukautta", "Kolmas osapuoli"]
+        "Intercom R&D Unlimited Company", "Tunnistaa keskustelun.", "9 kuukautta", "Ensimmäinen osapuoli"]
     assert written.body.index("## Chat") > written.body.index("<!-- /keksi:cookies marketing -->")
     assert written.body.index("## Chat") < written.body.index("## Selosteen muutokset"), "before legal's closing"
 
@@ -185,7 +199,7 @@ def test_legal_drafts_from_the_declaration_previews_the_diff_and_publishes(app, 
     preview, done = preview_and_publish(legal, data)
     shown = preview.get_data(as_text=True)
     assert "Changes from the version of 15 September 2025" in shown
-    assert '<span class="diff-cell">Third party</span>' in shown.split('class="diff-added diff-tr"')[-1]
+    assert '<span class="diff-cell">First party</span>' in shown.split('class="diff-added diff-tr"')[-1]
     assert "Drafted from the declaration" not in shown, "the note is for the drafted form only"
     assert done.status_code == 302, done.get_data(as_text=True)[:2000]
     entry = next(e for e in from_store(app, "audit_log", 50) if e["action"] == "notice.publish")
@@ -194,7 +208,7 @@ def test_legal_drafts_from_the_declaration_previews_the_diff_and_publishes(app, 
         public = client.get(f"/{lang}/cookies").get_data(as_text=True)
         assert all(f"<code>{name}</code>" in public for name in EVERY_COOKIE)
         months, first, third, transfer = WORDS[lang]
-        assert f"<td>{months}</td>" in public and f"<td>{third}</td>" in public and f"<td>{transfer}</td>" in public
+        assert f"<td>{months}</td>" in public and f"<td>{first}</td>" in public and f"<td>{transfer}</td>" in public
         assert "keksi:cookies" not in public
 
 
@@ -250,7 +264,7 @@ def test_the_cli_writes_a_draft_that_check_and_publish_take_like_any_version(app
     assert again.exit_code == 1 and "exists already" in again.output
     assert runner.invoke(args=["notices", "check"]).exit_code == 0
     assert runner.invoke(args=["notices", "publish", "--reason", "Declaration"]).exit_code == 0
-    assert "<td>Tredjepart</td>" in client.get("/sv/cookies").get_data(as_text=True)
+    assert "<td>Förstapart</td>" in client.get("/sv/cookies").get_data(as_text=True)
     # The next draft, after analytics left the declaration, says what legal must rewrite.
     store = open_store(app.config["DATABASE"])
     try:
