@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .scan_network import networks
+
 
 def _languages(value: str) -> list[str]:
     langs = [part.strip() for part in value.split(",") if part.strip()]
@@ -52,6 +54,11 @@ def _boolean(value: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise ValueError("expected true or false")
+
+
+def _networks(value: str) -> str:
+    networks(value)  # refused at start-up, not at the first scan
+    return value
 
 
 def _positive(value: str) -> int:
@@ -148,6 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated host names Keksi answers to, such as consent.example.fi (any port; "
             ".example.fi also takes its subdomains); any other Host header gets 400. Empty answers to any.",
             _names),
+    Setting("SCAN_ALLOW_PRIVATE", "",
+            "Comma-separated private, loopback or link-local networks the site audit may visit, such as "
+            "10.1.0.0/16 for a staging site on the intranet. Empty refuses every address that is not public "
+            "(a page, link or redirect cannot send the scanner to 127.0.0.1 or 169.254.169.254).", _networks),
     Setting("HTTPS", False,
             "Set when served over https (behind a TLS proxy): adds HSTS and Secure cookies.",
             _boolean),

@@ -12,18 +12,21 @@ from typing import Any
 
 
 class HostServer:
-    """Serves `pages` (path -> (body, content type, extra headers)) on a free loopback port."""
+    """Serves `pages` (path -> (body, content type, extra headers, status)) on a free loopback port;
+    `hits` lists the paths asked for."""
 
     def __init__(self, address: str = "127.0.0.1") -> None:
-        self.pages: dict[str, tuple[str, str, dict[str, str]]] = {}
-        pages = self.pages
+        self.pages: dict[str, tuple[str, str, dict[str, str], int]] = {}
+        self.hits: list[str] = []
+        pages, hits = self.pages, self.hits
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                hits.append(self.path)
                 found = pages.get(self.path.split("?", 1)[0])
-                body, content_type, headers = found or ("not found", "text/plain", {})
+                body, content_type, headers, status = found or ("not found", "text/plain", {}, 404)
                 data = body.encode("utf-8")
-                self.send_response(200 if found else 404)
+                self.send_response(status)
                 self.send_header("Content-Type", f"{content_type}; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Cache-Control", "no-store")
@@ -51,7 +54,12 @@ class HostServer:
 
     def add(self, path: str, body: str, content_type: str = "text/html", **headers: str) -> str:
         """Serve `body` at `path`; return its full URL."""
-        self.pages[path] = (body, content_type, headers)
+        self.pages[path] = (body, content_type, headers, 200)
+        return self.url + path
+
+    def redirect(self, path: str, location: str) -> str:
+        """Send `path` elsewhere with a 302; return its full URL."""
+        self.pages[path] = ("", "text/plain", {"Location": location}, 302)
         return self.url + path
 
     def script(self, path: str, body: str) -> str:
