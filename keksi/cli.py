@@ -28,7 +28,7 @@ from . import figures as figures_mod
 from . import notices as notices_mod
 from . import proof
 from . import scan as scan_mod
-from . import scanjobs
+from . import scan_network, scanjobs
 from . import sites as sites_mod
 from . import store as store_mod
 from .clock import day_start, record_text, today
@@ -353,12 +353,17 @@ def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_o
     bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
     if bad:
         raise click.ClickException(f"not an http(s) address: {bad[0]}")
-    try:
-        report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages), chromium,
-                               catalogue_mod.load_ocd(Path(current_app.instance_path)),
-                               progress=lambda done, total, url: click.echo(f"[{done + 1}/{total}] {url}", err=True))
-    except scan_mod.ScanError as error:
-        raise click.ClickException(str(error)) from None
+    targets = scan_network.Targets(scan_network.networks(current_app.config["SCAN_ALLOW_PRIVATE"]))
+    for url in urls:
+        try:
+            targets.check(url)
+        except scan_network.Refused as refused:
+            raise click.ClickException(f"refused {url}: {refused}; KEKSI_SCAN_ALLOW_PRIVATE lists "
+                                       "the private networks the scanner may visit") from None
+    report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages), chromium,
+                           catalogue_mod.load_ocd(Path(current_app.instance_path)),
+                           progress=lambda done, total, url: click.echo(f"[{done + 1}/{total}] {url}", err=True),
+                           targets=targets)
     click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2) if fmt == "json" else scan_mod.as_text(report))
     worst = report.worst()
     if fail_on != "never" and worst is not None and scan_mod.LEVELS.index(worst) >= scan_mod.LEVELS.index(fail_on):
@@ -383,9 +388,9 @@ def scans_work(once: bool, poll: float, chromium: str) -> None:
     Example: flask --app app scans work
     """
     path, busy = database_path(current_app), current_app.config["BUSY_TIMEOUT_MS"]
-    instance = current_app.instance_path
+    instance, allow_private = current_app.instance_path, current_app.config["SCAN_ALLOW_PRIVATE"]
     worker = scanjobs.Worker(get_store(), lambda scan_id: scanjobs.Job(
-        scan_id, worker.name, path, busy, instance, chromium), poll_seconds=poll)
+        scan_id, worker.name, path, busy, instance, chromium, allow_private), poll_seconds=poll)
     click.echo(f"scan worker {worker.name} started", err=True)
     with scanjobs.signals_stop(worker):
         ran = worker.work(once=once)

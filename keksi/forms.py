@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext, ngettext
@@ -19,6 +20,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES
 from .messages import render_problem_message
 from .notices import MAX_SOURCE_BYTES, check_rendering, removed_markup
+from .scan_network import Refused, Targets, networks
 from .scanjobs import MAX_PAGES
 from .site_forms import PlainText
 
@@ -116,6 +118,19 @@ def _scan_urls(form: Any, field: Any) -> None:
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
             raise ValidationError(_("%(url)s is not a web address: write each as https://www.example.fi/page.",
                                     url=url[:100]))
+    _public_urls(urls)
+
+
+def _public_urls(urls: list[str]) -> None:
+    """Refuse an address the scanner may not visit (loopback, private, link-local) before it is queued."""
+    targets = Targets(networks(current_app.config["SCAN_ALLOW_PRIVATE"]))
+    for url in urls:
+        try:
+            targets.check(url)
+        except Refused as refused:
+            raise ValidationError(_("%(url)s leads to %(address)s, which is not a public address: the scanner "
+                                    "does not visit it. An administrator can allow private networks with "
+                                    "KEKSI_SCAN_ALLOW_PRIVATE.", url=url[:100], address=refused.address)) from None
 
 
 class ScanForm(FlaskForm):

@@ -5,8 +5,10 @@ Each page is opened in headless Chromium by three visitors, each in a fresh brow
 has not chosen, one who rejects all and one who accepts all (through the banner's documented
 `data-keksi-action` buttons), and the last two load the page once more with their choice stored.
 The scanner visits only the site's listed origins and the URLs it is given; other hosts a page
-contacts are recorded, never crawled. It runs in its own process (`flask sites scan`), never in a
-web worker. Playwright is an optional dependency (`keksi[scan]`).
+contacts are recorded, never crawled. Every connection goes through `scan_network.Gate`, which refuses
+addresses that are not public. A page that does not load is a `page-error` finding, not the scan's
+end. It runs in its own process (`flask sites scan`), never in a web worker. Playwright is an
+optional dependency (`keksi[scan]`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 from urllib.parse import urldefrag, urljoin, urlsplit
 
-from . import catalogue
+from . import catalogue, scan_network
 from . import sites as sites_mod
 
 VISITORS = ("none", "reject", "accept")
@@ -52,6 +54,9 @@ class Observation:
     page: str
     visitor: str
     banner: bool = False
+    status: int | None = None  # the HTTP status of the page's last load
+    error: str | None = None  # why the page did not load (NotLoaded.code): then nothing else was seen
+    detail: str | None = None  # the refused host and address, Chromium's net::ERR_ code, or the other origin
     cookies: list[dict[str, Any]] = field(default_factory=list)
     storage: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -62,7 +67,7 @@ class Observation:
 
 @dataclass
 class Finding:
-    kind: str  # before-consent, after-reject, undeclared, unused, no-banner
+    kind: str  # before-consent, after-reject, undeclared, unused, no-banner, page-error
     level: str  # info, warning, error
     page: str | None
     visitor: str | None
@@ -98,15 +103,17 @@ def _cookie(raw: dict[str, Any], page_host: str, setters: dict[str, str]) -> dic
     lifetime = None if raw["expires"] < 0 else max(0, int(raw["expires"] - time.time()))
     return {"name": raw["name"], "domain": raw["domain"], "path": raw["path"], "lifetime_seconds": lifetime,
             "http_only": raw["httpOnly"], "secure": raw["secure"], "same_site": raw.get("sameSite"),
-            "party": "first" if page_host == domain or page_host.endswith("." + domain) else "third",
+            "party": catalogue.party(domain, page_host),
             "source": setters.get(raw["name"])}
 
 
 class _Visit:
     """One visitor on one page, in a fresh browser context."""
 
-    def __init__(self, browser: Any, allowed: set[str], timeout_ms: int) -> None:
-        self.context = browser.new_context()
+    def __init__(self, browser: Any, gate: scan_network.Gate, allowed: set[str], timeout_ms: int) -> None:
+        self.gate = gate
+        self.outside: str | None = None  # another origin the page tried to navigate to
+        self.context = browser.new_context(service_workers="block")  # a worker's requests bypass routing
         self.context.add_init_script(RECORDER)
         self.page = self.context.new_page()
         self.page.set_default_timeout(timeout_ms)
@@ -120,7 +127,8 @@ class _Visit:
         request = route.request
         if request.is_navigation_request() and request.frame == self.page.main_frame \
                 and _origin(request.url) not in allowed:
-            route.abort()  # never crawl another host, even when a page sends us there
+            self.outside = _origin(request.url)
+            route.abort("blockedbyclient")  # never crawl another host, even when a page sends us there
         else:
             route.continue_()
 
@@ -137,12 +145,36 @@ class _Visit:
             if header["name"].lower() == "set-cookie":
                 self.setters.setdefault(header["value"].split("=", 1)[0].strip(), response.url)
 
-    def open(self, url: str, settle_ms: int) -> None:
-        self.page.goto(url, wait_until="load")
+    def open(self, url: str, allowed: set[str], settle_ms: int) -> int | None:
+        """Load `url`; its HTTP status, or NotLoaded when the browser could not show it."""
+        from playwright.sync_api import Error, TimeoutError
+
+        refused = len(self.gate.refused)
+        try:
+            response = self.page.goto(url, wait_until="load")
+        except TimeoutError:
+            raise NotLoaded("timeout") from None
+        except Error as error:
+            raise self._not_loaded(refused, error) from None
+        why = response.header_value(scan_network.GATE_HEADER) if response else None
+        if why:  # the gate answered for a page or a redirect's target
+            raise self._not_loaded(refused, None) if why == "refused" else NotLoaded("unreachable")
+        if _origin(self.page.url) not in allowed:  # redirected to another site
+            raise NotLoaded("outside", _origin(self.page.url))
         try:
             self.page.wait_for_load_state("networkidle", timeout=settle_ms)
         except Exception:  # a page that keeps polling is still observed after settle_ms
             pass
+        return response.status if response else None
+
+    def _not_loaded(self, refused: int, error: Exception | None) -> "NotLoaded":
+        """Why the load that began when the gate had refused `refused` connections failed, in short."""
+        if self.gate.refused[refused:]:
+            last = self.gate.refused[-1]
+            return NotLoaded("refused", f"{last.host} ({last.address})")
+        if self.outside:
+            return NotLoaded("outside", self.outside)
+        return NotLoaded("unreachable", _net_error(error))
 
     def banner(self, timeout_ms: int) -> bool:
         try:
@@ -158,7 +190,7 @@ class _Visit:
         while time.monotonic() < deadline and not any(c["name"] == "keksi_consent" for c in self.context.cookies()):
             self.page.wait_for_timeout(100)
 
-    def observe(self, url: str, visitor: str, banner: bool) -> Observation:
+    def observe(self, url: str, visitor: str, banner: bool, status: int | None) -> Observation:
         writes = []
         for kind, name, source, deleting in self.page.evaluate("window.__keksiScan || []"):
             if source:
@@ -168,15 +200,30 @@ class _Visit:
         host = urlsplit(url).hostname or ""
         storage = [{"area": area, "key": key, "source": self.setters.get(key)}
                    for area, key in self.page.evaluate(STORAGE)]
-        return Observation(url, visitor, banner,
-                           [_cookie(c, host, self.setters) for c in self.context.cookies()],
-                           storage, list(self.requests), writes)
+        cookies = [_cookie(c, host, self.setters) for c in self.context.cookies()]
+        return Observation(url, visitor, banner, status, cookies=cookies, storage=storage,
+                           requests=list(self.requests), writes=writes)
 
     def links(self) -> list[str]:
         return self.page.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
 
     def close(self) -> None:
         self.context.close()
+
+
+class NotLoaded(Exception):
+    """A page the browser could not show. `code`: refused (an address that is not public), outside (it
+    went to another site), unreachable or timeout; `detail` says more where the browser can tell."""
+
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        super().__init__(code)
+        self.code, self.detail = code, detail
+
+
+def _net_error(error: Exception | None) -> str | None:
+    """Chromium's code for a failed load (net::ERR_CONNECTION_REFUSED), without Playwright's call log."""
+    code = re.search(r"net::ERR_[A-Z_]+", str(error or ""))
+    return code[0] if code else None
 
 
 def _origin(url: str) -> str:
@@ -207,11 +254,12 @@ def _same_site_links(links: Iterable[str], origins: set[str]) -> list[str]:
 
 
 def _sitemap(browser: Any, origin: str, timeout_ms: int) -> list[str]:
-    """The <loc> addresses of an origin's /sitemap.xml, read as text (no XML parser, no entities)."""
-    context = browser.new_context()
+    """The <loc> addresses of an origin's /sitemap.xml, read as text (no XML parser, no entities).
+    Read by a page, so that it too goes through the gate."""
+    context = browser.new_context(service_workers="block")
     try:
-        response = context.request.get(origin + "/sitemap.xml", timeout=timeout_ms, max_redirects=0)
-        if not response.ok:
+        response = context.new_page().goto(origin + "/sitemap.xml", timeout=timeout_ms)
+        if response is None or not response.ok or response.header_value(scan_network.GATE_HEADER):
             return []
         body = response.body()[:MAX_SITEMAP_BYTES].decode("utf-8", "replace")
         return LOC_RE.findall(body)
@@ -262,7 +310,8 @@ def _not_allowed(kind: str, observation: Observation, declaration: Declaration) 
     present = {c["name"] for c in observation.cookies}
     removed = [{"name": w["name"], "domain": "", "source": w["source"], "removed": True}
                for w in observation.writes if w["type"] == "cookie" and w["name"] not in present]
-    for cookie in observation.cookies + list({c["name"]: c for c in removed}.values()):
+    kept = [dict(c, removed=False) for c in observation.cookies]
+    for cookie in kept + list({c["name"]: c for c in removed}.values()):
         category, match, _ = declaration.item(cookie["name"], cookie["domain"])
         if category != "necessary":
             found.append(Finding(kind, "error" if category else "warning", observation.page, observation.visitor,
@@ -305,11 +354,28 @@ def _declaration_gaps(observations: list[Observation], declaration: Declaration)
     return found
 
 
+def _page_finding(observation: Observation) -> Finding | None:
+    """`page-error` for a page that did not load (error) or answered with an error status (warning: it
+    was still observed); else `no-banner` for a page without the banner before a choice."""
+    item = {"type": "page", "status": observation.status, "error": observation.error, "detail": observation.detail}
+    if observation.error:
+        return Finding("page-error", "error", observation.page, observation.visitor, item)
+    if observation.visitor != "none":
+        return None
+    if (observation.status or 0) >= 400:
+        return Finding("page-error", "warning", observation.page, "none", item)
+    if not observation.banner:
+        return Finding("no-banner", "error", observation.page, "none", {"type": "page", "status": observation.status})
+    return None
+
+
 def judge(observations: list[Observation], declaration: Declaration) -> list[Finding]:
     findings: list[Finding] = []
     for observation in observations:
-        if observation.visitor == "none" and not observation.banner:
-            findings.append(Finding("no-banner", "error", observation.page, "none", {"type": "page"}))
+        if page := _page_finding(observation):
+            findings.append(page)
+        if observation.error:
+            continue
         if observation.visitor == "none":
             findings += _not_allowed("before-consent", observation, declaration)
         elif observation.visitor == "reject" and observation.banner:
@@ -320,18 +386,21 @@ def judge(observations: list[Observation], declaration: Declaration) -> list[Fin
 # -- the scan -------------------------------------------------------------------------------
 
 
-def _visit(browser: Any, url: str, visitor: str, allowed: set[str], limits: Limits) -> tuple[Observation, list[str]]:
+def _visit(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowed: set[str],
+           limits: Limits) -> tuple[Observation, list[str]]:
     """One visitor on one page; returns what was seen and the page's links (for the first visitor)."""
-    visit = _Visit(browser, allowed, limits.page_timeout_ms)
+    visit = _Visit(browser, gate, allowed, limits.page_timeout_ms)
     try:
-        visit.open(url, limits.settle_ms)
+        status = visit.open(url, allowed, limits.settle_ms)
         banner = visit.banner(limits.banner_timeout_ms)
         links = visit.links() if visitor == "none" else []
         if visitor != "none" and banner:
             visit.choose("reject_all" if visitor == "reject" else "accept_all", limits.banner_timeout_ms)
             visit.requests.clear()  # what follows happened with the choice made
-            visit.open(url, limits.settle_ms)
-        return visit.observe(url, visitor, banner), links
+            status = visit.open(url, allowed, limits.settle_ms)
+        return visit.observe(url, visitor, banner, status), links
+    except NotLoaded as failed:
+        return Observation(url, visitor, error=failed.code, detail=failed.detail), []
     finally:
         visit.close()
 
@@ -341,26 +410,46 @@ def _keksi_hosts(observations: list[Observation]) -> set[str]:
     return {r["host"] for o in observations for r in o.requests if urlsplit(r["url"]).path == WIDGET_PATH}
 
 
-class ScanError(RuntimeError):
-    """A page that could not be loaded, even when tried again."""
-
-
-def _visit_twice(browser: Any, url: str, visitor: str, allowed: set[str],
+def _visit_twice(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowed: set[str],
                  limits: Limits) -> tuple[Observation, list[str]]:
-    """A visit, tried once more if the page did not load (a busy server, a slow first start)."""
-    try:
-        return _visit(browser, url, visitor, allowed, limits)
-    except Exception:  # Playwright's timeouts and navigation errors; the second try says which
+    """A visit, tried once more if the page did not load (a busy server, a slow first start) or the
+    browser failed on it; a refused or outside page is not tried again."""
+    from playwright.sync_api import Error
+
+    for _attempt in range(2):
         try:
-            return _visit(browser, url, visitor, allowed, limits)
-        except Exception as error:
-            raise ScanError(f"{url} could not be loaded for the {visitor!r} visitor: {error}") from None
+            observation, links = _visit(browser, gate, url, visitor, allowed, limits)
+        except Error as error:  # the page went away mid-visit: a crash, a click that found nothing
+            observation, links = Observation(url, visitor, error="unreachable", detail=_net_error(error)), []
+        if observation.error in (None, "refused", "outside"):
+            break
+    return observation, links
+
+
+def _scan_page(browser: Any, gate: scan_network.Gate, url: str, allowed: set[str],
+               limits: Limits) -> tuple[list[Observation], list[str]]:
+    """Every visitor on one page and the page's links; a page that did not load for the first visitor
+    is not tried by the others, and one whose address is refused is not opened at all."""
+    try:
+        gate.targets.check(url)
+    except scan_network.Refused as refused:
+        return [Observation(url, "none", error="refused", detail=f"{refused.host} ({refused.address})")], []
+    observations, links = [], []
+    for visitor in VISITORS:
+        observation, found = _visit_twice(browser, gate, url, visitor, allowed, limits)
+        observations.append(observation)
+        links += found
+        if observation.error and visitor == "none":
+            break
+    return observations, links
 
 
 def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
-         extra: Iterable[dict[str, Any]] = (), progress=lambda done, total, url: None) -> Report:
+         extra: Iterable[dict[str, Any]] = (), progress=lambda done, total, url: None,
+         targets: scan_network.Targets | None = None) -> Report:
     """Scan up to `limits.pages` pages of `site`: the given URLs, else each origin's home page, then
-    same-origin pages found by links and sitemap.xml."""
+    same-origin pages found by links and sitemap.xml. Every connection goes through a gate that
+    refuses addresses `targets` does not permit (by default every address that is not public)."""
     from playwright.sync_api import sync_playwright  # the optional dependency, needed only here
 
     origins = set(site["origins"])
@@ -369,10 +458,10 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     observations: list[Observation] = []
     done: list[str] = []
-    with sync_playwright() as playwright:
+    with sync_playwright() as playwright, scan_network.Gate(targets or scan_network.Targets()) as gate:
         browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+            "--disable-sync", "--no-first-run", *scan_network.chromium_args(gate)])
         try:
             for origin in sorted(origins):
                 queue += _same_site_links(_sitemap(browser, origin, limits.page_timeout_ms), origins)
@@ -382,25 +471,40 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
                     continue
                 progress(len(done), limits.pages, url)
                 done.append(url)
-                for visitor in VISITORS:
-                    observation, links = _visit_twice(browser, url, visitor, allowed, limits)
-                    observations.append(observation)
-                    queue += [link for link in _same_site_links(links, origins) if link not in done]
+                seen, links = _scan_page(browser, gate, url, allowed, limits)
+                observations += seen
+                queue += [link for link in _same_site_links(links, origins) if link not in done]
         finally:
             browser.close()
     declaration = Declaration(site, extra, _keksi_hosts(observations))
     return Report(site["id"], started, done, judge(observations, declaration), observations)
 
 
+# Why a page did not load, in the text report's words (the admin says each in the reader's language).
+NOT_LOADED = {"refused": "refused: not a public address (KEKSI_SCAN_ALLOW_PRIVATE)",
+              "outside": "it went to another site", "unreachable": "could not be reached",
+              "timeout": "did not load in time"}
+
+
+def _describe(item: dict[str, Any]) -> str:
+    """A finding's item in a few words: a cookie removed again says so, a page says its status."""
+    if item["type"] == "page":
+        if item.get("error"):
+            detail = f" ({item['detail']})" if item.get("detail") else ""
+            return f"page not loaded: {NOT_LOADED.get(item['error'], item['error'])}{detail}"
+        return f"page, HTTP {item['status']}" if (item.get("status") or 0) >= 400 else "page"
+    removed = " (removed again before the end)" if item.get("removed") else ""
+    return f"{item['type']} {item.get('name') or item.get('host') or ''}{removed}"
+
+
 def as_text(report: Report) -> str:
     """One line per finding, worst first: what a web team reads in its CI log."""
     lines = [f"Scanned {len(report.pages)} page(s) of {report.site} at {report.started}."]
     for f in sorted(report.findings, key=lambda f: -LEVELS.index(f.level)):
-        what = f.item.get("name") or f.item.get("host") or ""
         where = f"{f.page} [{f.visitor}]" if f.page else "the declaration"
         about = f" – {f.service} ({f.category})" if f.service else f" – {f.category}" if f.category else ""
         source = f", set by {f.source}" if f.source else ""
-        lines.append(f"{f.level.upper():7} {f.kind:15} {where}: {f.item['type']} {what}{source}{about}")
+        lines.append(f"{f.level.upper():7} {f.kind:15} {where}: {_describe(f.item)}{source}{about}")
     if not report.findings:
         lines.append("No findings.")
     return "\n".join(lines)

@@ -11,8 +11,10 @@ from typing import Any
 from . import catalogue, scan, sites
 
 # The columns of the findings' CSV export, in order (the JSON export is the scan's result as stored).
+# `removed` says "removed" for a cookie set and deleted again before the page finished; a page's
+# `status` is its HTTP status, `not_loaded` why it did not load (scan.NotLoaded's code and detail).
 CSV_COLUMNS = ("level", "kind", "change", "page", "visitor", "item_type", "item", "domain", "source",
-               "service", "category", "service_id")
+               "service", "category", "service_id", "removed", "status", "not_loaded")
 
 
 def key(finding: dict[str, Any]) -> tuple:
@@ -51,8 +53,14 @@ def rows(findings: list[dict[str, Any]], new: set[tuple]) -> list[list[str]]:
     """The findings as the CSV export's rows (CSV_COLUMNS), worst first."""
     return [[f["level"], f["kind"], "new" if key(f) in new else "", f["page"] or "", f["visitor"] or "",
              f["item"]["type"], item_name(f), f["item"].get("domain") or "", f["source"] or "",
-             f["service"] or "", f["category"] or "", f["service_id"] or ""]
+             f["service"] or "", f["category"] or "", f["service_id"] or "", *_states(f["item"])]
             for _, group in by_level(findings) for f in group]
+
+
+def _states(item: dict[str, Any]) -> list[str]:
+    """The CSV's last columns: removed, status, not_loaded."""
+    not_loaded = " ".join(filter(None, (item.get("error"), item.get("detail")))) if item["type"] == "page" else ""
+    return ["removed" if item.get("removed") else "", str(item.get("status") or ""), not_loaded]
 
 
 def declarable(finding: dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import catalogue, scan
+from . import catalogue, scan, scan_network
 from .clock import utc_text
 from .store import Store, StoreUnavailable, open_store
 
@@ -35,7 +35,8 @@ STALE_MINUTES = 15  # a running scan without progress this long lost its worker
 PAGE_SECONDS = 3 * 2 * 25  # three visitors, tried twice, each within scan.Limits' waits
 # Why a scan failed, as its `error` column names it (the admin says each in the reader's
 # language): its worker died, it ran past its time limit, its process stopped without a word (the
-# worker's log has the traceback), its site was removed, or "page: " and the page that never loaded.
+# worker's log has the traceback), or its site was removed. ("page: " and a page that never loaded
+# began the error of scans failed before a page that does not load became a finding, `page-error`.)
 STALE, TIMEOUT, CRASHED, NO_SITE, PAGE = "stale", "timeout", "crashed", "site-removed", "page: "
 
 
@@ -49,6 +50,7 @@ class Job:
     busy_timeout_ms: int
     instance: str
     chromium: str
+    allow_private: str = ""  # KEKSI_SCAN_ALLOW_PRIVATE
 
 
 def worker_name() -> str:
@@ -83,12 +85,9 @@ def run_scan(job: Job) -> None:
         def progress(done: int, total: int, url: str) -> None:
             store.scan_progress(job.scan_id, job.worker, {"done": done, "total": total, "url": url}, utc_in())
 
-        try:
-            report = scan.scan(site, list(options.get("urls", [])), limits, job.chromium,
-                               catalogue.load_ocd(Path(job.instance)), progress=progress)
-        except scan.ScanError as error:
-            store.fail_scan(job.scan_id, job.worker, PAGE + str(error), utc_in())
-            return
+        report = scan.scan(site, list(options.get("urls", [])), limits, job.chromium,
+                           catalogue.load_ocd(Path(job.instance)), progress=progress,
+                           targets=scan_network.Targets(scan_network.networks(job.allow_private)))
         store.finish_scan(job.scan_id, job.worker, report.as_json(), utc_in())
     finally:
         store.close()

@@ -4,6 +4,8 @@ page while the worker runs, and hostile requests answered with a clear 4xx.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import pytest
@@ -106,3 +108,54 @@ def test_the_csv_keeps_a_cookie_named_like_a_formula_as_text(app, marketing):
     scan_id = finished(app, [dict(UNKNOWN, item={"type": "cookie", "name": "=cmd|x", "domain": "x"})])
     body = marketing.get(f"{START}/{scan_id}/findings.csv").get_data(as_text=True)
     assert "'=cmd|x" in body and ",=cmd" not in body
+
+
+REMOVED = dict(UNKNOWN, kind="after-reject", level="error", visitor="reject", source=None,
+               item={"type": "cookie", "name": "_fbp", "domain": "", "removed": True})
+MISSING = {"kind": "page-error", "level": "warning", "page": "https://www.example.fi/old", "visitor": "none",
+           "item": {"type": "page", "status": 404, "error": None, "detail": None},
+           "source": None, "service": None, "category": None, "service_id": None}
+REFUSED = dict(MISSING, level="error", page="http://10.0.0.1/",
+               item={"type": "page", "status": None, "error": "refused", "detail": "10.0.0.1 (10.0.0.1)"})
+
+
+def test_a_removed_cookie_and_a_page_error_read_as_such_on_the_page_and_in_the_csv(app, marketing):
+    scan_id = finished(app, [REMOVED, MISSING, REFUSED])
+    html = marketing.get(f"{START}/{scan_id}").get_data(as_text=True)
+    assert "Removed again" in html and "Set, then deleted before the page finished" in html
+    assert "It answered with HTTP status 404." in html and "No banner" not in html
+    assert "Not visited: it leads to 10.0.0.1 (10.0.0.1), which is not a public address." in html
+    body = marketing.get(f"{START}/{scan_id}/findings.csv").get_data(as_text=True).lstrip("\ufeff")
+    table = {r["page"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert table["https://www.example.fi/"]["removed"] == "removed"
+    assert (table["https://www.example.fi/old"]["status"], table["https://www.example.fi/old"]["removed"]) == ("404", "")
+    assert table["http://10.0.0.1/"]["not_loaded"] == "refused 10.0.0.1 (10.0.0.1)"
+    finnish = signed_in(app, "fi@example.fi", "marketing", lang="fi").get(f"{START}/{scan_id}").get_data(as_text=True)
+    assert "Poistettu heti" in finnish and "HTTP-tilakoodilla 404" in finnish and "ei ole julkinen osoite" in finnish
+
+
+def test_a_scan_that_failed_on_a_page_before_shows_the_page_not_the_browsers_log(app, marketing):
+    scan_id = from_store(app, "add_scan", "demo", "m@example.fi", {"urls": [], "pages": 1})
+    from_store(app, "claim_scan", "w:1", scanjobs.utc_in())
+    from_store(app, "fail_scan", scan_id, "w:1", scanjobs.PAGE + "http://x/ could not be loaded for the 'none' "
+               "visitor: Page.goto: net::ERR_CONNECTION_REFUSED\nCall log:\n  - navigating", scanjobs.utc_in())
+    html = marketing.get(f"{START}/{scan_id}").get_data(as_text=True)
+    assert "A page could not be loaded: http://x/" in html and "Call log" not in html
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:8080/",
+                                 "http://localhost/", "http://[::1]/", "http://10.1.2.3/", "http://[::ffff:10.0.0.1]/"])
+def test_a_private_address_is_refused_before_it_is_queued(app, marketing, url):
+    answer = marketing.post(START, data={"csrf_token": csrf(marketing, START), "urls": url, "pages": "1"})
+    assert answer.status_code == 400 and "which is not a public address" in answer.get_data(as_text=True)
+    assert from_store(app, "site_scans", "demo") == []
+
+
+def test_the_refusal_speaks_finnish_and_an_allowed_network_is_queued(app, marketing):
+    finnish = signed_in(app, "fi@example.fi", "marketing", lang="fi")
+    answer = finnish.post(START, data={"csrf_token": csrf(finnish, START), "urls": "http://10.1.2.3/", "pages": "1"})
+    assert answer.status_code == 400 and "ei ole julkinen osoite" in answer.get_data(as_text=True)
+    app.config["SCAN_ALLOW_PRIVATE"] = "10.1.0.0/16"  # a staging site on the intranet
+    answer = marketing.post(START, data={"csrf_token": csrf(marketing, START), "urls": "http://10.1.2.3/", "pages": "1"})
+    assert answer.status_code == 302
+    assert from_store(app, "site_scans", "demo")[0]["options"]["urls"] == ["http://10.1.2.3/"]

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.browser
 EARLY = "document.cookie = '_pk_id.1.abcd=1; path=/; max-age=3600';"  # a tag that does not wait for consent
 IGNORES = ("document.addEventListener('keksi:change', () => "
            "{ document.cookie = '_fbp=fb.1.2; path=/; max-age=3600'; });")  # sets its cookie whatever the choice
+LOOPBACK = "127.0.0.0/8"  # the setting KEKSI_SCAN_ALLOW_PRIVATE that lets these tests scan loopback
 CLARITY = "document.cookie = '_clck=abc; path=/; max-age=3600';"  # waits for consent, but is not declared
 
 
@@ -46,7 +47,8 @@ def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
     folder = tmp_path_factory.mktemp("scan")
     shutil.copytree(SAMPLE_NOTICES, folder / "notices")
     app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
-                      "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 10_000})
+                      "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 10_000,
+                      "SCAN_ALLOW_PRIVATE": LOOPBACK})  # the customer site is on loopback
     publish_all(app)
     with LiveServer(app) as keksi, HostServer() as site, HostServer("127.0.0.2") as tracker:
         add_site(app, id="shop", origins=[site.url])
@@ -58,7 +60,8 @@ def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
         site.add("/", page(widget, (
             '<script src="/early.js"></script>'
             f'<img src="{tracker.url}/pixel.gif" alt="">'
-            '<p><a href="/about">About us</a> <a href="https://example.org/elsewhere">Elsewhere</a></p>')))
+            '<p><a href="/about">About us</a> <a href="/gone">Gone</a> '
+            '<a href="https://example.org/elsewhere">Elsewhere</a></p>')))
         site.add("/news", page(widget, (
             '<script src="/ignores.js"></script>'
             '<script type="text/plain" data-consent="analytics" src="/clarity.js"></script>')))
@@ -79,7 +82,7 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
     assert result.exit_code == 1, (result.output, result.exception)  # errors found: a web team's CI fails
     assert result.stdout.startswith("{"), (result.output[-2000:], result.exception)
     report = json.loads(result.stdout)
-    assert set(report["pages"]) == {site + "/", site + "/about", site + "/news"}  # by link and by sitemap
+    assert set(report["pages"]) == {site + "/", site + "/about", site + "/gone", site + "/news"}  # by link, sitemap
     tracker_host = "127.0.0.2"
     assert _found(report) == {
         ("before-consent", "error", "", "none", "_pk_id.1.abcd"),
@@ -88,10 +91,18 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
         ("after-reject", "warning", "", "reject", tracker_host),
         ("after-reject", "error", "news", "reject", "_fbp"),
         ("no-banner", "error", "about", "none", "page"),
+        ("page-error", "warning", "gone", "none", "page"),  # a 404 is not a page without the banner
         ("undeclared", "warning", "news", "reject", "_fbp"),
         ("undeclared", "warning", "news", "accept", "_clck"),
     }
     by_name = {(f["kind"], f["item"].get("name")): f for f in report["findings"]}
+    assert next(f for f in report["findings"] if f["kind"] == "page-error")["item"] == {
+        "type": "page", "status": 404, "error": None, "detail": None}
+    assert {(o["page"].rsplit("/", 1)[-1], o["status"]) for o in report["observations"]} == {
+        ("", 200), ("about", 200), ("news", 200), ("gone", 404)}
+    # The widget deleted the cookie the early tag wrote after "Reject all": it was set, then removed.
+    removed = by_name[("after-reject", "_pk_id.1.abcd")]["item"]
+    assert removed["removed"] is True and by_name[("before-consent", "_pk_id.1.abcd")]["item"]["removed"] is False
     early = by_name[("before-consent", "_pk_id.1.abcd")]
     assert early["source"] == site + "/early.js" and early["category"] == "analytics"
     assert early["item"]["party"] == "first" and 3500 < early["item"]["lifetime_seconds"] <= 3600
@@ -111,11 +122,47 @@ def test_text_report_and_fail_on_levels():
     report = scan.Report("shop", "2026-12-02T06:00:00Z", ["http://x/"], [finding], [])
     text = scan.as_text(report)
     assert "WARNING undeclared" in text and "cookie _clck, set by http://x/c.js – Microsoft Clarity (analytics)" in text
+    removed = scan.Finding("after-reject", "error", "http://x/", "reject",
+                           {"type": "cookie", "name": "_fbp", "domain": "", "removed": True})
+    missing = scan.Finding("page-error", "warning", "http://x/old", "none",
+                           {"type": "page", "status": 404, "error": None, "detail": None})
+    refused = scan.Finding("page-error", "error", "http://10.0.0.1/", "none",
+                           {"type": "page", "status": None, "error": "refused", "detail": "10.0.0.1 (10.0.0.1)"})
+    text = scan.as_text(scan.Report("shop", "t", [], [removed, missing, refused], []))
+    assert "http://x/ [reject]: cookie _fbp (removed again before the end)" in text
+    assert "http://x/old [none]: page, HTTP 404" in text
+    assert "http://10.0.0.1/ [none]: page not loaded: refused: not a public address" in text
     assert report.worst() == "warning"
     assert scan.Report("shop", "t", [], [], []).worst() is None
 
 
-def test_a_page_that_never_loads_is_named_not_a_traceback(customer):
+def test_a_page_that_never_loads_is_a_finding_and_the_other_pages_are_still_scanned(customer):
     app, site, tracker = customer
-    result = scan_command(app, "--url", "http://127.0.0.1:9/")
-    assert result.exit_code == 1 and "http://127.0.0.1:9/ could not be loaded" in result.output
+    result = scan_command(app, "--url", "http://127.0.0.1:9/", "--url", site + "/news", "--pages", "2")
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "ERROR   page-error      http://127.0.0.1:9/ [none]: page not loaded: could not be reached" in result.stdout
+    assert "after-reject    " + site + "/news [reject]: cookie _fbp" in result.stdout  # the next page was scanned
+    assert "Call log" not in result.output and "Traceback" not in result.output
+
+
+def test_no_page_link_or_redirect_takes_the_scanner_to_a_private_address(customer):
+    """Only 127.0.0.1 is allowed: a redirect and a pixel to 127.0.0.2 (standing for 169.254.169.254 or
+    an intranet host) are refused, and that host never hears of them."""
+    app, site, tracker = customer
+    with HostServer("127.0.0.2") as inner, HostServer() as host:
+        inner.add("/latest/meta-data/", "secret", "text/plain")
+        host.redirect("/away", inner.url + "/latest/meta-data/")
+        host.add("/", f'<!doctype html><title>Home</title><img src="{inner.url}/pixel.gif" alt="">')
+        app.config["SCAN_ALLOW_PRIVATE"] = "127.0.0.1/32"
+        try:
+            result = scan_command(app, "--url", host.url + "/away", "--url", host.url + "/", "--pages", "2",
+                                  "--format", "json")
+        finally:
+            app.config["SCAN_ALLOW_PRIVATE"] = LOOPBACK
+        assert inner.hits == []  # neither the redirect nor the pixel reached it
+    report = json.loads(result.stdout)
+    refused = [f for f in report["findings"] if f["kind"] == "page-error"]
+    assert [(f["page"], f["level"], f["item"]["error"], f["item"]["detail"]) for f in refused] == [
+        (host.url + "/away", "error", "refused", "127.0.0.2 (127.0.0.2)")]
+    home = next(o for o in report["observations"] if o["page"] == host.url + "/")
+    assert home["status"] == 200 and "127.0.0.2" in {r["host"] for r in home["requests"]}  # tried, recorded

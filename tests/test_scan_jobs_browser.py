@@ -25,7 +25,7 @@ from .conftest import (CHROMIUM, ROOT, LiveServer, add_user, assert_accessible, 
                        signed_in)
 from .ledger import add_site
 from .test_admin_scans import UNDECLARED
-from .test_scan_browser import _found, customer  # noqa: F401  (the customer site with its faults)
+from .test_scan_browser import LOOPBACK, _found, customer  # noqa: F401  (the customer site with its faults)
 
 pytestmark = pytest.mark.browser
 
@@ -141,7 +141,8 @@ def test_sigterm_stops_the_worker_and_gives_its_scan_back(customer):  # noqa: F8
     with silent_server() as slow:
         scan_id = from_store(app, "add_scan", "shop", "aino@example.fi", {"urls": [slow], "pages": 1})
         env = dict(os.environ, KEKSI_DATABASE=app.config["DATABASE"], KEKSI_SECRET_KEY="test-secret",
-                   KEKSI_NOTICES_DIR=app.config["NOTICES_DIR"], KEKSI_CHROMIUM=CHROMIUM)
+                   KEKSI_NOTICES_DIR=app.config["NOTICES_DIR"], KEKSI_CHROMIUM=CHROMIUM,
+                   KEKSI_SCAN_ALLOW_PRIVATE=LOOPBACK)
         worker = subprocess.Popen([str(ROOT / ".venv" / "bin" / "flask"), "--app", "app", "scans", "work",
                                    "--poll", "0.2"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
         try:
@@ -183,3 +184,38 @@ def test_the_audit_pages_in_a_browser_pass_axe(make_app, page):
         assert_accessible(page, "a scan's findings")
         page.get_by_role("button", name="Add to declaration – _clck").click()
         expect(page.locator(".flash")).to_contain_text("The cookie _clck was added to the declaration")
+
+
+# These scan the customer site after the tests above, which expect the site's first scans to be theirs.
+
+
+def test_a_page_that_does_not_load_is_a_finding_and_the_scan_still_ends_with_its_result(customer):  # noqa: F811
+    app, site, tracker = customer
+    scan_id = from_store(app, "add_scan", "shop", "aino@example.fi",
+                         {"urls": ["http://127.0.0.1:9/", site + "/news"], "pages": 2})
+    work_once(app)
+    done = from_store(app, "scan", scan_id)
+    assert done["state"] == "done", done["error"]
+    assert ("page-error", "error", "", "none", "page") in _found(done["result"])
+    assert ("after-reject", "error", "news", "reject", "_fbp") in _found(done["result"])  # the next page
+    html = signed_in(app, "fi@example.fi", "marketing", lang="fi").get(
+        f"/admin/sites/shop/scans/{scan_id}").get_data(as_text=True)
+    assert "Sivuvirhe" in html and "Sivulle ei saatu yhteyttä." in html
+    assert "Call log" not in html and "net::ERR_CONNECTION_REFUSED" not in html
+
+
+def test_a_site_on_a_private_address_is_not_visited_without_the_setting(customer):  # noqa: F811
+    app, site, tracker = customer
+    scan_id = from_store(app, "add_scan", "shop", "aino@example.fi", {"urls": [], "pages": 1})  # the home page
+    app.config["SCAN_ALLOW_PRIVATE"] = ""  # the default
+    try:
+        work_once(app)
+    finally:
+        app.config["SCAN_ALLOW_PRIVATE"] = LOOPBACK
+    done = from_store(app, "scan", scan_id)
+    assert done["state"] == "done", done["error"]
+    assert [(f["kind"], f["item"]["error"], f["item"]["detail"]) for f in done["result"]["findings"]
+            if f["kind"] != "unused"] == [("page-error", "refused", "127.0.0.1 (127.0.0.1)")]
+    html = signed_in(app, "sv@example.fi", "marketing", lang="sv").get(
+        f"/admin/sites/shop/scans/{scan_id}").get_data(as_text=True)
+    assert "Inte besökt: sidan leder till 127.0.0.1 (127.0.0.1), som inte är en offentlig adress." in html

@@ -11,6 +11,7 @@ import pytest
 
 from keksi import scan_network, settings
 
+from .ledger import add_site
 from .widget_host import HostServer
 
 
@@ -61,3 +62,12 @@ def test_the_gate_passes_allowed_hosts_and_refuses_the_rest_untouched():
         assert _through(gate, inner.url + "/latest/meta-data/") == (403, "refused", "refused")
         assert inner.hits == [] and [(r.host, r.address) for r in gate.refused] == [("127.0.0.2", "127.0.0.2")]
         assert _through(gate, "http://127.0.0.1:9/")[2] == "unreachable"  # nobody listens there
+
+
+def test_the_cli_refuses_a_private_address_before_starting_a_browser(app, runner):
+    add_site(app)
+    result = runner.invoke(args=["sites", "scan", "demo", "--url", "http://169.254.169.254/latest/meta-data/",
+                                 "--chromium", "/nonexistent/chromium"])
+    assert result.exit_code == 1
+    assert "refused http://169.254.169.254/latest/meta-data/: 169.254.169.254 resolves to 169.254.169.254" in result.output
+    assert "KEKSI_SCAN_ALLOW_PRIVATE" in result.output and "Traceback" not in result.output

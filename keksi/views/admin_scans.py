@@ -40,6 +40,7 @@ KINDS = {
     "no-banner": _l("No banner"),
     "undeclared": _l("Not declared"),
     "unused": _l("Declared, never seen"),
+    "page-error": _l("Page error"),
 }
 KIND_HELP = {
     "before-consent": _l("Set, stored or contacted before the visitor chose, though not necessary."),
@@ -47,6 +48,7 @@ KIND_HELP = {
     "no-banner": _l("The consent banner never appeared on this page."),
     "undeclared": _l("Seen on the site, but not in its declaration."),
     "unused": _l("In the declaration, but no visitor's browser had it."),
+    "page-error": _l("The page answered with an error, or could not be loaded; the other pages were scanned."),
 }
 VISITORS = {"none": _l("No choice yet"), "reject": _l("Rejected all"), "accept": _l("Accepted all")}
 ITEMS = {"cookie": _l("Cookie"), "localStorage": "localStorage", "sessionStorage": "sessionStorage",
@@ -72,10 +74,25 @@ def moment(value: str | None) -> str:
     return format_moment(datetime.fromisoformat(value)) if value else ""
 
 
+def page_problem(item: dict[str, Any]) -> str:
+    """What went wrong with a page (a `page-error` finding's item), in the admin's language."""
+    error, detail = item.get("error"), item.get("detail") or ""
+    if error == "refused":
+        return _("Not visited: it leads to %(address)s, which is not a public address. An administrator can "
+                 "allow private networks with KEKSI_SCAN_ALLOW_PRIVATE.", address=detail)
+    if error == "outside":
+        return _("Not scanned: it went to another site, %(origin)s.", origin=detail)
+    if error == "timeout":
+        return _("It did not load in time.")
+    if error:
+        return _("It could not be reached.") + (f" ({detail})" if detail else "")
+    return _("It answered with HTTP status %(status)s.", status=item.get("status"))
+
+
 def failure(error: str | None) -> str:
     """Why a scan failed, in the admin's language."""
-    if error and error.startswith(scanjobs.PAGE):
-        return _("A page could not be loaded: %(detail)s", detail=error[len(scanjobs.PAGE):])
+    if error and error.startswith(scanjobs.PAGE):  # a scan failed before such a page became a finding
+        return _("A page could not be loaded: %(url)s", url=error[len(scanjobs.PAGE):].split(" ", 1)[0])
     return {scanjobs.STALE: _("The scan worker running it stopped; it was tried twice."),
             scanjobs.TIMEOUT: _("It took longer than its time limit."),
             scanjobs.NO_SITE: _("The site was removed."),
@@ -129,6 +146,7 @@ def scan_page(site_id: str, scan_id: int):
         numbered = [dict(f, index=i) for i, f in enumerate(found["findings"])]  # for "declare"
         context.update(previous=previous, new=new, gone=gone, groups=scan_results.by_level(numbered),
                        key=scan_results.key, declarable=scan_results.declarable, item_name=scan_results.item_name,
+                       page_problem=page_problem,
                        levels=LEVELS, kinds=KINDS, kind_help=KIND_HELP, visitors=VISITORS, items=ITEMS,
                        category_name=lambda c: category_name(site, c) if c else "")
     elif found["state"] == "failed":
