@@ -159,8 +159,9 @@ def export_command() -> None:
 def draft_cookies_command(site_id: str, out: Path | None, version: str | None) -> None:
     """Write a draft of a site's cookie notice whose tables come from the site's declaration: one
     file per language, <slug>/<date>.<lang>.md, from the text of the latest published version (its
-    words around the marked tables kept). Never overwrites a file. Review the draft, write its
-    change summary, then run check and publish, as for any version.
+    words around the marked tables kept). When other sites link the same cookie notice, the tables
+    list their cookies too, with the site each is used on. Never overwrites a file. Review the
+    draft, write its change summary, then run check and publish, as for any version.
 
     Example: flask notices draft-cookies demo --date 2027-01-15 && git add notices/cookies
     """
@@ -169,6 +170,11 @@ def draft_cookies_command(site_id: str, out: Path | None, version: str | None) -
     if site is None:
         raise click.ClickException(f"there is no site {site_id!r}")
     slug = site["notices"]["cookies"]
+    covered = cookie_notice.covering(store.sites(), slug)
+    if len(covered) > 1:
+        click.echo(f"{len(covered)} sites link the cookie notice {slug!r}: "
+                   f"{', '.join(s['id'] for s in covered)}. The draft lists the cookies of every one of them, "
+                   "with the site each is used on, so that it drops none of theirs.")
     published = {v["version"] for v in store.notice_versions(slug=slug)}
     latest = max(published, default=None)
     version = _draft_date(version, latest)
@@ -176,7 +182,7 @@ def draft_cookies_command(site_id: str, out: Path | None, version: str | None) -
     paths = [folder / f"{version}.{lang}.md" for lang in current_app.config["LANGUAGES"]]
     if version in published or any(path.exists() for path in paths):
         raise click.ClickException(f"version {version} of {slug!r} exists already: choose another --date")
-    drafts = [_draft_file(site, slug, version, lang, latest) for lang in current_app.config["LANGUAGES"]]
+    drafts = [_draft_file(covered, slug, version, lang, latest) for lang in current_app.config["LANGUAGES"]]
     folder.mkdir(parents=True, exist_ok=True)
     for path, (source, _) in zip(paths, drafts):
         path.write_text(source.source, encoding="utf-8")
@@ -196,13 +202,13 @@ def _draft_date(value: str | None, latest: str | None) -> str:
     return _date(value, "--date").isoformat()
 
 
-def _draft_file(site: dict, slug: str, version: str, lang: str,
+def _draft_file(covered: list[dict], slug: str, version: str, lang: str,
                 latest: str | None) -> tuple[notices_mod.Source, cookie_notice.Draft]:
     """One language of the drafted version, as the file `publish` reads."""
     base = get_store().notice_version(slug, latest, lang) if latest else None
-    written = cookie_notice.draft(site, lang, base["body"] if base else None, current_app.config["ORGANIZATION"])
+    written = cookie_notice.draft(covered, lang, base["body"] if base else None, current_app.config["ORGANIZATION"])
     with force_locale(lang):
-        title, summary = (base["title"] if base else cookie_notice.title()), cookie_notice.summary(site)
+        title, summary = (base["title"] if base else cookie_notice.title()), cookie_notice.summary(covered)
     source = notices_mod.compose_source(slug, version, lang, title, summary, False, written.body)
     if isinstance(source, notices_mod.Problem):
         raise click.ClickException(str(source))
@@ -214,6 +220,10 @@ def _draft_notes(drafts: list[cookie_notice.Draft]) -> None:
     category no longer declared."""
     added = sorted({cid for d in drafts for cid in d.added})
     removed = sorted({cid for d in drafts for cid in d.removed})
+    unplaced = list(dict.fromkeys(name for d in drafts for name in d.unplaced))
+    if unplaced:
+        click.echo(f"Tables taken out that no declared category accounts for, of {', '.join(unplaced)}. "
+                   "Remove or rewrite what the text says of them.")
     if added:
         click.echo(f"New sections for categories the text did not cover: {', '.join(added)}. Write their prose.")
     if removed:

@@ -44,7 +44,7 @@ def shipped(lang: str) -> str:
 
 def draft(app, site, lang, base):
     with app.app_context():
-        return cookie_notice.draft(site, lang, base, OPERATOR)
+        return cookie_notice.draft([site], lang, base, OPERATOR)
 
 
 def table_rows(body: str, category: str) -> list[list[str]]:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 
@@ -64,12 +65,29 @@ def notice_list():
     slugs = sorted({v["slug"] for v in get_store().notice_versions()})
     items = [_notice(slug) for slug in slugs]
     return render_template("admin/notices.html", notices=[n for n in items if n],
-                           declaring={slug: _declaring_sites(slug) for slug in slugs})
+                           drafting={slug: _draft_link(_declaring_sites(slug)) for slug in slugs})
 
 
 def _declaring_sites(slug: str) -> list[dict[str, Any]]:
-    """The sites whose declaration links `slug` as their cookie notice: a draft can come from each."""
-    return [site for site in get_store().sites() if site["notices"].get("cookies") == slug]
+    """The sites whose declaration links `slug` as their cookie notice: a draft lists the cookies of each."""
+    return cookie_notice.covering(get_store().sites(), slug)
+
+
+def _draft_link(covered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The button that drafts the notice from the declarations of the sites that link it (`site`
+    names the first), and, when there are several, the note that a draft covers them all."""
+    if not covered:
+        return None
+    names = cookie_notice.site_names(covered)
+    if len(covered) == 1:
+        return {"site": covered[0]["id"], "label": _("Draft from the declaration of %(site)s", site=names),
+                "heading": _("Drafted from the declaration of %(site)s", site=names), "note": None}
+    note = ngettext("%(num)s site links this notice as its cookie notice.",
+                    "%(num)s sites link this notice as their cookie notice: a draft lists the cookies of "
+                    "every one of them, with the site each is used on, so that drafting for one site drops "
+                    "none of the others' cookies.", len(covered))
+    return {"site": covered[0]["id"], "label": _("Draft from the declarations of %(sites)s", sites=names),
+            "heading": _("Drafted from the declarations of %(sites)s", sites=names), "note": note}
 
 
 # -- a new version ------------------------------------------------------------------
@@ -102,23 +120,29 @@ def _draft(slug: str, start: notices.Version | None, site_id: str, data: dict[st
     if site["notices"].get("cookies") != slug:
         not_found(_("The site %(site)s does not link this notice as its cookie notice.", site=site["name"]), back,
                   _("All notices"))
+    covered = _declaring_sites(slug)
     notes: dict[str, set[str]] = {"added": set(), "removed": set()}
+    unplaced: list[str] = []
     for lang in current_app.config["LANGUAGES"]:
-        written = cookie_notice.draft(site, lang, data.get(f"body_{lang}"), current_app.config["ORGANIZATION"])
+        written = cookie_notice.draft(covered, lang, data.get(f"body_{lang}"), current_app.config["ORGANIZATION"])
         with force_locale(lang):
             data.setdefault(f"title_{lang}", cookie_notice.title())
-            data[f"summary_{lang}"] = cookie_notice.summary(site)
+            data[f"summary_{lang}"] = cookie_notice.summary(covered)
         data[f"body_{lang}"] = written.body
         notes["added"].update(written.added if start else ())
         notes["removed"].update(written.removed)
-    return {"site": site, "added": _category_names(site, notes["added"]),
-            "removed": _category_names(site, notes["removed"])}
+        unplaced += [name for name in written.unplaced if name not in unplaced]
+    return {**_draft_link(covered), "added": _category_names(covered, notes["added"]),
+            "removed": _category_names(covered, notes["removed"]), "unplaced": unplaced}
 
 
-def _category_names(site: dict[str, Any], ids: set[str]) -> list[str]:
-    """Categories by their label in the admin's language, in the site's order; those the site no
-    longer has after them."""
-    labels = {c["id"]: c["label"] for c in sites.banner(site, current_language())["categories"]}
+def _category_names(covered: list[dict[str, Any]], ids: set[str]) -> list[str]:
+    """Categories by their label in the admin's language, in the sites' order; those no site has
+    any longer after them."""
+    labels: dict[str, str] = {}
+    for site in covered:
+        for category in sites.banner(site, current_language())["categories"]:
+            labels.setdefault(category["id"], category["label"])
     order = [cid for cid in labels if cid in ids] + sorted(ids - set(labels))
     return [labels.get(cid) or (sites.category_label(cid) if cid in sites.STANDARD_CATEGORIES else cid)
             for cid in order]
@@ -153,7 +177,7 @@ def notice_new(slug: str):
             return done
     return render_template(
         "admin/notice_form.html", form=form, slug=slug, notice=notice, start=start,
-        starting_points=_starting_points(notice), today_date=today(), declaring=_declaring_sites(slug),
+        starting_points=_starting_points(notice), today_date=today(), drafting=_draft_link(_declaring_sites(slug)),
         languages=current_app.config["LANGUAGES"],
         summary=_error_summary(form), **page), status
 
