@@ -66,6 +66,10 @@ def site_service(service_id: str, own_provider: str) -> dict[str, Any]:
         shaped["own_purposes"] = True
     if entry.get("transfer"):
         shaped["transfer"] = dict(entry["transfer"])
+    # The provider's privacy policy, for the cookie notice's tables; a service the site runs itself
+    # (Matomo on its own server) is under the site's own privacy notice instead.
+    if entry["provider"] and entry.get("privacy_url"):
+        shaped["privacy_url"] = entry["privacy_url"]
     return shaped
 
 

@@ -1,4 +1,5 @@
-"""The cookie notice written from a site's declaration: a draft whose tables are the site's cookies.
+"""The cookie notice written from the declarations of the sites that link it: a draft whose tables
+are their cookies.
 
 Legal's prose stays legal's. The draft starts from the text of the notice's latest version and
 rewrites only the blocks between two markers, one block per category:
@@ -9,16 +10,21 @@ rewrites only the blocks between two markers, one block per category:
     | `_pk_id.*` | Tiimityö Oy (Matomo) | … | 13 months | First party |
     <!-- /keksi:cookies analytics -->
 
-The markers are HTML comments: the pages and diffs never show them. A category the site declares
-and the text has no block for gets a new section (heading, the banner's purpose, its table) after
-the last block, for legal to write its prose around; a block of a category the site no longer
-declares is taken out. A text without any marker (written before drafts existed) has each table
-whose cookie names are mostly one category's taken as that category's block; a notice without any
-version starts from a short template. Each cookie says what the banner's panel says of it (the
-same words, from `sites.banner`), plus whether it is the site's own or a third party's and, where
-declared, under which safeguard its data leaves the EU/EEA.
+The markers are HTML comments: the pages and diffs never show them. A draft is of a notice: it
+covers every site that links the notice as its cookie notice (`covering`), and when there are
+several, each table has a first column naming the site of each row, so that a draft for one site
+never drops another's cookies. A category the sites declare and the text has no block for gets its
+table at the end of legal's section under its heading, else a new section (heading, the banner's
+purpose, its table) after the last block; a block of a category no site declares any longer is taken
+out. A text without any marker (written before drafts existed) has each table whose cookie names are
+mostly one category's, else that stands under a category's heading, taken as that category's block;
+a cookie table that neither places is another declaration's and is taken out. A notice without any
+version starts from a short template. Each cookie says what the banner's panel says of it (the same
+words, from `sites.banner`), plus whether it is the site's own or a third party's, the provider's
+privacy policy where declared and, where declared, under which safeguard its data leaves the EU/EEA.
+Keksi's own items in the browser are always listed under necessary.
 
-Nothing here touches a request or the store: callers pass the site, the base text and the
+Nothing here touches a request or the store: callers pass the sites, the base text and the
 operator (KEKSI_ORGANIZATION), inside an app context for the catalogs.
 """
 

@@ -121,6 +121,10 @@ SITE: dict[str, Callable[[Params], str]] = {
     "own_purposes": lambda p: _("Say yes or no: does the provider also use the data for its own purposes?"),
     "transfer": lambda p: _("Say whether the data leaves the EU/EEA, and if it does, under %(safeguards)s.",
                             safeguards=_list(safeguard_name(c) for c in p["safeguards"])),
+    "privacy_url": lambda p: ngettext("Enter an https address of at most %(num)s character, such as "
+                                      "https://policies.google.com/privacy, or leave this empty.",
+                                      "Enter an https address of at most %(num)s characters, such as "
+                                      "https://policies.google.com/privacy, or leave this empty.", p["max"]),
     "cookies": lambda p: ngettext("A service can have at most %(num)s cookie.",
                                   "A service can have at most %(num)s cookies.", p["max"]),
     "storage": lambda p: _("Choose whether it is stored as a cookie or in the browser's local storage."),

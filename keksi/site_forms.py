@@ -24,7 +24,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
 
 from .messages import at_most, contrast_message, site_message, theme_labels
-from .sites import (MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_RADIUS, MAX_TEXT, POSITIONS, SAFEGUARDS,
+from .sites import (MAX_CATEGORIES, MAX_CONSENT_DAYS, MAX_RADIUS, MAX_TEXT, MAX_URL, POSITIONS, SAFEGUARDS,
                     STANDARD_CATEGORIES, THEME_DEFAULTS, Problem, contrast_failures, safeguard_name,
                     theme_value_problem, standard_texts)
 
@@ -39,7 +39,7 @@ MAX_ORIGINS_TEXT = 20_000
 # refused (413) before any form is built.
 MAX_FORM_ROWS = 400
 MAX_FORM_ENTRIES = MAX_CATEGORIES + MAX_FORM_ROWS  # category blocks and cookie rows together
-MAX_FORM_PARTS = 4_000  # fields: 9 a cookie row, 8 a category, about 40 more for the site
+MAX_FORM_PARTS = 4_000  # fields: 10 a cookie row, 8 a category, about 40 more for the site
 MAX_FORM_BYTES = 1024 * 1024
 
 # Something that looks like an HTML tag. The banner shows text only, so a "<script>" in a
@@ -96,6 +96,8 @@ def cookie_row_form(languages: list[str], language_names: dict[str, str]) -> typ
                               default="cookie")
         own_purposes = BooleanField(_l("The provider also uses the data for its own purposes"))
         transfer = SelectField(_l("Data leaves the EU/EEA"), choices=transfer_choices(), default="")
+        privacy_url = StringField(_l("Provider's privacy policy (https address)"), filters=[_strip],
+                                  validators=[Length(max=MAX_URL, message=at_most(MAX_URL))])
         # Which stored service and cookie the row was filled in from ("2.0", or "2" for a service
         # without cookies), so that saving can keep their texts as stored; empty in a new row.
         ref = HiddenField(filters=[_strip])
@@ -289,7 +291,8 @@ def _rows_data(category: dict[str, Any] | None, languages: list[str], lang: str)
     for j, service in enumerate((category or {}).get("services", [])):
         base = {"service": _in(service["name"], lang), "provider": _in(service["provider"], lang),
                 "own_purposes": service.get("own_purposes", False),
-                "transfer": (service.get("transfer") or {}).get("safeguard", "")}
+                "transfer": (service.get("transfer") or {}).get("safeguard", ""),
+                "privacy_url": service.get("privacy_url", "")}
         if not service["cookies"]:  # shown, so that saving asks what to do with it
             rows.append(dict(base, ref=str(j)))
         for k, cookie in enumerate(service["cookies"]):
@@ -588,6 +591,8 @@ def _services(rows: Any, languages: list[str], prefix: str, built: Built, catego
             built.fields[f"{prefix}.services[{j}].cookies"] = row.name
         j = keys[key]
         _service_flags(services[j], row, stored_service)
+        if _privacy_url(services[j], row):
+            built.fields.setdefault(f"{prefix}.services[{j}].privacy_url", row.privacy_url)
         cookies = services[j]["cookies"]
         k = len(cookies)
         purpose = {code: values[f"purpose_{code}"] for code in languages}
@@ -631,6 +636,19 @@ def _service_flags(service: dict[str, Any], row: Any, stored: dict[str, Any] | N
         return
     kept = (stored or {}).get("transfer")
     service["transfer"] = kept if kept and kept["safeguard"] == safeguard else {"safeguard": safeguard}
+
+
+def _privacy_url(service: dict[str, Any], row: Any) -> bool:
+    """The service's privacy link from a row that gives one (rows of one service must agree; a
+    disagreeing row is refused beside its field); whether this row gave it."""
+    url = row.privacy_url.data or ""
+    if not url:
+        return False
+    said = service.setdefault("privacy_url", url)
+    if said != url:
+        add_error(row.privacy_url, _("Another row of this service links %(other)s. Rows of one service "
+                                     "must agree.", other=said))
+    return True
 
 
 def _cookie_provider(values: dict[str, str], provider: Any, stored_service: dict[str, Any] | None,

@@ -17,9 +17,10 @@ from the translation catalogs; any other category must give its own.
 Optional parts: `banner` (marketing's own `title` and `text` for the first layer), per service
 `catalogue` (the id of the catalogue service it is: with a consent API, the widget sends it the
 visitor's choice for the service's category; see `consent_signals`),
-`own_purposes` (the provider also uses the data for its own purposes) and `transfer` (data leaves
+`own_purposes` (the provider also uses the data for its own purposes), `transfer` (data leaves
 the EU/EEA: `{"safeguard": "adequacy" | "scc" | "bcr", "country": "US"}`, the country optional, as the
-service catalogue writes it), per cookie `storage`
+service catalogue writes it) and `privacy_url` (the provider's privacy policy, https, which the
+cookie notice's tables link), per cookie `storage`
 (`local` for an item in the browser's localStorage), and `theme` (colours, font, corner radius
 and position of the banner; refused when a pair of its colours fails WCAG 2.2 AA contrast).
 """
@@ -60,6 +61,11 @@ FONT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,60}$")
 GENERIC_FONTS = ("serif", "sans-serif", "monospace", "system-ui", "ui-sans-serif", "ui-serif",
                  "ui-rounded", "cursive")
 MAX_RADIUS = 24
+MAX_URL = 500
+# A provider's privacy link: https, and only characters that need no escaping in a notice's
+# Markdown link or table (no space, quote, bracket, backslash or pipe).
+PRIVACY_URL_RE = re.compile(r"^https://(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::\d{1,5})?"
+                            r"(?:[/?#][A-Za-z0-9\-._~:/?#@!$&'()*+,;=%]*)?$")
 # The banner's look when a site sets none: what widget/consent.css holds.
 THEME_DEFAULTS: dict[str, Any] = {
     "background": "#ffffff", "text": "#1b1f24", "link": "#0a58ca", "button": "#0b3d91",
@@ -598,7 +604,8 @@ def _validate_service(service: Any, sfield: str, languages: list[str],
     if not isinstance(service, dict):
         errors[sfield] = Problem("not_object", "must be an object")
         return None
-    for key in sorted(set(service) - {"name", "provider", "cookies", "catalogue", "own_purposes", "transfer"}):
+    for key in sorted(set(service) - {"name", "provider", "cookies", "catalogue", "own_purposes", "transfer",
+                                      "privacy_url"}):
         errors[f"{sfield}.{key}"] = Problem("unknown_field", "is not a service field")
     listed = service.get("catalogue")
     if listed is not None and (not isinstance(listed, str) or catalogue.service(listed) is None):
@@ -613,6 +620,11 @@ def _validate_service(service: Any, sfield: str, languages: list[str],
             "transfer", f"must be null (the data stays in the EU/EEA) or {{\"safeguard\": …, \"country\": …}} "
             f"with a safeguard of {', '.join(SAFEGUARDS)} and, if known, an ISO 3166 country code",
             safeguards=SAFEGUARDS)
+    privacy_url = service.get("privacy_url")
+    if privacy_url is not None and not valid_privacy_url(privacy_url):
+        errors[f"{sfield}.privacy_url"] = Problem(
+            "privacy_url", f"must be an https address of at most {MAX_URL} characters, such as "
+            "https://policies.google.com/privacy, or left out", max=MAX_URL)
     cookies = service.get("cookies", [])
     if not isinstance(cookies, list) or len(cookies) > MAX_ITEMS:
         errors[f"{sfield}.cookies"] = Problem("cookies", f"must be a list of at most {MAX_ITEMS} cookies",
@@ -633,7 +645,14 @@ def _validate_service(service: Any, sfield: str, languages: list[str],
         clean_service["own_purposes"] = True
     if transfer is not None:
         clean_service["transfer"] = transfer
+    if privacy_url is not None:
+        clean_service["privacy_url"] = privacy_url
     return clean_service
+
+
+def valid_privacy_url(value: Any) -> bool:
+    """A link to a provider's privacy policy: https, a host, at most MAX_URL characters."""
+    return isinstance(value, str) and len(value) <= MAX_URL and PRIVACY_URL_RE.match(value) is not None
 
 
 def _validate_cookie(cookie: Any, cfield: str, service_provider: Any, languages: list[str],
@@ -767,9 +786,9 @@ def choice_hash(site: dict[str, Any]) -> str:
 
 
 def _without_catalogue(categories: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The categories without their services' catalogue links, which no visitor reads: linking a
-    service to the catalogue asks nobody again."""
-    return [dict(category, services=[{k: v for k, v in service.items() if k != "catalogue"}
+    """The categories without their services' catalogue links, which no visitor reads, and their
+    privacy links, which the cookie notice shows and the banner does not: neither asks anybody again."""
+    return [dict(category, services=[{k: v for k, v in service.items() if k not in ("catalogue", "privacy_url")}
                                      for service in category["services"]]) for category in categories]
 
 
