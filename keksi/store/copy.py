@@ -91,14 +91,12 @@ def _has_rows(store: Store, table: str) -> bool:
 
 def _copy_table(source: Store, target: Store, table: str, columns: list[str], batch: int) -> int:
     """Copy one table's rows, `batch` at a time; return how many."""
-    names = ", ".join(columns)
-    insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
     rows = (tuple(row[column] for column in columns)
-            for row in source.backend.iterate(f"SELECT {names} FROM {table}", batch=batch))
+            for row in source.backend.iterate(f"SELECT {', '.join(columns)} FROM {table}", batch=batch))
     count = 0
     for chunk in _chunks(rows, batch):
         try:
-            target.backend.executemany(insert, chunk)
+            target.backend.insert_many(table, columns, chunk)
         except target.backend.Error as exc:  # a value the target refuses: say where, keep nothing
             raise StoreError(f"the target refused a row of {table} (after {count} copied): {exc}; nothing "
                              "was copied", code="copy_refused", table=table) from exc

@@ -166,6 +166,14 @@ class PostgreSQLBackend:
         """Several statements at once (tests' tampering; never with values from outside)."""
         self.conn.execute(sql)
 
+    def insert_many(self, table: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+        """Insert `rows` (values in the order of `columns`) into `table` with COPY, PostgreSQL's bulk
+        load: the rows stream to the server rather than going as a statement each."""
+        with _mapped_errors(), self.conn.cursor() as cursor:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
     # -- transactions -----------------------------------------------------------
 
     @property
@@ -228,6 +236,55 @@ class PostgreSQLBackend:
                               "current_schema() AND table_name = ? AND is_identity = 'YES'", [table]):
             self.query(f"SELECT setval(pg_get_serial_sequence(?, ?), coalesce(max({row['col']}), 0) + 1, false) "
                        f"AS next FROM {table}", [table, row["col"]])
+
+    # -- the benchmarks (bench/) ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Loading many rows into a new database (the benchmarks' ledgers): this session's commits do
+        not wait for the WAL to reach the disk (synchronous_commit off); durable again afterwards."""
+        self.conn.execute("SET synchronous_commit = off")
+        try:
+            yield
+        finally:
+            self.conn.execute("RESET synchronous_commit")
+
+    def checkpoint(self) -> None:
+        """Nothing: the server writes its WAL back into the tables by itself."""
+
+    def size(self) -> int:
+        """Bytes the database takes on disk (pg_database_size: its catalogs included)."""
+        return self.query("SELECT pg_database_size(current_database()) AS bytes")[0]["bytes"]
+
+    def space_by_object(self) -> list[dict[str, Any]]:
+        """Bytes each table (with its TOAST) and index takes: name, table, is_index, bytes."""
+        return self.query(
+            'SELECT c.relname AS name, coalesce(t.relname, c.relname) AS "table", '
+            "(c.relkind = 'i')::int AS is_index, pg_table_size(c.oid) AS bytes FROM pg_class c "
+            "LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i')")
+
+    @staticmethod
+    def json_flag(column: str, key: str) -> str:
+        """An SQL expression: 1 where the JSON object in `column` (TEXT) holds true under `key`, else 0."""
+        return f"(({column})::json ->> '{key}')::boolean::int"
+
+    def explain(self, sql: str, params: Iterable[Any] = ()) -> str:
+        """PostgreSQL's query plan for `sql`, its lines on one."""
+        return "; ".join(row["QUERY PLAN"].strip() for row in self.query("EXPLAIN " + sql, params))
+
+    @contextlib.contextmanager
+    def index_held(self, sql: str, table: str, index: str | None) -> Iterator[str]:
+        """`sql` to run with the planner reading `table` through no index (a full scan: index scans
+        turned off for the transaction) when `index` is None. PostgreSQL takes no hint naming an
+        index: given one, its planner chooses, and `explain` shows what it chose."""
+        if index is not None:
+            yield sql
+            return
+        with self.transaction():
+            for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+                self.conn.execute(f"SET LOCAL {setting} = off")
+            yield sql
 
 
     def clear_removed(self) -> bool:

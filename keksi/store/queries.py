@@ -12,7 +12,9 @@ PostgreSQL backend with the same methods): `query`/`iterate` (rows as dicts), `e
 (a write's row count), `executemany`, `transaction()` (a write transaction; nested calls join the
 outer one; busy and unavailable databases raise `StoreBusy`/`StoreUnavailable`), `lock_chain`
 (serialises appends to one chain inside the transaction), `IntegrityError`, `Error`, migrations,
-backup, integrity check, and for copies (`keksi.store.copy`) `tables` and `follow_copied_ids`.
+backup, integrity check, for copies (`keksi.store.copy`) `tables`, `insert_many` and
+`follow_copied_ids`, and for the benchmarks (`bench/`) `bulk_load`, `checkpoint`, `size`,
+`space_by_object`, `json_flag`, `explain` and `index_held`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ CONSENT_COLUMNS = (
     "page", "notice_slug", "notice_version", "notice_sha256", "banner_hash", "widget_version", "ip",
     "user_agent", "gpc", "recorded_at", "valid_until", "content_hash", "cookie_notice_slug",
     "cookie_notice_version", "cookie_notice_sha256", "origin")
+
+
+def insert_statement(table: str, columns: Iterable[str]) -> str:
+    """An INSERT of one row of `columns` into `table`, with a `?` for each value."""
+    columns = list(columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 class Store:
@@ -807,7 +815,7 @@ class Store:
 
     def _insert(self, table: str, row: dict[str, Any], returning: str | None = None) -> Any:
         """Insert one row; with `returning`, give back that column of the new row (its new id)."""
-        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+        sql = insert_statement(table, row)
         if returning is None:
             self.backend.execute(sql, list(row.values()))
             return None

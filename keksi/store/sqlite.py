@@ -19,7 +19,7 @@ import sqlite_utils
 
 from .errors import StoreBusy, StoreError, StoreUnavailable
 from .migrations.sqlite import migrations
-from .queries import Store
+from .queries import Store, insert_statement
 
 BUSY_TIMEOUT_MS = 5000  # the default; KEKSI_BUSY_TIMEOUT_MS changes it
 # How long emptying the write-ahead log after an erasure waits for readers; writers wait meanwhile.
@@ -90,6 +90,10 @@ class SQLiteBackend:
     def executescript(self, sql: str) -> None:
         """Several statements at once (tests' tampering; never with values from outside)."""
         self.conn.executescript(sql)
+
+    def insert_many(self, table: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+        """Insert `rows` (values in the order of `columns`) into `table`: one prepared INSERT, run for each."""
+        self.conn.executemany(insert_statement(table, columns), rows)
 
     # -- transactions -----------------------------------------------------------
 
@@ -188,6 +192,57 @@ class SQLiteBackend:
         kept the log busy."""
         if not self.clear_removed():
             raise StoreBusy("readers kept the write-ahead log busy; try again in a moment", code="busy")
+
+    # -- the benchmarks (bench/) ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Loading many rows into a new database (the benchmarks' ledgers): commits do not wait for the
+        disk (synchronous OFF) and a 1 GB page cache keeps the random-key indexes in memory. Afterwards
+        commits are durable again and the WAL is written back into the file."""
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("PRAGMA cache_size = -1000000")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA cache_size = -2000")  # SQLite's default
+            self.conn.execute("PRAGMA synchronous = FULL")
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the WAL back into the database file and empty it, so the file's size is the data's."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def size(self) -> int:
+        """Bytes the database takes on disk: the file and its WAL."""
+        return sum(os.path.getsize(self.path + suffix) for suffix in ("", "-wal")
+                   if os.path.exists(self.path + suffix))
+
+    def space_by_object(self) -> list[dict[str, Any]]:
+        """Bytes each table and index takes (SQLite's dbstat): name, table, is_index, bytes; none when
+        the library lacks dbstat."""
+        try:
+            return self.query('SELECT s.name AS name, coalesce(m.tbl_name, s.name) AS "table", '
+                              "coalesce(m.type = 'index', 0) AS is_index, sum(s.pgsize) AS bytes "
+                              "FROM dbstat s LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY s.name")
+        except sqlite3.OperationalError:
+            return []
+
+    @staticmethod
+    def json_flag(column: str, key: str) -> str:
+        """An SQL expression: 1 where the JSON object in `column` holds true under `key`, else 0."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def explain(self, sql: str, params: Iterable[Any] = ()) -> str:
+        """SQLite's query plan for `sql`, its steps on one line."""
+        return "; ".join(row["detail"] for row in self.query("EXPLAIN QUERY PLAN " + sql, params))
+
+    @contextlib.contextmanager
+    def index_held(self, sql: str, table: str, index: str | None) -> Iterator[str]:
+        """`sql` with SQLite's planner held to reading `table` through `index`, or through no index at
+        all (a full scan) when `index` is None: an INDEXED BY or NOT INDEXED hint after its FROM."""
+        hint = "NOT INDEXED" if index is None else f"INDEXED BY {index}"
+        yield sql.replace(f"FROM {table} ", f"FROM {table} {hint} ", 1)
 
 
 def _connect(path: str, busy_timeout_ms: int, read_only: str | bool) -> sqlite_utils.Database:
