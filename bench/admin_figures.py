@@ -5,46 +5,50 @@
 
 What it does:
 1. Makes a fresh database with Keksi's own migrations and the demo site, then inserts N choices
-   spread evenly over 365 days straight into `consents` and `consent_chain` with executemany
-   (each row with its real content hash and chain link, so `flask consents verify` passes), and
-   the same choices counted into the daily aggregates `consent_daily` and
-   `consent_daily_categories`, by local day in KEKSI_TIMEZONE, exactly as `Store.append_consent`
-   counts them one by one.
+   spread evenly over 365 days straight into `consents` and `consent_chain` in batches through the
+   store's backend (bench/ledger.py's `insert_batch` and `Daily`: each row with its real content
+   hash and chain link, so `flask consents verify` passes), and the same choices counted into the
+   daily aggregates `consent_daily` and `consent_daily_categories`, by local day in
+   KEKSI_TIMEZONE, exactly as `Store.append_consent` counts them one by one.
 2. Signs in a marketing user through the login form and times GET /admin/sites/demo/figures
    with the Flask test client for a 30-day and a 365-day range: the median of 5 after one warm-up.
 3. Baselines, measured in the same run: the same page on an empty ledger (the same site, no
    choices), so the difference is what the ledger's size costs; and the naive alternative, one
    scan of `consents` grouping the range's rows by day and action and summing each category's
    opt-ins with json_extract, which is what the page would run without the aggregates.
+Nothing here opens the database itself: it goes through keksi.store (open_store and its backend).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from app import create_app  # noqa: E402
 from keksi import auth, sites  # noqa: E402
 from keksi.clock import day_start, record_text  # noqa: E402
-from keksi.consents import HASHED_COLUMNS, content_hash  # noqa: E402
-from keksi.store import GENESIS_HASH, chain_hash, open_store  # noqa: E402
+from keksi.consents import content_hash  # noqa: E402
+from keksi.store import GENESIS_HASH, Store, chain_hash, open_store  # noqa: E402
+from keksi.store.sqlite import SQLITE_VERSION  # noqa: E402
+from ledger import ACTIONS, CHOICE_FLAGS, CHOICES, HASHED_COLUMNS, MAX_ROWS, Daily, insert_batch  # noqa: E402
 
 SITE = "demo"
 DAYS = 365
@@ -55,26 +59,18 @@ PASSWORD = "bench password 123"
 TODAY = date(2026, 11, 22)  # the app's FIXED_TODAY: the ledger ends on this day
 ZONE = "Europe/Helsinki"
 
-ACTIONS = ["accept_all"] * 55 + ["reject_all"] * 25 + ["custom"] * 17 + ["withdraw"] * 3
-CATEGORIES = ("necessary", "preferences", "analytics", "marketing")
-CHOICES = {
-    key: json.dumps({"necessary": True, "preferences": key[0], "analytics": key[1], "marketing": key[2]},
-                    separators=(",", ":"))
-    for key in [(p, a, m) for p in (True, False) for a in (True, False) for m in (True, False)]
-}
-COLUMNS = ("seq",) + HASHED_COLUMNS + ("content_hash",)
-INSERT_CONSENT = f"INSERT INTO consents ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-INSERT_LINK = "INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)"
-INSERT_DAILY = "INSERT INTO consent_daily (site, day, action, n) VALUES (?, ?, ?, ?)"
-INSERT_DAILY_CATEGORY = ("INSERT INTO consent_daily_categories (site, day, category, granted, total) "
-                         "VALUES (?, ?, ?, ?, ?)")
 # What the page would run without the aggregates: one pass over the range's rows.
-NAIVE_BY_DAY = ("SELECT substr(recorded_at, 1, 10) AS day, action, count(*) FROM consents "
+NAIVE_BY_DAY = ("SELECT substr(recorded_at, 1, 10) AS day, action, count(*) AS n FROM consents "
                 "WHERE site = ? AND recorded_at >= ? AND recorded_at < ? GROUP BY day, action")
-NAIVE_OPT_IN = ("SELECT substr(recorded_at, 1, 10) AS day, count(*), "
-                "sum(json_extract(choices, '$.preferences')), sum(json_extract(choices, '$.analytics')), "
-                "sum(json_extract(choices, '$.marketing')) FROM consents "
+# {preferences} and so on: the backend's json_flag of each category (json_extract on SQLite).
+NAIVE_OPT_IN = ("SELECT substr(recorded_at, 1, 10) AS day, count(*) AS n, "
+                "sum({preferences}) AS preferences, sum({analytics}) AS analytics, "
+                "sum({marketing}) AS marketing FROM consents "
                 "WHERE site = ? AND recorded_at >= ? AND recorded_at < ? GROUP BY day")
+
+
+def opt_in_flags(store: Store) -> dict[str, str]:
+    return {key: store.backend.json_flag("choices", key) for key in ("preferences", "analytics", "marketing")}
 
 
 def make_app(path: Path):
@@ -100,17 +96,23 @@ def prepare(path: Path) -> None:
 def generate(path: Path, rows: int) -> float:
     """`rows` choices over DAYS days ending on TODAY, with their chain and daily aggregates."""
     started = time.perf_counter()
+    with contextlib.closing(open_store(str(path))) as store, store.backend.bulk_load():
+        daily = Daily()
+        for seq in _load(store, rows, daily):
+            print(f"  {seq:,} / {rows:,} rows ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        daily.save(store, SITE)
+        store.backend.execute("ANALYZE")
+    return time.perf_counter() - started
+
+
+def _load(store: Store, rows: int, daily: Daily) -> Iterator[int]:
+    """Insert the choices and their links a BATCH at a time, counting them into `daily` by local day;
+    yield the rows done after each batch."""
     zone = ZoneInfo(ZONE)
     end = datetime.combine(TODAY + timedelta(days=1), datetime.min.time(), tzinfo=zone).astimezone(timezone.utc)
     start = end - timedelta(days=DAYS)
     step_us = DAYS * 86400 * 1_000_000 / rows
     start_us = int(start.timestamp() * 1_000_000)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("PRAGMA cache_size = -1000000")
-    daily: Counter = Counter()
-    daily_granted: Counter = Counter()
-    daily_total: Counter = Counter()
     prev, seq = GENESIS_HASH, 0
     local_day_cache: dict[int, str] = {}
     while seq < rows:
@@ -146,24 +148,9 @@ def generate(path: Path, rows: int) -> float:
             consent_rows.append((seq, *(record[c] for c in HASHED_COLUMNS), digest))
             links.append((seq, digest, prev, row_hash))
             prev = row_hash
-            daily[(day, action)] += 1
-            for category, granted in zip(CATEGORIES, (True, *key)):
-                daily_total[(day, category)] += 1
-                daily_granted[(day, category)] += granted
-        conn.execute("BEGIN")
-        conn.executemany(INSERT_CONSENT, consent_rows)
-        conn.executemany(INSERT_LINK, links)
-        conn.execute("COMMIT")
-        print(f"  {seq:,} / {rows:,} rows ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    conn.execute("BEGIN")
-    conn.executemany(INSERT_DAILY, [(SITE, d, a, n) for (d, a), n in sorted(daily.items())])
-    conn.executemany(INSERT_DAILY_CATEGORY, [(SITE, d, c, daily_granted[(d, c)], n)
-                                             for (d, c), n in sorted(daily_total.items())])
-    conn.execute("COMMIT")
-    conn.execute("ANALYZE")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return time.perf_counter() - started
+            daily.add(day, action, CHOICE_FLAGS[key])
+        insert_batch(store, consent_rows, links)
+        yield seq
 
 
 def signed_in_client(app):
@@ -194,40 +181,33 @@ def time_naive(path: Path, first: date, last: date) -> tuple[float, int]:
     """Median seconds of the naive scan (both queries) over the range, and the rows it read."""
     since = day_start(first, ZONE, record_text)
     until = day_start(last, ZONE, record_text, next_day=True)
-    conn = sqlite3.connect(path)
-    try:
+    with contextlib.closing(open_store(str(path))) as store:
+        opt_in = NAIVE_OPT_IN.format(**opt_in_flags(store))
         times, rows = [], 0
         for _ in range(3):
             started = time.perf_counter()
-            by_day = conn.execute(NAIVE_BY_DAY, [SITE, since, until]).fetchall()
-            conn.execute(NAIVE_OPT_IN, [SITE, since, until]).fetchall()
+            by_day = store.backend.query(NAIVE_BY_DAY, [SITE, since, until])
+            store.backend.query(opt_in, [SITE, since, until])
             times.append(time.perf_counter() - started)
-            rows = sum(n for _, _, n in by_day)
+            rows = sum(row["n"] for row in by_day)
         return statistics.median(times), rows
-    finally:
-        conn.close()
 
 
 def aggregate_rows(path: Path) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+    with contextlib.closing(open_store(str(path))) as store:
+        return sum(store.backend.query(f"SELECT count(*) AS n FROM {t}")[0]["n"]
                    for t in ("consent_daily", "consent_daily_categories"))
-    finally:
-        conn.close()
 
 
 def check(path: Path, rows: int) -> None:
     """The aggregates count every row, as a scan does."""
-    conn = sqlite3.connect(path)
-    try:
-        scanned = dict(conn.execute("SELECT action, count(*) FROM consents GROUP BY action").fetchall())
-        counted = dict(conn.execute("SELECT action, sum(n) FROM consent_daily GROUP BY action").fetchall())
-        opt_in = conn.execute("SELECT sum(json_extract(choices, '$.analytics')) FROM consents").fetchone()[0]
-        counted_opt_in = conn.execute("SELECT sum(granted) FROM consent_daily_categories "
-                                      "WHERE category = 'analytics'").fetchone()[0]
-    finally:
-        conn.close()
+    with contextlib.closing(open_store(str(path))) as store:
+        query = store.backend.query
+        scanned = {r["action"]: r["n"] for r in query("SELECT action, count(*) AS n FROM consents GROUP BY action")}
+        counted = {r["action"]: r["n"] for r in query("SELECT action, sum(n) AS n FROM consent_daily GROUP BY action")}
+        opt_in = query(f"SELECT sum({opt_in_flags(store)['analytics']}) AS n FROM consents")[0]["n"]
+        counted_opt_in = query("SELECT sum(granted) AS n FROM consent_daily_categories "
+                               "WHERE category = 'analytics'")[0]["n"]
     assert scanned == counted and sum(counted.values()) == rows, (scanned, counted)
     assert opt_in == counted_opt_in, (opt_in, counted_opt_in)
 
@@ -238,7 +218,7 @@ def machine() -> str:
     mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0)
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem / 1024 / 1024:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}")
+            f"SQLite {SQLITE_VERSION}")
 
 
 def commit() -> str:
@@ -270,6 +250,8 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update bench/README.md")
     parser.add_argument("--keep", action="store_true", help="keep the databases (printed at the end)")
     options = parser.parse_args()
+    if not 1 <= options.rows <= MAX_ROWS:
+        parser.error(f"rows: from 1 to {MAX_ROWS:,}")
 
     work = Path(tempfile.mkdtemp(prefix="keksi-admin-figures-"))
     full, empty = work / "full.db", work / "empty.db"

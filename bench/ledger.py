@@ -41,6 +41,7 @@ from keksi.store import GENESIS_HASH, Store, chain_hash, is_url, open_store  # n
 SITE = "demo"
 DAYS = 365  # the rows span this many days, whatever their number: more rows = busier days
 BATCH = 100_000
+MAX_ROWS = 10_000_000  # bench/run.py --full's largest ledger; the scripts take no more
 FIGURES_DAYS = 30
 INDEX_NAME = "bench_consents_figures"
 
@@ -370,9 +371,6 @@ def measure(database: str, rows: int, end: datetime, log=print) -> dict:
         f"(site, recorded_at) {f['site_recorded_at'] * 1000:.0f} ms, covering {f['covering'] * 1000:.0f} ms"
         + (f", daily figures tables {f['rollup'] * 1000:.1f} ms" if "rollup" in f else ""))
     return result
-
-
-MAX_ROWS = 10_000_000  # bench/run.py --full's largest ledger
 
 
 if __name__ == "__main__":
