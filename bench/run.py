@@ -10,7 +10,7 @@ Diagnosis options: --only post|page|304 (repeatable), --workers N, --runs N, --s
 
 1. Consent posts under gunicorn with the production config (gunicorn.conf.py, 4 workers)
    against bench/baseline_app.py under the same settings, whose endpoint only inserts the
-   same row with sqlite-utils. wrk gives every request a unique body (bench/consent_post.lua).
+   same row through the store's backend. wrk gives every request a unique body (bench/consent_post.lua).
    After each run the rows added are counted against wrk's 2xx answers.
 2. The notice page /fi/privacy against a constant page of the same size, and If-None-Match
    answered with 304 on both sides.
@@ -80,7 +80,8 @@ def machine() -> dict[str, str]:
                 break
     with open("/proc/meminfo") as info:
         kib = int(next(line for line in info if line.startswith("MemTotal")).split()[1])
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("[")[0].strip()
+    wrk = (subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("[")[0].strip()
+           if shutil.which("wrk") else "no wrk")  # --skip-http runs without it
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "keksi", "app.py",
