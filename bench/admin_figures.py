@@ -47,7 +47,6 @@ from keksi import auth, sites  # noqa: E402
 from keksi.clock import day_start, record_text  # noqa: E402
 from keksi.consents import content_hash  # noqa: E402
 from keksi.store import GENESIS_HASH, Store, chain_hash, open_store  # noqa: E402
-from keksi.store.sqlite import SQLITE_VERSION  # noqa: E402
 from ledger import ACTIONS, CHOICE_FLAGS, CHOICES, HASHED_COLUMNS, MAX_ROWS, Daily, insert_batch  # noqa: E402
 
 SITE = "demo"
@@ -212,13 +211,18 @@ def check(path: Path, rows: int) -> None:
     assert opt_in == counted_opt_in, (opt_in, counted_opt_in)
 
 
-def machine() -> str:
+def machine(database: str) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "?")
     mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0)
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem / 1024 / 1024:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"SQLite {SQLITE_VERSION}")
+            f"{database}")
+
+
+def database_version(path: Path) -> str:
+    with contextlib.closing(open_store(str(path))) as store:
+        return store.backend.version()
 
 
 def commit() -> str:
@@ -262,6 +266,7 @@ def main() -> int:
         seconds = generate(full, options.rows)
         check(full, options.rows)
         aggregates = aggregate_rows(full)
+        engine = database_version(full)
         print(f"generated in {seconds:.1f} s", file=sys.stderr)
 
         ranges = {"30 days": (TODAY - timedelta(days=29), TODAY),
@@ -296,7 +301,7 @@ def main() -> int:
             "`.venv/bin/python bench/admin_figures.py [ROWS]` (default 1,000,000; `--no-write` leaves this file "
             "alone). How the ledger is built and what is timed is in the script's docstring.", "",
             f"Last run: {datetime.now(timezone.utc):%Y-%m-%d}, {options.rows:,} choices over {DAYS} days, commit "
-            f"{commit()}. Machine: {machine()}. Ledger generated in {seconds:.0f} s "
+            f"{commit()}. Machine: {machine(engine)}. Ledger generated in {seconds:.0f} s "
             f"({aggregates:,} aggregate rows).", "",
             f"GET /admin/sites/demo/figures through the Flask test client, signed in as marketing, median of "
             f"{REPEAT} after a warm-up; the naive query is the median of 3.", "",

@@ -252,6 +252,10 @@ class PostgreSQLBackend:
             self.conn.execute("RESET synchronous_commit")
         self.conn.execute("VACUUM ANALYZE")
 
+    def version(self) -> str:
+        """The database and its version, for reports: the server's."""
+        return "PostgreSQL " + self.query("SHOW server_version")[0]["server_version"]
+
     def checkpoint(self) -> None:
         """Nothing: the server writes its WAL back into the tables by itself."""
 

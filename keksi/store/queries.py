@@ -14,7 +14,7 @@ outer one; busy and unavailable databases raise `StoreBusy`/`StoreUnavailable`),
 (serialises appends to one chain inside the transaction), `IntegrityError`, `Error`, migrations,
 backup, integrity check, for copies (`keksi.store.copy`) `tables`, `insert_many` and
 `follow_copied_ids`, and for the benchmarks (`bench/`) `bulk_load`, `checkpoint`, `size`,
-`space_by_object`, `json_flag`, `explain` and `index_held`.
+`space_by_object`, `json_flag`, `explain`, `index_held` and `version`.
 """
 
 from __future__ import annotations

@@ -209,6 +209,10 @@ class SQLiteBackend:
             self.conn.execute("PRAGMA synchronous = FULL")
         self.checkpoint()
 
+    def version(self) -> str:
+        """The database and its version, for reports: SQLite as Python links it."""
+        return f"SQLite {sqlite3.sqlite_version}"
+
     def checkpoint(self) -> None:
         """Write the WAL back into the database file and empty it, so the file's size is the data's."""
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
