@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -172,6 +173,18 @@ def raw_sql(target: Any, sql: str, params: Any = (), *, script: bool = False) ->
     finally:
         if store is not target:
             store.close()
+
+
+@contextlib.contextmanager
+def write_lock_held(app: Any) -> Iterator[None]:
+    """Another writer in the middle of its transaction: the database's write lock held, through a
+    store of its own, until the block ends (what makes the app's writes wait past their busy timeout)."""
+    store = open_store(app.config["DATABASE"])
+    try:
+        with store.backend.transaction():
+            yield
+    finally:
+        store.close()
 
 
 # -- the admin: users, their sign-in and the forms' CSRF tokens -----------------------------

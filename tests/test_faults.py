@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 from keksi import consents
 from keksi.store import close_idle_connections, open_store
 
-from .conftest import raw_sql
+from .conftest import raw_sql, write_lock_held
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 from .test_ledger_gunicorn import prepare, start
 
@@ -29,9 +28,7 @@ def test_a_database_locked_past_the_timeout_gets_503_and_a_retry_succeeds(make_a
     add_site(app)
     client = app.test_client()
     body = choice(config(client))
-    blocker = sqlite3.connect(app.config["DATABASE"])
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with write_lock_held(app):
         response = post(client, body)
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "2"
@@ -39,9 +36,6 @@ def test_a_database_locked_past_the_timeout_gets_503_and_a_retry_succeeds(make_a
         assert response.get_json()["field"] == "store"
         assert "not recorded" in response.get_json()["message"]
         assert client.get("/en/privacy").status_code == 200, "WAL readers are not blocked by the writer"
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert count_rows(app) == 0
     retry = post(client, body)
     assert retry.status_code == 201

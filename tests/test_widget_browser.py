@@ -24,7 +24,7 @@ from keksi import consents
 from keksi.store import open_store
 
 from .conftest import (ROOT, SAMPLE_NOTICES, TODAY, LiveServer, add_user, assert_accessible, browser_sign_in,
-                       publish_all, raw_sql, write_version)
+                       publish_all, raw_sql, write_lock_held, write_version)
 from .ledger import DEMO_SITE, add_site
 from .widget_host import ConsentFaults, HostServer, host_page
 
@@ -967,23 +967,17 @@ def test_banner_texts_are_translated(widget: Widget):
 def test_a_database_locked_past_the_timeout_delays_the_choice_but_loses_nothing(page: Page, make_app, host,
                                                                                console_errors):
     console_errors.allow(r"status of 503")
-    import sqlite3
     app = make_app(BUSY_TIMEOUT_MS=100)
     faults = ConsentFaults(app)
     with LiveServer(faults) as server:
         widget = Widget(app, server, host, "demo", faults)
         page.goto(widget.page(body=TAGGED))
         wait_ready(page)
-        blocker = sqlite3.connect(app.config["DATABASE"])
-        blocker.execute("BEGIN EXCLUSIVE")  # held longer than the server's busy timeout
-        try:
+        with write_lock_held(app):  # held longer than the server's busy timeout
             banner(page).get_by_role("button", name=EN["accept"]).click()
             queued = wait_until(lambda: json.loads(page.evaluate("localStorage.getItem('keksi_queue')") or "[]"))
             assert [q["action"] for q in queued] == ["accept_all"]
             wait_until(lambda: faults.answered == [503])  # the lock outlasted the busy timeout
-        finally:
-            blocker.rollback()
-            blocker.close()
         assert widget.rows() == []
         page.reload()  # a later page load: the queued choice is delivered
         rows = widget.wait_rows(1)
