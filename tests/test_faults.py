@@ -1,7 +1,9 @@
-"""Faults: a locked database, a full or read-only disk, killed processes. Nothing acknowledged is lost."""
+"""Faults: a locked database, a full or read-only disk, killed processes, a PostgreSQL server out of reach.
+Nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +13,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +23,7 @@ from keksi.store import close_idle_connections, open_store
 
 from .conftest import raw_sql, write_lock_held
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
+from .postgresql import connect
 from .test_ledger_gunicorn import prepare, start
 
 
@@ -218,5 +223,55 @@ def test_killing_a_worker_and_then_the_master_loses_nothing_acknowledged(tmp_pat
         assert store.integrity_check() == "ok"
         result = consents.verify(store)
         assert result.ok, result
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def refusing_connections(postgresql_url: str, database: str) -> Iterator[None]:
+    """The PostgreSQL database at `database` refuses new connections and loses its open ones, as when
+    its server is down, restarting or failing over; it takes them again afterwards."""
+    name = urlsplit(database).path.lstrip("/")
+    with connect(postgresql_url) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+    try:
+        yield
+    finally:
+        with connect(postgresql_url) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def _request(port: int, method: str, path: str, body: str | None = None) -> tuple[int, str | None, bytes]:
+    """Status, Retry-After and body of one request; the client waits longer than gunicorn lets a worker run."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=body, headers={"Origin": ORIGIN, "Content-Type": "text/plain;charset=UTF-8"})
+    response = conn.getresponse()
+    return response.status, response.headers["Retry-After"], response.read()
+
+
+def test_a_postgresql_server_out_of_reach_gets_503_and_the_next_choice_is_recorded(
+        tmp_path, postgresql_url, fresh_postgresql):
+    """Requests while the server cannot be reached are answered 503 with Retry-After, soon enough that
+    gunicorn does not cut them off as a hung worker; once it is back, the pools connect again at once."""
+    env = prepare(tmp_path, fresh_postgresql)
+    port = int(env["PORT"])
+    process = start(env, workers=1, log=tmp_path / "gunicorn.log")
+    try:
+        status, _, payload = _request(port, "GET", "/api/v1/sites/demo/config?lang=fi")
+        body = json.dumps(choice(json.loads(payload)))
+        with refusing_connections(postgresql_url, fresh_postgresql):
+            for method, path, sent in (("GET", "/en/privacy", None), ("POST", "/api/v1/consents", body)):
+                status, retry_after, _ = _request(port, method, path, sent)
+                assert status == 503 and retry_after, f"{method} {path}"
+        status, _, payload = _request(port, "POST", "/api/v1/consents", body)
+        assert status == 201, payload
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    store = open_store(fresh_postgresql)
+    try:
+        result = consents.verify(store)
+        assert result.ok and result.checked == 1, "the choice retried after the outage is recorded once"
     finally:
         store.close()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -48,13 +49,17 @@ def prepare(tmp_path: Path, database: str | None = None) -> dict[str, str]:
     return env
 
 
-def start(env: dict[str, str], workers: int = 4, access_log: str = "/dev/null") -> subprocess.Popen:
-    """Start gunicorn with the production config and wait until it answers."""
+def start(env: dict[str, str], workers: int = 4, access_log: str = "/dev/null",
+          folder: Path = ROOT, log: Path | None = None) -> subprocess.Popen:
+    """Start gunicorn with the production config in the project `folder` and wait until it answers.
+    Its messages go to the file `log` if given (a long run under faults can say much), else to a pipe
+    read only if it does not start."""
     port = int(env["PORT"])
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", str(workers),
-         "--access-logfile", access_log, "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "ab") if log else contextlib.nullcontext(subprocess.PIPE) as stderr:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", str(workers),
+             "--access-logfile", access_log, "wsgi:app"],
+            cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -66,7 +71,8 @@ def start(env: dict[str, str], workers: int = 4, access_log: str = "/dev/null") 
             pass
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
-            pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
+            said = log.read_text(errors="replace") if log else process.stderr.read().decode()
+            pytest.fail(f"gunicorn did not start: {said[-2000:]}")
         time.sleep(0.1)
 
 

@@ -40,6 +40,13 @@ from .queries import Store
 POOL_SIZE = 4
 # How long `flask db compact` waits for the consents table's lock before giving up.
 COMPACT_LOCK_WAIT = "5s"
+# Seconds a request waits for a connection while the server cannot be reached (down, restarting, failing
+# over) before it is answered 503 with Retry-After: well inside gunicorn's 30 s worker timeout, which
+# would cut a request off with a 500 (a page waits twice: once for the caches' generation check).
+# Also how long the pool keeps retrying one connection in the background, with growing pauses,
+# before it gives up: the next request then tries at once, so the first one after the server is back
+# connects rather than waiting for a pause that, after a long outage, could last minutes.
+CONNECT_WAIT = 5
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+$")
 # pg_advisory_lock's key for migrating: any constant all Keksi processes share ("keksimig").
 _MIGRATION_LOCK = int.from_bytes(b"keksimig", "big")
@@ -384,10 +391,10 @@ def pool(url: str) -> ConnectionPool:
             # min_size 0: no connection is opened before a request needs one. check: a connection
             # the server closed while it sat in the pool (a restart, a failover) is replaced before
             # it is lent, rather than failing the request.
-            found = _pools[url] = ConnectionPool(url, min_size=0, max_size=POOL_SIZE, open=True,
-                                                 kwargs={"autocommit": True}, configure=_configure,
-                                                 check=ConnectionPool.check_connection,
-                                                 name=f"keksi-{os.getpid()}")
+            found = _pools[url] = ConnectionPool(
+                url, min_size=0, max_size=POOL_SIZE, open=True, timeout=CONNECT_WAIT,
+                reconnect_timeout=CONNECT_WAIT, kwargs={"autocommit": True, "connect_timeout": CONNECT_WAIT},
+                configure=_configure, check=ConnectionPool.check_connection, name=f"keksi-{os.getpid()}")
         return found
 
 
