@@ -3,8 +3,11 @@
 Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
 """
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # SQLite takes one writer at a time; a few sync workers keep the writer busy
@@ -29,3 +32,18 @@ else:
 accesslog = "-"
 # JSON lines with no client address and no query string: personal data we do not need there.
 logger_class = "keksi.accesslog.JsonAccessLogger"
+
+# prctl's option that has the kernel send a signal when the process's parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def post_fork(server, worker):
+    """A worker whose master dies, even by SIGKILL, gets SIGTERM: it finishes the request at hand and
+    exits. Otherwise a sync worker looks for its master only when no connection is waiting, so under
+    load it would serve on unsupervised (no timeout, no restart) and hold the port that a restarted
+    master needs. Elsewhere than on Linux gunicorn's own check stays."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != server.pid:  # the master died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
