@@ -32,6 +32,9 @@ RAISED = {
 # Codes with words that nothing raises: the sign-in wait (try_sign_in returns it) and a
 # StoreError raised without a code of its own.
 NOT_RAISED = {("auth", "wait"), ("store", "refused"), ("source", "")}
+# Codes only an operator's command raises (`flask db copy`, run in a shell, where every command speaks
+# English): no page shows them, so they have no words here.
+CLI_ONLY = {("store", "target_not_empty"), ("store", "target_schema"), ("store", "copy_refused")}
 # One value for every parameter any code takes.
 PARAMS = {
     "roles": list(auth.ROLES), "n": 12, "max": 50, "languages": ["sv"], "origin": "ftp://shop.example",
@@ -71,7 +74,7 @@ def test_every_code_raised_has_words_and_every_word_has_a_code():
     assert {"email", "password_common", "link_used"} <= found["auth"]
     assert {"site_exists", "last_admin", "no_user"} <= found["store"]
     assert {"origin_twice", "duration", "transfer", "storage", "own_purposes"} <= found["site"]
-    without_words = {(d, c) for d, codes in found.items() for c in codes if c not in messages.DOMAINS[d]}
+    without_words = {(d, c) for d, codes in found.items() for c in codes if c not in messages.DOMAINS[d]} - CLI_ONLY
     assert not without_words, f"add these codes to keksi/messages.py, with translations: {without_words}"
     unused = {(d, c) for d, c in CODES if c not in found[d]} - NOT_RAISED
     assert not unused, f"keksi/messages.py has words for codes nothing raises: {unused}"
