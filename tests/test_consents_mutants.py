@@ -538,6 +538,16 @@ def test_a_removal_range_pointing_at_the_record_itself_does_not_excuse_its_delet
     assert _verify(app) == _broken(2, 0, 3, MISSING)
 
 
+def test_a_stray_removal_row_is_found_after_every_record_was_checked(app, client):
+    """Found once the walk is done: the result still says how many records it verified and how many
+    an erasure removed."""
+    answers = _record(client, 3)
+    _erase(app, answers[0]["subject_id"])  # link 4 lists record 1
+    _sql(app, f"INSERT INTO removal_counts (link_seq, site, day, action, n) VALUES (2, 'demo', '{TODAY}', "
+              "'accept_all', 5)")
+    assert _verify(app) == _broken(3, 1, 2, "a removal row belongs to no erasure or purge in the chain")
+
+
 def test_a_deleted_record_whose_link_stays_is_found(app, client):
     _record(client, 3)
     _sql(app, "DELETE FROM consents WHERE seq = 2", drop=("consents_delete_only_when_removed",))
