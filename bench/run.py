@@ -112,16 +112,17 @@ def free_port() -> int:
 class Server:
     """gunicorn with the production config and WORKERS workers, on a free loopback port."""
 
-    def __init__(self, name: str, app: str, env: dict[str, str], ready_path: str, extra: list[str] = ()):
+    def __init__(self, name: str, app: str, env: dict[str, str], ready_path: str, extra: list[str] = (),
+                 workers: int = WORKERS, cwd: Path = ROOT):
         self.name, self.port = name, free_port()
         self.env = dict(env, HOST=HOST, PORT=str(self.port))
         self.stderr = tempfile.TemporaryFile()
         # The production config as is (its access log included, to stdout, discarded here);
         # only the worker count is fixed, the same for both sides.
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--workers", str(WORKERS),
+            [str(BIN / "gunicorn"), "-c", str(cwd / "gunicorn.conf.py"), "--workers", str(workers),
              "--no-control-socket", "--bind", f"{HOST}:{self.port}", *extra, app],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            cwd=cwd, env=self.env, stdout=subprocess.DEVNULL, stderr=self.stderr,
             start_new_session=True)
         deadline = time.monotonic() + 60
         while True:
