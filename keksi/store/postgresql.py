@@ -106,14 +106,22 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
                       utc_text()])
 
 
-def lock_chain(conn: psycopg.Connection, chain: str) -> None:
+def lock_chain(conn: psycopg.Connection, chain: str, read: str | None = None,
+               params: Iterable[Any] = (), *, pipelined: bool = False) -> list[dict[str, Any]]:
     """Hold `chain` ("consents" or "audit") until the caller's transaction ends, by advancing its head
     (one UPDATE ... RETURNING). Every other append waits here, so the chain's last link read after
     this call, and a check made after it (an event_id already stored), cannot go stale before the
-    commit."""
-    if conn.execute("UPDATE chain_heads SET appends = appends + 1 WHERE chain = %s RETURNING appends",
-                    [chain]).fetchone() is None:
-        raise ValueError(f"there is no chain {chain!r}")
+    commit. With `read` (a query, psycopg's placeholders), run it after the lock is taken and return
+    its rows: both statements go to the server in one round trip (a pipeline), and the read, a
+    statement of its own, takes its snapshot once the lock is held. `pipelined`: the connection is
+    in a pipeline already (`PostgreSQLBackend.batch`), whose other statements go with these."""
+    with contextlib.nullcontext() if pipelined or not read else conn.pipeline():
+        head = conn.execute("UPDATE chain_heads SET appends = appends + 1 WHERE chain = %s RETURNING appends",
+                            [chain])
+        rows = conn.cursor(row_factory=dict_row).execute(read, list(params)) if read else None
+        if head.fetchone() is None:  # fetching sends both and waits for both answers
+            raise ValueError(f"there is no chain {chain!r}")
+        return rows.fetchall() if rows else []
 
 
 # -- the backend ---------------------------------------------------------------------------
@@ -131,6 +139,7 @@ class PostgreSQLBackend:
         self.conn = conn
         self.pool = pool
         self._cursors = itertools.count(1)
+        self._pipeline: psycopg.Pipeline | None = None  # inside `batch`
 
     def close(self) -> None:
         if self.pool is None:
@@ -144,6 +153,8 @@ class PostgreSQLBackend:
         """Every row of a query (or of a write with RETURNING), as dicts."""
         with _mapped_errors(), self.conn.cursor(row_factory=dict_row) as cursor:
             cursor.execute(_pyformat(sql), list(params))
+            if self._pipeline is not None:
+                self._pipeline.sync()  # in a batch: the answer comes back only when asked for
             return cursor.fetchall() if cursor.description else []  # a statement without rows: none
 
     def iterate(self, sql: str, params: Iterable[Any] = (), batch: int = 2000) -> Iterator[dict[str, Any]]:
@@ -200,9 +211,25 @@ class PostgreSQLBackend:
         with _mapped_errors(), self.conn.transaction():
             yield
 
-    def lock_chain(self, chain: str) -> None:
-        """Hold `chain` ("consents" or "audit") until the transaction ends (see `lock_chain` above)."""
-        lock_chain(self.conn, chain)
+    def lock_chain(self, chain: str, read: str | None = None, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Hold `chain` ("consents" or "audit") until the transaction ends, then run `read` and
+        return its rows, in one round trip (see `lock_chain` above)."""
+        with _mapped_errors():
+            return lock_chain(self.conn, chain, _pyformat(read) if read else None, params,
+                              pipelined=self._pipeline is not None)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the writes made inside (and the COMMIT of a transaction opened inside) together, in
+        one round trip at the end, rather than one round trip each: a psycopg pipeline. A query
+        inside still waits for its rows; `execute` cannot know its row count (-1); an error of any
+        write is raised at the end, and the transaction rolled back."""
+        with _mapped_errors(), self.conn.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
 
     # -- schema and copies ------------------------------------------------------
 

@@ -11,10 +11,11 @@ Everything that depends on the database goes through `self.backend` (`keksi.stor
 PostgreSQL backend with the same methods): `query`/`iterate` (rows as dicts), `execute`
 (a write's row count), `executemany`, `transaction()` (a write transaction; nested calls join the
 outer one; busy and unavailable databases raise `StoreBusy`/`StoreUnavailable`), `lock_chain`
-(serialises appends to one chain inside the transaction), `IntegrityError`, `Error`, migrations,
-backup, integrity check, for copies (`keksi.store.copy`) `tables`, `insert_many` and
-`follow_copied_ids`, and for the benchmarks (`bench/`) `bulk_load`, `checkpoint`, `size`,
-`space_by_object`, `json_flag`, `explain`, `index_held` and `version`.
+(serialises appends to one chain inside the transaction, then runs a read), `batch()` (writes sent
+together; on PostgreSQL one round trip), `IntegrityError`, `Error`, migrations, backup, integrity
+check, for copies (`keksi.store.copy`) `tables`, `insert_many` and `follow_copied_ids`, and for the
+benchmarks (`bench/`) `bulk_load`, `checkpoint`, `size`, `space_by_object`, `json_flag`, `explain`,
+`index_held` and `version`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ from .errors import LastAdmin, StoreError, StoreUnavailable
 # for each record (100k records: over 15 minutes instead of 1 s).
 PURGE_WHERE = ("c.valid_until < ? OR EXISTS (SELECT 1 FROM consents n WHERE n.subject_id = c.subject_id "
                "AND n.site || '' = c.site AND n.seq + 0 > c.seq AND n.recorded_at < ?)")
+
+# What an append reads once it holds the chain's lock, in one statement: the seq of a record
+# already stored for the event (a retry), the time of the last record, and the chain's last link.
+APPEND_READ = ("SELECT (SELECT seq FROM consents WHERE event_id = ?) AS stored_seq, "
+               "(SELECT recorded_at FROM consents ORDER BY seq DESC LIMIT 1) AS last_recorded_at, "
+               "(SELECT seq FROM consent_chain ORDER BY seq DESC LIMIT 1) AS last_seq, "
+               "(SELECT row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1) AS last_hash")
 
 # The columns of a consent record, in the table's order; a query joining consents to other
 # tables names them rather than `c.*`, so no two columns of a row share a name.
@@ -244,14 +252,15 @@ class Store:
         row comes back with created=False (checked after the lock, so two posts of one event
         cannot both pass).
         """
-        with self._write():
-            self.backend.lock_chain("consents")
-            existing = self.consent_by_event(event_id)
-            if existing:
-                return existing, False
-            last = self._one("SELECT recorded_at FROM consents ORDER BY seq DESC LIMIT 1")
-            record = build(last["recorded_at"] if last else None)
-            seq = self._append_chain_link(record["content_hash"])
+        # One batch: on PostgreSQL the lock and the reads after it are one round trip, the writes
+        # and the COMMIT one more, so the chain's lock is held for two round trips and the commit.
+        with self.backend.batch(), self._write():
+            end = self.backend.lock_chain("consents", APPEND_READ, [event_id])[0]
+            if end["stored_seq"] is not None:
+                return self.consent_by_event(event_id), False
+            record = build(end["last_recorded_at"])
+            seq, prev_hash = _next_link(end["last_seq"], end["last_hash"])
+            self._insert_chain_link(seq, prev_hash, record["content_hash"])
             row = dict(record, seq=seq)
             day = row.pop("day")
             self._insert("consents", row)
@@ -262,12 +271,17 @@ class Store:
         self.backend.execute(
             "INSERT INTO consent_daily (site, day, action, n) VALUES (?, ?, ?, 1) "
             "ON CONFLICT (site, day, action) DO UPDATE SET n = consent_daily.n + 1", [site, day, action])
-        self.backend.executemany(
+        # One statement for every category (no round trip each): the categories are distinct, so no
+        # row is upserted twice by it.
+        rows = [(site, day, category, int(granted)) for category, granted in choices.items()]
+        if not rows:
+            return
+        self.backend.execute(
             "INSERT INTO consent_daily_categories (site, day, category, granted, total) "
-            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (site, day, category) DO UPDATE SET "
+            f"VALUES {', '.join(['(?, ?, ?, ?, 1)'] * len(rows))} ON CONFLICT (site, day, category) DO UPDATE SET "
             "granted = consent_daily_categories.granted + excluded.granted, "
             "total = consent_daily_categories.total + 1",
-            [(site, day, category, int(granted)) for category, granted in choices.items()])
+            [value for row in rows for value in row])
 
     def daily_actions(self, site: str, first_day: str, last_day: str) -> list[dict[str, Any]]:
         """Choices per day and action, days in KEKSI_TIMEZONE, both ends included."""
@@ -441,18 +455,12 @@ class Store:
 
     def _chain_end(self) -> tuple[int, str]:
         """The seq the next link takes, and the row hash it links to."""
-        last = self._one("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1")
-        return (last["seq"] + 1, last["row_hash"]) if last else (1, GENESIS_HASH)
+        last = self._one("SELECT seq, row_hash FROM consent_chain ORDER BY seq DESC LIMIT 1") or {}
+        return _next_link(last.get("seq"), last.get("row_hash"))
 
     def _insert_chain_link(self, seq: int, prev_hash: str, content: str) -> None:
         self.backend.execute("INSERT INTO consent_chain (seq, content_hash, prev_hash, row_hash) VALUES (?, ?, ?, ?)",
                              [seq, content, prev_hash, chain_hash(prev_hash, content)])
-
-    def _append_chain_link(self, content: str) -> int:
-        """Append a link for `content` (a hex content hash) at the next seq; return that seq."""
-        seq, prev_hash = self._chain_end()
-        self._insert_chain_link(seq, prev_hash, content)
-        return seq
 
     def _append_removal_link(self, reason: str, removed_at: str, seqs: Iterable[int], counts: Counts) -> None:
         """Chain a removal of `seqs` (ascending) and what it took out of the daily figures, inside the
@@ -820,6 +828,11 @@ class Store:
             self.backend.execute(sql, list(row.values()))
             return None
         return self.backend.query(f"{sql} RETURNING {returning} AS returned", list(row.values()))[0]["returned"]
+
+
+def _next_link(last_seq: int | None, last_hash: str | None) -> tuple[int, str]:
+    """The seq and previous hash of the link after the chain's last (none: the first link)."""
+    return (last_seq + 1, last_hash) if last_seq is not None else (1, GENESIS_HASH)
 
 
 def _user(row: dict[str, Any]) -> dict[str, Any]:

@@ -130,9 +130,16 @@ class SQLiteBackend:
                 raise
             raise mapped from exc
 
-    def lock_chain(self, chain: str) -> None:
+    def lock_chain(self, chain: str, read: str | None = None, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """Hold `chain` ("consents" or "audit") until the transaction ends: BEGIN IMMEDIATE already
-        holds the whole database, so there is nothing more to take."""
+        holds the whole database, so there is nothing more to take. Then run `read`, if given, and
+        return its rows."""
+        return self.query(read, params) if read else []
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Writes inside run one by one as they come: SQLite is in this process, with no round trips
+        to save (see the PostgreSQL backend's `batch`)."""
+        return contextlib.nullcontext()
 
     # -- schema and copies ------------------------------------------------------
 
