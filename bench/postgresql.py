@@ -17,8 +17,8 @@
    of the round; latency is per post, from connect to the last byte of the answer.
 4. Checks that every 201 has its row and nothing else was written, and verifies both chains.
 5. In this process, through the Flask test client, posts one at a time and times the store's append
-   (the transaction that holds the chain's lock, from its first statement to the commit returning),
-   and on PostgreSQL counts the statements each post sends and those sent while the lock is held.
+   (the transaction that holds the chain's lock, from its BEGIN to the commit returning), and on
+   PostgreSQL counts the statements each post sends and the times it waits for the server.
    That per-append time is what bench/notes.md turns into the single-primary ceiling.
 
 Only loopback addresses are used; every server and the cluster this script starts are stopped by it,
@@ -48,7 +48,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from run import BIN, HOST, ORIGIN, Server, log, machine  # noqa: E402
+from run import BIN, HOST, ORIGIN, Server, cpu_seconds, log, machine  # noqa: E402
 from keksi.store import open_store  # noqa: E402
 
 DURABILITY = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
@@ -179,6 +179,11 @@ def load(hosts: list[Server], fields: list[dict[str, str]], posts: int, clients:
             "p90_ms": 1000 * latencies[int(len(latencies) * 0.9)]}
 
 
+def side_cpu(hosts: list[Server], database: str, postmaster: int) -> float:
+    """CPU seconds so far of the hosts' gunicorn processes and, on PostgreSQL, of the server's."""
+    return sum(host.cpu_seconds() for host in hosts) + (cpu_seconds(postmaster) if "://" in database else 0)
+
+
 def count(database: str) -> int:
     with contextlib.closing(open_store(database)) as store:
         return store.count_consents()
@@ -195,65 +200,54 @@ def verify(database: str) -> str:
 
 
 class Counter:
-    """Counts what a psycopg connection sends: statements (each `execute`, and each row of an
-    `executemany`, which psycopg pipelines into one round trip), round trips, and those while the
-    chain's lock is held."""
+    """Counts what a psycopg connection does: statements sent (each `execute`, each row of an
+    `executemany`, each BEGIN and COMMIT) and waits, the times the client blocked until the server
+    answered (a round trip; an answer that arrives in two parts, as the writes' results and then
+    the COMMIT's after the disk sync, counts twice)."""
 
     def __init__(self) -> None:
-        self.statements = self.round_trips = self.locked_statements = self.locked_round_trips = 0
-        self.locked = False
-
-    def add(self, statements: int) -> None:
-        self.statements += statements
-        self.round_trips += 1
-        if self.locked:
-            self.locked_statements += statements
-            self.locked_round_trips += 1
+        self.statements = self.waits = 0
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         import psycopg
-        from keksi.store.queries import Store
-        originals = {(psycopg.Cursor, "execute"): psycopg.Cursor.execute,
-                     (psycopg.Cursor, "executemany"): psycopg.Cursor.executemany,
-                     (psycopg.Connection, "_exec_command"): psycopg.Connection._exec_command,
-                     (Store, "append_consent"): Store.append_consent}
-        from keksi.store import postgresql
-        original_lock = postgresql.lock_chain
+        from psycopg._enums import Wait
+        originals = {"execute": psycopg.Cursor.execute, "executemany": psycopg.Cursor.executemany,
+                     "_exec_command": psycopg.Connection._exec_command, "wait": psycopg.Connection.wait}
         counter = self
 
         def execute(cursor, query, params=None, **kwargs):
-            counter.add(1)
-            return originals[(psycopg.Cursor, "execute")](cursor, query, params, **kwargs)
+            counter.statements += 1
+            return originals["execute"](cursor, query, params, **kwargs)
 
         def executemany(cursor, query, rows, **kwargs):
             rows = list(rows)
-            counter.add(len(rows))
-            return originals[(psycopg.Cursor, "executemany")](cursor, query, rows, **kwargs)
+            counter.statements += len(rows)
+            return originals["executemany"](cursor, query, rows, **kwargs)
 
         def exec_command(conn, command, *args, **kwargs):  # BEGIN, COMMIT, ROLLBACK
-            counter.add(1)
-            return originals[(psycopg.Connection, "_exec_command")](conn, command, *args, **kwargs)
+            counter.statements += 1
+            return originals["_exec_command"](conn, command, *args, **kwargs)
 
-        def lock_chain(conn, chain):
-            counter.locked = True
-            original_lock(conn, chain)
-
-        def append_consent(store, *args, **kwargs):
+        def counting(gen):
             try:
-                return originals[(Store, "append_consent")](store, *args, **kwargs)
-            finally:
-                counter.locked = False
+                state = next(gen)
+                while True:
+                    counter.waits += state == Wait.R
+                    state = gen.send((yield state))
+            except StopIteration as stop:
+                return stop.value
+
+        def wait(conn, gen, *args, **kwargs):
+            return originals["wait"](conn, counting(gen), *args, **kwargs)
 
         psycopg.Cursor.execute, psycopg.Cursor.executemany = execute, executemany
-        psycopg.Connection._exec_command, Store.append_consent = exec_command, append_consent
-        postgresql.lock_chain = lock_chain
+        psycopg.Connection._exec_command, psycopg.Connection.wait = exec_command, wait
         try:
             yield
         finally:
-            for (owner, name), original in originals.items():
-                setattr(owner, name, original)
-            postgresql.lock_chain = original_lock
+            psycopg.Cursor.execute, psycopg.Cursor.executemany = originals["execute"], originals["executemany"]
+            psycopg.Connection._exec_command, psycopg.Connection.wait = originals["_exec_command"], originals["wait"]
 
 
 def serial_appends(database: str, posts: int) -> dict[str, Any]:
@@ -302,8 +296,7 @@ def serial_appends(database: str, posts: int) -> dict[str, Any]:
     result = {"append_ms": 1000 * statistics.median(appends), "append_p90_ms": 1000 * quantile(appends, 0.9),
               "post_ms": 1000 * statistics.median(whole)}
     if is_postgresql:
-        result.update({key: getattr(counter, key) / posts for key in
-                       ("statements", "round_trips", "locked_statements", "locked_round_trips")})
+        result.update({"statements": counter.statements / posts, "waits": counter.waits / posts})
     return result
 
 
@@ -325,6 +318,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for name, env in (("sqlite-host", sqlite_env), ("host-a", pg_env), ("host-b", pg_env)):
                 servers.append(start_host(name, folders[name], env, args.workers))
             lite, host_a, host_b = servers
+            postmaster = int((work / "pg" / "data" / "postmaster.pid").read_text().split()[0])
             sides: dict[str, tuple[list[Server], str]] = {
                 "SQLite, one host": ([lite], sqlite_db),
                 "PostgreSQL, one host": ([host_a], pg_url),
@@ -340,12 +334,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for round_ in range(args.rounds):
                 for side in order[round_ % len(order):] + order[:round_ % len(order)]:
                     hosts, database = sides[side]
-                    before = count(database)
+                    before, cpu = count(database), side_cpu(hosts, database, postmaster)
                     result = load(hosts, [fields[h.name] for h in hosts], args.posts, args.clients)
                     result["rows_added"] = count(database) - before
+                    result["cpu_ms"] = 1000 * (side_cpu(hosts, database, postmaster) - cpu) / args.posts
                     results[side].append(result)
                     log(f"  round {round_ + 1}  {side:22} {result['rps']:7.1f} posts/s  p50 {result['p50_ms']:6.1f} ms  "
-                        f"p90 {result['p90_ms']:6.1f} ms  answers {result['statuses']}  rows +{result['rows_added']}")
+                        f"p90 {result['p90_ms']:6.1f} ms  cpu {result['cpu_ms']:.2f} ms/post  answers {result['statuses']}  rows +{result['rows_added']}")
         finally:
             for server in servers:
                 server.stop()
@@ -365,13 +360,14 @@ def report(args: argparse.Namespace, found: dict[str, Any], about: dict[str, str
     lines = [f"{about['date']}, commit {about['commit']}, load {about['load']}; {about['nproc']} CPUs "
              f"({about['cpu']}); {args.workers} gunicorn workers a host, {args.clients} clients, "
              f"{args.rounds} rounds of {args.posts:,} posts per side", "",
-             "| side | posts/s (median) | posts/s per round | p50 ms | p90 ms | 201s / rows added |",
-             "|---|---:|---|---:|---:|---:|"]
+             "| side | posts/s (median) | posts/s per round | p50 ms | p90 ms | server CPU ms per post | "
+             "201s / rows added |", "|---|---:|---|---:|---:|---:|---:|"]
     for side, runs in results.items():
         lines.append(f"| {side} | {statistics.median(r['rps'] for r in runs):,.0f} | "
                      f"{', '.join(format(r['rps'], '.0f') for r in runs)} | "
                      f"{statistics.median(r['p50_ms'] for r in runs):.1f} | "
                      f"{statistics.median(r['p90_ms'] for r in runs):.1f} | "
+                     f"{statistics.median(r['cpu_ms'] for r in runs):.2f} | "
                      f"{sum(r['created'] for r in runs):,} / {sum(r['rows_added'] for r in runs):,} |")
     pg_ratio = [p["rps"] / s["rps"] for p, s in zip(one, lite)]
     host_ratio = [t["rps"] / o["rps"] for t, o in zip(two, one)]
@@ -380,13 +376,14 @@ def report(args: argparse.Namespace, found: dict[str, Any], about: dict[str, str
               f"{', '.join(f'{r:.2f}' for r in pg_ratio)} | ≥ 1.0 |",
               f"| two hosts / one host (PostgreSQL), posts/s | {statistics.median(host_ratio):.2f} | "
               f"{', '.join(f'{r:.2f}' for r in host_ratio)} | |",
+              f"| PostgreSQL / SQLite, server CPU per post (hosts and database) | "
+              f"{statistics.median(p['cpu_ms'] / s['cpu_ms'] for p, s in zip(one, lite)):.2f} | | |",
               f"| PostgreSQL / SQLite, p50 latency | "
               f"{statistics.median(p['p50_ms'] / s['p50_ms'] for p, s in zip(one, lite)):.2f} | | |",
-              "", "| one post at a time, in-process | append (lock held) ms, median | p90 | whole post ms | "
-              "statements / round trips per post | of which under the chain lock |", "|---|---:|---:|---:|---|---|"]
+              "", "| one post at a time, in-process | append transaction ms, median | p90 | whole post ms | "
+              "statements per post | waits on the server per post |", "|---|---:|---:|---:|---:|---:|"]
     for name, s in found["serial"].items():
-        counts = (f"{s['statements']:.1f} / {s['round_trips']:.1f} | {s['locked_statements']:.1f} / "
-                  f"{s['locked_round_trips']:.1f}") if "statements" in s else "– | –"
+        counts = f"{s['statements']:.1f} | {s['waits']:.1f}" if "statements" in s else "– | –"
         lines.append(f"| {name} | {s['append_ms']:.2f} | {s['append_p90_ms']:.2f} | {s['post_ms']:.2f} | {counts} |")
     lines += ["", f"Chains after the run: " + "; ".join(f"{k} {v}" for k, v in found["chains"].items())]
     return "\n".join(lines)

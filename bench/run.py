@@ -109,6 +109,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_seconds(parent: int) -> float:
+    """User + system CPU so far of the process `parent` and its children alive now (a gunicorn
+    master and its workers, a PostgreSQL postmaster and its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == parent or ppid == parent:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 class Server:
     """gunicorn with the production config and WORKERS workers, on a free loopback port."""
 
@@ -139,20 +158,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the gunicorn master and its workers so far (workers alive now)."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            pid, ppid = int(entry), int(fields[1])
-            if pid == self.process.pid or ppid == self.process.pid:
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / tick
+        return cpu_seconds(self.process.pid)
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.port}{path}"
