@@ -63,8 +63,9 @@ ACTIONS = (("accept_all", True, True, True), ("reject_all", False, False, False)
 def cluster(folder: Path) -> Iterator[str]:
     """A private PostgreSQL cluster that syncs every commit; its libpq URL. Stopped on the way out."""
     script = str(ROOT / "scripts" / "pg-cluster")
-    url = subprocess.run([script, "start", str(folder)], check=True, capture_output=True, text=True).stdout.strip()
-    try:
+    try:  # a start that fails half-way (after the server started) is stopped too
+        url = subprocess.run([script, "start", str(folder)], check=True, capture_output=True,
+                             text=True).stdout.strip()
         settings = durable(url)
         log(f"PostgreSQL {settings['server_version']}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
         yield url
