@@ -89,5 +89,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_notices.bp)
     app.register_blueprint(admin_audit.bp)
     app.register_blueprint(health.bp)
+    admin.slash_redirects(app)
     cli.init_app(app)
     return app

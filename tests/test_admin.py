@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from html import unescape
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -401,3 +402,35 @@ def test_users_cli(app):
     assert bad.exit_code == 1 and "at least 12" in bad.output
     dup = runner.invoke(args=["users", "add", "cli@example.fi", "--role", "legal", "--link"])
     assert dup.exit_code == 1 and "already exists" in dup.output
+
+
+def _section_pages(app) -> list[str]:
+    """Every admin page without parameters that a signed-in admin opens (not the sign-in pages)."""
+    return sorted({rule.rule for rule in app.url_map.iter_rules()
+                   if rule.rule.startswith("/admin") and not rule.arguments and "GET" in (rule.methods or ())
+                   and not rule.endpoint.startswith("slash:") and "." not in rule.rule.rsplit("/", 1)[-1]
+                   and rule.endpoint not in ("admin.login", "admin.logout")})
+
+
+def test_each_admin_section_opens_with_or_without_a_trailing_slash(app):
+    client = app.test_client()
+    sign_in(client, "admin@example.fi")
+    pages = _section_pages(app)
+    assert {"/admin/", "/admin/notices", "/admin/sites/", "/admin/users", "/admin/audit"} <= set(pages)
+    for page in pages:
+        other = page[:-1] if page.endswith("/") else page + "/"
+        assert client.get(page).status_code == 200, page
+        moved = client.get(other)
+        assert moved.status_code == 308 and moved.headers["Location"].endswith(page), other
+    listed = client.get("/admin/notices/", follow_redirects=True)
+    assert listed.status_code == 200 and "<h1>Notices</h1>" in listed.get_data(as_text=True)
+
+
+def test_a_trailing_slash_keeps_the_pages_address_and_query(app):
+    client = app.test_client()
+    sign_in(client, "admin@example.fi")
+    moved = client.get("/admin/audit/?actor=legal%40example.fi&action=publish")
+    assert moved.status_code == 308
+    assert unquote(moved.headers["Location"]) == "/admin/audit?actor=legal@example.fi&action=publish"
+    assert client.get("/admin/sites/demo/scans/").headers["Location"] == "/admin/sites/demo/scans"
+    assert client.get("/admin/sites/demo/scans/1/findings.csv/").status_code == 404  # a download, not a page

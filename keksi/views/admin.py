@@ -12,7 +12,7 @@ import functools
 from datetime import timedelta
 from typing import Any, Callable
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+from flask import (Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -177,3 +177,19 @@ def set_password(token: str):
 def dashboard():
     """What the signed-in user can do."""
     return render_template("admin/dashboard.html")
+
+
+def slash_redirects(app: Flask) -> None:
+    """Each admin page whose address has no trailing slash (/admin/notices) also answers with one,
+    by a redirect there, as Flask already redirects /admin/sites to /admin/sites/. Not downloads."""
+    for rule in list(app.url_map.iter_rules()):
+        last = rule.rule.rsplit("/", 1)[-1]
+        if rule.rule.startswith("/admin/") and last and "." not in last and "GET" in (rule.methods or ()):
+            app.add_url_rule(rule.rule + "/", f"slash:{rule.endpoint}", _without_slash(rule.endpoint),
+                             methods=["GET"])
+
+
+def _without_slash(endpoint: str) -> Callable[..., Any]:
+    def view(**values: Any) -> Any:
+        return redirect(url_for(endpoint, **values, **request.args.to_dict(flat=False)), 308)
+    return view
