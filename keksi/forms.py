@@ -18,7 +18,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .auth import MAX_PASSWORD, MIN_PASSWORD, ROLES
-from .messages import render_problem_message
+from .messages import message, render_problem_message
 from .notices import MAX_SOURCE_BYTES, check_rendering, removed_markup
 from .scan_network import Refused, Targets, networks
 from .scanjobs import MAX_PAGES
@@ -128,9 +128,8 @@ def _public_urls(urls: list[str]) -> None:
         try:
             targets.check(url)
         except Refused as refused:
-            raise ValidationError(_("%(url)s leads to %(address)s, which is not a public address: the scanner "
-                                    "does not visit it. An administrator can allow private networks with "
-                                    "KEKSI_SCAN_ALLOW_PRIVATE.", url=url[:100], address=refused.address)) from None
+            raise ValidationError(message("scan_url", "refused",
+                                          {"url": url[:100], "address": refused.address})) from None
 
 
 class ScanForm(FlaskForm):

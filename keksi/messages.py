@@ -3,8 +3,10 @@
 `auth`, `store` and `sites` raise codes with parameters (`AuthError.code`, `StoreError.code`,
 `sites.Problem.code`, each with `params`), as `notices` does for a text it cannot render
 (`RenderProblem.code`), for a version written in the admin that cannot become its file
-(`Problem.code`), and `figures` for a range of days (`RangeError`), and keep English text for the CLI and the logs. The views turn a code into
-words here, in the admin's language; nothing matches on the English text.
+(`Problem.code`), `figures` for a range of days (`RangeError`), `scanjobs` for a failed scan and
+`scan_network` for an address the scanner may not visit (`Refused`), and keep English text for the
+CLI and the logs. The views turn a code into words here, in the admin's language; nothing matches on
+the English text. A scan's findings are worded here too, by kind.
 """
 
 from __future__ import annotations
@@ -189,13 +191,67 @@ SOURCE: dict[str, Callable[[Params], str]] = {
     "": lambda p: _("This text cannot be saved as a notice version. Check its title, summary and text."),
 }
 
+# Why a scan failed: the codes `scanjobs` stores as the scan's error; "page" with the page that never
+# loaded, for a scan failed before such a page became a `page-error` finding.
+SCAN: dict[str, Callable[[Params], str]] = {
+    "stale": lambda p: _("The scan worker running it stopped; it was tried twice."),
+    "timeout": lambda p: _("It took longer than its time limit."),
+    "site-removed": lambda p: _("The site was removed."),
+    "crashed": lambda p: _("The scanner stopped unexpectedly. The scan worker's log says why."),
+    "page": lambda p: _("A page could not be loaded: %(url)s", url=p["url"]),
+}
+
+# What went wrong with a page, a `page-error` finding's item: why it did not load (scan.NotLoaded's
+# code, with its detail: the refused host and address, the other origin or Chromium's net::ERR_ code),
+# or "status" for a page that loaded with an HTTP error status.
+PAGE_ERROR: dict[str, Callable[[Params], str]] = {
+    "refused": lambda p: _("Not visited: it leads to %(address)s, which is not a public address. An administrator "
+                           "can allow private networks with KEKSI_SCAN_ALLOW_PRIVATE.", address=p["detail"]),
+    "outside": lambda p: _("Not scanned: it went to another site, %(origin)s.", origin=p["detail"]),
+    "timeout": lambda p: _("It did not load in time."),
+    "unreachable": lambda p: _("It could not be reached.") + (f" ({p['detail']})" if p.get("detail") else ""),
+    "status": lambda p: _("It answered with HTTP status %(status)s.", status=p["status"]),
+}
+
+# An address given to scan that leads where the scanner may not go (scan_network.Refused).
+SCAN_URL: dict[str, Callable[[Params], str]] = {
+    "refused": lambda p: _("%(url)s leads to %(address)s, which is not a public address: the scanner does not "
+                           "visit it. An administrator can allow private networks with KEKSI_SCAN_ALLOW_PRIVATE.",
+                           url=p["url"], address=p["address"]),
+}
+
+# A scan's visitors (scan.VISITORS) and what each kind of finding (scan.KINDS) is called and means.
+VISITOR: dict[str, Callable[[Params], str]] = {
+    "none": lambda p: _("No choice yet"),
+    "reject": lambda p: _("Rejected all"),
+    "accept": lambda p: _("Accepted all"),
+}
+FINDING: dict[str, Callable[[Params], str]] = {
+    "before-consent": lambda p: _("Before a choice"),
+    "after-reject": lambda p: _("After “Reject all”"),
+    "no-banner": lambda p: _("No banner"),
+    "undeclared": lambda p: _("Not declared"),
+    "unused": lambda p: _("Declared, never seen"),
+    "page-error": lambda p: _("Page error"),
+}
+FINDING_HELP: dict[str, Callable[[Params], str]] = {
+    "before-consent": lambda p: _("Set, stored or contacted before the visitor chose, though not necessary."),
+    "after-reject": lambda p: _("Set, stored or contacted after the visitor rejected all, though not necessary."),
+    "no-banner": lambda p: _("The consent banner never appeared on this page."),
+    "undeclared": lambda p: _("Seen on the site, but not in its declaration."),
+    "unused": lambda p: _("In the declaration, but no visitor's browser had it."),
+    "page-error": lambda p: _("The page answered with an error, or could not be loaded; the other pages were scanned."),
+}
+
 DOMAINS: dict[str, dict[str, Callable[[Params], str]]] = {"auth": AUTH, "store": STORE, "site": SITE,
                                                            "render": RENDER, "range": RANGE,
-                                                           "source": SOURCE}
+                                                           "source": SOURCE, "scan": SCAN, "visitor": VISITOR,
+                                                           "finding": FINDING, "finding_help": FINDING_HELP,
+                                                           "page_error": PAGE_ERROR, "scan_url": SCAN_URL}
 
 
 def message(domain: str, code: str, params: Params | None = None) -> str:
-    """What `code` of `domain` ("auth", "store", "site", "render", "range") means, in the current locale."""
+    """What `code` of `domain` (a key of DOMAINS) means, in the current locale."""
     return DOMAINS[domain][code](params or {})
 
 
@@ -222,3 +278,18 @@ def source_problem_message(problem: Problem) -> str:
 def render_problem_message(problem: RenderProblem) -> str:
     """A `notices.RenderProblem` (a notice text that cannot be shown as written) in the admin's language."""
     return message("render", problem.code, {"line": problem.line, "detail": problem.detail})
+
+
+def scan_failure(error: str | None) -> str:
+    """Why a scan failed (its stored `error`, a code of `scanjobs`), in the admin's language."""
+    code, _colon, detail = (error or "").partition(": ")
+    if code == "page":  # "page: URL could not be loaded…": only the URL, never the browser's log
+        return message("scan", "page", {"url": detail.split(" ", 1)[0]})
+    return message("scan", code if code in SCAN else "crashed")
+
+
+def page_problem(item: dict[str, Any]) -> str:
+    """What went wrong with a page (a `page-error` finding's item), in the admin's language."""
+    error = item.get("error")
+    code = (error if error in PAGE_ERROR else "unreachable") if error else "status"
+    return message("page_error", code, {"detail": item.get("detail") or "", "status": item.get("status")})

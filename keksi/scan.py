@@ -23,6 +23,8 @@ from . import catalogue, scan_network
 from . import sites as sites_mod
 
 VISITORS = ("none", "reject", "accept")
+# What a finding is about, in the order the admin explains them (keksi/messages.py words each).
+KINDS = ("before-consent", "after-reject", "no-banner", "page-error", "undeclared", "unused")
 LEVELS = ("info", "warning", "error")
 KEKSI_ITEMS = ("keksi_consent", "keksi_queue")  # what the widget itself keeps: necessary by definition
 MAX_SITEMAP_BYTES = 1024 * 1024
@@ -67,7 +69,7 @@ class Observation:
 
 @dataclass
 class Finding:
-    kind: str  # before-consent, after-reject, undeclared, unused, no-banner, page-error
+    kind: str  # one of KINDS
     level: str  # info, warning, error
     page: str | None
     visitor: str | None

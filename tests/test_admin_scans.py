@@ -159,3 +159,39 @@ def test_the_refusal_speaks_finnish_and_an_allowed_network_is_queued(app, market
     answer = marketing.post(START, data={"csrf_token": csrf(marketing, START), "urls": "http://10.1.2.3/", "pages": "1"})
     assert answer.status_code == 302
     assert from_store(app, "site_scans", "demo")[0]["options"]["urls"] == ["http://10.1.2.3/"]
+
+
+@pytest.mark.parametrize("lang, words", [
+    ("fi", ["Sivulle ei saatu yhteyttä. (net::ERR_NAME_NOT_RESOLVED)", "Hylkäsi kaikki", "Sivuvirhe"]),
+    ("sv", ["(net::ERR_NAME_NOT_RESOLVED)", "Avvisade alla"]),
+    ("en", ["It could not be reached. (net::ERR_NAME_NOT_RESOLVED)", "Rejected all", "Page error"]),
+])
+def test_a_page_that_never_loaded_is_told_in_the_admins_language(app, lang, words):
+    add_site(app)
+    client = signed_in(app, f"{lang}@example.fi", "marketing", lang=lang)
+    unreachable = dict(MISSING, level="error", page="https://www.example.fi/x", visitor="reject",
+                       item={"type": "page", "status": None, "error": "unreachable",
+                             "detail": "net::ERR_NAME_NOT_RESOLVED"})
+    html = client.get(f"{START}/{finished(app, [unreachable])}").get_data(as_text=True)
+    assert all(w in html for w in words), html
+    assert "page-error" not in html and "unreachable" not in html
+
+
+@pytest.mark.parametrize("error, words", [
+    (scanjobs.CRASHED, "The scanner stopped unexpectedly."),
+    ("something-new", "The scanner stopped unexpectedly."),
+])
+def test_a_failure_stored_otherwise_is_still_told(app, marketing, error, words):
+    scan_id = from_store(app, "add_scan", "demo", "m@example.fi", {"urls": [], "pages": 1})
+    from_store(app, "claim_scan", "w:1", scanjobs.utc_in())
+    from_store(app, "fail_scan", scan_id, "w:1", error, scanjobs.utc_in())
+    assert words in marketing.get(f"{START}/{scan_id}").get_data(as_text=True)
+
+
+def test_finding_kinds_and_visitors_are_worded_in_finnish(app):
+    add_site(app)
+    client = signed_in(app, "fi@example.fi", "marketing", lang="fi")
+    scan_id = finished(app, [dict(UNDECLARED, kind="after-reject", level="error", visitor="reject")])
+    html = client.get(f"{START}/{scan_id}").get_data(as_text=True)
+    assert "”Hylkää kaikki” -valinnan jälkeen" in html and "Hylkäsi kaikki" in html
+    assert "after-reject" not in html and ">reject<" not in html

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from flask_babel import force_locale, get_locale
 
-from keksi import auth, messages, notices, sites
+from keksi import auth, messages, notices, scan, scanjobs, sites
 
 from .conftest import PASSWORD, add_user, csrf, sign_in, signed_in
 from .test_admin_sites import NEW_SITE, definition_to_form, error_beside, form_values, stored_site
@@ -29,9 +29,9 @@ RAISED = {
                         r'code="([a-z_]+)"', re.S),
     "site": re.compile(r'Problem\(\s*"([a-z_]+)"'),
 }
-# Codes with words that nothing raises: the sign-in wait (try_sign_in returns it) and a
-# StoreError raised without a code of its own.
-NOT_RAISED = {("auth", "wait"), ("store", "refused"), ("source", "")}
+# Codes with words that nothing raises: the sign-in wait (try_sign_in returns it), a
+# StoreError raised without a code of its own and a page that loaded with an HTTP error status.
+NOT_RAISED = {("auth", "wait"), ("store", "refused"), ("source", ""), ("page_error", "status")}
 # Codes only an operator's command raises (`flask db copy`, run in a shell, where every command speaks
 # English): no page shows them, so they have no words here.
 CLI_ONLY = {("store", "target_not_empty"), ("store", "target_schema"), ("store", "copy_refused")}
@@ -41,7 +41,8 @@ PARAMS = {
     "slug": "terms", "site": "shop", "version": "2027-01-15", "email": "aino@example.fi", "user": 7,
     "seconds": 30, "colour": "text", "against": "background", "ratio": 4.47, "needed": 4.5, "id": "chat",
     "positions": list(sites.POSITIONS), "safeguards": list(sites.SAFEGUARDS), "line": 3,
-    "detail": "https://example.fi/kuva.png", "example": "2026-12-02", "kb": 512,
+    "detail": "https://example.fi/kuva.png", "example": "2026-12-02", "kb": 512, "url": "https://example.fi/a",
+    "visitor": "reject", "address": "10.0.0.1", "status": 404,
 }
 CODES = [(domain, code) for domain, table in messages.DOMAINS.items() for code in table]
 
@@ -60,7 +61,23 @@ def raised_codes() -> dict[str, set[str]]:
     # A version written in the admin that cannot become its file.
     found["source"] = set(re.findall(r'Problem\([^\n]*code="(\w+)"', (KEKSI / "notices.py").read_text(encoding="utf-8")))
     assert found["source"], "no Problem(..., code=...) found in notices.py"
+    found.update(_scan_codes())
     return found
+
+
+def _scan_codes() -> dict[str, set[str]]:
+    """Why a scan fails (scanjobs' codes), its visitors, each kind of finding scan.py makes, why a page
+    did not load (scan.NotLoaded) and the refusal of an address the scanner may not visit (forms)."""
+    text = (KEKSI / "scan.py").read_text(encoding="utf-8")
+    kinds = set(re.findall(r'(?:Finding|_not_allowed)\(\s*"([a-z-]+)"', text))
+    assert kinds and kinds <= set(scan.KINDS), f"scan.py makes findings of kinds outside scan.KINDS: {kinds}"
+    failures = {scanjobs.STALE, scanjobs.TIMEOUT, scanjobs.CRASHED, scanjobs.NO_SITE, scanjobs.PAGE.rstrip(": ")}
+    not_loaded = set(re.findall(r'(?:NotLoaded\(|error=)"([a-z]+)"', text))
+    assert not_loaded, "no NotLoaded(...) or Observation(error=...) found in scan.py"
+    refused = set(re.findall(r'raise ValidationError\(message\("scan_url", "(\w+)"',
+                             (KEKSI / "forms.py").read_text(encoding="utf-8")))
+    return {"scan": failures, "visitor": set(scan.VISITORS), "finding": set(scan.KINDS),
+            "finding_help": set(scan.KINDS), "page_error": not_loaded, "scan_url": refused}
 
 
 @pytest.fixture

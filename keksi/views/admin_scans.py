@@ -18,9 +18,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
-from .. import scan_results, scanjobs
+from .. import scan_results
 from ..forms import ScanForm
 from ..i18n import format_moment
+from ..messages import message, page_problem, scan_failure
 from ..store import get_store
 from .admin import _load_user, form_expired, role_required
 from .admin_audit import spreadsheet_cell
@@ -34,23 +35,6 @@ REFRESH_SECONDS = 5  # how often a scan's page reloads itself while the scan wai
 HISTORY = 20  # scans shown on a site's audit page
 
 LEVELS = {"error": _l("Errors"), "warning": _l("Warnings"), "info": _l("Notes")}
-KINDS = {
-    "before-consent": _l("Before a choice"),
-    "after-reject": _l("After “Reject all”"),
-    "no-banner": _l("No banner"),
-    "undeclared": _l("Not declared"),
-    "unused": _l("Declared, never seen"),
-    "page-error": _l("Page error"),
-}
-KIND_HELP = {
-    "before-consent": _l("Set, stored or contacted before the visitor chose, though not necessary."),
-    "after-reject": _l("Set, stored or contacted after the visitor rejected all, though not necessary."),
-    "no-banner": _l("The consent banner never appeared on this page."),
-    "undeclared": _l("Seen on the site, but not in its declaration."),
-    "unused": _l("In the declaration, but no visitor's browser had it."),
-    "page-error": _l("The page answered with an error, or could not be loaded; the other pages were scanned."),
-}
-VISITORS = {"none": _l("No choice yet"), "reject": _l("Rejected all"), "accept": _l("Accepted all")}
 ITEMS = {"cookie": _l("Cookie"), "localStorage": "localStorage", "sessionStorage": "sessionStorage",
          "request": _l("Request to"), "page": _l("Page")}
 STATES = {"queued": _l("Waiting for the scan worker"), "running": _l("Running"), "done": _l("Done"),
@@ -72,31 +56,6 @@ def _scan_or_404(site: dict[str, Any], scan_id: int) -> dict[str, Any]:
 
 def moment(value: str | None) -> str:
     return format_moment(datetime.fromisoformat(value)) if value else ""
-
-
-def page_problem(item: dict[str, Any]) -> str:
-    """What went wrong with a page (a `page-error` finding's item), in the admin's language."""
-    error, detail = item.get("error"), item.get("detail") or ""
-    if error == "refused":
-        return _("Not visited: it leads to %(address)s, which is not a public address. An administrator can "
-                 "allow private networks with KEKSI_SCAN_ALLOW_PRIVATE.", address=detail)
-    if error == "outside":
-        return _("Not scanned: it went to another site, %(origin)s.", origin=detail)
-    if error == "timeout":
-        return _("It did not load in time.")
-    if error:
-        return _("It could not be reached.") + (f" ({detail})" if detail else "")
-    return _("It answered with HTTP status %(status)s.", status=item.get("status"))
-
-
-def failure(error: str | None) -> str:
-    """Why a scan failed, in the admin's language."""
-    if error and error.startswith(scanjobs.PAGE):  # a scan failed before such a page became a finding
-        return _("A page could not be loaded: %(url)s", url=error[len(scanjobs.PAGE):].split(" ", 1)[0])
-    return {scanjobs.STALE: _("The scan worker running it stopped; it was tried twice."),
-            scanjobs.TIMEOUT: _("It took longer than its time limit."),
-            scanjobs.NO_SITE: _("The site was removed."),
-            }.get(error or "", _("The scanner stopped unexpectedly. The scan worker's log says why."))
 
 
 def _counts(findings: list[dict[str, Any]] | None) -> dict[str, int]:
@@ -146,11 +105,10 @@ def scan_page(site_id: str, scan_id: int):
         numbered = [dict(f, index=i) for i, f in enumerate(found["findings"])]  # for "declare"
         context.update(previous=previous, new=new, gone=gone, groups=scan_results.by_level(numbered),
                        key=scan_results.key, declarable=scan_results.declarable, item_name=scan_results.item_name,
-                       page_problem=page_problem,
-                       levels=LEVELS, kinds=KINDS, kind_help=KIND_HELP, visitors=VISITORS, items=ITEMS,
+                       levels=LEVELS, words=message, page_problem=page_problem, items=ITEMS,
                        category_name=lambda c: category_name(site, c) if c else "")
     elif found["state"] == "failed":
-        context["failure"] = failure(found["error"])
+        context["failure"] = scan_failure(found["error"])
     response = Response(render_template("admin/scan.html", **context))
     if found["state"] in ("queued", "running"):
         response.headers["Refresh"] = str(REFRESH_SECONDS)  # works without JavaScript
