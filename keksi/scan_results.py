@@ -69,6 +69,16 @@ def declarable(finding: dict[str, Any]) -> bool:
             and catalogue.service(finding.get("service_id") or "") is not None)
 
 
+def declared_in(site: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
+    """(category id, service) of the site's declaration that declares a cookie seen as `name`, if any."""
+    for category in site["categories"]:
+        for service in category["services"]:
+            if any(cookie.get("storage") != "local" and catalogue.name_matches(name, cookie["name"])
+                   for cookie in service["cookies"]):
+                return category["id"], service
+    return None
+
+
 def _catalogue_cookie(entry: dict[str, Any], name: str) -> str | None:
     """The catalogue's name or prefix (ending in *) that a cookie seen as `name` is."""
     names = [c["name"] for c in entry["cookies"] if catalogue.name_matches(name, c["name"])]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 import pytest
@@ -195,3 +196,27 @@ def test_finding_kinds_and_visitors_are_worded_in_finnish(app):
     html = client.get(f"{START}/{scan_id}").get_data(as_text=True)
     assert "”Hylkää kaikki” -valinnan jälkeen" in html and "Hylkäsi kaikki" in html
     assert "after-reject" not in html and ">reject<" not in html
+
+
+def _flash(html: str) -> str:
+    found = re.search(r'<div class="flash" role="status">(.*?)</div>', html, re.S)
+    return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip() if found else ""
+
+
+@pytest.mark.parametrize("lang, said, now", [
+    ("fi", "Eväste _clck lisättiin evästeilmoitukseen osana palvelua Microsoft Clarity (Analytiikka).",
+     "Nyt evästeilmoituksessa"),
+    ("en", "The cookie _clck was added to the declaration as part of Microsoft Clarity (Analytics).", "Declared now"),
+])
+def test_adding_a_cookie_says_where_and_the_finding_shows_it_declared(app, lang, said, now):
+    add_site(app)
+    client = signed_in(app, f"{lang}@example.fi", "marketing", lang=lang)
+    scan_id = finished(app, [UNDECLARED, dict(UNDECLARED, visitor="reject")])  # one cookie, seen twice
+    page = f"{START}/{scan_id}"
+    assert now not in client.get(page).get_data(as_text=True)
+    html = client.post(f"{page}/declare/0", data={"csrf_token": csrf(client, page)},
+                       follow_redirects=True).get_data(as_text=True)
+    assert said in _flash(html)
+    assert html.count(now) == 2 and "Add to declaration<span" not in html  # both sightings: declared now
+    assert "Microsoft Clarity (" in html.split(now, 1)[1]
+    assert now in client.get(page).get_data(as_text=True)  # and so it stays, without the message

@@ -183,7 +183,12 @@ def test_the_audit_pages_in_a_browser_pass_axe(make_app, page):
         expect(page.get_by_role("heading", name="Errors (1)")).to_be_visible(timeout=30_000)  # it reloaded itself
         assert_accessible(page, "a scan's findings")
         page.get_by_role("button", name="Add to declaration – _clck").click()
-        expect(page.locator(".flash")).to_contain_text("The cookie _clck was added to the declaration")
+        expect(page.locator(".flash")).to_contain_text(
+            "The cookie _clck was added to the declaration as part of Microsoft Clarity (Analytics).")
+        row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="Not declared"))
+        expect(row).to_contain_text("Declared now")
+        expect(row.get_by_role("button")).to_have_count(0)  # nothing more to add
+        assert_accessible(page, "a scan's findings after adding a cookie")
 
 
 # These scan the customer site after the tests above, which expect the site's first scans to be theirs.

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -25,7 +25,7 @@ from ..messages import message, page_problem, scan_failure
 from ..store import get_store
 from .admin import _load_user, form_expired, role_required
 from .admin_audit import spreadsheet_cell
-from .admin_sites import _site_or_404, category_name, save_declaration
+from .admin_sites import _site_or_404, category_name, save_declaration, shown_text
 
 bp = Blueprint("admin_scans", __name__, url_prefix="/admin/sites")
 bp.register_error_handler(CSRFError, form_expired)
@@ -106,6 +106,7 @@ def scan_page(site_id: str, scan_id: int):
         context.update(previous=previous, new=new, gone=gone, groups=scan_results.by_level(numbered),
                        key=scan_results.key, declarable=scan_results.declarable, item_name=scan_results.item_name,
                        levels=LEVELS, words=message, page_problem=page_problem, items=ITEMS,
+                       declared_now=_declared_now(site),
                        category_name=lambda c: category_name(site, c) if c else "")
     elif found["state"] == "failed":
         context["failure"] = scan_failure(found["error"])
@@ -130,12 +131,23 @@ def declare(site_id: str, scan_id: int, finding: int):
     if definition is None:
         flash(_("The cookie %(name)s is declared already.", name=name))
         return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
+    category_id, service = scan_results.declared_in(definition, name)  # declare() just put it there
     save_declaration(site, definition, "scan.declare",
-                     {"scan": scan_id, "cookie": name, "service": chosen["service"], "category": chosen["category"]})
+                     {"scan": scan_id, "cookie": name, "service": chosen["service"], "category": category_id})
     flash(_("The cookie %(name)s was added to the declaration as part of %(service)s (%(category)s). "
-            "Visitors are asked again.", name=name, service=chosen["service"],
-            category=category_name(definition, chosen["category"])))
+            "Visitors are asked again.", name=name, service=shown_text(service["name"]),
+            category=category_name(definition, category_id)))
     return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
+
+
+def _declared_now(site: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    """For the findings: where the site's declaration now declares an undeclared cookie, in words."""
+    def where(finding: dict[str, Any]) -> str | None:
+        if finding["kind"] != "undeclared" or finding["item"]["type"] != "cookie":
+            return None
+        found = scan_results.declared_in(site, scan_results.item_name(finding))
+        return found and f"{shown_text(found[1]['name'])} ({category_name(site, found[0])})"
+    return where
 
 
 def _finished(site_id: str, scan_id: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -92,13 +92,16 @@ def _notice_slugs() -> list[str]:
     return sorted({v["slug"] for v in get_store().notice_versions()})
 
 
+def shown_text(text: str | dict[str, str]) -> str:
+    """A declaration's text (one for all languages, or one per language) in the admin's language."""
+    return text if isinstance(text, str) else (text.get(current_language()) or next(iter(text.values())))
+
+
 def category_name(site: dict[str, Any] | None, category_id: str) -> str:
     """A category's name in the admin's language: its own, else the catalogs' for a standard one."""
     for category in (site or {}).get("categories", []):
         if category["id"] == category_id and category.get("label"):
-            label = category["label"]
-            return label if isinstance(label, str) else (label.get(current_language())
-                                                         or next(iter(label.values())))
+            return shown_text(category["label"])
     if category_id in sites.STANDARD_CATEGORIES:
         return sites.category_label(category_id)
     return category_id
