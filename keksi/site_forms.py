@@ -141,9 +141,10 @@ def custom_category_form(texts: type[Form], row: type[Form]) -> type[Form]:
     return CustomCategory
 
 
-def site_form(languages: list[str], language_names: dict[str, str], notice_slugs: list[str],
+def site_form(languages: list[str], language_names: dict[str, str], notices: list[tuple[str, str]],
               create: bool) -> type[FlaskForm]:
-    """The form for a new site (with an id field) or for editing one (the id is fixed)."""
+    """The form for a new site (with an id field) or for editing one (the id is fixed); `notices` are
+    the published notices to link, each as its slug and what the picker shows."""
     row = cookie_row_form(languages, language_names)
     texts = category_texts_form(languages, language_names)
 
@@ -173,10 +174,8 @@ def site_form(languages: list[str], language_names: dict[str, str], notice_slugs
             validators=[Length(max=253, message=at_most(253))],
             description=_l("To share the choice across subdomains, such as example.fi for both "
                            "www.example.fi and shop.example.fi. Leave empty to keep it on each host."))
-        notice_privacy = SelectField(_l("Privacy notice"),
-                                     choices=[SelectChoice(s) for s in notice_slugs])
-        notice_cookies = SelectField(_l("Cookie notice"),
-                                     choices=[SelectChoice(s) for s in notice_slugs])
+        notice_privacy = SelectField(_l("Privacy notice"), choices=[SelectChoice(*n) for n in notices])
+        notice_cookies = SelectField(_l("Cookie notice"), choices=[SelectChoice(*n) for n in notices])
 
     _banner_fields(SiteForm, languages, language_names)
     _theme_fields(SiteForm)

@@ -1096,3 +1096,20 @@ def test_charts_escape_their_texts_and_scale():
                            [date(2025, 1, 1) + timedelta(days=i) for i in range(365)],
                            {date(2025, 1, 1) + timedelta(days=i): {a: 1 for a in consents.ACTIONS} for i in range(365)}, [])
     assert len(figures.bins(year)) == 53 and figures.bins(year)[0][2]["custom"] == 7
+
+
+@pytest.mark.parametrize("lang, privacy, cookies", [
+    ("fi", "Tietosuojaseloste (privacy)", "Evästeseloste (cookies)"),
+    ("sv", "Dataskyddsbeskrivning (privacy)", "Information om kakor (cookies)"),
+    ("en", "Privacy notice (privacy)", "Cookie notice (cookies)"),
+])
+def test_the_notice_pickers_name_each_notice_by_its_title_then_its_slug(app, client, lang, privacy, cookies):
+    sign_in(client, "marketing@example.fi")
+    client.get(f"/admin/?lang={lang}")
+    for url in ("/admin/sites/new", "/admin/sites/demo/edit"):
+        page = html.unescape(client.get(url).get_data(as_text=True))
+        picker = re.search(r'<select[^>]*id="notice_privacy"[^>]*>(.*?)</select>', page, re.S).group(1)
+        assert re.findall(r'<option[^>]*value="(\w+)"[^>]*>([^<]*)</option>', picker) == sorted(
+            [("cookies", cookies), ("privacy", privacy)], key=lambda o: o[1].casefold()), url
+        assert [attrs for attrs in re.findall(r"<option([^>]*)>", picker) if "selected" in attrs] == [
+            ' selected value="privacy"'], picker

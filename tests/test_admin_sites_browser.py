@@ -290,3 +290,17 @@ def test_marketing_adds_a_catalogue_service_on_a_phone(page: Page, live_server, 
     expect(page.get_by_text("Microsoft Clarity was added to Analytics with its cookies.")).to_be_visible()
     expect(page.locator("details:has(#category-analytics) summary")).to_contain_text("6 cookies")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+def test_the_notice_pickers_show_titles_in_the_admins_language(page: Page, live_server, app):
+    base = live_server.url
+    add_site(app)
+    browser_sign_in(page, base, "marketing@example.fi", "fi")
+    page.goto(f"{base}/admin/sites/demo/edit")
+    privacy = page.get_by_label("Tietosuojaseloste", exact=True)
+    expect(privacy.locator("option:checked")).to_have_text("Tietosuojaseloste (privacy)")
+    expect(privacy.locator("option")).to_have_text(["Evästeseloste (cookies)", "Tietosuojaseloste (privacy)"])
+    cookies = page.get_by_label("Evästeseloste", exact=True)
+    cookies.select_option(label="Tietosuojaseloste (privacy)")
+    expect(cookies).to_have_value("privacy")  # the slug is what is saved
+    assert_accessible(page, "the site form's notice pickers")

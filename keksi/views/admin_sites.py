@@ -37,6 +37,7 @@ from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_
                           too_many_categories)
 from ..store import StoreError, database_path, get_store, open_store
 from .admin import _load_user, form_expired, role_required
+from .admin_notices import title_of
 from .admin_proof import proof_links
 
 bp = Blueprint("admin_sites", __name__, url_prefix="/admin/sites")
@@ -90,6 +91,14 @@ def _site_or_404(site_id: str) -> dict[str, Any]:
 
 def _notice_slugs() -> list[str]:
     return sorted({v["slug"] for v in get_store().notice_versions()})
+
+
+def _notice_choices(slugs: list[str]) -> list[tuple[str, str]]:
+    """The notices a site can link, as the pickers show them: the title in the admin's language, then
+    the slug that the site's definition and the notice's address use."""
+    shown = {slug: title_of(slug) for slug in slugs}
+    return sorted(((slug, f"{shown[slug]} ({slug})" if shown[slug] != slug else slug) for slug in slugs),
+                  key=lambda choice: choice[1].casefold())
 
 
 def shown_text(text: str | dict[str, str]) -> str:
@@ -150,7 +159,7 @@ def _form_page(site: dict[str, Any] | None):
     languages = config["LANGUAGES"]
     slugs = _notice_slugs()
     create = site is None
-    form_class = site_form(languages, LANGUAGE_NAMES, slugs, create)
+    form_class = site_form(languages, LANGUAGE_NAMES, _notice_choices(slugs), create)
     status = 200
     built: Built | None = None
     note: dict[str, str] | None = None  # what the "Add a category" button did
