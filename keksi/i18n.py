@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_time as babel_format_time
 from babel.messages.mofile import write_mo
+from babel.numbers import get_decimal_symbol
 from babel.messages.pofile import read_po
 from flask import Flask, current_app, g, request, session
 from flask_babel import Babel, force_locale
@@ -94,6 +95,12 @@ def format_moment(moment: datetime, lang: str | None = None) -> str:
     with force_locale(lang):
         return _("%(date)s at %(time)s (%(zone)s)", date=format_date(local.date(), lang),
                  time=babel_format_time(local, "short", locale=lang), zone=zone)
+
+
+def spreadsheet_separator(lang: str | None = None) -> str:
+    """The field separator of a CSV for a spreadsheet in `lang`: Excel splits a CSV it opens on the
+    system's list separator, which is ";" where numbers take a decimal comma (fi, sv) and "," elsewhere."""
+    return ";" if get_decimal_symbol(locale=lang or current_language()) == "," else ","
 
 
 def language_name(lang: str) -> str:

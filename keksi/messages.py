@@ -220,7 +220,13 @@ SCAN_URL: dict[str, Callable[[Params], str]] = {
                            url=p["url"], address=p["address"]),
 }
 
-# A scan's visitors (scan.VISITORS) and what each kind of finding (scan.KINDS) is called and means.
+# A finding's level (scan.LEVELS), a scan's visitors (scan.VISITORS), and what each kind of finding
+# (scan.KINDS) is called and means.
+LEVEL: dict[str, Callable[[Params], str]] = {
+    "error": lambda p: _("Error"),
+    "warning": lambda p: _("Warning"),
+    "info": lambda p: _("Note"),
+}
 VISITOR: dict[str, Callable[[Params], str]] = {
     "none": lambda p: _("No choice yet"),
     "reject": lambda p: _("Rejected all"),
@@ -245,9 +251,10 @@ FINDING_HELP: dict[str, Callable[[Params], str]] = {
 
 DOMAINS: dict[str, dict[str, Callable[[Params], str]]] = {"auth": AUTH, "store": STORE, "site": SITE,
                                                            "render": RENDER, "range": RANGE,
-                                                           "source": SOURCE, "scan": SCAN, "visitor": VISITOR,
-                                                           "finding": FINDING, "finding_help": FINDING_HELP,
-                                                           "page_error": PAGE_ERROR, "scan_url": SCAN_URL}
+                                                           "source": SOURCE, "scan": SCAN, "level": LEVEL,
+                                                           "visitor": VISITOR, "finding": FINDING,
+                                                           "finding_help": FINDING_HELP, "page_error": PAGE_ERROR,
+                                                           "scan_url": SCAN_URL}
 
 
 def message(domain: str, code: str, params: Params | None = None) -> str:

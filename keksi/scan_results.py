@@ -10,13 +10,6 @@ from typing import Any
 
 from . import catalogue, scan, sites
 
-# The columns of the findings' CSV export, in order (the JSON export is the scan's result as stored).
-# `removed` says "removed" for a cookie set and deleted again before the page finished; a page's
-# `status` is its HTTP status, `not_loaded` why it did not load (scan.NotLoaded's code and detail).
-CSV_COLUMNS = ("level", "kind", "change", "page", "visitor", "item_type", "item", "domain", "source",
-               "service", "category", "service_id", "removed", "status", "not_loaded")
-
-
 def key(finding: dict[str, Any]) -> tuple:
     """What makes two scans' findings the same finding: kind, page, visitor and item."""
     item = finding["item"]
@@ -49,18 +42,9 @@ def by_level(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, A
     return groups
 
 
-def rows(findings: list[dict[str, Any]], new: set[tuple]) -> list[list[str]]:
-    """The findings as the CSV export's rows (CSV_COLUMNS), worst first."""
-    return [[f["level"], f["kind"], "new" if key(f) in new else "", f["page"] or "", f["visitor"] or "",
-             f["item"]["type"], item_name(f), f["item"].get("domain") or "", f["source"] or "",
-             f["service"] or "", f["category"] or "", f["service_id"] or "", *_states(f["item"])]
-            for _, group in by_level(findings) for f in group]
-
-
-def _states(item: dict[str, Any]) -> list[str]:
-    """The CSV's last columns: removed, status, not_loaded."""
-    not_loaded = " ".join(filter(None, (item.get("error"), item.get("detail")))) if item["type"] == "page" else ""
-    return ["removed" if item.get("removed") else "", str(item.get("status") or ""), not_loaded]
+def worst_first(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings in the order the admin lists them: by level, worst first, then kind and page."""
+    return [f for _, group in by_level(findings) for f in group]
 
 
 def declarable(finding: dict[str, Any]) -> bool:

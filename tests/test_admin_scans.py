@@ -127,12 +127,20 @@ def test_a_removed_cookie_and_a_page_error_read_as_such_on_the_page_and_in_the_c
     assert "It answered with HTTP status 404." in html and "No banner" not in html
     assert "Not visited: it leads to 10.0.0.1 (10.0.0.1), which is not a public address." in html
     body = marketing.get(f"{START}/{scan_id}/findings.csv").get_data(as_text=True).lstrip("\ufeff")
-    table = {r["page"]: r for r in csv.DictReader(io.StringIO(body))}
-    assert table["https://www.example.fi/"]["removed"] == "removed"
-    assert (table["https://www.example.fi/old"]["status"], table["https://www.example.fi/old"]["removed"]) == ("404", "")
-    assert table["http://10.0.0.1/"]["not_loaded"] == "refused 10.0.0.1 (10.0.0.1)"
-    finnish = signed_in(app, "fi@example.fi", "marketing", lang="fi").get(f"{START}/{scan_id}").get_data(as_text=True)
-    assert "Poistettu heti" in finnish and "HTTP-tilakoodilla 404" in finnish and "ei ole julkinen osoite" in finnish
+    table = {r["Page"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert table["https://www.example.fi/"]["Removed"] == "Removed again"
+    missing = table["https://www.example.fi/old"]
+    assert (missing["HTTP status"], missing["Removed"], missing["Why the page did not load"]) == ("404", "", "")
+    assert table["http://10.0.0.1/"]["Why the page did not load"].startswith(
+        "Not visited: it leads to 10.0.0.1 (10.0.0.1), which is not a public address.")
+    finnish = signed_in(app, "fi@example.fi", "marketing", lang="fi")
+    html = finnish.get(f"{START}/{scan_id}").get_data(as_text=True)
+    assert "Poistettu heti" in html and "HTTP-tilakoodilla 404" in html and "ei ole julkinen osoite" in html
+    body = finnish.get(f"{START}/{scan_id}/findings.csv").get_data(as_text=True).lstrip("\ufeff")
+    table = {r["Sivu"]: r for r in csv.DictReader(io.StringIO(body), delimiter=";")}
+    assert table["https://www.example.fi/"]["Poistettu"] == "Poistettu heti"
+    assert table["https://www.example.fi/old"]["HTTP-tilakoodi"] == "404"
+    assert "ei ole julkinen osoite" in table["http://10.0.0.1/"]["Miksi sivu ei latautunut"]
 
 
 def test_a_scan_that_failed_on_a_page_before_shows_the_page_not_the_browsers_log(app, marketing):
@@ -220,3 +228,39 @@ def test_adding_a_cookie_says_where_and_the_finding_shows_it_declared(app, lang,
     assert html.count(now) == 2 and "Add to declaration<span" not in html  # both sightings: declared now
     assert "Microsoft Clarity (" in html.split(now, 1)[1]
     assert now in client.get(page).get_data(as_text=True)  # and so it stays, without the message
+
+
+SEMICOLON = dict(UNDECLARED, page="https://www.example.fi/a;b", visitor="reject")  # a separator inside a cell
+
+
+@pytest.mark.parametrize("lang, separator, header, row", [
+    ("fi", ";", ["Vakavuus", "Havainto", "Edellisen tarkistuksen jälkeen", "Sivu", "Kävijä", "Kohteen laji", "Kohde",
+                 "Verkkotunnus", "Asettaja", "Palvelu", "Luokka", "Palveluluettelon tunnus",
+                 "Poistettu", "HTTP-tilakoodi", "Miksi sivu ei latautunut"],
+     ["Varoitus", "Puuttuu evästeilmoituksesta", "", "https://www.example.fi/a;b", "Hylkäsi kaikki", "Eväste",
+      "_clck", "www.example.fi", "https://www.example.fi/c.js", "Microsoft Clarity", "Analytiikka",
+      "microsoft-clarity", "", "", ""]),
+    ("sv", ";", ["Allvarlighet", "Fynd", "Sedan förra granskningen", "Sida", "Besökare", "Objekttyp", "Objekt",
+                 "Domän", "Satt av", "Tjänst", "Kategori", "Id i tjänstekatalogen", "Borttagen", "HTTP-status",
+                 "Varför sidan inte lästes in"], None),
+    ("en", ",", ["Level", "Finding", "Since the previous scan", "Page", "Visitor", "Item type", "Item", "Domain",
+                 "Set by", "Service", "Category", "Catalogue id", "Removed", "HTTP status", "Why the page did not load"],
+     ["Warning", "Not declared", "", "https://www.example.fi/a;b", "Rejected all", "Cookie", "_clck",
+      "www.example.fi", "https://www.example.fi/c.js", "Microsoft Clarity", "Analytics", "microsoft-clarity",
+      "", "", ""]),
+])
+def test_the_csv_opens_in_the_admins_spreadsheet(app, lang, separator, header, row):
+    """Excel opening a CSV splits it on the system's list separator: ";" in Finland and Sweden, where
+    numbers take a decimal comma. The file is UTF-8 with a BOM, so that Excel reads ä as ä."""
+    add_site(app)
+    client = signed_in(app, f"{lang}@example.fi", "marketing", lang=lang)
+    scan_id = finished(app, [SEMICOLON])
+    answer = client.get(f"{START}/{scan_id}/findings.csv")
+    assert answer.headers["Content-Type"] == "text/csv; charset=utf-8"
+    body = answer.get_data()
+    assert body.startswith(b"\xef\xbb\xbf") and body.endswith(b"\r\n")
+    table = list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline=""), delimiter=separator))
+    assert table[0] == header and len(table) == 2 and len(table[1]) == len(header)
+    assert row is None or table[1] == row
+    other = "," if separator == ";" else ";"
+    assert len(next(csv.reader([body.decode("utf-8-sig").splitlines()[0]], delimiter=other))) == 1

@@ -76,7 +76,7 @@ def _scan_codes() -> dict[str, set[str]]:
     assert not_loaded, "no NotLoaded(...) or Observation(error=...) found in scan.py"
     refused = set(re.findall(r'raise ValidationError\(message\("scan_url", "(\w+)"',
                              (KEKSI / "forms.py").read_text(encoding="utf-8")))
-    return {"scan": failures, "visitor": set(scan.VISITORS), "finding": set(scan.KINDS),
+    return {"scan": failures, "level": set(scan.LEVELS), "visitor": set(scan.VISITORS), "finding": set(scan.KINDS),
             "finding_help": set(scan.KINDS), "page_error": not_loaded, "scan_url": refused}
 
 

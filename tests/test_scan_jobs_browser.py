@@ -95,9 +95,9 @@ def test_marketing_scans_declares_and_exports(customer):  # noqa: F811
     exported = client.get(f"{scan_page}/findings.csv")
     assert exported.headers["Content-Type"] == "text/csv; charset=utf-8"
     table = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True).lstrip("\ufeff"))))
-    assert {(r["kind"], r["item"], r["visitor"]) for r in table} >= {
-        ("after-reject", "_fbp", "reject"), ("undeclared", "_clck", "accept")}
-    assert all(r["change"] == "" for r in table)  # the first scan: nothing to compare with
+    assert {(r["Finding"], r["Item"], r["Visitor"]) for r in table} >= {
+        ("After “Reject all”", "_fbp", "Rejected all"), ("Not declared", "_clck", "Accepted all")}
+    assert all(r["Since the previous scan"] == "" for r in table)  # the first scan: nothing to compare with
     as_json = json.loads(client.get(f"{scan_page}/findings.json").get_data(as_text=True))
     assert as_json["site"] == "shop" and as_json["pages"] == [site + "/news"]
 

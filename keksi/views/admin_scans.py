@@ -7,8 +7,6 @@ its own (never in a web worker). Every view needs the marketing role (admins pas
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import datetime
 from typing import Any, Callable
@@ -20,11 +18,11 @@ from flask_wtf.csrf import CSRFError
 
 from .. import scan_results
 from ..forms import ScanForm
-from ..i18n import format_moment
+from ..i18n import format_moment, spreadsheet_separator
 from ..messages import message, page_problem, scan_failure
 from ..store import get_store
 from .admin import _load_user, form_expired, role_required
-from .admin_audit import spreadsheet_cell
+from .admin_audit import spreadsheet
 from .admin_sites import _site_or_404, category_name, save_declaration, shown_text
 
 bp = Blueprint("admin_scans", __name__, url_prefix="/admin/sites")
@@ -176,15 +174,35 @@ def findings_json(site_id: str, scan_id: int):
 @bp.get("/<site_id>/scans/<int:scan_id>/findings.csv")
 @role_required("marketing")
 def findings_csv(site_id: str, scan_id: int):
-    """The findings as CSV, worst first, each marked "new" when the previous scan lacked it."""
+    """The findings for a spreadsheet, worst first, each marked new when the previous scan lacked it:
+    in the admin's language and with its spreadsheets' separator (the JSON is for tools)."""
     site, found = _finished(site_id, scan_id)
     previous = get_store().previous_scan(site["id"], scan_id)
     new, _gone = scan_results.compare(found["findings"], previous and previous["findings"])
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(scan_results.CSV_COLUMNS)
-    writer.writerows([spreadsheet_cell(v) for v in row] for row in scan_results.rows(found["findings"], new))
-    response = _download("\ufeff" + out.getvalue(), "text/csv", f"{site['id']}-scan-{scan_id}.csv")
+    rows = (_csv_row(site, f, scan_results.key(f) in new) for f in scan_results.worst_first(found["findings"]))
+    response = _download(spreadsheet(_csv_header(), rows, spreadsheet_separator()), "text/csv",
+                         f"{site['id']}-scan-{scan_id}.csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     return response
+
+
+def _csv_header() -> list[str]:
+    return [_("Level"), _("Finding"), _("Since the previous scan"), _("Page"), _("Visitor"), _("Item type"),
+            _("Item"), _("Domain"), _("Set by"), _("Service"), _("Category"), _("Catalogue id"), _("Removed"),
+            _("HTTP status"), _("Why the page did not load")]
+
+
+def _csv_row(site: dict[str, Any], f: dict[str, Any], new: bool) -> list[str]:
+    """One finding as the CSV's row, in the admin's words (_csv_header names the columns)."""
+    item = f["item"]
+    return [message("level", f["level"]), message("finding", f["kind"]), _("New") if new else "", f["page"] or "",
+            message("visitor", f["visitor"]) if f["visitor"] else "", str(ITEMS[item["type"]]),
+            scan_results.item_name(f), item.get("domain") or "", f["source"] or "", f["service"] or "",
+            category_name(site, f["category"]) if f["category"] else "", f["service_id"] or "", *_states(item)]
+
+
+def _states(item: dict[str, Any]) -> list[str]:
+    """The CSV's last columns: a cookie set and deleted again, a page's HTTP status, why it did not load."""
+    return [_("Removed again") if item.get("removed") else "", str(item.get("status") or ""),
+            page_problem(item) if item["type"] == "page" and item.get("error") else ""]
 
