@@ -201,8 +201,11 @@ SCHEMAS: dict[str, Any] = {
     },
     "WidgetBuild": {
         "type": "object",
-        "required": ["version", "sha256", "first_served_at", "script", "url"],
-        "properties": {"version": {"type": "string"}, "sha256": _HEX64, "first_served_at": _TIME,
+        "required": ["version", "file", "sha256", "first_served_at", "script", "url"],
+        "properties": {"version": {"type": "string"},
+                       "file": {"type": "string", "enum": ["consent.js", "signals.js"],
+                                "description": "The widget itself, or the other vendors' consent signals it loads."},
+                       "sha256": _HEX64, "first_served_at": _TIME,
                        "script": {"type": "string", "description": "The exact script served."}, "url": _URL},
     },
 }

@@ -65,7 +65,7 @@ def check_widget_builds(store: Store) -> list[Problem]:
     """Every widget build kept is the script its version was built as, and has its SHA-256."""
     return [(f"widget build {row['version']}", "its script is not the build its version names")
             for row in store.iter_widget_builds()
-            if not widget.is_build_of(row["script"], row["version"])
+            if not widget.is_build_of(row["script"], row["version"], row["file"])
             or hashlib.sha256(row["script"].encode("utf-8")).hexdigest() != row["sha256"]]
 
 

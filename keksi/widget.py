@@ -1,7 +1,8 @@
 """The embeddable consent widget: build widget/consent.js into one minified, precompressed script,
 and keep every build served in the store (code escrow). widget/signals.js, the other vendors'
-consent signals that consent.js loads for the sites that need them, is minified and compressed the
-same way; it is not kept, since no record names its version.
+consent signals that consent.js loads for the sites that need them, is minified, compressed and
+kept the same way: no record names its version, but its builds and when each was first served show
+what ran beside the widget on a visitor's page.
 
 The build minifies the script (tdewolff/minify through minify-go, which also renames local
 names, so the source keeps readable ones) and the stylesheet (rcssmin), puts the stylesheet into
@@ -36,6 +37,7 @@ SIGNALS = ("signals.js",)  # no styles and no version of its own: it is not what
 class Build:
     """One build of the widget: the script in each encoding, its version and ETag."""
 
+    file: str  # the source it was built from, and the name it is served as: consent.js or signals.js
     version: str  # first 12 hex of the SHA-256 of the script built with a zero version
     source_hash: str  # SHA-256 of the source files, what the cache is keyed by
     identity: bytes
@@ -81,9 +83,12 @@ def _version(unstamped: str) -> str:
     return hashlib.sha256(unstamped.encode("utf-8")).hexdigest()[:12]
 
 
-def is_build_of(script: str, version: str) -> bool:
-    """Whether `script` is the build `version` names: with the version stamped in it replaced by
-    the placeholder again, it hashes to that version (and so a kept script cannot be rewritten)."""
+def is_build_of(script: str, version: str, file: str = SOURCES[0]) -> bool:
+    """Whether `script` is the build of `file` that `version` names: with the version stamped in it
+    replaced by the placeholder again (signals.js has none stamped in), it hashes to that version
+    (and so a kept script cannot be rewritten)."""
+    if file == SIGNALS[0]:
+        return _version(script) == version
     return version in script and _version(script.replace(version, PLACEHOLDER_VERSION)) == version
 
 
@@ -95,13 +100,13 @@ def _sources(folder: Path, sources: tuple[str, ...] = SOURCES) -> tuple[list[str
 def build(folder: Path, sources: tuple[str, ...] = SOURCES) -> Build:
     """Build the widget (or with `sources=SIGNALS`, signals.js) from the sources in `folder`."""
     texts, source_hash = _sources(folder, sources)
-    return _build(texts, source_hash)
+    return _build(sources[0], texts, source_hash)
 
 
-def _build(texts: list[str], source_hash: str) -> Build:
+def _build(file: str, texts: list[str], source_hash: str) -> Build:
     script, version = minify(*texts)
     data = script.encode("utf-8")
-    return Build(version=version, source_hash=source_hash, identity=data,
+    return Build(file=file, version=version, source_hash=source_hash, identity=data,
                  gzip=gzip.compress(data, compresslevel=9, mtime=0),
                  br=brotli.compress(data, quality=11, mode=brotli.MODE_TEXT))
 
@@ -126,19 +131,21 @@ def current(folder: Path, sources: tuple[str, ...] = SOURCES) -> Build:
                 texts, source_hash = _sources(folder, sources)
                 old = _builds.get(where)
                 if old is None or old.source_hash != source_hash:
-                    _builds[where] = _build(texts, source_hash)
+                    _builds[where] = _build(sources[0], texts, source_hash)
                 _seen[where] = stamp
     return _builds[where]
 
 
 def archive(build: Build, store: Store, archived: set[str]) -> None:
-    """Keep `build` in the store under its version the first time this process serves it.
+    """Keep `build` (of consent.js or signals.js) in the store under its version the first time this
+    process serves it.
 
     Every consent record names the widget version that posted it; with the exact script kept
-    (CNIL 2020-092 asks for code escrow), the record shows which code the visitor ran.
+    (CNIL 2020-092 asks for code escrow), the record shows which code the visitor ran, and the
+    signals.js builds first served before it show what ran beside it.
     `archived` is the process's set of versions already kept: one query per build and process.
     """
     if build.version in archived:
         return
-    store.remember_widget_build(build.version, build.identity.decode("utf-8"))
+    store.remember_widget_build(build.version, build.identity.decode("utf-8"), build.file)
     archived.add(build.version)

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from keksi import consents, widget
+from keksi import consents, proof, widget
 from keksi.i18n import format_moment
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
@@ -178,6 +178,57 @@ def test_a_new_build_is_kept_beside_the_old_one(app, tmp_path):
         for build in (first, second, first):
             widget.archive(build, store, kept)
         assert {b["version"] for b in store.widget_builds()} == {first.version, second.version}
+    finally:
+        store.close()
+
+
+def test_every_signals_build_served_is_kept_beside_the_widget_builds(app, client):
+    """signals.js, which the widget loads on the pages of sites with other vendors' consent APIs,
+    is kept byte for byte as it was served, like consent.js: what ran on a visitor's page can be shown."""
+    served = client.get("/widget/v1/signals.js?uet=marketing", headers={"Accept-Encoding": "identity"})
+    version = served.headers["X-Widget-Version"]
+    widget_version = served_widget(client)
+    store = open_store(app.config["DATABASE"])
+    try:
+        kept = store.widget_build(version)
+        assert (kept["file"], kept["script"].encode("utf-8")) == ("signals.js", served.get_data())
+        assert store.widget_build(widget_version)["file"] == "consent.js"
+        assert proof.check_widget_builds(store) == []
+        with pytest.raises(Refused, match="kept as first served"):
+            raw_sql(store, f"DELETE FROM widget_builds WHERE version = '{version}'")
+    finally:
+        store.close()
+    sign_in(client, "legal@example.fi")
+    listing = text(client.get("/admin/proof/"))
+    assert re.search(rf"{version}\s*signals\.js", listing) and re.search(rf"{widget_version}\s*consent\.js", listing)
+    assert client.get(f"/admin/proof/?q={version}").headers["Location"].endswith(f"/admin/proof/widgets/{version}")
+    page = text(client.get(f"/admin/proof/widgets/{version}"))
+    assert "signals.js" in page and kept["sha256"] in page
+    download = client.get(f"/admin/proof/widgets/{version}.js")
+    assert download.headers["Content-Disposition"] == f'attachment; filename="keksi-signals-{version}.js"'
+    assert download.get_data() == served.get_data()
+    as_json = client.get(f"/api/v1/widget-builds/{version}").get_json()
+    assert as_json["file"] == "signals.js" and as_json["script"].encode("utf-8") == served.get_data()
+    jsonschema.validate(as_json, schema("WidgetBuild"))
+
+
+def test_a_changed_signals_build_is_kept_and_a_rewritten_one_found(app, tmp_path):
+    folder = tmp_path / "widget"
+    folder.mkdir()
+    source = (Path(app.root_path) / "widget" / "signals.js").read_text(encoding="utf-8")
+    (folder / "signals.js").write_text(source, encoding="utf-8")
+    first = widget.build(folder, widget.SIGNALS)
+    (folder / "signals.js").write_text(source + "\nwindow.keksiSignalsChanged = 1;\n", encoding="utf-8")
+    second = widget.build(folder, widget.SIGNALS)
+    assert first.version != second.version and first.file == second.file == "signals.js"
+    store, kept = open_store(app.config["DATABASE"]), set()
+    try:
+        for build in (first, second, first):
+            widget.archive(build, store, kept)
+        assert {(b["version"], b["file"]) for b in store.widget_builds()} == {
+            (first.version, "signals.js"), (second.version, "signals.js")}
+        assert proof.check_widget_builds(store) == []
+        assert not widget.is_build_of(second.identity.decode("utf-8"), first.version, "signals.js")
     finally:
         store.close()
 

@@ -205,15 +205,16 @@ class Store:
 
     # -- widget builds --------------------------------------------------------
 
-    def remember_widget_build(self, version: str, script: str) -> None:
-        """Keep a widget build the first time it is served; a version is kept only once."""
+    def remember_widget_build(self, version: str, script: str, file: str = "consent.js") -> None:
+        """Keep a build of the widget's `file` (consent.js or signals.js) the first time it is served;
+        a version is kept only once."""
         if self._query("SELECT 1 AS found FROM widget_builds WHERE version = ?", [version]):
             return
         with self._write():
             self.backend.execute(
-                "INSERT INTO widget_builds (version, sha256, script, first_served_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [version, hashlib.sha256(script.encode("utf-8")).hexdigest(), script, utc_text()])
+                "INSERT INTO widget_builds (version, sha256, script, first_served_at, file) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [version, hashlib.sha256(script.encode("utf-8")).hexdigest(), script, utc_text(), file])
 
     def widget_build(self, version: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM widget_builds WHERE version = ?", [version])
@@ -225,10 +226,10 @@ class Store:
     def widget_builds(self) -> list[dict[str, Any]]:
         """Every widget build kept, newest first, with its size in bytes instead of its script."""
         # The size is counted here: SQLite and PostgreSQL count bytes of text with different functions.
-        rows = self._query("SELECT version, sha256, script, first_served_at FROM widget_builds "
+        rows = self._query("SELECT version, sha256, script, first_served_at, file FROM widget_builds "
                            "ORDER BY first_served_at DESC")
         return [{"version": row["version"], "sha256": row["sha256"], "size": len(row["script"].encode("utf-8")),
-                 "first_served_at": row["first_served_at"]} for row in rows]
+                 "first_served_at": row["first_served_at"], "file": row["file"]} for row in rows]
 
     # -- consents -----------------------------------------------------------
 

@@ -89,5 +89,6 @@ def widget_script(version: str):
     row = _widget_build_or_404(version)
     response = Response(row["script"], mimetype="text/plain")
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
-    response.headers["Content-Disposition"] = f'attachment; filename="keksi-widget-{row["version"]}.js"'
+    name = "widget" if row["file"] == "consent.js" else row["file"].removesuffix(".js")
+    response.headers["Content-Disposition"] = f'attachment; filename="keksi-{name}-{row["version"]}.js"'
     return response

@@ -413,7 +413,8 @@ def widget_build(version: str):
     row = get_store().widget_build(version) if consents.WIDGET_VERSION.match(version) else None
     if row is None:
         return error(404, "widget_version", "No widget build with this version was ever served.")
-    return {"version": row["version"], "sha256": row["sha256"], "first_served_at": row["first_served_at"],
+    return {"version": row["version"], "file": row["file"], "sha256": row["sha256"],
+            "first_served_at": row["first_served_at"],
             "script": row["script"],
             "url": url_for("admin_proof.widget_script", version=row["version"], _external=True)}
 

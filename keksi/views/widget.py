@@ -28,18 +28,21 @@ def _folder() -> Path:
 @bp.get("/consent.js")
 def script():
     """The widget script for `<script src=… data-site=…>`; cacheable by any site."""
-    build = widget.current(_folder())
-    # Kept before it is served: a record naming this version can always show its code. When the
-    # database is locked the script is refused (503) rather than served unkept.
-    widget.archive(build, get_store(), current_app.extensions.setdefault("keksi.widget_builds", set()))
-    return _serve(build)
+    return _serve(_kept(widget.current(_folder())))
 
 
 @bp.get("/signals.js")
 def signals():
     """Other vendors' consent signals, which the widget loads for a site that declares their services;
     its query string (from the site's configuration) says which. Cacheable by any site."""
-    return _serve(widget.current(_folder(), widget.SIGNALS))
+    return _serve(_kept(widget.current(_folder(), widget.SIGNALS)))
+
+
+def _kept(build: widget.Build) -> widget.Build:
+    """`build`, kept in the store before it is served: what a visitor's page ran can always be
+    shown. When the database is locked the script is refused (503) rather than served unkept."""
+    widget.archive(build, get_store(), current_app.extensions.setdefault("keksi.widget_builds", set()))
+    return build
 
 
 def _serve(build: widget.Build) -> Response:

@@ -297,6 +297,13 @@ def _scans(db: sqlite_utils.Database) -> None:
         """)
 
 
+@migrations(name="0015_signals_builds")
+def _signals_builds(db: sqlite_utils.Database) -> None:
+    # Code escrow for widget/signals.js too, which the widget loads on the pages of sites that declare
+    # services with consent APIs: each build served is kept beside the widget's, named by its file.
+    db.execute("ALTER TABLE widget_builds ADD COLUMN file TEXT NOT NULL DEFAULT 'consent.js'")
+
+
 def _chain_earlier_removals(conn: sqlite3.Connection) -> None:
     """Migration 0007's one link for the removals made before it, as the store wrote links then
     (frozen here: a migration must do the same thing however the store changes later)."""
