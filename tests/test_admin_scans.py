@@ -213,7 +213,7 @@ def _flash(html: str) -> str:
 
 @pytest.mark.parametrize("lang, said, now", [
     ("fi", "Eväste _clck lisättiin evästeilmoitukseen osana palvelua Microsoft Clarity (Analytiikka).",
-     "Nyt evästeilmoituksessa"),
+     "Nyt ilmoitettu"),
     ("en", "The cookie _clck was added to the declaration as part of Microsoft Clarity (Analytics).", "Declared now"),
 ])
 def test_adding_a_cookie_says_where_and_the_finding_shows_it_declared(app, lang, said, now):
