@@ -172,7 +172,7 @@ class PostgreSQLBackend:
                 yield from rows
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one write; return how many rows it changed."""
+        """Run one write; return how many rows it changed. Outside `transaction()` it commits at once."""
         with _mapped_errors():
             return self.conn.execute(_pyformat(sql), list(params)).rowcount
 

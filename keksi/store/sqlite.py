@@ -81,7 +81,7 @@ class SQLiteBackend:
             yield from rows
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one write; return how many rows it changed."""
+        """Run one write; return how many rows it changed. Outside `transaction()` it commits at once."""
         return self.conn.execute(sql, list(params)).rowcount
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
@@ -261,9 +261,13 @@ def _connect(path: str, busy_timeout_ms: int, read_only: str | bool) -> sqlite_u
         # "immutable" is the last resort when even the WAL index cannot be created: the
         # filesystem is read-only, so nobody can be changing the file under us.
         query = "mode=ro" if read_only == "ro" else "mode=ro&immutable=1"
-        conn = sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=busy_timeout_ms / 1000)
+        conn = sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=busy_timeout_ms / 1000,
+                               isolation_level=None)
     else:
-        conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
+        # isolation_level None: no implicit BEGIN. A statement outside `transaction()` commits at
+        # once, as on PostgreSQL (its connections are autocommit), rather than opening a
+        # transaction that close() would silently roll back.
+        conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
     try:
         # connect(timeout=) already sets the busy timeout; no plugins or recursive
         # triggers are used, and every statement saved here is saved on every request.
