@@ -277,6 +277,11 @@ def site_message(problem: Any) -> str:
     return message("site", problem.code, problem.params)
 
 
+def invalid_site_message(exc: Any) -> str:
+    """Each problem of a `sites.InvalidSite` in the reader's language, one after another."""
+    return " ".join(site_message(problem) for problem in exc.errors.values())
+
+
 def source_problem_message(problem: Problem) -> str:
     """A `notices.Problem` of a version written in the admin, in the admin's language."""
     return message("source", problem.code if problem.code in SOURCE else "", {"kb": MAX_SOURCE_BYTES // 1024})

@@ -104,3 +104,18 @@ def test_without_a_csrf_token_or_the_role_nothing_is_added(app, marketing):
     assert marketing.post("/admin/sites/nosuch/catalogue",
                           data={"csrf_token": csrf(marketing, EDIT), "catalogue-service": "hotjar"}).status_code == 404
     assert "Hotjar" not in services_in(app, "analytics")
+
+
+def test_a_declaration_that_cannot_be_saved_says_why_in_finnish(app):
+    """The site links a cookie notice that was never published: adding a service saves nothing and
+    the 409 names the problem in the admin's language, not in the store's English."""
+    add_site(app, notices={"privacy": "privacy", "cookies": "never-published"})
+    client = signed_in(app, "fi@example.fi", "marketing", lang="fi")
+    before = from_store(app, "site", "demo")
+    answer = add(client, "microsoft-clarity")
+    shown = html.unescape(answer.get_data(as_text=True))
+    assert answer.status_code == 409
+    assert ("Evästeilmoitusta ei voitu tallentaa: never-published ei ole julkaistu seloste. "
+            "Valitse julkaistu seloste.") in shown
+    assert "is not a published notice" not in shown and "must be" not in shown
+    assert from_store(app, "site", "demo") == before

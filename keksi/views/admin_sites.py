@@ -30,7 +30,7 @@ from ..clock import day_start, record_text, today
 from ..forms import CatalogueForm
 from ..http import CSP, not_found, refuse_cross_site
 from ..i18n import LANGUAGE_NAMES, current_language, format_date, language_name
-from ..messages import contrast_message, message, store_message, theme_labels
+from ..messages import contrast_message, invalid_site_message, message, store_message, theme_labels
 from ..site_forms import (MAX_FORM_BYTES, MAX_FORM_ENTRIES, MAX_FORM_PARTS, MAX_FORM_ROWS, MORE_ROWS,
                           THEME_COLOURS, Built, add_category, add_empty_rows, add_error, attach_errors,
                           build_definition, contrast_check, form_data, form_entries, new_site_data, site_form,
@@ -282,8 +282,10 @@ def save_declaration(site: dict[str, Any], definition: dict[str, Any], action: s
     try:
         clean = sites.validate(definition, current_app.config["LANGUAGES"], _notice_slugs())
         store.save_site(clean, actor=g.user["email"], create=False)
-    except (sites.InvalidSite, StoreError) as error:
-        abort(409, _("The declaration could not be saved: %(error)s", error=error))
+    except sites.InvalidSite as error:
+        abort(409, _("The declaration could not be saved: %(error)s", error=invalid_site_message(error)))
+    except StoreError as error:
+        abort(409, _("The declaration could not be saved: %(error)s", error=store_message(error)))
     store.audit(g.user["email"], action, site["id"], details)
     return clean
 
