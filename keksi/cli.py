@@ -582,6 +582,7 @@ def consents_erase(consent_id: str | None, subject_id: str | None) -> None:
             raise click.BadParameter("an id is 32 hex digits", param_hint=f"--{kind}")
         raise click.ClickException(f"there is no {kind} {given} (already erased or purged?)")
     click.echo(f"erased {count} records")
+    _compact_hint(count)
 
 
 @consents_cli.command("purge")
@@ -597,6 +598,15 @@ def consents_purge(days: int | None) -> None:
     days = current_app.config["RETENTION_DAYS"] if days is None else days
     count, cutoff = consents_mod.purge(get_store(), days, _actor(), _zone())
     click.echo(f"purged {count} records that stopped being in force before {cutoff[:10]}")
+    _compact_hint(count)
+
+
+def _compact_hint(removed: int) -> None:
+    """On PostgreSQL, after rows were removed: where they still are. SQLite overwrites them
+    (secure_delete) and empties its log at once, so it needs no hint (README "What erasure leaves")."""
+    if removed and get_store().backend.name == "postgresql":
+        click.echo("the removed rows stay in the database files until flask db compact "
+                   '(see README "What erasure leaves")')
 
 
 users_cli = AppGroup("users", help="Manage the people who use the admin.")

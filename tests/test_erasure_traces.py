@@ -14,6 +14,7 @@ from keksi.store import open_store
 
 from .conftest import BOTH, raw_sql
 from .ledger import add_site, choice, config, post
+from .test_retention import LONG_AGO, record_at
 
 BACKENDS = BOTH
 MARK = "a-page-only-this-visitor-saw"
@@ -154,3 +155,24 @@ def test_a_long_reader_makes_flask_db_compact_give_up_and_say_so(make_app, backe
         reader.close()
     assert app.test_cli_runner().invoke(args=["db", "compact"]).exit_code == 0
     assert _found(sqlite_files, traces) == []
+
+
+HINT = 'the removed rows stay in the database files until flask db compact (see README "What erasure leaves")'
+
+
+def test_erase_and_purge_say_on_postgresql_that_flask_db_compact_removes_the_rows(make_app, backend):
+    """PostgreSQL keeps the removed rows' bytes in its files (above): the command says what removes them.
+    SQLite overwrites them at once, so it says nothing more."""
+    app = make_app(STORE_PAGE=True, RATE_LIMIT=1_000_000)
+    add_site(app)
+    record_at(app, config(app.test_client()), LONG_AGO)  # expired long ago: the purge's
+    traces = _visitor_among_others(app)
+    runner = app.test_cli_runner()
+    erased = runner.invoke(args=["consents", "erase", "--subject", traces[0]])
+    purged = runner.invoke(args=["consents", "purge", "--older-than", "0"])
+    nothing = runner.invoke(args=["consents", "purge", "--older-than", "0"])
+    assert erased.exit_code == purged.exit_code == nothing.exit_code == 0, (erased.output, purged.output)
+    assert "erased 2 records" in erased.output and "purged 1 records" in purged.output, purged.output
+    said = [HINT in result.output for result in (erased, purged)]
+    assert said == ([True, True] if backend == "postgresql" else [False, False])
+    assert "purged 0 " in nothing.output and HINT not in nothing.output, "nothing removed, nothing to compact"
