@@ -6,6 +6,7 @@ request's Origin against the site's allow-list instead.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -13,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -195,6 +196,7 @@ def _make_config(site_id: str, lang_arg: str | None) -> _Config | None:
     if signals:  # other vendors' consent APIs: widget/signals.js, told which and for which category
         body["signals"] = f"{url_for('widget.signals', _external=True)}?{urlencode(sorted(signals.items()))}"
     etag = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+    _origins_seen(site["origins"])
     return _Config(current_app.json.response(body).get_data(), etag, lang, frozenset(site["origins"]))
 
 
@@ -217,14 +219,35 @@ def _rate_limiter() -> RateLimiter:
     return extensions["keksi.ratelimit"]
 
 
-def _allowed_anywhere(origin: str | None) -> bool:
+def _every_origin() -> frozenset[str]:
+    """Every site's origins, read from the store; kept as what this worker knows sites allow."""
+    every = frozenset(allowed for site in get_store().sites() for allowed in site["origins"])
+    current_app.extensions["keksi.origins_known"] = every
+    return every
+
+
+def _origins_seen(origins: Iterable[str]) -> None:
+    """Add origins a site allows (its configuration built, a choice recorded) to what this worker knows."""
+    known = current_app.extensions.get("keksi.origins_known", frozenset())
+    if not known.issuperset(origins):
+        current_app.extensions["keksi.origins_known"] = known | frozenset(origins)
+
+
+def _allowed_anywhere(origin: str | None, store_down: bool = False) -> bool:
     """Whether any site allows `origin`: from a per-worker set of every site's origins, so that
     preflights, refusals and 429s do not read and parse every site definition."""
-    if origin is None:
-        return False
-    every = workercache.cache().get("origins", lambda: frozenset(
-        allowed for site in get_store().sites() for allowed in site["origins"]))
-    return sites.origin_allowed({"origins": every}, origin)
+    return origin is not None and sites.origin_allowed({"origins": _known_origins(store_down)}, origin)
+
+
+def _known_origins(store_down: bool) -> frozenset[str]:
+    """Every site's origins; while the database cannot be reached (`store_down`, or found so now),
+    those this worker last knew sites to allow. Those pages then read only "try again", so a set a
+    moment old is safe; a worker that knows none allows none: the allow-list is never guessed (the
+    widget retries its queued choice all the same)."""
+    if not store_down:
+        with contextlib.suppress(StoreUnavailable):
+            return workercache.cache().get("origins", _every_origin)
+    return current_app.extensions.get("keksi.origins_known", frozenset())
 
 
 @bp.route("/consents", methods=["OPTIONS"])
@@ -247,10 +270,10 @@ def record_consent():
     """Record one choice; 201 only after it is committed."""
     origin = request.headers.get("Origin")
 
-    def refused(response: Response) -> Response:
+    def refused(response: Response, store_down: bool = False) -> Response:
         """Let an allowed page read why its post failed (Retry-After included); tell a foreign one nothing."""
         response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-        return _cors(response, origin if _allowed_anywhere(origin) else None)
+        return _cors(response, origin if _allowed_anywhere(origin, store_down) else None)
 
     wait = _rate_limiter().hit(address_key(request.remote_addr))
     if wait:
@@ -264,9 +287,9 @@ def record_consent():
     raw = request.get_data(cache=False)
     if len(raw) > MAX_CONSENT_BODY:
         return too_large()
-    store = get_store()
     config = current_app.config
     try:
+        store = get_store()  # inside the try: a database out of reach is a 503 the page can read
         data = consents.parse_body(raw)
         own_pages = ((sites.canonical_origin(request.host_url), config["WIDGET_SITE"])
                      if config["WIDGET_SITE"] else None)
@@ -284,7 +307,7 @@ def record_consent():
         return refused(error(exc.status, exc.field, exc.message))
     except StoreUnavailable as exc:
         return refused(error(503, "store", f"The choice was not recorded: {exc}. Retry shortly.",
-                             **{"Retry-After": "2"}))
+                             **{"Retry-After": "2"}), store_down="store" not in g)
     body = _consent_answer(row)
     response = jsonify(body)
     response.status_code = 201
@@ -294,6 +317,8 @@ def record_consent():
     same_origin = own is not None and sites.canonical_origin(origin) == own
     if request.args.get("cookie") == "1" and same_origin:
         _set_choice_cookie(response, row, store.site(row["site"]))
+    if choice.origin:
+        _origins_seen([choice.origin])
     return _cors(response, origin)
 
 
