@@ -153,9 +153,13 @@ class SlugConverter(BaseConverter):
 
 
 def handle_store_unavailable(exc: StoreUnavailable) -> Any:
-    """Writes failed (locked past the timeout, disk full, read-only): 503, try again later."""
+    """The database failed (locked past the timeout, disk full, read-only, out of reach): 503, try
+    again later. A page that only reads (GET) says it cannot be shown; a form sent says nothing was saved."""
     current_app.logger.warning("store unavailable on %s: %s", request.path, exc)
-    message = _("Saving is not possible right now. Nothing was saved. Try again in a moment.")
+    if request.method in ("GET", "HEAD"):
+        message = _("This page cannot be shown right now. Try again in a moment.")
+    else:
+        message = _("Saving is not possible right now. Nothing was saved. Try again in a moment.")
     if wants_json():
         response = jsonify(error="Service Unavailable", field="store", message=str(exc), status=503)
     else:

@@ -1,6 +1,6 @@
 """While the database cannot be reached at all (PostgreSQL refusing connections, an SQLite file that
 cannot be opened): the widget on another origin can read the consent API's 503 and retries once it is
-back, recording the choice once."""
+back, recording the choice once; a notice page says it cannot be shown, in the reader's language."""
 
 from __future__ import annotations
 
@@ -75,3 +75,20 @@ def test_a_worker_that_has_not_read_the_sites_lets_no_page_read_its_503(make_app
         answer = post(fresh.test_client(), body)
     assert answer.status_code == 503 and answer.get_json()["field"] == "store"
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize("lang, says, not_says", [
+    ("en", "This page cannot be shown right now. Try again in a moment.", "Saving"),
+    ("fi", "Sivua ei voi näyttää juuri nyt. Yritä hetken kuluttua uudelleen.", "Tallentaminen"),
+    ("sv", "Sidan kan inte visas just nu. Försök igen om en stund.", "spara"),
+])
+def test_a_notice_page_says_it_cannot_be_shown_right_now(make_app, backend, unreachable, lang, says, not_says):
+    app = make_app()
+    client = app.test_client()
+    assert client.get(f"/{lang}/privacy").status_code == 200
+    with unreachable():
+        answer = client.get(f"/{lang}/privacy")
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert says in page and not_says not in page
+    assert client.get(f"/{lang}/privacy").status_code == 200, "shown again once the database is back"
