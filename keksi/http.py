@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.routing import BaseConverter, IntegerConverter
 
 from . import __version__
-from .store import StoreUnavailable
+from .store import StoreBusy, StoreUnavailable
 
 # No inline script or style anywhere, so no 'unsafe-inline'; nothing from other hosts.
 CSP = "; ".join([
@@ -152,6 +152,14 @@ class SlugConverter(BaseConverter):
     regex = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 
 
+def unavailable_reason(exc: StoreUnavailable) -> str:
+    """What a public answer says of a database failure: its kind, never the driver's words, which can
+    name hosts, users or paths (the log keeps them). Migrations not yet applied are named: Keksi's own words."""
+    if exc.code == "pending_migrations":
+        return str(exc)
+    return "the database is busy" if isinstance(exc, StoreBusy) else "the database cannot be reached or written"
+
+
 def handle_store_unavailable(exc: StoreUnavailable) -> Any:
     """The database failed (locked past the timeout, disk full, read-only, out of reach): 503, try
     again later. A page that only reads (GET) says it cannot be shown; a form sent says nothing was saved."""
@@ -161,7 +169,8 @@ def handle_store_unavailable(exc: StoreUnavailable) -> Any:
     else:
         message = _("Saving is not possible right now. Nothing was saved. Try again in a moment.")
     if wants_json():
-        response = jsonify(error="Service Unavailable", field="store", message=str(exc), status=503)
+        response = jsonify(error="Service Unavailable", field="store", status=503,
+                           message=f"{unavailable_reason(exc)}; nothing was saved. Try again in a moment.")
     else:
         response = current_app.make_response(error_page(503, "Service Unavailable", message))
     response.status_code = 503

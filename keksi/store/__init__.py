@@ -150,4 +150,4 @@ def init_app(app: Flask) -> None:
         state["pending"] = get_store().pending_migrations()
         if state["pending"] and request.endpoint != "health.healthz":
             raise StoreUnavailable(f"the database needs its migrations {', '.join(state['pending'])}: "
-                                   "run flask db upgrade")
+                                   "run flask db upgrade", code="pending_migrations")

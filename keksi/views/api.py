@@ -23,7 +23,7 @@ from flask_babel import force_locale
 
 from .. import auth, clock, consents, notices, sites, workercache
 from ..clock import today
-from ..http import conditional
+from ..http import conditional, unavailable_reason
 from ..i18n import best_language, format_date, format_moment
 from ..openapi import OPENAPI
 from ..ratelimit import RateLimiter, address_key
@@ -306,7 +306,8 @@ def record_consent():
     except consents.InvalidChoice as exc:
         return refused(error(exc.status, exc.field, exc.message))
     except StoreUnavailable as exc:
-        return refused(error(503, "store", f"The choice was not recorded: {exc}. Retry shortly.",
+        current_app.logger.warning("consent not recorded: %s", exc)
+        return refused(error(503, "store", f"The choice was not recorded: {unavailable_reason(exc)}. Retry shortly.",
                              **{"Retry-After": "2"}), store_down="store" not in g)
     body = _consent_answer(row)
     response = jsonify(body)
