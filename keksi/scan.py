@@ -280,23 +280,28 @@ class Declaration:
     def __init__(self, site: dict[str, Any], extra: Iterable[dict[str, Any]], keksi_hosts: set[str]) -> None:
         self.patterns = [(name, category) for category, names in sites_mod.cookie_patterns(site).items()
                          for name in names]
+        self.stored = [(cookie["name"], category["id"]) for category in site["categories"]
+                       for service in category["services"] for cookie in service["cookies"]
+                       if cookie.get("storage") == "local"]  # the declaration's localStorage keys
         self.services = {service["name"].lower(): category["id"]
                          for category in site["categories"] for service in category["services"]}
         self.extra = tuple(extra)
         self.own_hosts = {urlsplit(origin).hostname for origin in site["origins"]} | keksi_hosts
 
-    def declared(self, name: str) -> str | None:
-        for pattern, category in self.patterns:
+    def declared(self, name: str, storage: bool = False) -> str | None:
+        """The category that declares a cookie (or, with `storage`, a storage key) `name`, else None."""
+        for pattern, category in self.stored if storage else self.patterns:
             if pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern:
                 return category
         return None
 
-    def item(self, name: str, domain: str = "") -> tuple[str | None, catalogue.Match | None, bool]:
-        """(category, catalogue match, declared) of a cookie or storage key."""
+    def item(self, name: str, domain: str = "",
+             storage: bool = False) -> tuple[str | None, catalogue.Match | None, bool]:
+        """(category, catalogue match, declared) of a cookie or (with `storage`) a storage key."""
         if name in KEKSI_ITEMS:
             return "necessary", None, True
         match = catalogue.classify_cookie(name, domain, self.extra)
-        category = self.declared(name)
+        category = self.declared(name, storage)
         return (category, match, True) if category else (match.category if match else None, match, False)
 
     def host(self, host: str) -> tuple[str | None, catalogue.Match | None]:
@@ -321,7 +326,7 @@ def _not_allowed(kind: str, observation: Observation, declaration: Declaration) 
                                  cookie["source"], match.service if match else None, category,
                                  match.service_id if match else None))
     for item in observation.storage:
-        category, match, _ = declaration.item(item["key"])
+        category, match, _ = declaration.item(item["key"], storage=True)
         if category != "necessary":
             found.append(Finding(kind, "error" if category else "warning", observation.page, observation.visitor,
                                  {"type": item["area"], "name": item["key"]}, item["source"],

@@ -3,6 +3,7 @@ deliberate faults, reporting exactly those faults with their evidence."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import threading
@@ -14,12 +15,15 @@ from app import create_app
 from keksi import scan
 
 from .conftest import CHROMIUM, SAMPLE_NOTICES, TODAY, LiveServer, publish_all
-from .ledger import add_site
+from .ledger import DEMO_SITE, add_site
 from .widget_host import HostServer
 
 pytestmark = pytest.mark.browser
 
-EARLY = "document.cookie = '_pk_id.1.abcd=1; path=/; max-age=3600';"  # a tag that does not wait for consent
+EARLY = ("document.cookie = '_pk_id.1.abcd=1; path=/; max-age=3600';"  # a tag that does not wait for consent
+         "localStorage.setItem('shop_cart', '[]');")  # a necessary key the site declares: no finding
+CART = {"name": "shop_cart", "storage": "local", "provider": "Shop Oy", "duration": "persistent",
+        "purpose": {"fi": "Ostoskori.", "sv": "Varukorg.", "en": "The shopping cart."}}
 IGNORES = ("document.addEventListener('keksi:change', () => "
            "{ document.cookie = '_fbp=fb.1.2; path=/; max-age=3600'; });")  # sets its cookie whatever the choice
 LOOPBACK = "127.0.0.0/8"  # the setting KEKSI_SCAN_ALLOW_PRIVATE that lets these tests scan loopback
@@ -51,7 +55,9 @@ def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
                       "SCAN_ALLOW_PRIVATE": LOOPBACK})  # the customer site is on loopback
     publish_all(app)
     with LiveServer(app) as keksi, HostServer() as site, HostServer("127.0.0.2") as tracker:
-        add_site(app, id="shop", origins=[site.url])
+        shop = copy.deepcopy(DEMO_SITE)
+        shop["categories"][0]["services"][0]["cookies"].append(CART)
+        add_site(app, shop, id="shop", origins=[site.url])
         widget = f"{keksi.url}/widget/v1/consent.js"
         tracker.add("/pixel.gif", "GIF89a", "image/gif")
         site.script("/early.js", EARLY)
