@@ -192,11 +192,18 @@ class _Visit:
         while time.monotonic() < deadline and not any(c["name"] == "keksi_consent" for c in self.context.cookies()):
             self.page.wait_for_timeout(100)
 
+    def written(self) -> list[list[Any]]:
+        """What scripts wrote during this load (kind, name, source, deleting); each writer is kept in
+        `setters`, so a cookie written before the visitor's reload still names its script."""
+        log = self.page.evaluate("window.__keksiScan || []")
+        for _kind, name, source, deleting in log:
+            if source and not deleting:  # the widget deleting a refused cookie did not set it
+                self.setters.setdefault(name, source)
+        return log
+
     def observe(self, url: str, visitor: str, banner: bool, status: int | None) -> Observation:
         writes = []
-        for kind, name, source, deleting in self.page.evaluate("window.__keksiScan || []"):
-            if source:
-                self.setters.setdefault(name, source)
+        for kind, name, source, deleting in self.written():
             if not deleting and not (source and urlsplit(source).path == WIDGET_PATH):
                 writes.append({"type": kind, "name": name, "source": source})
         host = urlsplit(url).hostname or ""
@@ -403,6 +410,7 @@ def _visit(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowe
         links = visit.links() if visitor == "none" else []
         if visitor != "none" and banner:
             visit.choose("reject_all" if visitor == "reject" else "accept_all", limits.banner_timeout_ms)
+            visit.written()  # who wrote what while the choice was made, before the reload forgets it
             visit.requests.clear()  # what follows happened with the choice made
             status = visit.open(url, allowed, limits.settle_ms)
         return visit.observe(url, visitor, banner, status), links

@@ -115,7 +115,9 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
     clarity = by_name[("undeclared", "_clck")]
     assert (clarity["service"], clarity["category"], clarity["service_id"]) == (
         "Microsoft Clarity", "analytics", "microsoft-clarity")
-    assert by_name[("after-reject", "_fbp")]["service"] == "Meta Pixel"
+    ignores = by_name[("after-reject", "_fbp")]
+    # written when "Reject all" was clicked, before the reload that the visitor is observed on
+    assert (ignores["service"], ignores["source"]) == ("Meta Pixel", site + "/ignores.js")
     unused = {f["item"]["name"] for f in report["findings"] if f["kind"] == "unused"}
     assert "_gcl_au" in unused and "_pk_id.*" not in unused and "keksi_consent" not in unused
     # other hosts are recorded, never crawled
