@@ -28,7 +28,10 @@ KINDS = ("before-consent", "after-reject", "no-banner", "page-error", "undeclare
 LEVELS = ("info", "warning", "error")
 KEKSI_ITEMS = ("keksi_consent", "keksi_queue")  # what the widget itself keeps: necessary by definition
 MAX_SITEMAP_BYTES = 1024 * 1024
+MAX_SITEMAPS = 10  # the sitemaps of a sitemap index read at most
+SITEMAP_INDEX = "<sitemapindex"
 WIDGET_PATH = "/widget/v1/consent.js"
+HTML_RE = re.compile(r"\s*(text/html|application/xhtml\+xml)\b", re.IGNORECASE)  # what a page answers with
 LOC_RE = re.compile(r"<loc>\s*([^<\s]+)\s*</loc>")
 
 # Records which script wrote each cookie and storage key: the first script URL on the stack.
@@ -135,6 +138,8 @@ class _Visit:
             route.continue_()
 
     def _request(self, request: Any) -> None:
+        if urlsplit(request.url).scheme not in ("http", "https", "ws", "wss"):
+            return  # the browser's own (a chrome-extension: PDF viewer), a data: or blob: address
         self.requests.append({"host": urlsplit(request.url).hostname or "", "url": urldefrag(request.url)[0],
                               "type": request.resource_type})
 
@@ -157,12 +162,16 @@ class _Visit:
         except TimeoutError:
             raise NotLoaded("timeout") from None
         except Error as error:
+            if "Download is starting" in str(error):  # a file the browser saves, not a page
+                raise NotAPage() from None
             raise self._not_loaded(refused, error) from None
         why = response.header_value(scan_network.GATE_HEADER) if response else None
         if why:  # the gate answered for a page or a redirect's target
             raise self._not_loaded(refused, None) if why == "refused" else NotLoaded("unreachable")
         if _origin(self.page.url) not in allowed:  # redirected to another site
             raise NotLoaded("outside", _origin(self.page.url))
+        if response and response.ok and not HTML_RE.match(response.header_value("content-type") or ""):
+            raise NotAPage()  # a PDF or an image linked from a page: no banner to expect
         try:
             self.page.wait_for_load_state("networkidle", timeout=settle_ms)
         except Exception:  # a page that keeps polling is still observed after settle_ms
@@ -229,6 +238,11 @@ class NotLoaded(Exception):
         self.code, self.detail = code, detail
 
 
+class NotAPage(Exception):
+    """An address that answered with a file (a PDF, an image, a download), not an HTML page: it is
+    not scanned and does not count as a page."""
+
+
 def _net_error(error: Exception | None) -> str | None:
     """Chromium's code for a failed load (net::ERR_CONNECTION_REFUSED), without Playwright's call log."""
     code = re.search(r"net::ERR_[A-Z_]+", str(error or ""))
@@ -263,19 +277,31 @@ def _same_site_links(links: Iterable[str], origins: set[str]) -> list[str]:
 
 
 def _sitemap(browser: Any, origin: str, timeout_ms: int) -> list[str]:
-    """The <loc> addresses of an origin's /sitemap.xml, read as text (no XML parser, no entities).
-    Read by a page, so that it too goes through the gate."""
+    """The page addresses of an origin's /sitemap.xml, read as text (no XML parser, no entities).
+    A sitemap index (what WordPress and most shops publish) names sitemaps, not pages: those of
+    the same origin are read in turn, up to MAX_SITEMAPS. Read by a page, so that it too goes
+    through the gate."""
     context = browser.new_context(service_workers="block")
     try:
-        response = context.new_page().goto(origin + "/sitemap.xml", timeout=timeout_ms)
-        if response is None or not response.ok or response.header_value(scan_network.GATE_HEADER):
-            return []
-        body = response.body()[:MAX_SITEMAP_BYTES].decode("utf-8", "replace")
-        return LOC_RE.findall(body)
-    except Exception:  # no sitemap is the common case
-        return []
+        page = context.new_page()
+        body = _sitemap_text(page, origin + "/sitemap.xml", timeout_ms)
+        if SITEMAP_INDEX not in body:
+            return LOC_RE.findall(body)
+        children = [url for url in LOC_RE.findall(body) if _origin(url) == origin][:MAX_SITEMAPS]
+        return [url for child in children for url in LOC_RE.findall(_sitemap_text(page, child, timeout_ms))]
     finally:
         context.close()
+
+
+def _sitemap_text(page: Any, url: str, timeout_ms: int) -> str:
+    """One sitemap's text, at most MAX_SITEMAP_BYTES; "" when there is none (the common case)."""
+    try:
+        response = page.goto(url, timeout=timeout_ms)
+        if response is None or not response.ok or response.header_value(scan_network.GATE_HEADER):
+            return ""
+        return response.body()[:MAX_SITEMAP_BYTES].decode("utf-8", "replace")
+    except Exception:
+        return ""
 
 
 # -- classifying and judging -------------------------------------------------------------
@@ -401,8 +427,9 @@ def judge(observations: list[Observation], declaration: Declaration) -> list[Fin
 
 
 def _visit(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowed: set[str],
-           limits: Limits) -> tuple[Observation, list[str]]:
-    """One visitor on one page; returns what was seen and the page's links (for the first visitor)."""
+           limits: Limits) -> tuple[Observation | None, list[str]]:
+    """One visitor on one page; returns what was seen and the page's links (for the first visitor),
+    or None when the address is a file, not a page."""
     visit = _Visit(browser, gate, allowed, limits.page_timeout_ms)
     try:
         status = visit.open(url, allowed, limits.settle_ms)
@@ -416,6 +443,8 @@ def _visit(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowe
         return visit.observe(url, visitor, banner, status), links
     except NotLoaded as failed:
         return Observation(url, visitor, error=failed.code, detail=failed.detail), []
+    except NotAPage:
+        return None, []
     finally:
         visit.close()
 
@@ -426,9 +455,9 @@ def _keksi_hosts(observations: list[Observation]) -> set[str]:
 
 
 def _visit_twice(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowed: set[str],
-                 limits: Limits) -> tuple[Observation, list[str]]:
+                 limits: Limits) -> tuple[Observation | None, list[str]]:
     """A visit, tried once more if the page did not load (a busy server, a slow first start) or the
-    browser failed on it; a refused or outside page is not tried again."""
+    browser failed on it; a refused or outside page, or a file, is not tried again."""
     from playwright.sync_api import Error
 
     for _attempt in range(2):
@@ -436,7 +465,7 @@ def _visit_twice(browser: Any, gate: scan_network.Gate, url: str, visitor: str, 
             observation, links = _visit(browser, gate, url, visitor, allowed, limits)
         except Error as error:  # the page went away mid-visit: a crash, a click that found nothing
             observation, links = Observation(url, visitor, error="unreachable", detail=_net_error(error)), []
-        if observation.error in (None, "refused", "outside"):
+        if observation is None or observation.error in (None, "refused", "outside"):
             break
     return observation, links
 
@@ -444,7 +473,8 @@ def _visit_twice(browser: Any, gate: scan_network.Gate, url: str, visitor: str, 
 def _scan_page(browser: Any, gate: scan_network.Gate, url: str, allowed: set[str],
                limits: Limits) -> tuple[list[Observation], list[str]]:
     """Every visitor on one page and the page's links; a page that did not load for the first visitor
-    is not tried by the others, and one whose address is refused is not opened at all."""
+    is not tried by the others, and one whose address is refused is not opened at all. No
+    observations: the address is a file, not a page."""
     try:
         gate.targets.check(url)
     except scan_network.Refused as refused:
@@ -452,6 +482,8 @@ def _scan_page(browser: Any, gate: scan_network.Gate, url: str, allowed: set[str
     observations, links = [], []
     for visitor in VISITORS:
         observation, found = _visit_twice(browser, gate, url, visitor, allowed, limits)
+        if observation is None:
+            return [], []
         observations.append(observation)
         links += found
         if observation.error and visitor == "none":
@@ -473,6 +505,7 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     observations: list[Observation] = []
     done: list[str] = []
+    files: set[str] = set()  # addresses that answered with a file (a PDF, an image)
     with sync_playwright() as playwright, scan_network.Gate(targets or scan_network.Targets()) as gate:
         browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
@@ -480,13 +513,17 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
         try:
             for origin in sorted(origins):
                 queue += _same_site_links(_sitemap(browser, origin, limits.page_timeout_ms), origins)
-            while queue and len(done) < limits.pages:
+            while queue and len(done) < limits.pages and len(files) < limits.pages:  # files cost loads too
                 url = queue.pop(0)
-                if url in done:
+                if url in done or url in files:
                     continue
                 progress(len(done), limits.pages, url)
                 done.append(url)
                 seen, links = _scan_page(browser, gate, url, allowed, limits)
+                if not seen:  # a file: not a page, and not counted as one
+                    done.remove(url)
+                    files.add(url)
+                    continue
                 observations += seen
                 queue += [link for link in _same_site_links(links, origins) if link not in done]
         finally:

@@ -66,13 +66,18 @@ def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
         site.add("/", page(widget, (
             '<script src="/early.js"></script>'
             f'<img src="{tracker.url}/pixel.gif" alt="">'
-            '<p><a href="/about">About us</a> <a href="/gone">Gone</a> '
+            '<p><a href="/about">About us</a> <a href="/gone">Gone</a> <a href="/prices.pdf">Prices</a> '
             '<a href="https://example.org/elsewhere">Elsewhere</a></p>')))
         site.add("/news", page(widget, (
             '<script src="/ignores.js"></script>'
             '<script type="text/plain" data-consent="analytics" src="/clarity.js"></script>')))
+        site.add("/prices.pdf", "%PDF-1.4", "application/pdf")  # a file, not a page: not scanned
         site.add("/about", "<!doctype html><html lang='en'><title>About</title><p>No banner here.</p></html>")
-        site.add("/sitemap.xml", f"<urlset><url><loc>{site.url}/news</loc></url></urlset>", "application/xml")
+        # a sitemap index, as WordPress writes it: the scanner reads the sitemaps it names, not as pages
+        site.add("/sitemap.xml", f'<?xml version="1.0"?><sitemapindex><sitemap><loc>{site.url}/page-sitemap.xml'
+                 f'</loc></sitemap><sitemap><loc>{tracker.url}/sitemap.xml</loc></sitemap></sitemapindex>',
+                 "application/xml")
+        site.add("/page-sitemap.xml", f"<urlset><url><loc>{site.url}/news</loc></url></urlset>", "application/xml")
         yield app, site.url, tracker.url
 
 
