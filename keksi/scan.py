@@ -65,8 +65,9 @@ class Observation:
     cookies: list[dict[str, Any]] = field(default_factory=list)
     storage: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    # Cookies and keys scripts wrote during the last load, even if deleted again before the end
-    # (the widget deletes refused cookies, but a tag that wrote one may already have sent it).
+    # Cookies and keys scripts wrote during the load, or, for a visitor who chose, from the click
+    # through the reload, even if deleted again before the end (the widget deletes refused cookies,
+    # but a tag that wrote one may already have sent it).
     writes: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -124,6 +125,7 @@ class _Visit:
         self.page.set_default_timeout(timeout_ms)
         self.requests: list[dict[str, Any]] = []
         self.setters: dict[str, str] = {}
+        self.chosen: list[list[Any]] = []  # what scripts wrote as the visitor chose, before the reload
         self.page.on("request", self._request)
         self.page.on("response", self._response)
         self.page.route("**/*", lambda route: self._guard(route, allowed))
@@ -202,9 +204,10 @@ class _Visit:
             self.page.wait_for_timeout(100)
 
     def written(self) -> list[list[Any]]:
-        """What scripts wrote during this load (kind, name, source, deleting); each writer is kept in
-        `setters`, so a cookie written before the visitor's reload still names its script."""
-        log = self.page.evaluate("window.__keksiScan || []")
+        """What scripts wrote (kind, name, source, deleting) since the last call, or since the load;
+        each writer is kept in `setters`, so a cookie written before the visitor's reload still
+        names its script."""
+        log = self.page.evaluate("(window.__keksiScan || []).splice(0)")
         for _kind, name, source, deleting in log:
             if source and not deleting:  # the widget deleting a refused cookie did not set it
                 self.setters.setdefault(name, source)
@@ -212,7 +215,7 @@ class _Visit:
 
     def observe(self, url: str, visitor: str, banner: bool, status: int | None) -> Observation:
         writes = []
-        for kind, name, source, deleting in self.written():
+        for kind, name, source, deleting in self.chosen + self.written():
             if not deleting and not (source and urlsplit(source).path == WIDGET_PATH):
                 writes.append({"type": kind, "name": name, "source": source})
         host = urlsplit(url).hostname or ""
@@ -436,8 +439,9 @@ def _visit(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowe
         banner = visit.banner(limits.banner_timeout_ms)
         links = visit.links() if visitor == "none" else []
         if visitor != "none" and banner:
+            visit.written()  # before the choice: the first visitor's to report
             visit.choose("reject_all" if visitor == "reject" else "accept_all", limits.banner_timeout_ms)
-            visit.written()  # who wrote what while the choice was made, before the reload forgets it
+            visit.chosen = visit.written()  # a tag that writes on keksi:change, whatever the choice
             visit.requests.clear()  # what follows happened with the choice made
             status = visit.open(url, allowed, limits.settle_ms)
         return visit.observe(url, visitor, banner, status), links

@@ -24,8 +24,8 @@ EARLY = ("document.cookie = '_pk_id.1.abcd=1; path=/; max-age=3600';"  # a tag t
          "localStorage.setItem('shop_cart', '[]');")  # a necessary key the site declares: no finding
 CART = {"name": "shop_cart", "storage": "local", "provider": "Shop Oy", "duration": "persistent",
         "purpose": {"fi": "Ostoskori.", "sv": "Varukorg.", "en": "The shopping cart."}}
-IGNORES = ("document.addEventListener('keksi:change', () => "
-           "{ document.cookie = '_fbp=fb.1.2; path=/; max-age=3600'; });")  # sets its cookie whatever the choice
+IGNORES = ("document.addEventListener('keksi:change', () => { document.cookie = '_fbp=fb.1.2; path=/; max-age=3600';"
+           "document.cookie = '_gcl_au=1.1; path=/; max-age=3600'; });")  # sets its cookies whatever the choice
 LOOPBACK = "127.0.0.0/8"  # the setting KEKSI_SCAN_ALLOW_PRIVATE that lets these tests scan loopback
 CLARITY = "document.cookie = '_clck=abc; path=/; max-age=3600';"  # waits for consent, but is not declared
 
@@ -101,6 +101,7 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
         ("after-reject", "error", "", "reject", "_pk_id.1.abcd"),
         ("after-reject", "warning", "", "reject", tracker_host),
         ("after-reject", "error", "news", "reject", "_fbp"),
+        ("after-reject", "error", "news", "reject", "_gcl_au"),  # declared: the widget deleted it again
         ("no-banner", "error", "about", "none", "page"),
         ("page-error", "warning", "gone", "none", "page"),  # a 404 is not a page without the banner
         ("undeclared", "warning", "news", "reject", "_fbp"),
@@ -120,11 +121,14 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
     clarity = by_name[("undeclared", "_clck")]
     assert (clarity["service"], clarity["category"], clarity["service_id"]) == (
         "Microsoft Clarity", "analytics", "microsoft-clarity")
+    gclid = by_name[("after-reject", "_gcl_au")]
+    assert (gclid["item"]["removed"], gclid["source"], gclid["service"]) == (True, site + "/ignores.js", "Google Ads")
     ignores = by_name[("after-reject", "_fbp")]
     # written when "Reject all" was clicked, before the reload that the visitor is observed on
     assert (ignores["service"], ignores["source"]) == ("Meta Pixel", site + "/ignores.js")
     unused = {f["item"]["name"] for f in report["findings"] if f["kind"] == "unused"}
-    assert "_gcl_au" in unused and "_pk_id.*" not in unused and "keksi_consent" not in unused
+    assert "li_fat_id" in unused and "_gcl_au" not in unused
+    assert "_pk_id.*" not in unused and "keksi_consent" not in unused
     # other hosts are recorded, never crawled
     assert not any("example.org" in page for page in report["pages"])
 
