@@ -440,9 +440,9 @@ def _visit(browser: Any, gate: scan_network.Gate, url: str, visitor: str, allowe
         links = visit.links() if visitor == "none" else []
         if visitor != "none" and banner:
             visit.written()  # before the choice: the first visitor's to report
+            visit.requests.clear()  # what follows happened as or after the visitor chose
             visit.choose("reject_all" if visitor == "reject" else "accept_all", limits.banner_timeout_ms)
             visit.chosen = visit.written()  # a tag that writes on keksi:change, whatever the choice
-            visit.requests.clear()  # what follows happened with the choice made
             status = visit.open(url, allowed, limits.settle_ms)
         return visit.observe(url, visitor, banner, status), links
     except NotLoaded as failed:

@@ -61,7 +61,9 @@ def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
         widget = f"{keksi.url}/widget/v1/consent.js"
         tracker.add("/pixel.gif", "GIF89a", "image/gif")
         site.script("/early.js", EARLY)
-        site.script("/ignores.js", IGNORES)
+        # ... and calls its server as the visitor rejects
+        site.script("/ignores.js", IGNORES + ("document.addEventListener('keksi:change', () => "
+                                              f"{{ new Image().src = '{tracker.url}/pixel.gif?news'; }});"))
         site.script("/clarity.js", CLARITY)
         site.add("/", page(widget, (
             '<script src="/early.js"></script>'
@@ -102,6 +104,7 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
         ("after-reject", "warning", "", "reject", tracker_host),
         ("after-reject", "error", "news", "reject", "_fbp"),
         ("after-reject", "error", "news", "reject", "_gcl_au"),  # declared: the widget deleted it again
+        ("after-reject", "warning", "news", "reject", tracker_host),  # called as the visitor rejected
         ("no-banner", "error", "about", "none", "page"),
         ("page-error", "warning", "gone", "none", "page"),  # a 404 is not a page without the banner
         ("undeclared", "warning", "news", "reject", "_fbp"),
