@@ -46,6 +46,8 @@ def test_the_worker_runs_a_queued_scan_and_stores_its_findings(customer):  # noq
     assert done["result"]["pages"] == [site + "/news"]
     assert _found(done["result"]) == {
         ("after-reject", "error", "news", "reject", "_fbp"),
+        ("after-reject", "error", "news", "reject", "_gcl_au"),
+        ("after-reject", "warning", "news", "reject", tracker.split("//")[1].split(":")[0]),
         ("undeclared", "warning", "news", "reject", "_fbp"),
         ("undeclared", "warning", "news", "accept", "_clck"),
     }
