@@ -70,6 +70,18 @@ def refuse_cross_site() -> None:
         abort(403, _("Exports start only from this admin's own pages. Open Consent records and export from there."))
 
 
+def refuse_nul() -> None:
+    """400 for a NUL character in the path, the query or a form's fields. No text a person writes
+    holds one and no stored text can (PostgreSQL's TEXT refuses it), so looking one up or saving it
+    would otherwise fail in the database (a 500) rather than be answered. The consent API's JSON
+    body is checked field by field instead (keksi.consents), naming the field."""
+    values = [request.path, *(text for item in request.args.items(multi=True) for text in item)]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [text for item in request.form.items(multi=True) for text in item]
+    if any("\x00" in text for text in values):
+        abort(400)
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -182,6 +194,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(StoreUnavailable, handle_store_unavailable)
     app.url_map.converters.update(int=BoundedIntConverter, lang=LangConverter, date=DateConverter,
                                   slug=SlugConverter)
+    app.before_request(refuse_nul)
     app.after_request(security_headers)
     app.register_error_handler(SecurityError, handle_untrusted_host)
     app.register_error_handler(HTTPException, handle_http_error)

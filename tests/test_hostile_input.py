@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import PASSWORD, add_user, csrf, sign_in
+from .conftest import BOTH, PASSWORD, add_user, csrf, sign_in
 from .ledger import ORIGIN, add_site, choice, config, count_rows, post
 
 NASTY = ["\ud800", "\udfff", "x\ud800y", "\r\n", "/admin/\r\nX-Injected: 1", "/admin\\..\\x", "\x00",
@@ -31,6 +31,8 @@ QUERY_FIELDS = ["next", "lang", "from", "to", "format", "page", "q"]
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | STRINGS,
                     lambda children: st.lists(children, max_size=4)
                     | st.dictionaries(STRINGS, children, max_size=4), max_leaves=12)
+# The tests that build their app with make_app run on SQLite and PostgreSQL; `target` is SQLite's.
+BACKENDS = BOTH
 HOSTILE = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -56,6 +58,12 @@ def target(tmp_path_factory):
     app = create_app({"TESTING": True, "DATABASE": str(folder / "keksi.db"), "SECRET_KEY": "test-secret",
                       "NOTICES_DIR": str(folder / "notices"), "FIXED_TODAY": TODAY, "RATE_LIMIT": 1_000_000})
     publish_all(app)
+    return _everywhere(app)
+
+
+def _everywhere(app):
+    """`target` on `app` (its notices published): a site, a recorded choice, and a client signed in
+    with every role; with the routes to send to and the valid choice."""
     add_site(app)
     add_user(app, "everyone@example.fi", "legal", "marketing", "admin")
     client = app.test_client()
@@ -120,6 +128,29 @@ def test_any_strings_anywhere_get_an_answer_below_500(target, data):
 
 
 # -- the cases that were 500s, each as the user or attacker sends it ------------------------------
+
+
+def test_a_nul_in_any_path_query_or_form_is_a_400_on_either_backend(make_app):
+    """PostgreSQL's TEXT holds no NUL: a lookup or a write with one failed in the database (a 500
+    for a site id in the config's path, or an email signing in). Answered 400 on both backends."""
+    everywhere = _everywhere(make_app(RATE_LIMIT=1_000_000))
+    app, client, token, rules, valid = everywhere
+    nul = "a\x00b"
+    for rule in rules:
+        for segment in (None, nul):
+            bodies = [None, {nul: nul}, dict(valid, page=nul)] if rule[1] == "POST" else [None]
+            for body in bodies:
+                status = _send(everywhere, rule, segment, dict.fromkeys(QUERY_FIELDS, nul),
+                               dict.fromkeys(FORM_FIELDS, nul), body)
+                assert status < 500, (rule, segment, body)
+    response = client.get("/api/v1/sites/de%00mo/config?lang=en", headers={"Origin": ORIGIN})
+    assert response.status_code == 400 and response.get_json()["status"] == 400
+    other = app.test_client()
+    answer = other.post("/admin/login", data={"csrf_token": csrf(other, "/admin/login?lang=en"),
+                                              "email": "everyone\x00@example.fi", "password": PASSWORD})
+    assert answer.status_code == 400 and "could not be understood" in answer.get_data(as_text=True)
+    assert sign_in(other, "everyone@example.fi").status_code == 302, "the real address still signs in"
+
 
 
 @pytest.mark.parametrize("field", ["site", "event_id", "page", "lang", "widget_version", "choices"])
