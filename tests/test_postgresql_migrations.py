@@ -92,14 +92,18 @@ def _sqlite_schema(conn: sqlite3.Connection) -> dict[str, dict]:
                                          "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
     for table in tables:
         info = conn.execute(f"PRAGMA table_info({table})").fetchall()  # cid, name, type, notnull, default, pk
-        indexes = {}
-        for _, name, unique, origin, _ in conn.execute(f"PRAGMA index_list({table})"):
+        indexes, unique_constraints = {}, []
+        for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({table})"):
+            columns = tuple(r[2] for r in conn.execute(f"PRAGMA index_info({name})"))
             if origin == "c":  # made by CREATE INDEX, not a key's own
-                indexes[name] = (bool(unique), tuple(r[2] for r in conn.execute(f"PRAGMA index_info({name})")))
+                indexes[name] = (bool(unique), columns, bool(partial))
+            elif origin == "u":  # a UNIQUE in the table's definition (its index has no name of ours)
+                unique_constraints.append(columns)
         schema[table] = {
             "columns": {name: (TYPES.get(type_.lower(), type_), bool(notnull or pk)) for _, name, type_, notnull, _, pk in info},
             "primary_key": tuple(name for *_, name in sorted((pk, name) for _, name, _, _, _, pk in info if pk)),
             "indexes": indexes,
+            "unique_constraints": sorted(unique_constraints),
             "foreign_keys": sorted((r[3], r[2], r[4]) for r in conn.execute(f"PRAGMA foreign_key_list({table})")),
         }
     return schema
@@ -115,9 +119,10 @@ def _postgresql_schema(conn) -> dict[str, dict]:
         index_rows = conn.execute(
             "SELECT i.relname, x.indisunique, x.indisprimary, "
             "array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, o) "
-            "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o) "
-            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass",
-            [table]).fetchall()
+            "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o), "
+            "x.indpred IS NOT NULL, EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid "
+            "AND c.contype = 'u') FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = %s::regclass", [table]).fetchall()
         foreign_keys = conn.execute(
             "SELECT a.attname, c.confrelid::regclass::text, f.attname FROM pg_constraint c "
             "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
@@ -125,8 +130,11 @@ def _postgresql_schema(conn) -> dict[str, dict]:
             "WHERE c.contype = 'f' AND c.conrelid = %s::regclass", [table]).fetchall()
         schema[table] = {
             "columns": {name: (TYPES.get(type_, type_), nullable == "NO") for name, type_, nullable in columns},
-            "primary_key": next((tuple(cols) for _, _, primary, cols in index_rows if primary), ()),
-            "indexes": {name: (unique, tuple(cols)) for name, unique, primary, cols in index_rows if not primary},
+            "primary_key": next((tuple(cols) for _, _, primary, cols, _, _ in index_rows if primary), ()),
+            "indexes": {name: (unique, tuple(cols), partial)
+                        for name, unique, primary, cols, partial, constraint in index_rows
+                        if not primary and not constraint},
+            "unique_constraints": sorted(tuple(cols) for *_, cols, _, constraint in index_rows if constraint),
             "foreign_keys": sorted(foreign_keys),
         }
     return schema
