@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import from_store, signed_in
+from .conftest import BOTH, from_store, signed_in
 from .ledger import add_site, config
 from .test_admin import csrf
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 EDIT = "/admin/sites/demo/edit"
 ADD = "/admin/sites/demo/catalogue"

@@ -13,8 +13,10 @@ import pytest
 
 from keksi import scanjobs
 
-from .conftest import csrf, from_store, signed_in
+from .conftest import BOTH, csrf, from_store, signed_in
 from .ledger import add_site
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 START = "/admin/sites/demo/scans"
 UNDECLARED = {"kind": "undeclared", "level": "warning", "page": "https://www.example.fi/", "visitor": "accept",

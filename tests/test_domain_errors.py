@@ -17,8 +17,10 @@ from flask_babel import force_locale, get_locale
 
 from keksi import auth, messages, notices, scan, scanjobs, sites
 
-from .conftest import PASSWORD, add_user, csrf, sign_in, signed_in
+from .conftest import BOTH, PASSWORD, add_user, csrf, sign_in, signed_in
 from .test_admin_sites import NEW_SITE, definition_to_form, error_beside, form_values, stored_site
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 KEKSI = Path(__file__).resolve().parent.parent / "keksi"
 LANGS = ["fi", "sv", "en"]

@@ -11,8 +11,10 @@ from keksi.site_forms import MAX_FORM_ENTRIES, MAX_FORM_ROWS, form_entries
 from keksi.store import open_store
 
 from .ledger import add_site
-from .conftest import csrf, signed_in
+from .conftest import BOTH, csrf, signed_in
 from .test_admin import version_form
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 
 @pytest.fixture

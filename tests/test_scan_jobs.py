@@ -11,8 +11,10 @@ from typing import Any
 from keksi import scanjobs
 from keksi.store import open_store
 
-from .conftest import from_store
+from .conftest import BOTH, from_store
 from .ledger import add_site
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 OLD = "2020-01-01T00:00:00.000000+00:00"
 

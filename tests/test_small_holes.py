@@ -13,8 +13,10 @@ from keksi import auth, sites
 from keksi.ratelimit import address_key
 from keksi.store import open_store
 
-from .conftest import ROOT, csrf, signed_in, write_version
+from .conftest import BOTH, ROOT, csrf, signed_in, write_version
 from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, count_rows, post
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 
 def _store(app):
