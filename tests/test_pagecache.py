@@ -12,7 +12,9 @@ from keksi import notices, pagecache
 from keksi import store as store_module
 from keksi.store import StoreError, open_store
 
-from .conftest import publish_all, write_version
+from .conftest import BOTH, publish_all, write_version
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 PAGE = "/en/privacy"
 
