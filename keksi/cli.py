@@ -35,7 +35,19 @@ from .clock import day_start, record_text, today
 from .store import Store, StoreError, database_path, get_store, open_store
 from .views.admin_proof import proof_links
 
-notices_cli = AppGroup("notices", help="Check and publish the notice versions in notices/.")
+
+class _Group(AppGroup):
+    """A group of commands that end with the store's reason and exit 1, not a traceback, when the
+    database refuses or cannot be used: unreachable, locked, or waiting for `flask db upgrade`."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+notices_cli = _Group("notices", help="Check and publish the notice versions in notices/.")
 
 
 def _notices_dir() -> Path:
@@ -231,7 +243,7 @@ def _draft_notes(drafts: list[cookie_notice.Draft]) -> None:
                    "Remove or rewrite what the text says of them.")
 
 
-sites_cli = AppGroup("sites", help="Manage the sites that embed the consent widget.")
+sites_cli = _Group("sites", help="Manage the sites that embed the consent widget.")
 
 
 def _read_definition(path: str) -> dict:
@@ -380,7 +392,7 @@ def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_o
         sys.exit(1)
 
 
-scans_cli = AppGroup("scans", help="Run the site audits queued in the admin.")
+scans_cli = _Group("scans", help="Run the site audits queued in the admin.")
 
 
 @scans_cli.command("work")
@@ -407,7 +419,7 @@ def scans_work(once: bool, poll: float, chromium: str) -> None:
     click.echo(f"scan worker {worker.name} stopped after {ran} scan(s)", err=True)
 
 
-consents_cli = AppGroup("consents", help="Verify, export, erase and purge consent records.")
+consents_cli = _Group("consents", help="Verify, export, erase and purge consent records.")
 
 
 def _head(value: str | None, option: str) -> tuple[int, str] | None:
@@ -609,7 +621,7 @@ def _compact_hint(removed: int) -> None:
                    '(see README "What erasure leaves")')
 
 
-users_cli = AppGroup("users", help="Manage the people who use the admin.")
+users_cli = _Group("users", help="Manage the people who use the admin.")
 
 
 @users_cli.command("add")
@@ -748,7 +760,7 @@ def backup_command(destination: str) -> None:
     click.echo(f"backed up to {destination}: integrity ok, {chain.checked} consent records verified")
 
 
-db_cli = AppGroup("db", help="The database's schema and files.")
+db_cli = _Group("db", help="The database's schema and files.")
 
 
 @db_cli.command("upgrade")
@@ -820,7 +832,7 @@ def db_compact() -> None:
                "in the database's files (backups keep theirs until they expire)")
 
 
-catalogue_cli = AppGroup("catalogue", help="The service catalogue that sites and the site audit draw on.")
+catalogue_cli = _Group("catalogue", help="The service catalogue that sites and the site audit draw on.")
 
 
 @catalogue_cli.command("list")

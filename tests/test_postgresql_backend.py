@@ -40,6 +40,20 @@ def test_a_new_database_is_served_only_after_flask_db_upgrade(empty_postgresql, 
     assert client.get("/en/").status_code == 200
 
 
+def test_a_command_on_a_database_not_yet_upgraded_says_to_run_flask_db_upgrade(empty_postgresql, notices_dir):
+    """The operator who runs `notices publish` (as scripts/serve does) or any other command before
+    `flask db upgrade` is told so, exit 1, rather than shown psycopg's traceback of a missing table."""
+    app = _app(empty_postgresql, notices_dir)
+    runner = app.test_cli_runner()
+    for args in (["notices", "publish"], ["users", "list"], ["consents", "verify"], ["db", "compact"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (args, result.exception)
+        assert "0001_schema" in result.output and "run flask db upgrade" in result.output, args
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    published = runner.invoke(args=["notices", "publish"])
+    assert published.exit_code == 0 and "versions published" in published.output
+
+
 def test_a_database_one_migration_behind_is_named_by_healthz_until_upgraded(empty_postgresql, notices_dir,
                                                                            monkeypatch):
     """A new version of Keksi deployed before `flask db upgrade` ran: only the new migration is pending."""

@@ -27,7 +27,7 @@ import os
 
 from typing import Any
 
-from flask import Flask, current_app, g, has_app_context, request
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 
 from . import sqlite
 from .copy import copy_database
@@ -97,6 +97,8 @@ def get_store() -> Store:
     lent by this worker's pool."""
     if "store" not in g:
         g.store = _kept_store(current_app)
+        if not has_request_context():  # a CLI command: requests are checked before they start
+            _refuse_pending(current_app, g.store)
     return g.store
 
 
@@ -141,13 +143,24 @@ def init_app(app: Flask) -> None:
     if not is_url(app.config["DATABASE"]):
         migrate(app)
         return
-    state = {"pending": None}
+    app.extensions[_MIGRATED] = False
 
     @app.before_request
     def _refuse_with_pending_migrations() -> None:
-        if state["pending"] == []:
-            return
-        state["pending"] = get_store().pending_migrations()
-        if state["pending"] and request.endpoint != "health.healthz":
-            raise StoreUnavailable(f"the database needs its migrations {', '.join(state['pending'])}: "
-                                   "run flask db upgrade", code="pending_migrations")
+        if request.endpoint != "health.healthz":
+            _refuse_pending(app, get_store())
+
+
+_MIGRATED = "keksi.store.migrated"  # app.extensions: False until a PostgreSQL app found none pending
+
+
+def _refuse_pending(app: Flask, store: Store) -> None:
+    """StoreUnavailable naming the migrations a PostgreSQL database still needs (SQLite migrates on
+    start); asked again each time until there are none."""
+    if app.extensions.get(_MIGRATED, True):
+        return
+    pending = store.pending_migrations()
+    if pending:
+        raise StoreUnavailable(f"the database needs its migrations {', '.join(pending)}: run flask db upgrade",
+                               code="pending_migrations")
+    app.extensions[_MIGRATED] = True
