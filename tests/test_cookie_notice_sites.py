@@ -13,10 +13,12 @@ import pytest
 
 from keksi import catalogue, cookie_notice, notices, sites
 
-from .conftest import SAMPLE_NOTICES, csrf, from_store, signed_in
+from .conftest import BOTH, SAMPLE_NOTICES, csrf, from_store, signed_in
 from .ledger import DEMO_SITE, add_site
 from .test_admin import textarea
 from .test_admin_sites import error_beside, form_values
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 LANGS = ("fi", "sv", "en")
 OPERATOR = "Tiimityö Oy"

@@ -8,9 +8,11 @@ import pytest
 from keksi import consents
 from keksi.store import open_store
 
-from .conftest import add_user, raw_sql, sign_in
+from .conftest import BOTH, add_user, raw_sql, sign_in
 from .ledger import add_site, choice, config, post
 from .test_notices import HOSTILE, write_version
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 SAMPLE_ARGS = {"lang": "en", "slug": "privacy", "version": "2026-04-09", "old": "2025-03-01",
                "new": "2026-04-09", "site_id": "demo", "consent_id": "0" * 32, "token": "x" * 43,
@@ -74,6 +76,7 @@ def test_every_route_sends_the_security_headers(app, signed_in):
     assert_hardened(client.get("/no/such/page", base_url=base), "404")
 
 
+@pytest.mark.sqlite_only  # flask backup is SQLite's
 def test_backup_while_running_restores_to_a_working_site(app, client, tmp_path, make_app):
     cfg = config(client)
     answers = [post(client, choice(cfg)).get_json() for _ in range(5)]
@@ -179,7 +182,7 @@ def test_hostile_notice_content_never_runs_in_a_browser(page, make_app, notices_
 
 
 @pytest.mark.browser
-def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_app):
+def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_app, another_database):
     from .conftest import LiveServer
     app = make_app(WIDGET_SITE="demo", STORE_PAGE=True)  # the page is what the test checks
     with LiveServer(app) as server:
@@ -196,5 +199,5 @@ def test_keksis_own_pages_can_show_a_sites_banner_and_record_choices(page, make_
         finally:
             store.close()
         assert rows == [("reject_all", "/en/privacy")]
-    plain = make_app(DATABASE=app.config["DATABASE"] + "2").test_client()
+    plain = make_app(DATABASE=another_database).test_client()
     assert "consent.js" not in plain.get("/en/privacy").get_data(as_text=True), "off by default"

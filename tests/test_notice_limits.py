@@ -8,8 +8,10 @@ import pytest
 from keksi import notices
 from keksi.store import open_store
 
-from .conftest import csrf, signed_in, write_version
+from .conftest import BOTH, csrf, signed_in, write_version
 from .test_admin import version_form
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 # (body, the line of the body at fault, what the message says). Each of these took seconds or
 # raised RecursionError in Python-Markdown before it was refused.

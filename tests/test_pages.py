@@ -15,8 +15,10 @@ import pytest
 
 from keksi import clock, i18n
 
-from .conftest import LANGS, publish_all, write_version
+from .conftest import BOTH, LANGS, publish_all, write_version
 from .test_notices import HOSTILE
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 # -- a small HTML reader, so assertions are about elements, not about whitespace ----------
 

@@ -14,10 +14,12 @@ import pytest
 
 from keksi import catalogue, sites
 
-from .conftest import SHIPPED_NOTICES, sign_in
+from .conftest import BOTH, SHIPPED_NOTICES, sign_in
 from .ledger import DEMO_SITE, add_site, config
 from .test_admin_sites import (EVERYONE_AGAIN, LANGS, app, error_beside, form_values,  # noqa: F401
                                marketing, stored_site)
+
+BACKENDS = BOTH  # every test that builds an app runs on SQLite and on PostgreSQL
 
 
 def demo(**changes: Any) -> dict[str, Any]:
