@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable
 import pytest
 
 from keksi.store import open_store
-from tests.postgresql import connect, postgresql_backend
+from tests.postgresql import connect, postgresql_backend, with_database
 
 # Each backend's record of its migrations, and the chain heads only PostgreSQL needs (SQLite's
 # BEGIN IMMEDIATE lets one writer in at a time; see 0003_chain_heads.sql).
@@ -72,6 +73,39 @@ def test_a_failing_migration_leaves_nothing_behind(empty_postgresql, tmp_path, m
         assert backend.applied_migrations(conn) == [backend.migration_files()[0].stem]
         assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
         assert backend.pending_migrations(conn) == ["0002_broken"]
+
+
+@pytest.fixture
+def language_ordered_postgresql(postgresql_url: str):
+    """A new, empty database whose collation is a language's (ICU en-US), as a managed server's
+    default often is; dropped afterwards."""
+    import psycopg
+    name = f"keksi_icu_{os.getpid()}"
+    with connect(postgresql_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+                         "LOCALE 'C.UTF-8'")
+        except psycopg.Error as exc:
+            pytest.skip(f"this server makes no ICU database: {exc}")
+    yield with_database(postgresql_url, name)
+    with connect(postgresql_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_upgrade_and_copy_refuse_a_database_that_does_not_order_text_byte_by_byte(
+        language_ordered_postgresql, tmp_path):
+    """Times and ids are compared and sorted as text, as SQLite does byte by byte; a language's
+    collation puts "a" before "B". Refused with the createdb command to use, nothing applied."""
+    from app import create_app
+    app = create_app({"DATABASE": language_ordered_postgresql, "SECRET_KEY": "test-secret"})
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 1 and "createdb --locale=C --template=template0" in result.output
+    source = create_app({"DATABASE": str(tmp_path / "keksi.db"), "SECRET_KEY": "test-secret"})
+    copied = source.test_cli_runner().invoke(args=["db", "copy", "--to", language_ordered_postgresql])
+    assert copied.exit_code == 1 and "byte by byte" in copied.output
+    with connect(language_ordered_postgresql) as conn:
+        assert postgresql_backend().applied_migrations(conn) == []
 
 
 def test_a_misnamed_migration_file_is_refused(tmp_path, monkeypatch):

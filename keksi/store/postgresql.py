@@ -79,9 +79,20 @@ def pending_migrations(conn: psycopg.Connection) -> list[str]:
     return [path.stem for path in migration_files() if path.stem not in applied]
 
 
+def check_collation(conn: psycopg.Connection) -> None:
+    """StoreError unless the database orders text byte by byte, as SQLite does: Keksi compares and
+    sorts times and ids as text. Asked of the database itself (a language's collation puts "a"
+    before "B"), whatever its locale provider calls the collation."""
+    if not conn.execute("SELECT 'B' < 'a' AND 'a-b' < 'ab'").fetchone()[0]:
+        raise StoreError("the database does not order text byte by byte: create it with the C collation "
+                         "(createdb --locale=C --template=template0 keksi)")
+
+
 def migrate(conn: psycopg.Connection) -> list[str]:
     """Apply the pending migrations in order, each in one transaction; return their names. Safe to
-    call from many processes at once: the others wait for the advisory lock, then find nothing to do."""
+    call from many processes at once: the others wait for the advisory lock, then find nothing to do.
+    A database that does not order text byte by byte is refused before anything is applied."""
+    check_collation(conn)
     conn.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS keksi_migrations "
