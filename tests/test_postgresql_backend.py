@@ -72,6 +72,17 @@ def test_a_database_one_migration_behind_is_named_by_healthz_until_upgraded(empt
     assert client.get("/healthz").get_json()["status"] == "ok"
 
 
+def test_an_applied_migration_file_edited_afterwards_stops_flask_db_upgrade(empty_postgresql, notices_dir):
+    app = _app(empty_postgresql, notices_dir)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    first = postgresql_backend().migration_files()[0].stem
+    with connect(empty_postgresql) as conn:
+        conn.execute("UPDATE keksi_migrations SET sha256 = %s WHERE name = %s", ["0" * 64, first])
+    upgrade = runner.invoke(args=["db", "upgrade"])
+    assert upgrade.exit_code == 1 and f"migration files {first} changed after they were applied" in upgrade.output
+
+
 def test_starting_never_migrates_postgresql(empty_postgresql, notices_dir):
     _app(empty_postgresql, notices_dir)
     with connect(empty_postgresql) as conn:

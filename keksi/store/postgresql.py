@@ -79,6 +79,20 @@ def pending_migrations(conn: psycopg.Connection) -> list[str]:
     return [path.stem for path in migration_files() if path.stem not in applied]
 
 
+def changed_migrations(conn: psycopg.Connection) -> list[str]:
+    """Names of applied migrations whose file no longer reads as it did when applied (its SHA-256
+    differs): the schema may not be what the files say, so nothing more is applied on top of it."""
+    if conn.execute("SELECT to_regclass('keksi_migrations')").fetchone()[0] is None:
+        return []
+    stored = dict(conn.execute("SELECT name, sha256 FROM keksi_migrations").fetchall())
+    return [path.stem for path in migration_files()
+            if path.stem in stored and stored[path.stem] != _sha256(path.read_text(encoding="utf-8"))]
+
+
+def _sha256(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
 def check_collation(conn: psycopg.Connection) -> None:
     """StoreError unless the database orders text byte by byte, as SQLite does: Keksi compares and
     sorts times and ids as text. Asked of the database itself (a language's collation puts "a"
@@ -91,12 +105,17 @@ def check_collation(conn: psycopg.Connection) -> None:
 def migrate(conn: psycopg.Connection) -> list[str]:
     """Apply the pending migrations in order, each in one transaction; return their names. Safe to
     call from many processes at once: the others wait for the advisory lock, then find nothing to do.
-    A database that does not order text byte by byte is refused before anything is applied."""
+    A database that does not order text byte by byte, or whose applied migration files were since
+    edited, is refused before anything is applied."""
     check_collation(conn)
     conn.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS keksi_migrations "
                      "(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        changed = changed_migrations(conn)
+        if changed:
+            raise StoreError(f"the migration files {', '.join(changed)} changed after they were applied: restore "
+                             "them as released (a schema change is a new migration file)")
         applied = []
         pending = set(pending_migrations(conn))
         for path in migration_files():
@@ -113,8 +132,7 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
     with conn.transaction():
         conn.execute(sql)  # no parameters: the file's statements go as one simple query
         conn.execute("INSERT INTO keksi_migrations (name, sha256, applied_at) VALUES (%s, %s, %s)",
-                     [path.stem, hashlib.sha256(sql.encode()).hexdigest(),
-                      utc_text()])
+                     [path.stem, _sha256(sql), utc_text()])
 
 
 def lock_chain(conn: psycopg.Connection, chain: str, read: str | None = None,
