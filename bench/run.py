@@ -55,7 +55,6 @@ sys.path.insert(0, str(BENCH))
 import ledger  # noqa: E402
 from keksi import consents  # noqa: E402
 from keksi.store import open_store  # noqa: E402
-from keksi.store.sqlite import SQLITE_VERSION  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
 WORKERS = 4
@@ -69,6 +68,16 @@ def log(message: str) -> None:
 
 
 # -- the machine ----------------------------------------------------------------------
+
+
+def _database_version() -> str:
+    """The database the figures were measured on (Keksi's default, SQLite), as the store names it."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(os.path.join(folder, "version.db"))
+        try:
+            return store.backend.version()
+        finally:
+            store.close()
 
 
 def machine() -> dict[str, str]:
@@ -93,7 +102,7 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "ram": f"{kib / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(),
-        "sqlite": SQLITE_VERSION,
+        "database": _database_version(),
         "wrk": wrk,
         "commit": commit + (" with uncommitted app changes" if dirty else ""),
         "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
@@ -519,7 +528,7 @@ def section_text(info: dict, options: argparse.Namespace, summary: str, ledger_m
     out.append("")
     out.append(f"Last run: {info['date']}, `{' '.join(options.argv) or '(defaults)'}`, commit {info['commit']}. "
                f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM, Python {info['python']}, "
-               f"SQLite {info['sqlite']}, {info['wrk']} on the same machine. Load average (1/5/15 min) "
+               f"{info['database']}, {info['wrk']} on the same machine. Load average (1/5/15 min) "
                f"at the start {info['load']}, at the end {' / '.join(f'{x:.1f}' for x in os.getloadavg())}: "
                "other work shares this machine, which is why both sides run in alternating slices.")
     out.append("")
