@@ -16,12 +16,15 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import sites as sites_mod
 from .clock import record_text
 from .store import Store
 from .store.chain import GENESIS_HASH, chain_hash, leaves_head, removal_digest
+
+if TYPE_CHECKING:
+    from .workercache import PostReads
 
 ACTIONS = ("accept_all", "reject_all", "custom", "withdraw")
 # A refusal of every optional category is kept at least this long (6 months, as the EU's 2025 Digital
@@ -137,13 +140,15 @@ def _no_control(field: str, value: str) -> None:
         raise InvalidChoice(field, "must not hold control characters (U+0000-U+001F, U+007F-U+009F)")
 
 
-def check_choice(data: dict[str, Any], store: Store, languages: list[str], today: date,
+def check_choice(data: dict[str, Any], store: Store | PostReads, languages: list[str], today: date,
                  origin: str | None, sec_gpc: bool = False,
                  own_pages: tuple[str, str] | None = None) -> Choice:
     """Validate a posted choice against the site, the notices and the banners actually served.
 
     `own_pages` is (Keksi's own origin, the site its own pages show): choices made there are
-    accepted from that origin whatever the site's list says, so the demo works on any address."""
+    accepted from that origin whatever the site's list says, so the demo works on any address.
+    `store` is read for the site, the subject, the banner and the notice versions: the app passes
+    its per-worker cache of them (keksi.workercache.PostReads)."""
     # In this order, so that the first field at fault is the one named.
     _check_fields(data)
     site = _check_site(data, store, origin, own_pages)
@@ -175,7 +180,7 @@ def _check_fields(data: dict[str, Any]) -> None:
             raise InvalidChoice(field, "is required")
 
 
-def _check_site(data: dict[str, Any], store: Store, origin: str | None,
+def _check_site(data: dict[str, Any], store: Store | PostReads, origin: str | None,
                 own_pages: tuple[str, str] | None) -> dict[str, Any]:
     """The site, when the request's origin may record choices for it."""
     site_id = _string(data, "site", 64)
@@ -197,7 +202,7 @@ def _check_event_id(data: dict[str, Any]) -> str:
         raise InvalidChoice("event_id", "must be a UUID made by the widget for this choice") from None
 
 
-def _check_subject(data: dict[str, Any], store: Store) -> str | None:
+def _check_subject(data: dict[str, Any], store: Store | PostReads) -> str | None:
     """The browser's subject id, or None for a new one."""
     subject_id = data.get("subject_id")
     if subject_id is not None and (not isinstance(subject_id, str) or not HEX32.match(subject_id)):
@@ -219,7 +224,7 @@ class _Banner:
     categories: tuple[str, ...]
 
 
-def _seen_banner(data: dict[str, Any], store: Store, site_id: str) -> _Banner | None:
+def _seen_banner(data: dict[str, Any], store: Store | PostReads, site_id: str) -> _Banner | None:
     """The banner the visitor answered (by the banner_hash posted), or None when it is no banner
     this server showed for the site (`_check_banner` refuses it, after the fields before it)."""
     banner_hash = data.get("banner_hash")
@@ -263,7 +268,7 @@ def _check_choices(data: dict[str, Any], site: dict[str, Any], action: str,
     return {k: choices[k] for k in categories}
 
 
-def _check_versions(data: dict[str, Any], site: dict[str, Any], store: Store, lang: str,
+def _check_versions(data: dict[str, Any], site: dict[str, Any], store: Store | PostReads, lang: str,
                     today: date) -> tuple[tuple[str, str, str], tuple[str, str, str] | None]:
     """(slug, version, SHA-256) of the privacy notice the visitor saw, and of the cookie notice
     when the widget sends it (older widgets do not)."""
@@ -319,7 +324,8 @@ def _check_gpc(data: dict[str, Any]) -> bool:
     return gpc
 
 
-def _version_in_effect(store: Store, field: str, slug: str, version: str, lang: str, today: date) -> str:
+def _version_in_effect(store: Store | PostReads, field: str, slug: str, version: str, lang: str,
+                      today: date) -> str:
     """The SHA-256 of a published version of `slug` in `lang` that has taken effect."""
     sha256 = store.notice_version_hash(slug, version, lang)
     if sha256 is None or date.fromisoformat(version) > today:

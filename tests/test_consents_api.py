@@ -8,11 +8,12 @@ import json
 import jsonschema
 import pytest
 
+from app import create_app
 from keksi import consents, sites
 from keksi.openapi import OPENAPI
 from keksi.store import open_store
 
-from .conftest import BOTH, Refused, from_store, raw_sql
+from .conftest import BOTH, Refused, from_store, raw_sql, write_version
 from .ledger import DEMO_SITE, ORIGIN, add_site, choice, config, count_rows, post
 
 BACKENDS = BOTH
@@ -508,3 +509,60 @@ def test_a_long_page_is_cut_not_refused_whether_kept_or_not(app, client):
     """The page is context; the choice is the record. Its length never loses the choice."""
     assert post(client, choice(config(client), page="/" + "kengat-" * 400)).status_code == 201
     assert count_rows(app) == 1
+
+
+# -- the per-worker reads a post validates against (keksi.workercache.PostReads) ---------------
+# Two apps on one database are two hosts (or two workers): each keeps its own cache.
+
+
+def second_host(app):
+    return create_app(dict(app.config))
+
+
+def test_a_site_saved_on_one_host_rules_the_next_post_on_another(make_app):
+    host_a = make_app(RATE_LIMIT=10_000)
+    add_site(host_a)
+    host_b = second_host(host_a).test_client()
+    cfg = config(host_b)
+    assert post(host_b, choice(cfg)).status_code == 201  # the site is now kept by host B
+    save_site(host_a, lambda site: site.update(origins=["https://elsewhere.example"]))
+    refused = post(host_b, choice(cfg))
+    assert refused.status_code == 403 and refused.get_json()["field"] == "origin"
+    save_site(host_a, lambda site: None)
+    assert post(host_b, choice(cfg)).status_code == 201
+    assert count_rows(host_a) == 2
+
+
+def test_a_version_withdrawn_on_one_host_is_refused_by_the_next_post_on_another(make_app, notices_dir):
+    """Host B's day (December) has reached a version that host A's (November) has not, so A may still
+    withdraw it: B accepted it a moment ago, and refuses it on the very next post."""
+    write_version(notices_dir, "privacy", "2026-12-01", body="December wording.\n")
+    host_a = make_app(RATE_LIMIT=10_000)
+    add_site(host_a)
+    host_b = create_app(dict(host_a.config, FIXED_TODAY="2026-12-01")).test_client()
+    cfg = config(host_b)
+    assert cfg["notices"]["privacy"]["version"] == "2026-12-01"
+    assert post(host_b, choice(cfg)).status_code == 201
+    result = host_a.test_cli_runner().invoke(args=["notices", "withdraw", "privacy", "2026-12-01",
+                                                   "--reason", "Too early", "--yes"])
+    assert result.exit_code == 0, result.output
+    refused = post(host_b, choice(cfg))
+    assert refused.status_code == 400 and refused.get_json()["field"] == "notice_version"
+    assert count_rows(host_a) == 1
+
+
+def test_a_banner_first_served_by_another_host_is_accepted_at_once(make_app, another_database):
+    """Host B is asked about a banner nobody served yet (refused: its "not found" is not kept), then
+    host A serves it: B accepts it on the next post, although serving a banner raises no generation."""
+    host_a = make_app(RATE_LIMIT=10_000)
+    add_site(host_a)
+    host_b = second_host(host_a).test_client()
+    elsewhere = make_app(DATABASE=another_database)  # the same site and texts on another database
+    add_site(elsewhere)
+    swedish = config(elsewhere.test_client(), lang="sv")
+    assert post(host_b, choice(config(host_b))).status_code == 201  # B has kept the site and the notices
+    unseen = post(host_b, choice(swedish))
+    assert unseen.status_code == 400 and unseen.get_json()["field"] == "banner_hash"
+    assert config(host_a.test_client(), lang="sv")["banner_hash"] == swedish["banner_hash"]
+    assert post(host_b, choice(swedish)).status_code == 201
+    assert count_rows(host_a) == 2

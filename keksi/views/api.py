@@ -293,8 +293,9 @@ def record_consent():
         data = consents.parse_body(raw)
         own_pages = ((sites.canonical_origin(request.host_url), config["WIDGET_SITE"])
                      if config["WIDGET_SITE"] else None)
-        choice = consents.check_choice(data, store, config["LANGUAGES"], today(), origin,
-                                       sec_gpc=request.headers.get("Sec-GPC") == "1", own_pages=own_pages)
+        choice = consents.check_choice(data, workercache.post_reads(store), config["LANGUAGES"], today(),
+                                       origin, sec_gpc=request.headers.get("Sec-GPC") == "1",
+                                       own_pages=own_pages)
         if not config["STORE_PAGE"]:
             choice = dataclasses.replace(choice, page=None)  # checked, never kept (KEKSI_STORE_PAGE)
         row, created = consents.record(
