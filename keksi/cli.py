@@ -194,7 +194,9 @@ def draft_cookies_command(site_id: str, out: Path | None, version: str | None) -
     paths = [folder / f"{version}.{lang}.md" for lang in current_app.config["LANGUAGES"]]
     if version in published or any(path.exists() for path in paths):
         raise click.ClickException(f"version {version} of {slug!r} exists already: choose another --date")
-    drafts = [_draft_file(covered, slug, version, lang, latest) for lang in current_app.config["LANGUAGES"]]
+    written = {lang: _draft_body(covered, slug, lang, latest) for lang in current_app.config["LANGUAGES"]}
+    material = any(w.material for w in written.values())
+    drafts = [_draft_file(covered, slug, version, lang, latest, w, material) for lang, w in written.items()]
     folder.mkdir(parents=True, exist_ok=True)
     for path, (source, _) in zip(paths, drafts):
         path.write_text(source.source, encoding="utf-8")
@@ -214,14 +216,19 @@ def _draft_date(value: str | None, latest: str | None) -> str:
     return _date(value, "--date").isoformat()
 
 
-def _draft_file(covered: list[dict], slug: str, version: str, lang: str,
-                latest: str | None) -> tuple[notices_mod.Source, cookie_notice.Draft]:
+def _draft_body(covered: list[dict], slug: str, lang: str, latest: str | None) -> cookie_notice.Draft:
+    """One language's drafted body, from the latest published version's."""
+    base = get_store().notice_version(slug, latest, lang) if latest else None
+    return cookie_notice.draft(covered, lang, base["body"] if base else None, current_app.config["ORGANIZATION"])
+
+
+def _draft_file(covered: list[dict], slug: str, version: str, lang: str, latest: str | None,
+                written: cookie_notice.Draft, material: bool) -> tuple[notices_mod.Source, cookie_notice.Draft]:
     """One language of the drafted version, as the file `publish` reads."""
     base = get_store().notice_version(slug, latest, lang) if latest else None
-    written = cookie_notice.draft(covered, lang, base["body"] if base else None, current_app.config["ORGANIZATION"])
     with force_locale(lang):
         title, summary = (base["title"] if base else cookie_notice.title()), cookie_notice.summary(covered)
-    source = notices_mod.compose_source(slug, version, lang, title, summary, False, written.body)
+    source = notices_mod.compose_source(slug, version, lang, title, summary, material, written.body)
     if isinstance(source, notices_mod.Problem):
         raise click.ClickException(str(source))
     return source, written
@@ -236,6 +243,13 @@ def _draft_notes(drafts: list[cookie_notice.Draft]) -> None:
     if unplaced:
         click.echo(f"Tables taken out that no declared category accounts for, of {', '.join(unplaced)}. "
                    "Remove or rewrite what the text says of them.")
+    providers = list(dict.fromkeys(name for d in drafts for name in d.new_providers))
+    if providers:
+        click.echo(f"New providers (recipients) the latest version did not list: {', '.join(providers)}. "
+                   "Fix any text that says who else gets the data.")
+    if any(d.material for d in drafts):
+        click.echo("Marked material (new providers or categories): visitors are asked again. "
+                   "Change 'material' before publishing if they should not be.")
     if added:
         click.echo(f"New sections for categories the text did not cover: {', '.join(added)}. Write their prose.")
     if removed:

@@ -57,6 +57,13 @@ class Draft:
     removed: list[str] = field(default_factory=list)  # categories no longer declared: their table is out
     adopted: list[str] = field(default_factory=list)  # unmarked tables now marked as these categories'
     unplaced: list[str] = field(default_factory=list)  # cookies of unmarked tables no category took: out
+    new_providers: list[str] = field(default_factory=list)  # recipients the base's tables did not name
+    new_categories: list[str] = field(default_factory=list)  # categories with cookies the base had no table of
+
+    @property
+    def material(self) -> bool:
+        """A new recipient or category (GDPR Art. 13/14): visitors are asked again. Legal may change it."""
+        return bool(self.new_providers or self.new_categories)
 
 
 def covering(all_sites: Iterable[dict[str, Any]], slug: str) -> list[dict[str, Any]]:
@@ -75,7 +82,10 @@ def draft(covered: list[dict[str, Any]], lang: str, base: str | None, operator: 
         sections = {cid: _section(category, blocks[cid]) for cid, category in shown.items()}
         if base is None:
             return Draft(_template(covered, sections), added=list(blocks))
-        return _redraft(base.replace("\r\n", "\n"), covered, shown, blocks, sections)
+        result = _redraft(base.replace("\r\n", "\n"), covered, shown, blocks, sections)
+        tables = "\n".join(line for line in base.split("\n") if line.lstrip().startswith("|"))
+        result.new_providers = [p for p in _providers(covered) if _escape(p) not in tables]
+        return result
 
 
 def _redraft(body: str, covered: list[dict[str, Any]], shown: dict[str, dict[str, Any]],
@@ -87,6 +97,8 @@ def _redraft(body: str, covered: list[dict[str, Any]], shown: dict[str, dict[str
     if not BLOCK_RE.search(body):
         body, result.adopted, result.unplaced = _adopt(body, covered, headings)
     marked = [m["id"] for m in BLOCK_RE.finditer(body)]
+    had_rows = {m["id"] for m in BLOCK_RE.finditer(body) if "\n|" in m[0]}
+    result.new_categories = [cid for cid, block in blocks.items() if "\n|" in block and cid not in had_rows]
     result.removed = [cid for cid in dict.fromkeys(marked) if cid not in blocks]
     body = BLOCK_RE.sub(lambda m: blocks.get(m["id"], REMOVED), body)
     body = re.sub(rf"\n*{REMOVED}\n*", "\n\n", body)  # a block taken out leaves one blank line
@@ -109,6 +121,13 @@ def _categories(covered: list[dict[str, Any]], lang: str, operator: str | None) 
         for category in sites.banner(site, lang, operator)["categories"]:
             shown.setdefault(category["id"], category)
     return shown
+
+
+def _providers(covered: list[dict[str, Any]]) -> list[str]:
+    """Every provider (recipient) of a service with cookies that the covered sites declare, in order."""
+    names = [service.get("provider") or cookie.get("provider") for site in covered for category in site["categories"]
+             for service in category["services"] for cookie in service["cookies"]]
+    return list(dict.fromkeys(name for name in names if name))
 
 
 def _blocks(covered: list[dict[str, Any]], lang: str, operator: str | None) -> dict[str, str]:

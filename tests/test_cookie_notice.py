@@ -287,3 +287,64 @@ def test_the_cli_writes_elsewhere_with_out_and_refuses_what_it_cannot_do(app, ru
     assert unknown.exit_code == 1 and "there is no site 'nope'" in unknown.output
     bad = runner.invoke(args=["notices", "draft-cookies", "demo", "--date", "20270115"])
     assert bad.exit_code == 2 and "is not a date (YYYY-MM-DD)" in bad.output
+
+
+# -- material: a new recipient or category asks again ------------------------------------------------
+
+HUBSPOT = {"name": "HubSpot", "provider": "HubSpot Ireland Ltd", "own_purposes": True, "cookies": [
+    {"name": "hubspotutk", "provider": "HubSpot Ireland Ltd", "duration": "P180D",
+     "purpose": {"fi": "Tunnistaa kävijän.", "sv": "Känner igen besökaren.", "en": "Recognises the visitor."}}]}
+
+
+def save_demo(app, categories) -> None:
+    store = open_store(app.config["DATABASE"])
+    try:
+        store.save_site(sites.validate(dict(copy.deepcopy(DEMO_SITE), categories=categories), list(LANGS)),
+                        "tests", create=False)
+    finally:
+        store.close()
+
+
+def with_new_provider() -> list[dict]:
+    categories = copy.deepcopy(DEMO_SITE["categories"])
+    categories[-1]["services"].append(copy.deepcopy(HUBSPOT))
+    return categories
+
+
+def test_the_cli_marks_a_draft_material_and_names_the_provider_it_adds(app, runner, notices_dir):
+    add_site(app)
+    assert runner.invoke(args=["notices", "draft-cookies", "demo"]).exit_code == 0
+    assert runner.invoke(args=["notices", "publish", "--reason", "Declaration"]).exit_code == 0
+    unchanged = runner.invoke(args=["notices", "draft-cookies", "demo"])
+    assert "New providers" not in unchanged.output and "Marked material" not in unchanged.output
+    assert "material: false" in (notices_dir / "cookies" / "2026-11-23.fi.md").read_text(encoding="utf-8")
+    save_demo(app, with_new_provider())
+    added = runner.invoke(args=["notices", "draft-cookies", "demo", "--date", "2026-12-01"])
+    assert added.exit_code == 0, added.output
+    assert "New providers (recipients) the latest version did not list: HubSpot Ireland Ltd." in added.output
+    assert "Marked material" in added.output
+    for lang in LANGS:
+        assert "material: true" in (notices_dir / "cookies" / f"2026-12-01.{lang}.md").read_text(encoding="utf-8")
+    assert runner.invoke(args=["notices", "check"]).exit_code == 0
+
+
+def test_a_new_category_of_known_providers_is_material_too(app, site):
+    with app.app_context():
+        base = cookie_notice.draft([site], "en", None, OPERATOR).body
+        chat = dict(copy.deepcopy(site["categories"][1]), id="chat", label="Chat", purpose="The support chat.")
+        grown = dict(site, categories=[*site["categories"], chat])
+        same, more = (cookie_notice.draft([s], "en", base, OPERATOR) for s in (site, grown))
+    assert not same.material and same.new_providers == [] and same.new_categories == []
+    assert more.material and more.new_categories == ["chat"] and more.new_providers == []
+
+
+def test_the_admins_draft_ticks_material_and_names_the_new_provider_in_its_language(app, legal):
+    _, done = preview_and_publish(legal, drafted_form(legal.get(f"{NEW}?site=demo").get_data(as_text=True)))
+    assert done.status_code == 302
+    page = legal.get(f"{NEW}?site=demo").get_data(as_text=True)
+    assert "New providers" not in page and re.search(r'<input[^>]*checked[^>]*name="material"', page) is None
+    save_demo(app, with_new_provider())
+    legal.get("/admin/?lang=sv")
+    page = legal.get(f"{NEW}?site=demo").get_data(as_text=True)
+    assert "HubSpot Ireland Ltd" in page.split('id="draft-heading"')[1].split("</section>")[0]
+    assert re.search(r'<input[^>]*(checked[^>]*name="material"|name="material"[^>]*checked)', page)

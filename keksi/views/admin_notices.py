@@ -123,6 +123,7 @@ def _draft(slug: str, start: notices.Version | None, site_id: str, data: dict[st
     covered = _declaring_sites(slug)
     notes: dict[str, set[str]] = {"added": set(), "removed": set()}
     unplaced: list[str] = []
+    providers: list[str] = []
     for lang in current_app.config["LANGUAGES"]:
         written = cookie_notice.draft(covered, lang, data.get(f"body_{lang}"), current_app.config["ORGANIZATION"])
         with force_locale(lang):
@@ -132,8 +133,11 @@ def _draft(slug: str, start: notices.Version | None, site_id: str, data: dict[st
         notes["added"].update(written.added if start else ())
         notes["removed"].update(written.removed)
         unplaced += [name for name in written.unplaced if name not in unplaced]
+        providers += [name for name in written.new_providers if name not in providers]
+        data["material"] = data.get("material") or written.material
     return {**_draft_link(covered), "added": _category_names(covered, notes["added"]),
-            "removed": _category_names(covered, notes["removed"]), "unplaced": unplaced}
+            "removed": _category_names(covered, notes["removed"]), "unplaced": unplaced,
+            "providers": providers, "material": data["material"]}
 
 
 def _category_names(covered: list[dict[str, Any]], ids: set[str]) -> list[str]:
