@@ -214,9 +214,15 @@ def _flash(html: str) -> str:
 
 
 @pytest.mark.parametrize("lang, said, now", [
-    ("fi", "Eväste _clck lisättiin evästeilmoitukseen osana palvelua Microsoft Clarity (Analytiikka).",
-     "Nyt ilmoitettu"),
-    ("en", "The cookie _clck was added to the declaration as part of Microsoft Clarity (Analytics).", "Declared now"),
+    ("fi", "Eväste _clck lisättiin evästeilmoitukseen osana palvelua Microsoft Clarity (Analytiikka). "
+     "Kävijöiltä kysytään uudelleen. Evästeseloste ei mainitse sitä, ennen kuin lakiasiat laativat ja "
+     "julkaisevat siitä uuden version.", "Nyt ilmoitettu"),
+    ("sv", "Kakan _clck lades till i kakdeklarationen som en del av Microsoft Clarity (Analys). Besökarna "
+     "tillfrågas igen. Informationen om kakor nämner den inte förrän juristerna utarbetar och publicerar en ny "
+     "version av den.", "Nu i kakdeklarationen"),
+    ("en", "The cookie _clck was added to the declaration as part of Microsoft Clarity (Analytics). Visitors are "
+     "asked again. The cookie notice does not list it until legal drafts and publishes a new version of it.",
+     "Declared now"),
 ])
 def test_adding_a_cookie_says_where_and_the_finding_shows_it_declared(app, lang, said, now):
     add_site(app)

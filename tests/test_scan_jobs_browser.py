@@ -187,6 +187,7 @@ def test_the_audit_pages_in_a_browser_pass_axe(make_app, page):
         page.get_by_role("button", name="Add to declaration – _clck").click()
         expect(page.locator(".flash")).to_contain_text(
             "The cookie _clck was added to the declaration as part of Microsoft Clarity (Analytics).")
+        expect(page.locator(".flash")).to_contain_text("The cookie notice does not list it until legal drafts")
         row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="Not declared"))
         expect(row).to_contain_text("Declared now")
         expect(row.get_by_role("button")).to_have_count(0)  # nothing more to add

@@ -134,7 +134,8 @@ def declare(site_id: str, scan_id: int, finding: int):
                      {"scan": scan_id, "cookie": name, "service": chosen["service"], "category": category_id})
     flash(_("The cookie %(name)s was added to the declaration as part of %(service)s (%(category)s). "
             "Visitors are asked again.", name=name, service=shown_text(service["name"]),
-            category=category_name(definition, category_id)))
+            category=category_name(definition, category_id))
+          + " " + _("The cookie notice does not list it until legal drafts and publishes a new version of it."))
     return redirect(url_for(".scan_page", site_id=site["id"], scan_id=scan_id))
 
 
