@@ -327,7 +327,7 @@ class Declaration:
     def declared(self, name: str, storage: bool = False) -> str | None:
         """The category that declares a cookie (or, with `storage`, a storage key) `name`, else None."""
         for pattern, category in self.stored if storage else self.patterns:
-            if pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern:
+            if catalogue.name_matches(name, pattern):
                 return category
         return None
 
@@ -377,24 +377,39 @@ def _not_allowed(kind: str, observation: Observation, declaration: Declaration) 
 
 
 def _declaration_gaps(observations: list[Observation], declaration: Declaration) -> list[Finding]:
-    """Cookies seen but not declared (with what the catalogue suggests), and declared but never seen."""
-    found, seen = [], {}
+    """Cookies and localStorage keys seen but not declared (with what the catalogue suggests), and
+    declared ones never seen (a declared storage key counts as seen in either storage area)."""
+    cookies: dict[str, tuple[Observation, dict[str, Any]]] = {}
+    stored: dict[str, tuple[Observation, dict[str, Any]]] = {}
     for observation in observations:
         for cookie in observation.cookies:
-            seen.setdefault(cookie["name"], (observation, cookie))
-    for name, (observation, cookie) in seen.items():
-        category, match, declared = declaration.item(name, cookie["domain"])
-        if not declared:
-            found.append(Finding("undeclared", "warning", observation.page, observation.visitor,
-                                 {"type": "cookie", "name": name, "domain": cookie["domain"]}, cookie["source"],
-                                 match.service if match else None, category, match.service_id if match else None))
-    for pattern, category in declaration.patterns:
-        if pattern in KEKSI_ITEMS:
-            continue
-        if not any(pattern.endswith("*") and name.startswith(pattern[:-1]) or name == pattern for name in seen):
-            found.append(Finding("unused", "info", None, None, {"type": "cookie", "name": pattern},
-                                 category=category))
-    return found
+            cookies.setdefault(cookie["name"], (observation, cookie))
+        for item in observation.storage:
+            stored.setdefault(item["key"], (observation, item))
+    found = [_undeclared(observation, {"type": "cookie", "name": name, "domain": cookie["domain"]},
+                         cookie["source"], declaration.item(name, cookie["domain"]))
+             for name, (observation, cookie) in cookies.items()]
+    found += [_undeclared(observation, {"type": item["area"], "name": key}, item["source"],
+                          declaration.item(key, storage=True))
+              for key, (observation, item) in stored.items() if item["area"] == "localStorage"]
+    return ([f for f in found if f] + _unused(declaration.patterns, cookies, "cookie")
+            + _unused(declaration.stored, stored, "localStorage"))
+
+
+def _undeclared(observation: Observation, item: dict[str, Any], source: str | None,
+                judged: tuple[str | None, catalogue.Match | None, bool]) -> Finding | None:
+    category, match, declared = judged
+    if declared:
+        return None
+    return Finding("undeclared", "warning", observation.page, observation.visitor, item, source,
+                   match.service if match else None, category, match.service_id if match else None)
+
+
+def _unused(declared: list[tuple[str, str]], seen: Iterable[str], kind: str) -> list[Finding]:
+    """An `unused` finding of each declared name or prefix that matches nothing seen (Keksi's own aside)."""
+    return [Finding("unused", "info", None, None, {"type": kind, "name": pattern}, category=category)
+            for pattern, category in declared if pattern not in KEKSI_ITEMS
+            and not any(catalogue.name_matches(name, pattern) for name in seen)]
 
 
 def _page_finding(observation: Observation) -> Finding | None:

@@ -27,7 +27,10 @@ CART = {"name": "shop_cart", "storage": "local", "provider": "Shop Oy", "duratio
 IGNORES = ("document.addEventListener('keksi:change', () => { document.cookie = '_fbp=fb.1.2; path=/; max-age=3600';"
            "document.cookie = '_gcl_au=1.1; path=/; max-age=3600'; });")  # sets its cookies whatever the choice
 LOOPBACK = "127.0.0.0/8"  # the setting KEKSI_SCAN_ALLOW_PRIVATE that lets these tests scan loopback
-CLARITY = "document.cookie = '_clck=abc; path=/; max-age=3600';"  # waits for consent, but is not declared
+CLARITY = ("document.cookie = '_clck=abc; path=/; max-age=3600';"  # waits for consent, but is not declared
+           "localStorage.setItem('chat_draft', '');"  # nor is its localStorage key
+           "sessionStorage.setItem('chat_tab', '1');")  # a tab's sessionStorage: no declaration can list it
+WISHLIST = dict(CART, name="wishlist")  # declared in localStorage, never written: unused
 
 
 def scan_command(app: Any, *args: str) -> Any:
@@ -56,7 +59,7 @@ def customer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
     publish_all(app)
     with LiveServer(app) as keksi, HostServer() as site, HostServer("127.0.0.2") as tracker:
         shop = copy.deepcopy(DEMO_SITE)
-        shop["categories"][0]["services"][0]["cookies"].append(CART)
+        shop["categories"][0]["services"][0]["cookies"] += [CART, WISHLIST]
         add_site(app, shop, id="shop", origins=[site.url])
         widget = f"{keksi.url}/widget/v1/consent.js"
         tracker.add("/pixel.gif", "GIF89a", "image/gif")
@@ -109,6 +112,7 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
         ("page-error", "warning", "gone", "none", "page"),  # a 404 is not a page without the banner
         ("undeclared", "warning", "news", "reject", "_fbp"),
         ("undeclared", "warning", "news", "accept", "_clck"),
+        ("undeclared", "warning", "news", "accept", "chat_draft"),
     }
     by_name = {(f["kind"], f["item"].get("name")): f for f in report["findings"]}
     assert next(f for f in report["findings"] if f["kind"] == "page-error")["item"] == {
@@ -131,6 +135,10 @@ def test_the_scan_reports_exactly_the_sites_faults(customer):
     assert (ignores["service"], ignores["source"]) == ("Meta Pixel", site + "/ignores.js")
     unused = {f["item"]["name"] for f in report["findings"] if f["kind"] == "unused"}
     assert "li_fat_id" in unused and "_gcl_au" not in unused
+    assert by_name[("undeclared", "chat_draft")]["item"] == {"type": "localStorage", "name": "chat_draft"}
+    assert [(f["item"], f["category"]) for f in report["findings"]
+            if f["kind"] == "unused" and f["item"]["type"] != "cookie"] == [
+        ({"type": "localStorage", "name": "wishlist"}, "necessary")]  # shop_cart and keksi_queue were seen
     assert "_pk_id.*" not in unused and "keksi_consent" not in unused
     # other hosts are recorded, never crawled
     assert not any("example.org" in page for page in report["pages"])

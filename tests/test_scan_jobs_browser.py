@@ -50,6 +50,7 @@ def test_the_worker_runs_a_queued_scan_and_stores_its_findings(customer):  # noq
         ("after-reject", "warning", "news", "reject", tracker.split("//")[1].split(":")[0]),
         ("undeclared", "warning", "news", "reject", "_fbp"),
         ("undeclared", "warning", "news", "accept", "_clck"),
+        ("undeclared", "warning", "news", "accept", "chat_draft"),
     }
     assert "after 0 scan(s)" in work_once(app).output  # the queue is empty: --once stops
 
