@@ -375,9 +375,13 @@ def sites_remove(site_id: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error", "never"]), default="error",
               show_default=True, help="Exit 1 when a finding at or above this level exists.")
+@click.option("--time-limit", type=click.IntRange(1, 24 * 3600), default=1800, show_default=True,
+              help="Seconds: no page is begun after this; the findings so far are reported, with a "
+                   "time-limit finding naming the pages not scanned.")
 @click.option("--chromium", default=lambda: os.environ.get("KEKSI_CHROMIUM", "/usr/lib/chromium/chromium"),
               help="Chromium to run (default: KEKSI_CHROMIUM, else Debian's).")
-def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_on: str, chromium: str) -> None:
+def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_on: str, time_limit: int,
+               chromium: str) -> None:
     """Scan a site's pages in headless Chromium: what each sets and contacts before a choice, after
     "Reject all" and after "Accept all", against the site's declaration.
 
@@ -396,7 +400,7 @@ def sites_scan(site_id: str, urls: tuple[str, ...], pages: int, fmt: str, fail_o
         except scan_network.Refused as refused:
             raise click.ClickException(f"refused {url}: {refused}; KEKSI_SCAN_ALLOW_PRIVATE lists "
                                        "the private networks the scanner may visit") from None
-    report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages), chromium,
+    report = scan_mod.scan(site, list(urls), scan_mod.Limits(pages=pages, seconds=time_limit), chromium,
                            catalogue_mod.load_ocd(Path(current_app.instance_path)),
                            progress=lambda done, total, url: click.echo(f"[{done + 1}/{total}] {url}", err=True),
                            targets=targets)

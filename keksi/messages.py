@@ -239,6 +239,7 @@ FINDING: dict[str, Callable[[Params], str]] = {
     "undeclared": lambda p: _("Not declared"),
     "unused": lambda p: _("Declared, never seen"),
     "page-error": lambda p: _("Page error"),
+    "time-limit": lambda p: _("Cut short"),
 }
 FINDING_HELP: dict[str, Callable[[Params], str]] = {
     "before-consent": lambda p: _("Set, stored or contacted before the visitor chose, though not necessary."),
@@ -247,6 +248,8 @@ FINDING_HELP: dict[str, Callable[[Params], str]] = {
     "undeclared": lambda p: _("Seen on the site, but not in its declaration."),
     "unused": lambda p: _("In the declaration, but no visitor's browser had it."),
     "page-error": lambda p: _("The page answered with an error, or could not be loaded; the other pages were scanned."),
+    "time-limit": lambda p: _("The scan's time ran out: the findings are those of the pages scanned before; the "
+                              "pages named were not scanned."),
 }
 
 DOMAINS: dict[str, dict[str, Callable[[Params], str]]] = {"auth": AUTH, "store": STORE, "site": SITE,

@@ -24,7 +24,7 @@ from . import sites as sites_mod
 
 VISITORS = ("none", "reject", "accept")
 # What a finding is about, in the order the admin explains them (keksi/messages.py words each).
-KINDS = ("before-consent", "after-reject", "no-banner", "page-error", "undeclared", "unused")
+KINDS = ("before-consent", "after-reject", "no-banner", "page-error", "undeclared", "unused", "time-limit")
 LEVELS = ("info", "warning", "error")
 KEKSI_ITEMS = ("keksi_consent", "keksi_queue")  # what the widget itself keeps: necessary by definition
 MAX_SITEMAP_BYTES = 1024 * 1024
@@ -268,6 +268,13 @@ class Limits:
     page_timeout_ms: int = 15_000  # loading one page
     settle_ms: int = 2_000  # waiting for a page's requests to quiet down
     banner_timeout_ms: int = 5_000  # waiting for the banner to appear
+    seconds: float | None = None  # the whole scan: no page but the first is begun after this (None: no limit)
+
+    def page_seconds(self) -> float:
+        """The longest one page can take: each visitor, tried twice, loads it, waits for the banner,
+        chooses (as long again at most) and loads it again; each load may take its timeout and settle."""
+        visit_ms = 2 * (self.page_timeout_ms + self.settle_ms) + 2 * self.banner_timeout_ms
+        return len(VISITORS) * 2 * visit_ms / 1000
 
 
 def _same_site_links(links: Iterable[str], origins: set[str]) -> list[str]:
@@ -525,6 +532,8 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
     observations: list[Observation] = []
     done: list[str] = []
     files: set[str] = set()  # addresses that answered with a file (a PDF, an image)
+    deadline = None if limits.seconds is None else time.monotonic() + limits.seconds
+    cut: list[Finding] = []
     with sync_playwright() as playwright, scan_network.Gate(targets or scan_network.Targets()) as gate:
         browser = playwright.chromium.launch(executable_path=chromium, args=[
             "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
@@ -536,6 +545,9 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
                 url = queue.pop(0)
                 if url in done or url in files:
                     continue
+                if done and deadline is not None and time.monotonic() > deadline:  # one page at least
+                    cut = [_cut_short(limits.seconds, done, [url, *queue], limits.pages)]
+                    break
                 progress(len(done), limits.pages, url)
                 done.append(url)
                 seen, links = _scan_page(browser, gate, url, allowed, limits)
@@ -548,7 +560,13 @@ def scan(site: dict[str, Any], urls: list[str], limits: Limits, chromium: str,
         finally:
             browser.close()
     declaration = Declaration(site, extra, _keksi_hosts(observations))
-    return Report(site["id"], started, done, judge(observations, declaration), observations)
+    return Report(site["id"], started, done, judge(observations, declaration) + cut, observations)
+
+
+def _cut_short(seconds: float, done: list[str], waiting: list[str], pages: int) -> Finding:
+    """`time-limit`: the scan's time ran out before these pages (as many as the page limit leaves)."""
+    left = [url for url in dict.fromkeys(waiting) if url not in done][:max(pages - len(done), 0)]
+    return Finding("time-limit", "warning", None, None, {"type": "scan", "seconds": seconds, "not_scanned": left})
 
 
 # Why a page did not load, in the text report's words (the admin says each in the reader's language).
@@ -564,6 +582,8 @@ def _describe(item: dict[str, Any]) -> str:
             detail = f" ({item['detail']})" if item.get("detail") else ""
             return f"page not loaded: {NOT_LOADED.get(item['error'], item['error'])}{detail}"
         return f"page, HTTP {item['status']}" if (item.get("status") or 0) >= 400 else "page"
+    if item["type"] == "scan":
+        return f"time limit of {item['seconds']:g} s reached; not scanned: {', '.join(item['not_scanned']) or '-'}"
     removed = " (removed again before the end)" if item.get("removed") else ""
     return f"{item['type']} {item.get('name') or item.get('host') or ''}{removed}"
 
@@ -572,7 +592,7 @@ def as_text(report: Report) -> str:
     """One line per finding, worst first: what a web team reads in its CI log."""
     lines = [f"Scanned {len(report.pages)} page(s) of {report.site} at {report.started}."]
     for f in sorted(report.findings, key=lambda f: -LEVELS.index(f.level)):
-        where = f"{f.page} [{f.visitor}]" if f.page else "the declaration"
+        where = f"{f.page} [{f.visitor}]" if f.page else "the scan" if f.kind == "time-limit" else "the declaration"
         about = f" – {f.service} ({f.category})" if f.service else f" – {f.category}" if f.category else ""
         source = f", set by {f.source}" if f.source else ""
         lines.append(f"{f.level.upper():7} {f.kind:15} {where}: {_describe(f.item)}{source}{about}")

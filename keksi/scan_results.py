@@ -18,7 +18,8 @@ def key(finding: dict[str, Any]) -> tuple:
 
 
 def item_name(finding: dict[str, Any]) -> str:
-    return finding["item"].get("name") or finding["item"].get("host") or ""
+    item = finding["item"]
+    return item.get("name") or item.get("host") or " ".join(item.get("not_scanned", ()))
 
 
 def compare(findings: list[dict[str, Any]],

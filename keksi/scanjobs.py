@@ -32,7 +32,7 @@ _log = logging.getLogger(__name__)
 
 MAX_PAGES = 50  # what the admin may ask for; the CLI allows more for a web team's CI
 STALE_MINUTES = 15  # a running scan without progress this long lost its worker
-PAGE_SECONDS = 3 * 2 * 25  # three visitors, tried twice, each within scan.Limits' waits
+SCAN_SECONDS = 30 * 60  # a scan begins no page after this; its findings so far are kept (`time-limit`)
 # Why a scan failed, as its `error` column names it (the admin says each in the reader's
 # language): its worker died, it ran past its time limit, its process stopped without a word (the
 # worker's log has the traceback), or its site was removed. ("page: " and a page that never loaded
@@ -57,9 +57,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def limits(options: dict[str, Any]) -> scan.Limits:
+    return scan.Limits(pages=int(options.get("pages", 10)), seconds=SCAN_SECONDS)
+
+
 def time_limit(options: dict[str, Any]) -> float:
-    """Seconds a scan may take in all: each page's waits, plus Chromium's start."""
-    return 60 + int(options.get("pages", 10)) * PAGE_SECONDS
+    """Seconds after which the worker ends a scan's process (and fails the scan): Chromium's start,
+    the scan's own time and the longest a page begun just before it ran out can take."""
+    chosen = limits(options)
+    return 60 + (chosen.seconds or 0) + chosen.page_seconds()
 
 
 def utc_in(offset_minutes: float = 0) -> str:
@@ -80,12 +86,11 @@ def run_scan(job: Job) -> None:
             store.fail_scan(job.scan_id, job.worker, NO_SITE, utc_in())
             return
         options = claimed["options"]
-        limits = scan.Limits(pages=int(options.get("pages", 10)))
 
         def progress(done: int, total: int, url: str) -> None:
             store.scan_progress(job.scan_id, job.worker, {"done": done, "total": total, "url": url}, utc_in())
 
-        report = scan.scan(site, list(options.get("urls", [])), limits, job.chromium,
+        report = scan.scan(site, list(options.get("urls", [])), limits(options), job.chromium,
                            catalogue.load_ocd(Path(job.instance)), progress=progress,
                            targets=scan_network.Targets(scan_network.networks(job.allow_private)))
         store.finish_scan(job.scan_id, job.worker, report.as_json(), utc_in())

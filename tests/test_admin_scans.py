@@ -208,6 +208,22 @@ def test_finding_kinds_and_visitors_are_worded_in_finnish(app):
     assert "after-reject" not in html and ">reject<" not in html
 
 
+CUT_SHORT = {"kind": "time-limit", "level": "warning", "page": None, "visitor": None, "source": None,
+             "service": None, "category": None, "service_id": None,
+             "item": {"type": "scan", "seconds": 1800, "not_scanned": ["https://www.example.fi/hinnat"]}}
+
+
+def test_a_scan_cut_short_says_so_and_names_the_pages_not_scanned_in_finnish(app):
+    add_site(app)
+    client = signed_in(app, "fi@example.fi", "marketing", lang="fi")
+    page = f"{START}/{finished(app, [UNDECLARED, CUT_SHORT])}"
+    html = client.get(page).get_data(as_text=True)
+    assert "Keskeytyi" in html and "Tarkistuksen aika loppui" in html and "time-limit" not in html
+    assert "Tarkistamatta <code>https://www.example.fi/hinnat</code>" in html
+    rows = client.get(f"{page}/findings.csv").get_data(as_text=True)
+    assert "Keskeytyi;;;;Tarkistamatta;https://www.example.fi/hinnat" in rows
+
+
 def _flash(html: str) -> str:
     found = re.search(r'<div class="flash" role="status">(.*?)</div>', html, re.S)
     return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip() if found else ""

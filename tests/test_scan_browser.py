@@ -12,9 +12,9 @@ from typing import Any, Iterator
 import pytest
 
 from app import create_app
-from keksi import scan
+from keksi import scan, scan_network
 
-from .conftest import CHROMIUM, SAMPLE_NOTICES, TODAY, LiveServer, publish_all
+from .conftest import CHROMIUM, SAMPLE_NOTICES, TODAY, LiveServer, from_store, publish_all
 from .ledger import DEMO_SITE, add_site
 from .widget_host import HostServer
 
@@ -194,3 +194,48 @@ def test_no_page_link_or_redirect_takes_the_scanner_to_a_private_address(custome
         (host.url + "/away", "error", "refused", "127.0.0.2 (127.0.0.2)")]
     home = next(o for o in report["observations"] if o["page"] == host.url + "/")
     assert home["status"] == 200 and "127.0.0.2" in {r["host"] for r in home["requests"]}  # tried, recorded
+
+
+def in_thread(call: Any) -> Any:
+    """`call()` in a thread of its own (the scanner's Playwright beside the tests' own), bounded."""
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(result=call()))
+    thread.start()
+    thread.join(timeout=600)
+    return box["result"]
+
+
+def test_a_page_that_hangs_past_the_time_limit_keeps_the_findings_so_far(customer):
+    """A page that answers only after the page timeout: it is a page-error (timeout), then the scan's
+    time is up, so the next page is not begun; the scan ends with its findings, marked cut short."""
+    app, site, tracker = customer
+    with HostServer() as host:
+        host.add("/hangs", "<!doctype html><title>Slow</title>")
+        host.delays["/hangs"] = 3  # bounded: longer than the page timeout below
+        limits = scan.Limits(pages=5, page_timeout_ms=1_000, settle_ms=200, banner_timeout_ms=500, seconds=0.5)
+        shop = from_store(app, "site", "shop")
+        targets = scan_network.Targets(scan_network.networks(LOOPBACK))
+        report = in_thread(lambda: scan.scan(shop, [host.url + "/hangs", site + "/news"], limits, CHROMIUM,
+                                             targets=targets))
+    assert report.pages == [host.url + "/hangs"]
+    assert [(f.kind, f.level, f.item) for f in report.findings if f.kind in ("page-error", "time-limit")] == [
+        ("page-error", "error", {"type": "page", "status": None, "error": "timeout", "detail": None}),
+        ("time-limit", "warning", {"type": "scan", "seconds": 0.5, "not_scanned": [site + "/news"]})]
+    assert "WARNING time-limit      the scan: time limit of 0.5 s reached; not scanned: " + site + "/news" \
+        in scan.as_text(report)
+
+
+def test_the_cli_scan_stops_at_its_time_limit_and_reports_what_it_saw(customer):
+    app, site, tracker = customer
+    with HostServer() as host:
+        host.add("/slow", page(f"{site}/none.js", "<p>Slow, without the widget.</p>"))
+        host.delays["/slow"] = 1.5  # each load of it alone outlasts the time limit
+        result = scan_command(app, "--url", host.url + "/slow", "--url", site + "/news", "--time-limit", "1",
+                              "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["pages"] == [host.url + "/slow"]
+    assert {(f["kind"], f["item"]["type"]) for f in report["findings"]} >= {("no-banner", "page"), ("time-limit", "scan")}
+    cut = next(f for f in report["findings"] if f["kind"] == "time-limit")
+    assert cut["item"] == {"type": "scan", "seconds": 1, "not_scanned": [site + "/news"]}
+    bad = app.test_cli_runner().invoke(args=["sites", "scan", "shop", "--time-limit", "0"])
+    assert bad.exit_code == 2 and "--time-limit" in bad.output

@@ -120,3 +120,14 @@ def test_a_queued_scan_is_audited(app):
     [scan_id] = queue(app, 1)
     entry = from_store(app, "audit_log", 1)[0]
     assert (entry["action"], entry["subject"], entry["detail"]["scan"]) == ("scan.start", "demo", scan_id)
+
+
+def test_the_worker_lets_a_page_begun_as_the_scans_time_ran_out_finish():
+    """The child stops beginning pages after the scan's time (its findings kept, marked cut short);
+    the worker ends it only after one more page at its longest, so the finish is the child's."""
+    limits = scanjobs.limits({"pages": 3})
+    assert (limits.pages, limits.seconds) == (3, scanjobs.SCAN_SECONDS)
+    each_load = (limits.page_timeout_ms + limits.settle_ms) / 1000
+    assert limits.page_seconds() >= 3 * 2 * 2 * each_load  # three visitors, tried twice, loading twice
+    assert scanjobs.time_limit({"pages": 3}) > limits.seconds + limits.page_seconds()
+    assert scanjobs.STALE_MINUTES * 60 > limits.page_seconds()  # a slow page is not a lost worker

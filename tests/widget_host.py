@@ -7,6 +7,7 @@ another, so the widget is embedded cross-origin exactly as marketing will use it
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,11 +19,13 @@ class HostServer:
     def __init__(self, address: str = "127.0.0.1") -> None:
         self.pages: dict[str, tuple[str, str, dict[str, str], int]] = {}
         self.hits: list[str] = []
-        pages, hits = self.pages, self.hits
+        self.delays: dict[str, float] = {}  # path -> seconds the server waits before answering
+        pages, hits, delays = self.pages, self.hits, self.delays
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
                 hits.append(self.path)
+                time.sleep(delays.get(self.path.split("?", 1)[0], 0))
                 found = pages.get(self.path.split("?", 1)[0])
                 body, content_type, headers, status = found or ("not found", "text/plain", {}, 404)
                 data = body.encode("utf-8")

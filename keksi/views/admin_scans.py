@@ -34,7 +34,7 @@ HISTORY = 20  # scans shown on a site's audit page
 
 LEVELS = {"error": _l("Errors"), "warning": _l("Warnings"), "info": _l("Notes")}
 ITEMS = {"cookie": _l("Cookie"), "localStorage": "localStorage", "sessionStorage": "sessionStorage",
-         "request": _l("Request to"), "page": _l("Page")}
+         "request": _l("Request to"), "page": _l("Page"), "scan": _l("Not scanned")}
 STATES = {"queued": _l("Waiting for the scan worker"), "running": _l("Running"), "done": _l("Done"),
           "failed": _l("Failed")}
 
