@@ -79,7 +79,7 @@ def refuse_nul() -> None:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += [text for item in request.form.items(multi=True) for text in item]
     if any("\x00" in text for text in values):
-        abort(400)
+        abort(400, _("The address or the form holds a NUL character (U+0000), which no text can hold."))
 
 
 def wants_json() -> bool:

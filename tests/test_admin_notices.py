@@ -317,8 +317,9 @@ def test_filters_and_pages(app, legal):
 def test_odd_filters_get_a_page_or_a_clear_400_never_a_500(legal, query):
     response = legal.get(f"/admin/audit?{query}")
     assert response.status_code in (200, 400)
-    if response.status_code == 400:
-        assert 'class="error"' in response.get_data(as_text=True)
+    if response.status_code == 400:  # the filter's own error, or the one every page gives a NUL
+        page = response.get_data(as_text=True)
+        assert 'class="error"' in page or "holds a NUL character (U+0000)" in page, page
 
 
 def test_the_csv_export_needs_a_post_with_its_token_and_is_logged(app, legal):

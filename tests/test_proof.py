@@ -276,8 +276,9 @@ def test_legal_reads_them_as_json_with_its_session(app, client):
     jsonschema.validate(build, schema("WidgetBuild"))
     assert build["script"] == client.get("/widget/v1/consent.js").get_data(as_text=True)
     for bad in ("0" * 64, "x" * 65, "%00", "a" * 5000):
-        assert legal.get(f"/api/v1/banners/{bad}").status_code == 404
-        assert legal.get(f"/api/v1/widget-builds/{bad}").status_code == 404
+        expected = 400 if bad == "%00" else 404  # a NUL is refused before anything is looked up
+        assert legal.get(f"/api/v1/banners/{bad}").status_code == expected
+        assert legal.get(f"/api/v1/widget-builds/{bad}").status_code == expected
 
 
 def test_the_export_links_each_record_to_its_banner_and_widget(app, client, tmp_path):
@@ -464,5 +465,6 @@ def test_the_proof_pages_are_for_legal_and_admin_only_and_shrug_off_odd_input(ap
     assert admin.get("/admin/proof/").status_code == 200
     for odd in ("x" * 100_000, "%00%ff", "ä" * 70, "../../etc/passwd", "A" * 64):
         assert admin.get("/admin/proof/", query_string={"q": odd}).status_code == 200
-        assert admin.get(f"/admin/proof/banners/{odd}").status_code in (404, 414)
-        assert admin.get(f"/en/receipt/{odd}/banner").status_code in (404, 414)
+        expected = (400,) if "%00" in odd else (404, 414)  # a NUL is refused before anything is looked up
+        assert admin.get(f"/admin/proof/banners/{odd}").status_code in expected
+        assert admin.get(f"/en/receipt/{odd}/banner").status_code in expected
