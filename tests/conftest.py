@@ -367,22 +367,30 @@ def console_errors(widget_console_errors: ConsoleErrors | None, browser: Any,
     assert not errors.unexpected(), f"console errors: {errors.unexpected()}"
 
 
-class LiveServer:
-    """A WSGI app served from a thread on a free loopback port."""
+class ServedInThread:
+    """A server (`self.server`, a socketserver) answering from a thread of its own inside `with`."""
 
-    def __init__(self, wsgi_app: Any):
-        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        self.port = self.server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def __init__(self, server: Any):
+        self.server = server
+        self.port = server.server_port
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
+        self.server.server_close()
         self.thread.join(timeout=5)
+
+
+class LiveServer(ServedInThread):
+    """A WSGI app served from a thread on a free loopback port."""
+
+    def __init__(self, wsgi_app: Any):
+        super().__init__(make_server("127.0.0.1", 0, wsgi_app, threaded=True))
+        self.url = f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ another, so the widget is embedded cross-origin exactly as marketing will use it
 
 from __future__ import annotations
 
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .conftest import ServedInThread
 
-class HostServer:
+
+class HostServer(ServedInThread):
     """Serves `pages` (path -> (body, content type, extra headers, status)) on a free loopback port;
     `hits` lists the paths asked for."""
 
@@ -41,19 +42,10 @@ class HostServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((address, 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://{address}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "HostServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        server = ThreadingHTTPServer((address, 0), Handler)
+        server.daemon_threads = True
+        super().__init__(server)
+        self.url = f"http://{address}:{self.port}"
 
     def add(self, path: str, body: str, content_type: str = "text/html", **headers: str) -> str:
         """Serve `body` at `path`; return its full URL."""
